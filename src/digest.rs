@@ -1,0 +1,216 @@
+//! SHA-256 digests: parsing what callers give, hashing what is written.
+//!
+//! The fetch stage hashes bytes as it writes them ([`HashingWriter`]), so the
+//! package is read from the network exactly once; this module only parses and
+//! compares the result.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::Error;
+
+/// A SHA-256 digest.
+///
+/// Parses from 64 hex digits, optionally prefixed with `sha256:` (as OCI and
+/// many CI systems write it), case-insensitive, surrounding whitespace ignored.
+///
+/// ```
+/// use zipdeploy::Sha256Digest;
+/// let d: Sha256Digest = "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+///     .parse()?;
+/// assert_eq!(d, Sha256Digest::of(b""));
+/// assert_eq!(d.to_string(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+/// # Ok::<(), zipdeploy::Error>(())
+/// ```
+#[derive(Clone, Copy, Eq)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Sha256Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        s
+    }
+}
+
+/// Constant-time comparison: a remote attacker learns nothing from timing.
+impl PartialEq for Sha256Digest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl std::hash::Hash for Sha256Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl FromStr for Sha256Digest {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let trimmed = s.trim();
+        let hex = trimmed
+            .strip_prefix("sha256:")
+            .or_else(|| trimmed.strip_prefix("SHA256:"))
+            .unwrap_or(trimmed);
+        if hex.len() != 64 {
+            return Err(Error::InvalidDigest(format!(
+                "expected 64 hex digits, got {} characters",
+                hex.len()
+            )));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
+            let nibble = |c: u8| match c {
+                b'0'..=b'9' => Ok(c - b'0'),
+                b'a'..=b'f' => Ok(c - b'a' + 10),
+                b'A'..=b'F' => Ok(c - b'A' + 10),
+                _ => Err(Error::InvalidDigest(format!(
+                    "non-hex character {:?} at position {}",
+                    c as char,
+                    i * 2
+                ))),
+            };
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Ok(Sha256Digest(out))
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256Digest({})", self.to_hex())
+    }
+}
+
+/// A writer that hashes and counts everything written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Forgets everything hashed so far (used when a download restarts).
+    pub fn reset(&mut self) {
+        self.hasher = Sha256::new();
+        self.written = 0;
+    }
+
+    /// Mutable access to the wrapped writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The digest of everything written, and the writer.
+    pub fn finish(self) -> (Sha256Digest, W) {
+        (Sha256Digest(self.hasher.finalize().into()), self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_plain_prefixed_and_upper_case_hex() {
+        let plain: Sha256Digest = EMPTY.parse().unwrap();
+        let prefixed: Sha256Digest = format!("sha256:{EMPTY}").parse().unwrap();
+        let upper: Sha256Digest = format!("  {}\n", EMPTY.to_uppercase()).parse().unwrap();
+        assert_eq!(plain, Sha256Digest::of(b""));
+        assert_eq!(plain, prefixed);
+        assert_eq!(plain, upper);
+        assert_eq!(plain.to_hex(), EMPTY);
+    }
+
+    #[test]
+    fn refuses_wrong_length_and_non_hex() {
+        let short = "abc".parse::<Sha256Digest>().unwrap_err();
+        assert!(short.to_string().contains("64 hex digits"), "{short}");
+        let bad = format!("{}zz", &EMPTY[..62]);
+        let err = bad.parse::<Sha256Digest>().unwrap_err();
+        assert!(err.to_string().contains("non-hex character 'z'"), "{err}");
+        assert_eq!(err.code(), 21);
+    }
+
+    #[test]
+    fn hashing_writer_hashes_and_counts() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        assert_eq!(w.written(), 11);
+        let (d, inner) = w.finish();
+        assert_eq!(inner, b"hello world");
+        assert_eq!(d, Sha256Digest::of(b"hello world"));
+    }
+
+    #[test]
+    fn reset_starts_over() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"stale").unwrap();
+        w.reset();
+        w.get_mut().clear();
+        w.write_all(b"fresh").unwrap();
+        let (d, _) = w.finish();
+        assert_eq!(d, Sha256Digest::of(b"fresh"));
+    }
+}

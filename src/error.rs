@@ -1,0 +1,316 @@
+//! The one error type of the crate.
+//!
+//! Every variant has a stable numeric [`Error::code`]; `code / 10` is its
+//! [`ErrorClass`], whose number is also the example CLI's exit status and the
+//! class of the C ABI's status codes. Messages name the cause (entry, limit,
+//! digests, HTTP status) and never contain credentials: URLs are redacted with
+//! [`crate::fetch::Source::redacted`] before they reach an error.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which resource limit was exceeded (see [`crate::Limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Bytes downloaded (or read from a local package).
+    DownloadSize,
+    /// Sum of the uncompressed sizes of all entries.
+    TotalSize,
+    /// Number of entries in the archive.
+    Entries,
+    /// Uncompressed/compressed ratio of one entry.
+    Ratio,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::DownloadSize => "download size",
+            Limit::TotalSize => "total uncompressed size",
+            Limit::Entries => "entry count",
+            Limit::Ratio => "compression ratio",
+        })
+    }
+}
+
+/// Coarse classes of failure; the number is the CLI exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorClass {
+    /// The caller's input was wrong (URL, digest, options).
+    Usage = 2,
+    /// The package could not be fetched (HTTP status, network, timeout).
+    Network = 3,
+    /// The package's SHA-256 is not the expected one.
+    Digest = 4,
+    /// The archive is not a ZIP, is corrupt, ambiguous or hostile.
+    Archive = 5,
+    /// A resource limit was exceeded.
+    Limit = 6,
+    /// A local filesystem operation failed (permissions, full disk, ...).
+    Filesystem = 7,
+    /// The caller's hook (for example an init script) failed.
+    Hook = 8,
+    /// The caller cancelled the deploy.
+    Cancelled = 9,
+}
+
+/// Everything that can go wrong in a deploy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The package location could not be parsed or is not supported.
+    #[error("invalid package URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An expected digest could not be parsed.
+    #[error("invalid SHA-256 digest: {0}")]
+    InvalidDigest(String),
+    /// An option is missing or out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The server answered with a status that is not success.
+    #[error("HTTP status {status} fetching {url}")]
+    HttpStatus {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The connection failed (DNS, refused, reset, TLS, redirect policy, ...).
+    #[error("network error fetching {url}: {reason}")]
+    Network {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A connect, stall or overall timeout expired.
+    #[error("timed out fetching {url}: {what}")]
+    Timeout {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// Which timeout.
+        what: String,
+    },
+    /// The body ended before the length the server announced.
+    #[error("download from {url} truncated: got {received} of {expected} bytes")]
+    Truncated {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// Bytes received.
+        received: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// A redirect was refused (loop, too many, or https to http).
+    #[error("redirect refused fetching {url}: {reason}")]
+    Redirect {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// TLS failed (untrusted certificate, handshake error).
+    #[error("TLS error fetching {url}: {reason}")]
+    Tls {
+        /// The URL, with credentials redacted.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The package's digest is not the expected one.
+    #[error("SHA-256 mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the caller asked for (hex).
+        expected: String,
+        /// The digest of the bytes received (hex).
+        actual: String,
+    },
+
+    /// The package is not a ZIP archive at all.
+    #[error("not a ZIP archive: {0}")]
+    NotZip(String),
+    /// The archive is structurally broken or ambiguous.
+    #[error("corrupt or ambiguous archive: {0}")]
+    CorruptArchive(String),
+    /// An entry would escape the destination or is of a refused kind.
+    #[error("unsafe entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        /// The entry name as stored (lossily decoded).
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An entry uses a feature this crate does not extract.
+    #[error("unsupported entry {entry:?}: {reason}")]
+    UnsupportedEntry {
+        /// The entry name as stored (lossily decoded).
+        entry: String,
+        /// The feature (encryption, compression method, ...).
+        reason: String,
+    },
+
+    /// A resource limit was exceeded.
+    #[error("{limit} limit exceeded: {actual} > {max}{}", entry_suffix(.entry))]
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// The configured maximum.
+        max: u64,
+        /// What the package needs (at least).
+        actual: u64,
+        /// The entry concerned, if one.
+        entry: Option<String>,
+    },
+
+    /// A filesystem operation failed.
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done ("create", "write", "rename", ...).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The destination's filesystem has too little free space.
+    #[error("not enough free space at {}: need {needed} bytes, {available} available", .path.display())]
+    NoSpace {
+        /// Where the space was checked.
+        path: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+
+    /// A caller-supplied hook refused the staged tree.
+    #[error("hook failed: {0}")]
+    Hook(String),
+
+    /// The progress callback asked to stop.
+    #[error("deploy cancelled")]
+    Cancelled,
+}
+
+fn entry_suffix(entry: &Option<String>) -> String {
+    match entry {
+        Some(e) => format!(" (entry {e:?})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// Stable numeric code of this variant; `code / 10` is its class.
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::InvalidUrl { .. } => 20,
+            Error::InvalidDigest(_) => 21,
+            Error::Config(_) => 22,
+            Error::HttpStatus { .. } => 30,
+            Error::Network { .. } => 31,
+            Error::Timeout { .. } => 32,
+            Error::Truncated { .. } => 33,
+            Error::Redirect { .. } => 34,
+            Error::Tls { .. } => 35,
+            Error::DigestMismatch { .. } => 40,
+            Error::NotZip(_) => 50,
+            Error::CorruptArchive(_) => 51,
+            Error::UnsafeEntry { .. } => 52,
+            Error::UnsupportedEntry { .. } => 53,
+            Error::LimitExceeded { .. } => 60,
+            Error::Io { .. } => 70,
+            Error::NoSpace { .. } => 71,
+            Error::Hook(_) => 80,
+            Error::Cancelled => 90,
+        }
+    }
+
+    /// The class of this error (also the CLI's exit status).
+    pub fn class(&self) -> ErrorClass {
+        match self.code() / 10 {
+            2 => ErrorClass::Usage,
+            3 => ErrorClass::Network,
+            4 => ErrorClass::Digest,
+            5 => ErrorClass::Archive,
+            6 => ErrorClass::Limit,
+            7 => ErrorClass::Filesystem,
+            8 => ErrorClass::Hook,
+            _ => ErrorClass::Cancelled,
+        }
+    }
+
+    /// Whether retrying the same request may succeed (network class only).
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Error::HttpStatus { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            Error::Network { .. } | Error::Timeout { .. } | Error::Truncated { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Builds an [`Error::Io`] (used as `map_err(Error::io("op", path))`).
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_grouped_by_class() {
+        let e = Error::DigestMismatch {
+            expected: "aa".into(),
+            actual: "bb".into(),
+        };
+        assert_eq!(e.code(), 40);
+        assert_eq!(e.class(), ErrorClass::Digest);
+        assert_eq!(e.class() as u8, 4);
+        assert_eq!(Error::Cancelled.class(), ErrorClass::Cancelled);
+        assert_eq!(Error::Config("x".into()).class(), ErrorClass::Usage);
+    }
+
+    #[test]
+    fn limit_message_names_the_limit_and_entry() {
+        let e = Error::LimitExceeded {
+            limit: Limit::TotalSize,
+            max: 10,
+            actual: 11,
+            entry: Some("big.bin".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "total uncompressed size limit exceeded: 11 > 10 (entry \"big.bin\")"
+        );
+    }
+
+    #[test]
+    fn transient_errors_are_the_retryable_ones() {
+        let status = |s| Error::HttpStatus {
+            url: "u".into(),
+            status: s,
+        };
+        assert!(status(503).is_transient());
+        assert!(status(429).is_transient());
+        assert!(!status(404).is_transient());
+        assert!(!Error::Cancelled.is_transient());
+    }
+}

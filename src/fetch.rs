@@ -1,0 +1,655 @@
+//! Fetch stage: package location → local file, hashed in the same pass.
+//!
+//! HTTP(S) goes through ureq (rustls, no compression so the bytes hashed are
+//! the bytes served), with connect/stall/overall timeouts, retries with
+//! exponential backoff and jitter on transient failures (honouring
+//! `Retry-After`), and resume with `Range`/`If-Range` when the server supports
+//! it. Local paths and `file://` URLs are read through the same hashing pump.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::error::{Error, Limit, Result};
+use crate::progress::{report, Progress, ProgressFn, Stage};
+
+/// Size of the buffer bytes are pumped through.
+const CHUNK: usize = 256 * 1024;
+
+/// Where a package comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An `http://` or `https://` URL.
+    Http(Url),
+    /// A local file, given as a path or a `file://` URL.
+    File(PathBuf),
+}
+
+impl Source {
+    /// Parses a package location: `http(s)://…`, `file://…` or a plain path.
+    ///
+    /// ```
+    /// use zipdeploy::Source;
+    /// assert!(matches!(Source::parse("https://example.com/app.zip")?, Source::Http(_)));
+    /// assert!(matches!(Source::parse("/srv/app.zip")?, Source::File(_)));
+    /// assert!(Source::parse("ftp://example.com/app.zip").is_err());
+    /// # Ok::<(), zipdeploy::Error>(())
+    /// ```
+    pub fn parse(location: &str) -> Result<Source> {
+        let location = location.trim();
+        if location.is_empty() {
+            return Err(Error::InvalidUrl {
+                url: String::new(),
+                reason: "empty".into(),
+            });
+        }
+        if !location.contains("://") {
+            return Ok(Source::File(PathBuf::from(location)));
+        }
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: redact_str(location),
+            reason,
+        };
+        let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
+        match url.scheme() {
+            "http" | "https" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid("no host".into()));
+                }
+                Ok(Source::Http(url))
+            }
+            "file" => url
+                .to_file_path()
+                .map(Source::File)
+                .map_err(|()| invalid("not a local absolute path".into())),
+            other => Err(invalid(format!("unsupported scheme {other:?}"))),
+        }
+    }
+
+    /// The location with any user name, password and query string token hidden,
+    /// safe to log or show.
+    pub fn redacted(&self) -> String {
+        match self {
+            Source::Http(url) => redact_url(url),
+            Source::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Hides credentials in a URL: `user:pass@` becomes `***@`.
+fn redact_url(url: &Url) -> String {
+    let mut url = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+    url.to_string()
+}
+
+/// Redacts a location that may not even parse: drops everything between
+/// `://` and the last `@` of the authority.
+fn redact_str(location: &str) -> String {
+    if let Ok(url) = Url::parse(location) {
+        return redact_url(&url);
+    }
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => location.to_string(),
+            }
+        }
+        None => location.to_string(),
+    }
+}
+
+/// Removes any credential of `url` from a message produced by another crate.
+fn scrub(message: &str, url: &Url) -> String {
+    let mut out = message.to_string();
+    if let Some(password) = url.password().filter(|p| !p.is_empty()) {
+        out = out.replace(password, "***");
+    }
+    if url.username().len() >= 3 {
+        out = out.replace(url.username(), "***");
+    }
+    out
+}
+
+/// Network behaviour of the fetch stage. The defaults suit a container start.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Time allowed to establish a connection (TCP + TLS). Default 10 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for any bytes once connected. Default 30 s.
+    pub stall_timeout: Duration,
+    /// Deadline for the whole fetch, retries included. Default none.
+    pub timeout: Option<Duration>,
+    /// Retries after the first attempt on transient failures. Default 3.
+    pub retries: u32,
+    /// First backoff delay; doubles each retry, plus up to 50% jitter,
+    /// at most 30 s. Default 250 ms.
+    pub backoff: Duration,
+    /// Most redirects followed. Default 5.
+    pub max_redirects: u32,
+    /// Largest package accepted, in bytes. Default 4 GiB.
+    pub max_size: u64,
+    /// Extra request headers, e.g. `("Authorization", "Bearer …")`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            timeout: None,
+            retries: 3,
+            backoff: Duration::from_millis(250),
+            max_redirects: 5,
+            max_size: 4 << 30,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What the fetch stage produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// SHA-256 of the whole package.
+    pub digest: Sha256Digest,
+    /// Size of the package in bytes.
+    pub bytes: u64,
+    /// Attempts made (1 when nothing was retried).
+    pub attempts: u32,
+    /// Attempts that resumed a partial download with `Range`.
+    pub resumed: u32,
+}
+
+/// Fetches `source` into a new file at `path`, hashing it on the way.
+///
+/// `path` is created (truncated if present). On error it may hold a partial
+/// download; the caller removes it.
+///
+/// ```no_run
+/// use zipdeploy::fetch::{fetch_to_file, FetchOptions};
+/// use zipdeploy::Source;
+/// let source = Source::parse("https://example.com/app.zip")?;
+/// let fetched = fetch_to_file(&source, "/tmp/app.zip".as_ref(), &FetchOptions::default(), None)?;
+/// println!("{} bytes, sha256 {}", fetched.bytes, fetched.digest);
+/// # Ok::<(), zipdeploy::Error>(())
+/// ```
+pub fn fetch_to_file(
+    source: &Source,
+    path: &Path,
+    options: &FetchOptions,
+    mut progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Fetched> {
+    let file = File::create(path).map_err(Error::io("create", path))?;
+    let mut out = HashingWriter::new(file);
+    let (attempts, resumed) = match source {
+        Source::File(local) => {
+            let (mut input, len) = open_local(local)?;
+            let read_err = |e: io::Error| Error::io("read", local)(e);
+            pump(
+                &mut input,
+                &mut out,
+                Some(len),
+                options.max_size,
+                &mut progress,
+                read_err,
+            )
+            .map_err(|e| e.map_write_path(path))?;
+            (1, 0)
+        }
+        Source::Http(url) => http_fetch(url, &mut out, path, options, &mut progress)?,
+    };
+    let bytes = out.written();
+    let (digest, _file) = out.finish();
+    Ok(Fetched {
+        digest,
+        bytes,
+        attempts,
+        resumed,
+    })
+}
+
+/// Hashes a local package in place (no copy), enforcing the size limit.
+pub fn hash_local(
+    path: &Path,
+    options: &FetchOptions,
+    mut progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Fetched> {
+    let (mut input, len) = open_local(path)?;
+    let mut out = HashingWriter::new(io::sink());
+    pump(
+        &mut input,
+        &mut out,
+        Some(len),
+        options.max_size,
+        &mut progress,
+        |e| Error::io("read", path)(e),
+    )?;
+    let bytes = out.written();
+    Ok(Fetched {
+        digest: out.finish().0,
+        bytes,
+        attempts: 1,
+        resumed: 0,
+    })
+}
+
+fn open_local(path: &Path) -> Result<(File, u64)> {
+    let file = File::open(path).map_err(Error::io("open package", path))?;
+    let meta = file.metadata().map_err(Error::io("stat package", path))?;
+    if !meta.is_file() {
+        return Err(Error::io("open package", path)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Marker for errors of the writing side inside [`pump`].
+trait WritePath {
+    fn map_write_path(self, path: &Path) -> Error;
+}
+
+impl WritePath for Error {
+    fn map_write_path(self, path: &Path) -> Error {
+        match self {
+            Error::Io {
+                op: "write",
+                source,
+                ..
+            } => Error::Io {
+                op: "write",
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Copies `input` into `out` (which hashes), enforcing `max` and reporting
+/// progress. Read errors are mapped by `read_err`; write errors become
+/// `Error::Io { op: "write" }` with an empty path for the caller to fill in.
+fn pump<R: Read, W: Write>(
+    input: &mut R,
+    out: &mut HashingWriter<W>,
+    total: Option<u64>,
+    max: u64,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+    read_err: impl Fn(io::Error) -> Error,
+) -> Result<()> {
+    if let Some(total) = total.filter(|t| *t > max) {
+        return Err(Error::LimitExceeded {
+            limit: Limit::DownloadSize,
+            max,
+            actual: total,
+            entry: None,
+        });
+    }
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if out.written() + n as u64 > max {
+            return Err(Error::LimitExceeded {
+                limit: Limit::DownloadSize,
+                max,
+                actual: out.written() + n as u64,
+                entry: None,
+            });
+        }
+        out.write_all(&buf[..n]).map_err(Error::io("write", ""))?;
+        report(
+            progress,
+            Progress::bytes(Stage::Fetch, out.written(), total),
+        )?;
+    }
+}
+
+/// What one HTTP attempt learnt that the next attempt needs.
+#[derive(Default)]
+struct ResumeState {
+    /// Strong validator for `If-Range` (ETag, else Last-Modified).
+    validator: Option<String>,
+    /// Whether the server advertised `Accept-Ranges: bytes`.
+    ranges: bool,
+    /// Full length of the body, when known.
+    total: Option<u64>,
+    /// Delay the server asked for with `Retry-After`.
+    retry_after: Option<Duration>,
+}
+
+fn http_fetch(
+    url: &Url,
+    out: &mut HashingWriter<File>,
+    path: &Path,
+    options: &FetchOptions,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+) -> Result<(u32, u32)> {
+    let agent = agent_for(url, options);
+    let deadline = options.timeout.map(|t| Instant::now() + t);
+    let mut state = ResumeState::default();
+    let mut attempts = 0;
+    let mut resumed = 0;
+    loop {
+        attempts += 1;
+        let resuming = out.written() > 0 && state.ranges && state.validator.is_some();
+        if out.written() > 0 && !resuming {
+            restart(out, path)?;
+        }
+        if resuming {
+            resumed += 1;
+        }
+        let result = http_attempt(
+            &agent, url, out, path, options, deadline, &mut state, progress,
+        );
+        let err = match result {
+            Ok(()) => return Ok((attempts, resumed)),
+            Err(e) => e,
+        };
+        let now = Instant::now();
+        if !err.is_transient() || attempts > options.retries || deadline.is_some_and(|d| now >= d) {
+            return Err(err);
+        }
+        let mut delay = state
+            .retry_after
+            .take()
+            .unwrap_or_else(|| backoff(options, attempts));
+        if let Some(d) = deadline {
+            delay = delay.min(d.saturating_duration_since(now));
+        }
+        std::thread::sleep(delay);
+    }
+}
+
+/// Exponential backoff with jitter for retry number `attempt` (1-based).
+fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
+    let base = options
+        .backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(30));
+    // Jitter from the std hasher's random keys: no RNG dependency needed.
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(Instant::now());
+    base + base.mul_f64((random % 1000) as f64 / 2000.0)
+}
+
+fn restart(out: &mut HashingWriter<File>, path: &Path) -> Result<()> {
+    out.reset();
+    let file = out.get_mut();
+    file.set_len(0).map_err(Error::io("truncate", path))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(Error::io("seek", path))?;
+    Ok(())
+}
+
+fn agent_for(url: &Url, options: &FetchOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .https_only(url.scheme() == "https")
+        .max_redirects(options.max_redirects)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_recv_response(Some(options.stall_timeout))
+        .timeout_per_read(Some(options.stall_timeout))
+        .accept_encoding("identity")
+        .user_agent(concat!("zipdeploy/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn http_attempt(
+    agent: &ureq::Agent,
+    url: &Url,
+    out: &mut HashingWriter<File>,
+    path: &Path,
+    options: &FetchOptions,
+    deadline: Option<Instant>,
+    state: &mut ResumeState,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+) -> Result<()> {
+    let shown = redact_url(url);
+    let have = out.written();
+    let mut request = agent.get(url.as_str());
+    for (name, value) in &options.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if have > 0 {
+        request = request.header("Range", format!("bytes={have}-"));
+        if let Some(v) = &state.validator {
+            request = request.header("If-Range", v.as_str());
+        }
+    }
+    if let Some(d) = deadline {
+        let left = d.saturating_duration_since(Instant::now());
+        request = request.config().timeout_global(Some(left)).build();
+    }
+    let response = request.call().map_err(|e| map_ureq_error(e, url))?;
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    state.retry_after = header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(300)));
+    let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    match status {
+        200 => {
+            if have > 0 {
+                restart(out, path)?;
+            }
+            state.total = length;
+            state.ranges = header("accept-ranges").is_some_and(|v| v.contains("bytes"));
+            state.validator = header("etag")
+                .filter(|e| !e.starts_with("W/"))
+                .or_else(|| header("last-modified"));
+        }
+        206 if have > 0 => {
+            let range = header("content-range").unwrap_or_default();
+            let start = parse_content_range_start(&range);
+            if start != Some(have) {
+                // The server resumed somewhere else: start over next attempt.
+                state.ranges = false;
+                return Err(Error::Network {
+                    url: shown,
+                    reason: format!("server resumed at the wrong offset ({range:?})"),
+                });
+            }
+        }
+        _ => {
+            return Err(Error::HttpStatus { url: shown, status });
+        }
+    }
+    let expected_total = state.total.or(length.map(|l| l + out.written()));
+    let mut body = response.into_body().into_reader();
+    let received_before = out.written();
+    let read_err = |e: io::Error| {
+        let reason = scrub(&e.to_string(), url);
+        if e.kind() == io::ErrorKind::TimedOut || reason.to_lowercase().contains("timeout") {
+            Error::Timeout {
+                url: shown.clone(),
+                what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
+            }
+        } else {
+            Error::Network {
+                url: shown.clone(),
+                reason: format!("body read failed after {received_before} bytes: {reason}"),
+            }
+        }
+    };
+    let result = pump(
+        &mut body,
+        out,
+        expected_total,
+        options.max_size,
+        progress,
+        read_err,
+    )
+    .map_err(|e| e.map_write_path(path));
+    match (result, expected_total) {
+        (Err(Error::Network { .. }), Some(expected)) if out.written() < expected => {
+            Err(Error::Truncated {
+                url: shown,
+                received: out.written(),
+                expected,
+            })
+        }
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(expected)) if out.written() != expected => Err(Error::Truncated {
+            url: shown,
+            received: out.written(),
+            expected,
+        }),
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// `bytes 100-199/200` → `Some(100)`.
+fn parse_content_range_start(value: &str) -> Option<u64> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
+    let shown = redact_url(url);
+    let reason = scrub(&error.to_string(), url);
+    match error {
+        ureq::Error::Timeout(t) => Error::Timeout {
+            url: shown,
+            what: t.to_string(),
+        },
+        ureq::Error::TooManyRedirects => Error::Redirect {
+            url: shown,
+            reason: "too many redirects (or a redirect loop)".into(),
+        },
+        ureq::Error::RedirectFailed => Error::Redirect {
+            url: shown,
+            reason: "redirect could not be followed".into(),
+        },
+        ureq::Error::RequireHttpsOnly(_) => Error::Redirect {
+            url: shown,
+            reason: "redirect from https to a non-https URL refused".into(),
+        },
+        ureq::Error::BadUri(_) => Error::InvalidUrl { url: shown, reason },
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
+            Error::Tls { url: shown, reason }
+        }
+        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::TimedOut => Error::Timeout {
+            url: shown,
+            what: reason,
+        },
+        _ => Error::Network { url: shown, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(
+            Source::parse("pkg.zip").unwrap(),
+            Source::File(PathBuf::from("pkg.zip"))
+        );
+        assert_eq!(
+            Source::parse("file:///srv/pkg.zip").unwrap(),
+            Source::File(PathBuf::from("/srv/pkg.zip"))
+        );
+        assert!(matches!(
+            Source::parse("http://127.0.0.1:8080/a.zip").unwrap(),
+            Source::Http(_)
+        ));
+        let err = Source::parse("ftp://u:hunter22@h/a.zip").unwrap_err();
+        assert_eq!(err.code(), 20);
+        assert!(!err.to_string().contains("hunter22"), "{err}");
+        assert!(Source::parse("http://").is_err());
+        assert!(Source::parse("  ").is_err());
+    }
+
+    #[test]
+    fn redaction_hides_user_and_password() {
+        let s = Source::parse("https://deploy:s3cret@example.com/app.zip").unwrap();
+        let shown = s.redacted();
+        assert_eq!(shown, "https://***@example.com/app.zip");
+        assert_eq!(
+            redact_str("https://a:b@[not a url/x"),
+            "https://***@[not a url/x"
+        );
+        let url = Url::parse("https://deploy:s3cret@example.com/").unwrap();
+        assert_eq!(
+            scrub("failed for deploy:s3cret", &url),
+            "failed for ***:***"
+        );
+    }
+
+    #[test]
+    fn content_range_start() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("bytes */200"), None);
+        assert_eq!(parse_content_range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let o = FetchOptions::default();
+        let first = backoff(&o, 1);
+        assert!(
+            first >= o.backoff && first <= o.backoff * 3 / 2,
+            "{first:?}"
+        );
+        assert!(backoff(&o, 3) >= o.backoff * 4);
+        assert!(backoff(&o, 40) <= Duration::from_secs(45));
+    }
+
+    #[test]
+    fn local_copy_hashes_and_enforces_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("in.zip");
+        std::fs::write(&src, b"0123456789").unwrap();
+        let out = dir.path().join("out.zip");
+        let source = Source::File(src.clone());
+        let got = fetch_to_file(&source, &out, &FetchOptions::default(), None).unwrap();
+        assert_eq!(got.bytes, 10);
+        assert_eq!(got.digest, Sha256Digest::of(b"0123456789"));
+        assert_eq!(std::fs::read(&out).unwrap(), b"0123456789");
+        assert_eq!(
+            hash_local(&src, &FetchOptions::default(), None).unwrap(),
+            got
+        );
+
+        let small = FetchOptions {
+            max_size: 5,
+            ..FetchOptions::default()
+        };
+        let err = fetch_to_file(&source, &out, &small, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    limit: Limit::DownloadSize,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Progress reporting shared by the stages.
+
+use std::ops::ControlFlow;
+
+/// The stage a [`Progress`] event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Downloading (or reading) the package and hashing it.
+    Fetch = 1,
+    /// Extracting entries into the staging directory.
+    Extract = 2,
+    /// Activating the staged tree.
+    Install = 3,
+}
+
+/// A snapshot of how far a deploy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The stage reporting.
+    pub stage: Stage,
+    /// Bytes done in this stage (downloaded, or written by extraction).
+    pub bytes: u64,
+    /// Bytes expected in this stage, when known.
+    pub total_bytes: Option<u64>,
+    /// Entries extracted so far (extract stage).
+    pub entries: u64,
+    /// Entries in the archive (extract stage).
+    pub total_entries: Option<u64>,
+}
+
+impl Progress {
+    pub(crate) fn bytes(stage: Stage, bytes: u64, total_bytes: Option<u64>) -> Self {
+        Progress {
+            stage,
+            bytes,
+            total_bytes,
+            entries: 0,
+            total_entries: None,
+        }
+    }
+}
+
+/// A progress callback: return [`ControlFlow::Break`] to cancel the deploy.
+///
+/// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`] and
+/// the destination is left as it was.
+pub type ProgressFn<'a> = dyn FnMut(&Progress) -> ControlFlow<()> + Send + 'a;
+
+/// Calls the callback, if any, and turns a `Break` into [`crate::Error::Cancelled`].
+pub(crate) fn report(progress: &mut Option<&mut ProgressFn<'_>>, p: Progress) -> crate::Result<()> {
+    match progress {
+        Some(f) => match f(&p) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(crate::Error::Cancelled),
+        },
+        None => Ok(()),
+    }
+}
