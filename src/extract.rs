@@ -255,7 +255,7 @@ impl Plan {
                 .by_index_data(index)
                 .map_err(|e| Error::CorruptArchive(format!("entry #{index}: {e}")))?;
             let raw = entry.name_raw();
-            let name = String::from_utf8_lossy(raw).into_owned();
+            let name = display_name(raw);
             let unsafe_entry = |reason: &str| Error::UnsafeEntry {
                 entry: name.clone(),
                 reason: reason.into(),
@@ -392,6 +392,18 @@ impl Plan {
         plan.files.sort_by_key(|p| std::cmp::Reverse(p.size));
         Ok(plan)
     }
+}
+
+/// An entry name fit for a one-line message: lossily decoded, and cut
+/// short when an archive uses absurdly long names.
+fn display_name(raw: &[u8]) -> String {
+    const MAX: usize = 120;
+    let name = String::from_utf8_lossy(raw);
+    if name.chars().count() <= MAX {
+        return name.into_owned();
+    }
+    let head: String = name.chars().take(MAX).collect();
+    format!("{head}… ({} bytes)", raw.len())
 }
 
 fn supported(method: CompressionMethod) -> bool {

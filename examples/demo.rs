@@ -1,0 +1,67 @@
+//! Deploys the demo package shipped in `examples/` with the Rust API and
+//! shows the result:
+//!
+//! ```sh
+//! cargo run --example demo -- /tmp/zipdeploy-demo
+//! ```
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dest = std::env::args().nth(1).map_or_else(
+        || std::env::temp_dir().join("zipdeploy-demo"),
+        PathBuf::from,
+    );
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let package = examples.join("demo-app.zip");
+    let sidecar = std::fs::read_to_string(examples.join("demo-app.zip.sha256"))?;
+    let expected = sidecar.split_whitespace().next().unwrap_or_default();
+
+    let report = zipdeploy::Deploy::new(package.to_str().ok_or("non-UTF-8 path")?)?
+        .sha256(expected)?
+        .dest(&dest)
+        .run()?;
+
+    if report.noop {
+        println!(
+            "{} already installed in {}",
+            report.digest,
+            report.dest.display()
+        );
+    } else {
+        println!(
+            "installed {} into {}: {} files, {} dirs, {} bytes in {:?}",
+            report.digest,
+            report.dest.display(),
+            report.files,
+            report.dirs,
+            report.bytes_written,
+            report.timings.total
+        );
+    }
+    list(&report.dest, &report.dest)?;
+    Ok(())
+}
+
+fn list(root: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let meta = entry.metadata()?;
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(&entry.path())
+            .to_path_buf();
+        println!(
+            "  {:o}  {:>6}  {}",
+            meta.permissions().mode() & 0o7777,
+            meta.len(),
+            rel.display()
+        );
+        if meta.is_dir() {
+            list(root, &entry.path())?;
+        }
+    }
+    Ok(())
+}

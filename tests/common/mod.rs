@@ -1,0 +1,335 @@
+//! Helpers shared by the integration tests: a real HTTP/1.1 server on
+//! 127.0.0.1 with fault injection, ZIP builders, and tree snapshots.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use zip::write::SimpleFileOptions;
+use zip::ZipWriter;
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How the server misbehaves while sending a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Send the headers (with the full Content-Length) and this many body
+    /// bytes, then close the connection.
+    CloseAfter(usize),
+    /// Send this many body bytes, then stall for the duration.
+    StallAfter(usize, Duration),
+}
+
+/// A reply to send.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub fault: Fault,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/zip".into())],
+            body: body.into(),
+            fault: Fault::None,
+        }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: format!("<!DOCTYPE html><html><body>{status}</body></html>").into_bytes(),
+            fault: Fault::None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn fault(mut self, fault: Fault) -> Reply {
+        self.fault = fault;
+        self
+    }
+
+    /// Serves `body` honouring `Range` (and `If-Range` against `etag`), as a
+    /// static file server does.
+    pub fn file_with_ranges(req: &Request, body: &[u8], etag: &str) -> Reply {
+        let base = Reply::ok(body.to_vec())
+            .header("Accept-Ranges", "bytes")
+            .header("ETag", etag);
+        let Some(range) = req.header("range") else {
+            return base;
+        };
+        if req.header("if-range").is_some_and(|v| v != etag) {
+            return base;
+        }
+        let start: usize = range
+            .trim_start_matches("bytes=")
+            .trim_end_matches('-')
+            .parse()
+            .unwrap_or(0);
+        if start >= body.len() {
+            return Reply::status(416);
+        }
+        let mut reply = Reply::ok(body[start..].to_vec())
+            .header("Accept-Ranges", "bytes")
+            .header("ETag", etag)
+            .header(
+                "Content-Range",
+                &format!("bytes {start}-{}/{}", body.len() - 1, body.len()),
+            );
+        reply.status = 206;
+        reply
+    }
+}
+
+type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+/// An HTTP server on 127.0.0.1, one thread per connection, stopped on drop.
+pub struct TestServer {
+    addr: std::net::SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TestServer {
+    /// Starts a server; `handler` gets each request and its 0-based number.
+    pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        {
+            let requests = requests.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let handler = handler.clone();
+                    let requests = requests.clone();
+                    thread::spawn(move || serve(stream, &*handler, &requests));
+                }
+            });
+        }
+        TestServer {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// Serves `body` at every path, with range support.
+    pub fn serving(body: Vec<u8>) -> Self {
+        Self::start(move |req, _| Reply::file_with_ranges(req, &body, "\"v1\""))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let req = Request {
+        method,
+        path,
+        headers,
+    };
+    let n = {
+        let mut log = requests.lock().unwrap();
+        log.push(req.clone());
+        log.len() - 1
+    };
+    let reply = handler(&req, n);
+    let mut out = stream;
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let body = &reply.body[..];
+    let _ = match reply.fault {
+        Fault::None => out.write_all(body),
+        Fault::CloseAfter(n) => out.write_all(&body[..n.min(body.len())]),
+        Fault::StallAfter(n, d) => {
+            let _ = out.write_all(&body[..n.min(body.len())]);
+            let _ = out.flush();
+            thread::sleep(d);
+            Ok(())
+        }
+    };
+    let _ = out.flush();
+    let _ = out.shutdown(Shutdown::Both);
+}
+
+/// One entry of a test archive.
+pub enum Entry<'a> {
+    File(&'a str, &'a [u8]),
+    FileMode(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    DirMode(&'a str, u32),
+    Symlink(&'a str, &'a str),
+}
+
+/// Builds a ZIP archive in memory with the zip crate's writer.
+pub fn zip_of(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    let deflate = SimpleFileOptions::default();
+    for e in entries {
+        match *e {
+            Entry::File(name, data) => {
+                w.start_file(name, deflate.unix_permissions(0o644)).unwrap();
+                w.write_all(data).unwrap();
+            }
+            Entry::FileMode(name, data, mode) => {
+                w.start_file(name, deflate.unix_permissions(mode)).unwrap();
+                w.write_all(data).unwrap();
+            }
+            Entry::Dir(name) => w.add_directory(name, deflate).unwrap(),
+            Entry::DirMode(name, mode) => w
+                .add_directory(name, deflate.unix_permissions(mode))
+                .unwrap(),
+            Entry::Symlink(name, target) => w.add_symlink(name, target, deflate).unwrap(),
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A small, valid application package; `version` shows up in its files.
+pub fn app_zip(version: &str) -> Vec<u8> {
+    let index = format!("<?php echo 'version {version}';\n");
+    zip_of(&[
+        Entry::File("index.php", index.as_bytes()),
+        Entry::Dir("static/"),
+        Entry::File("static/app.css", b"body { color: black }\n"),
+        Entry::FileMode("bin/start.sh", b"#!/bin/sh\necho started\n", 0o755),
+        Entry::File("VERSION", version.as_bytes()),
+    ])
+}
+
+/// What a tree holds: relative path → kind, permission bits and content.
+pub type Snapshot = BTreeMap<PathBuf, (char, u32, Vec<u8>)>;
+
+/// Snapshots everything below `root` (not following links).
+pub fn snapshot(root: &Path) -> Snapshot {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let mode = meta.mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(rel, ('l', 0, target.into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
+                out.insert(rel, ('d', mode, Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, ('f', mode, fs::read(&path).unwrap()));
+            }
+        }
+    }
+    if root.exists() {
+        walk(root, root, &mut out);
+    }
+    out
+}
+
+/// Names directly inside `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sets the permission bits of a path.
+pub fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Reads a whole file.
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let mut v = Vec::new();
+    fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
