@@ -140,6 +140,11 @@ pub struct FetchOptions {
     pub max_size: u64,
     /// Extra request headers, e.g. `("Authorization", "Bearer …")`.
     pub headers: Vec<(String, String)>,
+    /// Extra trusted root certificates (PEM), for servers behind a private
+    /// CA. When any are given, they are trusted together with the system's CA
+    /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
+    /// otherwise Mozilla's roots (webpki-roots) are used.
+    pub root_certs_pem: Vec<Vec<u8>>,
 }
 
 impl Default for FetchOptions {
@@ -153,6 +158,7 @@ impl Default for FetchOptions {
             max_redirects: 5,
             max_size: 4 << 30,
             headers: Vec::new(),
+            root_certs_pem: Vec::new(),
         }
     }
 }
@@ -340,7 +346,7 @@ fn http_fetch(
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
 ) -> Result<(u32, u32)> {
-    let agent = agent_for(url, options);
+    let agent = agent_for(url, options)?;
     let deadline = options.timeout.map(|t| Instant::now() + t);
     let mut state = ResumeState::default();
     let mut attempts = 0;
@@ -397,8 +403,46 @@ fn restart(out: &mut HashingWriter<File>, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn agent_for(url: &Url, options: &FetchOptions) -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// The trust roots: Mozilla's by default; extra PEM roots plus the system
+/// bundle when the caller gave any.
+fn root_certs(options: &FetchOptions) -> Result<ureq::tls::RootCerts> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts};
+    if options.root_certs_pem.is_empty() {
+        return Ok(RootCerts::WebPki);
+    }
+    let mut certs = Vec::new();
+    for pem in &options.root_certs_pem {
+        for item in parse_pem(pem) {
+            match item {
+                Ok(PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(e) => return Err(Error::Config(format!("bad root certificate PEM: {e}"))),
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Config(
+            "no certificate in the root certificate PEM".into(),
+        ));
+    }
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    if let Ok(bundle) = std::fs::read(&system) {
+        certs.extend(parse_pem(&bundle).filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        }));
+    }
+    Ok(RootCerts::from(certs))
+}
+
+fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(root_certs(options)?)
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .https_only(url.scheme() == "https")
         .max_redirects(options.max_redirects)
@@ -408,7 +452,7 @@ fn agent_for(url: &Url, options: &FetchOptions) -> ureq::Agent {
         .accept_encoding("identity")
         .user_agent(concat!("zipdeploy/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into()
+        .into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -555,6 +599,11 @@ fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
         ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::TimedOut => Error::Timeout {
             url: shown,
             what: reason,
+        },
+        // rustls reports handshake and certificate failures as InvalidData.
+        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => Error::Tls {
+            url: shown,
+            reason: reason.trim_start_matches("io: ").to_string(),
         },
         _ => Error::Network { url: shown, reason },
     }

@@ -165,6 +165,25 @@ impl<'a> Deploy<'a> {
         self
     }
 
+    /// Time allowed to connect (TCP and TLS).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for the server to send anything once connected.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch.stall_timeout = timeout;
+        self
+    }
+
+    /// Trusts the root certificate(s) in `pem` in addition to the system's
+    /// CA bundle, for package servers behind a private CA.
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.fetch.root_certs_pem.push(pem.into());
+        self
+    }
+
     /// Retries on transient network failures.
     pub fn retries(mut self, retries: u32) -> Self {
         self.fetch.retries = retries;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +42,9 @@ pub enum Fault {
     CloseAfter(usize),
     /// Send this many body bytes, then stall for the duration.
     StallAfter(usize, Duration),
+    /// No Content-Length; stream zeros until the client hangs up (at most
+    /// 4 GiB, so the loop is bounded).
+    Endless,
 }
 
 /// A reply to send.
@@ -116,21 +119,65 @@ impl Reply {
 
 type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 
+/// The test CA's certificate, which signs `tests/fixtures/tls/server.pem`.
+pub fn test_ca_pem() -> Vec<u8> {
+    fs::read(fixture("tls/ca.pem")).unwrap()
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixture("tls/server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(fixture("tls/server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
 /// An HTTP server on 127.0.0.1, one thread per connection, stopped on drop.
 pub struct TestServer {
     addr: std::net::SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
+    https: bool,
 }
 
 impl TestServer {
     /// Starts a server; `handler` gets each request and its 0-based number.
     pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(handler, None)
+    }
+
+    /// Starts an HTTPS server with the test CA's certificate for 127.0.0.1.
+    pub fn start_tls(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(handler, Some(tls_config()))
+    }
+
+    fn start_with(
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
+        let https = tls.is_some();
         {
             let requests = requests.clone();
             let stop = stop.clone();
@@ -142,7 +189,20 @@ impl TestServer {
                     let Ok(stream) = stream else { continue };
                     let handler = handler.clone();
                     let requests = requests.clone();
-                    thread::spawn(move || serve(stream, &*handler, &requests));
+                    let tls = tls.clone();
+                    thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        match tls {
+                            None => serve(stream, &*handler, &requests),
+                            Some(config) => {
+                                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                    return;
+                                };
+                                let tls_stream = rustls::StreamOwned::new(conn, stream);
+                                serve(tls_stream, &*handler, &requests)
+                            }
+                        }
+                    });
                 }
             });
         }
@@ -150,6 +210,7 @@ impl TestServer {
             addr,
             requests,
             stop,
+            https,
         }
     }
 
@@ -159,7 +220,8 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -178,9 +240,8 @@ impl Drop for TestServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(stream: S, handler: &Handler, requests: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -209,12 +270,11 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
         log.len() - 1
     };
     let reply = handler(&req, n);
-    let mut out = stream;
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
+    let mut out = reader.into_inner();
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    if reply.fault != Fault::Endless {
+        head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -232,9 +292,17 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
             thread::sleep(d);
             Ok(())
         }
+        Fault::Endless => {
+            let zeros = vec![0u8; 64 * 1024];
+            for _ in 0..(4u64 << 30) / zeros.len() as u64 {
+                if out.write_all(&zeros).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
     };
     let _ = out.flush();
-    let _ = out.shutdown(Shutdown::Both);
 }
 
 /// One entry of a test archive.

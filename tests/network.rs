@@ -1,0 +1,453 @@
+//! Network faults, injected by a real HTTP(S) server on 127.0.0.1: every
+//! failure is one named error and leaves DEST exactly as it was.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zipdeploy::{Deploy, Error, Sha256Digest};
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256Digest::of(bytes).to_hex()
+}
+
+/// A temp dir whose `app` holds a previous deploy, and its snapshot.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dest: PathBuf,
+    before: Snapshot,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app");
+        let pkg = tmp.path().join("old.zip");
+        std::fs::write(&pkg, app_zip("old")).unwrap();
+        Deploy::new(pkg.to_str().unwrap())
+            .unwrap()
+            .dest(&dest)
+            .durable(false)
+            .run()
+            .unwrap();
+        std::fs::remove_file(&pkg).unwrap();
+        let before = snapshot(&dest);
+        Fixture {
+            _tmp: tmp,
+            dest,
+            before,
+        }
+    }
+
+    fn deploy(&self, url: &str) -> Deploy<'static> {
+        Deploy::new(url)
+            .unwrap()
+            .dest(&self.dest)
+            .durable(false)
+            .retries(0)
+            .stall_timeout(Duration::from_secs(5))
+    }
+
+    /// The failure left DEST and its surroundings exactly as they were.
+    fn assert_intact(&self) {
+        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
+        let parent = self.dest.parent().unwrap();
+        assert_eq!(names_in(parent), [".app.zipdeploy", "app"]);
+        let state: Vec<_> = names_in(&parent.join(".app.zipdeploy"))
+            .into_iter()
+            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
+            .collect();
+        assert!(state.is_empty(), "work files left: {state:?}");
+    }
+
+    fn assert_installed(&self, version: &str) {
+        assert_eq!(read(self.dest.join("VERSION")), version.as_bytes());
+    }
+}
+
+#[test]
+fn http_500_is_retried_then_reported() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_, _| Reply::status(500));
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .retries(2)
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HttpStatus { status: 500, .. }),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 3, "first try plus two retries");
+    f.assert_intact();
+}
+
+#[test]
+fn http_503_then_200_succeeds_on_retry() {
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, n| match n {
+            0 => Reply::status(503),
+            _ => Reply::ok(pkg.clone()),
+        })
+    };
+    f.deploy(&server.url("/app.zip"))
+        .retries(3)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(server.requests().len(), 2);
+    f.assert_installed("new");
+}
+
+#[test]
+fn http_429_honours_retry_after() {
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, n| match n {
+            0 => Reply::status(429).header("Retry-After", "1"),
+            _ => Reply::ok(pkg.clone()),
+        })
+    };
+    let started = Instant::now();
+    f.deploy(&server.url("/app.zip")).retries(1).run().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests().len(), 2);
+    f.assert_installed("new");
+}
+
+#[test]
+fn a_4xx_other_than_408_and_429_is_not_retried() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_, _| Reply::status(403));
+    let err = f
+        .deploy(&server.url("/a.zip"))
+        .retries(3)
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 30, "{err}");
+    assert_eq!(server.requests().len(), 1);
+    f.assert_intact();
+}
+
+/// A package big enough that a connection can drop in its middle.
+fn big_package() -> Vec<u8> {
+    let noise: Vec<u8> = (0..400_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    zip_of(&[
+        Entry::File("VERSION", b"new"),
+        Entry::File("data.bin", &noise),
+    ])
+}
+
+#[test]
+fn a_dropped_connection_resumes_with_range_and_verifies_the_whole_file() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let cut = pkg.len() / 3;
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |req, n| {
+            let reply = Reply::file_with_ranges(req, &pkg, "\"abc\"");
+            if n == 0 {
+                reply.fault(Fault::CloseAfter(cut))
+            } else {
+                reply
+            }
+        })
+    };
+    let report = f
+        .deploy(&server.url("/app.zip"))
+        .retries(2)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].header("range"),
+        Some(format!("bytes={cut}-").as_str())
+    );
+    assert_eq!(requests[1].header("if-range"), Some("\"abc\""));
+    assert_eq!(report.bytes_downloaded, pkg.len() as u64);
+    f.assert_installed("new");
+}
+
+#[test]
+fn without_range_support_a_dropped_download_restarts_from_zero() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, n| {
+            let reply = Reply::ok(pkg.clone());
+            if n == 0 {
+                reply.fault(Fault::CloseAfter(1000))
+            } else {
+                reply
+            }
+        })
+    };
+    f.deploy(&server.url("/app.zip"))
+        .retries(1)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("range"), None);
+    f.assert_installed("new");
+}
+
+#[test]
+fn a_resume_that_serves_different_bytes_fails_the_digest() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let mut tampered = pkg.clone();
+    let last = tampered.len() - 100;
+    tampered[last] ^= 0xff;
+    let cut = pkg.len() / 2;
+    let server = {
+        let (pkg, tampered) = (pkg.clone(), tampered.clone());
+        TestServer::start(move |req, n| match n {
+            0 => Reply::file_with_ranges(req, &pkg, "\"x\"").fault(Fault::CloseAfter(cut)),
+            // Same validator, different bytes: only the digest can tell.
+            _ => Reply::file_with_ranges(req, &tampered, "\"x\""),
+        })
+    };
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .retries(1)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert_eq!(
+        server.requests()[1].header("range"),
+        Some(format!("bytes={cut}-").as_str())
+    );
+    f.assert_intact();
+}
+
+#[test]
+fn a_body_shorter_than_content_length_is_truncated() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| Reply::ok(pkg.clone()).fault(Fault::CloseAfter(5000)))
+    };
+    let err = f.deploy(&server.url("/app.zip")).run().unwrap_err();
+    match &err {
+        Error::Truncated {
+            received, expected, ..
+        } => {
+            assert_eq!(*received, 5000);
+            assert_eq!(*expected, pkg.len() as u64);
+        }
+        other => panic!("expected Truncated, got {other}"),
+    }
+    assert_eq!(err.code(), 33);
+    f.assert_intact();
+}
+
+#[test]
+fn a_stalled_server_fails_within_the_stall_timeout() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| {
+            Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(20)))
+        })
+    };
+    let started = Instant::now();
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .stall_timeout(Duration::from_millis(700))
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    f.assert_intact();
+}
+
+#[test]
+fn the_overall_timeout_bounds_retries() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_, _| Reply::status(503).header("Retry-After", "30"));
+    let started = Instant::now();
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .retries(10)
+        .timeout(Duration::from_millis(800))
+        .run()
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.class(), zipdeploy::ErrorClass::Network, "{err}");
+    f.assert_intact();
+}
+
+#[test]
+fn redirects_are_followed_and_loops_refused() {
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |req, _| match req.path.as_str() {
+            "/latest.zip" => Reply::status(302).header("Location", "/v2/app.zip"),
+            "/v2/app.zip" => Reply::ok(pkg.clone()),
+            "/loop-a" => Reply::status(302).header("Location", "/loop-b"),
+            _ => Reply::status(302).header("Location", "/loop-a"),
+        })
+    };
+    let err = f.deploy(&server.url("/loop-a")).run().unwrap_err();
+    assert!(matches!(err, Error::Redirect { .. }), "{err}");
+    assert_eq!(err.code(), 34);
+    f.assert_intact();
+
+    f.deploy(&server.url("/latest.zip"))
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    f.assert_installed("new");
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let f = Fixture::new();
+    let pkg = app_zip("tls");
+    let server = TestServer::start_tls({
+        let pkg = pkg.clone();
+        move |_, _| Reply::ok(pkg.clone())
+    });
+    let url = server.url("/app.zip");
+    assert!(url.starts_with("https://127.0.0.1:"));
+
+    // Not trusted by default: a TLS error, not retried.
+    let err = f.deploy(&url).retries(2).run().unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err}");
+    assert_eq!(server.requests().len(), 0, "no request got through TLS");
+    f.assert_intact();
+
+    f.deploy(&url)
+        .root_certificate_pem(test_ca_pem())
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    f.assert_installed("tls");
+}
+
+#[test]
+fn a_redirect_from_https_to_http_is_refused() {
+    let f = Fixture::new();
+    let plain = TestServer::serving(app_zip("downgraded"));
+    let target = plain.url("/app.zip");
+    let server = TestServer::start_tls(move |_, _| Reply::status(302).header("Location", &target));
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .root_certificate_pem(test_ca_pem())
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::Redirect { .. }), "{err}");
+    assert!(err.to_string().contains("https"), "{err}");
+    assert!(
+        plain.requests().is_empty(),
+        "the http server was never asked"
+    );
+    f.assert_intact();
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_download_limit() {
+    let f = Fixture::new();
+    let server = TestServer::start(|_, _| Reply::ok(Vec::new()).fault(Fault::Endless));
+    let started = Instant::now();
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .max_download(1 << 20)
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: zipdeploy::Limit::DownloadSize,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    f.assert_intact();
+}
+
+#[test]
+fn a_content_length_over_the_limit_is_refused_before_the_body() {
+    let f = Fixture::new();
+    let body_reads = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let body_reads = body_reads.clone();
+        TestServer::start(move |_, _| {
+            body_reads.fetch_add(1, Ordering::SeqCst);
+            Reply::ok(vec![0u8; 3 << 20])
+        })
+    };
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .max_download(1 << 20)
+        .retries(3)
+        .run()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "download size limit exceeded: 3145728 > 1048576"
+    );
+    assert_eq!(body_reads.load(Ordering::SeqCst), 1, "not retried");
+    f.assert_intact();
+}
+
+#[test]
+fn connection_refused_is_a_network_error_without_credentials() {
+    let f = Fixture::new();
+    // Bind then drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://ci:tok3n-secret@127.0.0.1:{port}/app.zip");
+    let err = f.deploy(&url).run().unwrap_err();
+    assert_eq!(err.code(), 31, "{err}");
+    let shown = format!("{err} / {err:?}");
+    assert!(!shown.contains("tok3n-secret"), "{shown}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+    f.assert_intact();
+}
