@@ -639,7 +639,7 @@ fn write_file(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(corrupt(read_reason(&e))),
+            Err(e) => return Err(corrupt(read_reason(&e, planned.size))),
         };
         written += n as u64;
         if written > planned.size {
@@ -668,14 +668,16 @@ fn write_file(
     Ok(written)
 }
 
-fn read_reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    if text.to_lowercase().contains("checksum") {
+fn read_reason(e: &io::Error, declared: u64) -> String {
+    let text = e.to_string().to_lowercase();
+    if text.contains("checksum") {
         "CRC-32 mismatch (data corrupted)".into()
+    } else if text.contains("larger than its declared") {
+        format!("data is longer than the declared {declared} bytes")
     } else if e.kind() == io::ErrorKind::UnexpectedEof {
         "data ends early (truncated archive)".into()
     } else {
-        text
+        e.to_string()
     }
 }
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+pub mod raw;
+
 use zip::write::SimpleFileOptions;
 use zip::ZipWriter;
 

@@ -1,0 +1,172 @@
+//! A raw ZIP writer for hostile archives: every header field is the test's
+//! to set, including the ones no honest writer would get wrong.
+
+use std::io::Write;
+
+/// One entry as it will be written.
+#[derive(Clone)]
+pub struct RawEntry {
+    /// Name in the local header.
+    pub name: Vec<u8>,
+    /// Name in the central directory, when it should differ.
+    pub central_name: Option<Vec<u8>>,
+    /// The bytes stored after the local header (already compressed).
+    pub data: Vec<u8>,
+    pub method: u16,
+    /// Compression method in the local header, when it should differ.
+    pub local_method: Option<u16>,
+    pub crc: u32,
+    pub compressed_size: u32,
+    pub size: u32,
+    pub flags: u16,
+    /// Unix mode (type and permission bits); 0 for none.
+    pub mode: u32,
+}
+
+impl RawEntry {
+    /// A stored (uncompressed) file with honest sizes and CRC.
+    pub fn stored(name: impl AsRef<[u8]>, data: &[u8]) -> Self {
+        RawEntry {
+            name: name.as_ref().to_vec(),
+            central_name: None,
+            data: data.to_vec(),
+            method: 0,
+            local_method: None,
+            crc: crc32(data),
+            compressed_size: data.len() as u32,
+            size: data.len() as u32,
+            flags: 0,
+            mode: 0o100644,
+        }
+    }
+
+    /// A deflated file with honest sizes and CRC.
+    pub fn deflated(name: impl AsRef<[u8]>, data: &[u8]) -> Self {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        let packed = enc.finish().unwrap();
+        RawEntry {
+            compressed_size: packed.len() as u32,
+            data: packed,
+            method: 8,
+            ..RawEntry::stored(name, data)
+        }
+    }
+
+    pub fn dir(name: &str) -> Self {
+        RawEntry {
+            mode: 0o040755,
+            ..RawEntry::stored(name, b"")
+        }
+    }
+
+    pub fn symlink(name: &str, target: &str) -> Self {
+        RawEntry {
+            mode: 0o120777,
+            ..RawEntry::stored(name, target.as_bytes())
+        }
+    }
+
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// Builds an archive: local entries, central records (possibly pointing at
+/// the same local entry twice), end record, optional trailing bytes.
+#[derive(Default)]
+pub struct RawZip {
+    body: Vec<u8>,
+    central: Vec<u8>,
+    count: u16,
+}
+
+impl RawZip {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the entry's local header and data and its central record;
+    /// returns the local header's offset.
+    pub fn add(&mut self, e: &RawEntry) -> u32 {
+        let offset = self.body.len() as u32;
+        let b = &mut self.body;
+        b.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        b.extend_from_slice(&20u16.to_le_bytes());
+        b.extend_from_slice(&e.flags.to_le_bytes());
+        b.extend_from_slice(&e.local_method.unwrap_or(e.method).to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes()); // time
+        b.extend_from_slice(&0x5b21u16.to_le_bytes()); // date 2025-09-01
+        b.extend_from_slice(&e.crc.to_le_bytes());
+        b.extend_from_slice(&e.compressed_size.to_le_bytes());
+        b.extend_from_slice(&e.size.to_le_bytes());
+        b.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&e.name);
+        b.extend_from_slice(&e.data);
+        self.add_central(e, offset);
+        offset
+    }
+
+    /// Adds a central record for `e` pointing at a local header at `offset`.
+    pub fn add_central(&mut self, e: &RawEntry, offset: u32) {
+        let name = e.central_name.as_ref().unwrap_or(&e.name);
+        let c = &mut self.central;
+        c.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        c.extend_from_slice(&(3u16 << 8 | 20).to_le_bytes()); // made by Unix
+        c.extend_from_slice(&20u16.to_le_bytes());
+        c.extend_from_slice(&e.flags.to_le_bytes());
+        c.extend_from_slice(&e.method.to_le_bytes());
+        c.extend_from_slice(&0u16.to_le_bytes());
+        c.extend_from_slice(&0x5b21u16.to_le_bytes());
+        c.extend_from_slice(&e.crc.to_le_bytes());
+        c.extend_from_slice(&e.compressed_size.to_le_bytes());
+        c.extend_from_slice(&e.size.to_le_bytes());
+        c.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        c.extend_from_slice(&0u16.to_le_bytes()); // extra
+        c.extend_from_slice(&0u16.to_le_bytes()); // comment
+        c.extend_from_slice(&0u16.to_le_bytes()); // disk
+        c.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+        c.extend_from_slice(&(e.mode << 16).to_le_bytes());
+        c.extend_from_slice(&offset.to_le_bytes());
+        c.extend_from_slice(name);
+        self.count += 1;
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.finish_with_trailer(b"")
+    }
+
+    pub fn finish_with_trailer(mut self, trailer: &[u8]) -> Vec<u8> {
+        let cd_offset = self.body.len() as u32;
+        let cd_size = self.central.len() as u32;
+        self.body.extend_from_slice(&self.central);
+        let b = &mut self.body;
+        b.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&self.count.to_le_bytes());
+        b.extend_from_slice(&self.count.to_le_bytes());
+        b.extend_from_slice(&cd_size.to_le_bytes());
+        b.extend_from_slice(&cd_offset.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(trailer);
+        self.body
+    }
+}
+
+/// An archive of these entries, laid out honestly.
+pub fn raw_zip(entries: &[RawEntry]) -> Vec<u8> {
+    let mut z = RawZip::new();
+    for e in entries {
+        z.add(e);
+    }
+    z.finish()
+}
+
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
+}
