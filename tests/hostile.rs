@@ -268,7 +268,7 @@ fn bombs_hit_the_limits_before_filling_the_disk() {
         ..Limits::default()
     };
     site.assert_refused_with(
-        &raw_zip(&[zeros.clone()]),
+        &raw_zip(std::slice::from_ref(&zeros)),
         ratio,
         60,
         "compression ratio limit",
