@@ -44,6 +44,8 @@ pub enum Fault {
     CloseAfter(usize),
     /// Send this many body bytes, then stall for the duration.
     StallAfter(usize, Duration),
+    /// Send the body in pieces of this size with a pause after each.
+    Trickle(usize, Duration),
     /// No Content-Length; stream zeros until the client hangs up (at most
     /// 4 GiB, so the loop is bounded).
     Endless,
@@ -293,6 +295,17 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, requests: &Mutex<Vec<Req
             let _ = out.flush();
             thread::sleep(d);
             Ok(())
+        }
+        Fault::Trickle(size, pause) => {
+            let mut result = Ok(());
+            for piece in body.chunks(size.max(1)) {
+                result = out.write_all(piece).and_then(|()| out.flush());
+                if result.is_err() {
+                    break;
+                }
+                thread::sleep(pause);
+            }
+            result
         }
         Fault::Endless => {
             let zeros = vec![0u8; 64 * 1024];

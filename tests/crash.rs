@@ -1,0 +1,198 @@
+//! `kill -9` at many points of a deploy — during the download, during
+//! extraction, around activation — and after each: DEST is the old tree or
+//! the new one, never a mix, the recorded state never lies, and the next run
+//! succeeds and leaves no work files behind.
+//!
+//! The deploying process is this test binary itself, re-run with
+//! `ZIPDEPLOY_CRASH_CHILD` set so only `crash_child` does anything; it prints
+//! `@@F`, `@@E` and `@@A` when the fetch, the extraction and the activation
+//! begin, and the parent kills it a chosen delay after one of them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use zipdeploy::{Deploy, Layout, Sha256Digest, Stage};
+
+/// The deploy run in the child process (a no-op in a normal test run).
+#[test]
+fn crash_child() {
+    let Ok(url) = std::env::var("ZIPDEPLOY_CRASH_CHILD") else {
+        return;
+    };
+    let dest = std::env::var("ZIPDEPLOY_CRASH_DEST").unwrap();
+    let mut seen_fetch = false;
+    let mut seen_extract = false;
+    let marker = |m: &str| {
+        println!("@@{m}");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+    };
+    Deploy::new(&url)
+        .unwrap()
+        .dest(dest)
+        .durable(false)
+        .progress(move |p| {
+            if p.stage == Stage::Fetch && !seen_fetch {
+                seen_fetch = true;
+                marker("F");
+            }
+            if p.stage == Stage::Extract && !seen_extract {
+                seen_extract = true;
+                marker("E");
+            }
+            ControlFlow::Continue(())
+        })
+        .before_activate(|_| {
+            marker("A");
+            Ok(())
+        })
+        .run()
+        .unwrap();
+}
+
+/// The new package: enough files that extraction takes a while.
+fn new_package() -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    use std::io::Write;
+    for i in 0..1500 {
+        w.start_file(format!("src/m{:02}/file{i}.php", i % 40), options)
+            .unwrap();
+        w.write_all(format!("<?php // file {i}\n").repeat(40).as_bytes())
+            .unwrap();
+    }
+    w.start_file("VERSION", options).unwrap();
+    w.write_all(b"new").unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
+    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let old = app_zip("old");
+    let new = new_package();
+    let server = {
+        let (old, new) = (old.clone(), new.clone());
+        TestServer::start(move |req, _| {
+            if req.path == "/old.zip" {
+                Reply::ok(old.clone())
+            } else {
+                // Slow enough that a kill can land mid-download.
+                Reply::ok(new.clone()).fault(Fault::Trickle(64 * 1024, Duration::from_millis(5)))
+            }
+        })
+    };
+    let deploy_old = || {
+        Deploy::new(&server.url("/old.zip"))
+            .unwrap()
+            .sha256(&Sha256Digest::of(&old).to_hex())
+            .unwrap()
+            .dest(&dest)
+            .durable(false)
+            .run()
+            .unwrap()
+    };
+    deploy_old();
+    let old_tree = snapshot(&dest);
+    let new_tree = {
+        let other = tmp.path().join("reference");
+        std::fs::create_dir(&other).unwrap();
+        let pkg = other.join("new.zip");
+        std::fs::write(&pkg, &new).unwrap();
+        Deploy::new(pkg.to_str().unwrap())
+            .unwrap()
+            .dest(other.join("app"))
+            .run()
+            .unwrap();
+        snapshot(&other.join("app"))
+    };
+
+    let micros = |us: u64| Duration::from_micros(us);
+    let mut points = Vec::new();
+    for delay in [0, 20_000, 60_000] {
+        points.push(("F", micros(delay)));
+    }
+    for delay in [0, 3_000, 15_000, 40_000, 80_000] {
+        points.push(("E", micros(delay)));
+    }
+    for delay in [0, 50, 200, 500, 1_000, 2_000, 5_000, 20_000] {
+        points.push(("A", micros(delay)));
+    }
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for (marker, delay) in &points {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env("ZIPDEPLOY_CRASH_CHILD", server.url("/new.zip"))
+            .env("ZIPDEPLOY_CRASH_DEST", &dest)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let reached = lines.any(|l| {
+            let l = l.unwrap_or_default();
+            seen.push(l.clone());
+            l.ends_with(&format!("@@{marker}"))
+        });
+        assert!(reached, "child ended before {marker}: {seen:?}");
+        std::thread::sleep(*delay);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let tree = snapshot(&dest);
+        let what = format!("killed {delay:?} after {marker}");
+        if tree == old_tree {
+            saw_old += 1;
+        } else if tree == new_tree {
+            saw_new += 1;
+        } else {
+            panic!("{what}: DEST is neither the old nor the new tree");
+        }
+        // The record must describe DEST, or nothing: never the other package.
+        let recorded = Layout::new(&dest).unwrap().current();
+        if let Some(current) = &recorded {
+            let expected = if tree == old_tree { &old } else { &new };
+            assert_eq!(current.digest, Sha256Digest::of(expected), "{what}");
+        }
+        // The next run recovers, installs, and leaves no work files.
+        let report = deploy_old();
+        assert_eq!(snapshot(&dest), old_tree, "{what}: redeploy");
+        assert_eq!(
+            report.noop,
+            tree == old_tree && recorded.is_some(),
+            "{what}"
+        );
+        assert_no_leftovers(tmp.path());
+    }
+    assert!(saw_old > 0, "some kills must land before activation");
+    eprintln!(
+        "{} kill points: {saw_old} left the old tree, {saw_new} the new",
+        points.len()
+    );
+}
+
+fn assert_no_leftovers(parent: &Path) {
+    let state = parent.join(".app.zipdeploy");
+    let work: Vec<_> = names_in(&state)
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("staging-")
+                || n.starts_with("download-")
+                || n.starts_with("old-")
+                || n == "current.new"
+                || n == "swap"
+        })
+        .collect();
+    assert!(work.is_empty(), "leftovers: {work:?}");
+}
