@@ -28,6 +28,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
+    // Also when the header itself changes: a hand edit is undone at once, and
+    // after this script rewrote it, the next build reruns it once, finds it
+    // current and stays quiet (cargo would otherwise replay the warning
+    // below on every build).
+    println!("cargo:rerun-if-changed=include/zipdeploy.h");
     println!("cargo:rerun-if-env-changed=ZIPDEPLOY_CHECK_HEADER");
     println!("cargo:rerun-if-env-changed=CI");
 
