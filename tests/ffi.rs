@@ -1,10 +1,10 @@
 //! The C ABI embedded for real: the C example (shared and static library,
-//! and under valgrind) and the C edge-case program, against a real HTTP
-//! server on 127.0.0.1.
+//! and under valgrind), the C edge-case program and the Python ctypes
+//! wrapper, all against a real HTTP server on 127.0.0.1.
 //!
 //! `cargo test` builds the library's cdylib and staticlib before it builds
 //! this test, which finds them beside its own binary (see [`lib_dir`]). The tools these tests
-//! drive (cc, valgrind) are required: a missing tool fails the
+//! drive (cc, python3, valgrind) are required: a missing tool fails the
 //! test, it never skips it (`.ci/run` installs them).
 
 mod common;
@@ -397,4 +397,28 @@ fn c_programs_under_valgrind_leak_nothing() {
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The URLs and digest the Python tests read from the environment.
+fn test_env(cmd: &mut Command, packages: &Packages) {
+    cmd.env("ZIPDEPLOY_TEST_URL", packages.url("/v1.zip"))
+        .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
+        .env("ZIPDEPLOY_TEST_URL_404", packages.url("/missing.zip"))
+        .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1));
+}
+
+#[test]
+fn python_ctypes_wrapper() {
+    let packages = Packages::start();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "unittest", "-v", "test_zipdeploy"])
+        .current_dir(repo().join("examples/python"))
+        .env("ZIPDEPLOY_LIB", lib_dir().join("libzipdeploy.so"))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    test_env(&mut cmd, &packages);
+    let output = run(&mut cmd, Duration::from_secs(120));
+    let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
+    assert!(err.contains("Ran 7 tests"), "{err}");
+    assert!(err.trim_end().ends_with("OK"), "{err}");
+    assert!(!err.contains("skipped"), "{err}");
 }
