@@ -1,15 +1,16 @@
 //! The C ABI embedded for real: the C example (shared and static library,
-//! and under valgrind), the C edge-case program and the Python ctypes
-//! wrapper, all against a real HTTP server on 127.0.0.1.
+//! and under valgrind), the C edge-case program, the Python ctypes wrapper
+//! and the Go cgo package, all against a real HTTP server on 127.0.0.1.
 //!
 //! `cargo test` builds the library's cdylib and staticlib before it builds
 //! this test, which finds them beside its own binary (see [`lib_dir`]). The tools these tests
-//! drive (cc, python3, valgrind) are required: a missing tool fails the
+//! drive (cc, python3, go, valgrind) are required: a missing tool fails the
 //! test, it never skips it (`.ci/run` installs them).
 
 mod common;
 
 use std::ffi::OsStr;
+use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -399,7 +400,7 @@ fn c_programs_under_valgrind_leak_nothing() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-/// The URLs and digest the Python tests read from the environment.
+/// The URLs and digest the Python and Go tests read from the environment.
 fn test_env(cmd: &mut Command, packages: &Packages) {
     cmd.env("ZIPDEPLOY_TEST_URL", packages.url("/v1.zip"))
         .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
@@ -421,4 +422,103 @@ fn python_ctypes_wrapper() {
     assert!(err.contains("Ran 7 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
+}
+
+#[test]
+fn go_cgo_package() {
+    let packages = Packages::start();
+    let lib = lib_dir();
+    let go_dir = repo().join("examples/go");
+    // Go's caches live in <target>/ffi-go, reused between runs.
+    let work = lib.ancestors().nth(2).unwrap().join("ffi-go");
+    // Go's build cache does not see changes to C headers outside the
+    // package; CGO_CFLAGS is part of its key, so a digest of the header in
+    // it recompiles the cgo code whenever the header changes.
+    let header = fs::read(repo().join("include/zipdeploy.h")).unwrap();
+    let header_id = &sha(&header)[..16];
+    let go = |args: &[&OsStr]| {
+        let mut cmd = Command::new("go");
+        cmd.args(args)
+            .current_dir(&go_dir)
+            .env(
+                "CGO_CFLAGS",
+                format!(
+                    "-I{} -DZIPDEPLOY_HEADER_ID={header_id}",
+                    repo().join("include").display()
+                ),
+            )
+            .env("CGO_LDFLAGS", format!("-L{} -lzipdeploy", lib.display()))
+            .env("CGO_ENABLED", "1")
+            .env("LD_LIBRARY_PATH", &lib)
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOCACHE", work.join("cache"))
+            .env("GOPATH", work.join("path"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOWORK", "off")
+            .env("GO111MODULE", "on");
+        test_env(&mut cmd, &packages);
+        cmd
+    };
+
+    let output = run(
+        &mut go(&["vet".as_ref(), "./...".as_ref()]),
+        Duration::from_secs(600),
+    );
+    expect_exit(&output, 0, "go vet");
+    let output = run(
+        &mut go(&["test", "-count=1", "-v", "./..."].map(OsStr::new)),
+        Duration::from_secs(600),
+    );
+    let (out, _) = expect_exit(&output, 0, "go test");
+    for test in [
+        "TestVersionMatchesHeader",
+        "TestDeployReportsAndRedeploysAsNoOp",
+        "TestHTTP404IsANetworkError",
+        "TestInvalidDigestIsAUsageError",
+        "TestCancellingTheContextCancelsTheDeploy",
+        "TestAPanicInProgressCancelsAndIsReraised",
+        "TestNULInAStringIsRefused",
+    ] {
+        assert!(
+            out.contains(&format!("--- PASS: {test} ")),
+            "{test} did not pass:\n{out}"
+        );
+    }
+    assert!(!out.contains("--- SKIP"), "{out}");
+
+    // The command-line example, built and run.
+    let tmp = tempfile::tempdir().unwrap();
+    let program = tmp.path().join("go-deploy");
+    let build = [
+        OsStr::new("build"),
+        OsStr::new("-o"),
+        program.as_os_str(),
+        OsStr::new("./cmd/deploy"),
+    ];
+    expect_exit(
+        &run(&mut go(&build), Duration::from_secs(600)),
+        0,
+        "go build",
+    );
+    let dest = tmp.path().join("app");
+    let output = run(
+        c_command(&program)
+            .arg(packages.url("/v1.zip"))
+            .arg(&dest)
+            .arg(sha(&packages.v1)),
+        Duration::from_secs(60),
+    );
+    let (out, err) = expect_exit(&output, 0, "go deploy");
+    assert_eq!(line_value(&out, "digest"), sha(&packages.v1));
+    assert!(err.contains("install"), "{err}");
+    assert_eq!(snapshot(&dest), packages.reference_tree());
+    let output = run(
+        c_command(&program)
+            .arg(packages.url("/missing.zip"))
+            .arg(&dest),
+        Duration::from_secs(60),
+    );
+    let (_, err) = expect_exit(&output, 3, "go deploy 404");
+    assert!(err.contains("HTTP status 404"), "{err}");
 }
