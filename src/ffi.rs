@@ -393,7 +393,9 @@ fn millis(d: Duration) -> u64 {
 /// Returns a static string; never NULL, never freed. Thread-safe.
 #[no_mangle]
 pub extern "C" fn zipdeploy_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    boundary(c"".as_ptr(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
 }
 
 /// The class of a status: `status / 10` for a known status (2 usage, 3
@@ -403,11 +405,11 @@ pub extern "C" fn zipdeploy_version() -> *const c_char {
 /// The class is the example CLI's exit status. Thread-safe.
 #[no_mangle]
 pub extern "C" fn zipdeploy_status_class(status: c_int) -> c_int {
-    match status {
+    boundary(1, || match status {
         ZIPDEPLOY_OK => 0,
         s if status_name(s).is_some() => s / 10,
         _ => 1,
-    }
+    })
 }
 
 fn status_name(status: c_int) -> Option<&'static CStr> {
@@ -446,7 +448,9 @@ fn status_name(status: c_int) -> Option<&'static CStr> {
 /// Returns a static string; never NULL, never freed. Thread-safe.
 #[no_mangle]
 pub extern "C" fn zipdeploy_status_str(status: c_int) -> *const c_char {
-    status_name(status).unwrap_or(c"unknown status").as_ptr()
+    boundary(c"unknown status".as_ptr(), || {
+        status_name(status).unwrap_or(c"unknown status").as_ptr()
+    })
 }
 
 /// Creates a deploy handle with the library's defaults: no URL, no
@@ -1160,8 +1164,8 @@ mod tests {
         assert!(
             committed == GENERATED_HEADER,
             "include/zipdeploy.h is not what src/ffi.rs generates. Regenerate it with \
-             `touch build.rs && cargo build` (without ZIPDEPLOY_CHECK_HEADER or CI set), \
-             review the diff and commit it."
+             `cargo build` (without ZIPDEPLOY_CHECK_HEADER or CI set), review the diff \
+             and commit it."
         );
         let version = format!(
             "#define ZIPDEPLOY_VERSION \"{}\"",
