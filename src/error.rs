@@ -128,6 +128,13 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// Every location of the package (the URL and its mirrors) failed; each
+    /// failure is listed, in the order the locations were tried.
+    #[error("all {} package locations failed: {}", .failures.len(), mirror_list(.failures))]
+    MirrorsFailed {
+        /// Each location (credentials redacted) and why it failed.
+        failures: Vec<(String, Error)>,
+    },
 
     /// The package's digest is not the expected one.
     #[error("SHA-256 mismatch: expected {expected}, got {actual}")]
@@ -136,6 +143,38 @@ pub enum Error {
         expected: String,
         /// The digest of the bytes received (hex).
         actual: String,
+    },
+    /// The package's minisign signature is not valid for the trusted key:
+    /// it does not match the bytes, was made by another key, is malformed,
+    /// or is a legacy (non-prehashed) signature.
+    #[error("minisign signature {signature} refused for key {key_id}: {reason}")]
+    SignatureInvalid {
+        /// The trusted key's id (16 hex digits, as minisign shows it).
+        key_id: String,
+        /// Where the signature came from, credentials redacted.
+        signature: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The package's minisign signature could not be found (HTTP 404 or
+    /// 410, or no such local file).
+    #[error("minisign signature {signature} for key {key_id} is missing: {reason}")]
+    SignatureMissing {
+        /// The trusted key's id.
+        key_id: String,
+        /// Where the signature was looked for, credentials redacted.
+        signature: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The SHA-256 sidecar file (`app.zip.sha256`) is unusable: too big,
+    /// not text, no digest line for the package, or ambiguous.
+    #[error("SHA-256 sidecar {url}: {reason}")]
+    DigestSidecar {
+        /// Where the sidecar came from, credentials redacted.
+        url: String,
+        /// Why it cannot be used.
+        reason: String,
     },
 
     /// The package is not a ZIP archive at all.
@@ -196,6 +235,13 @@ pub enum Error {
         available: u64,
     },
 
+    /// A rollback was asked for but no previous release is kept.
+    #[error("nothing to roll back to: no kept release of {}", .dest.display())]
+    NoRelease {
+        /// The destination directory.
+        dest: PathBuf,
+    },
+
     /// A caller-supplied hook refused the staged tree.
     #[error("hook failed: {0}")]
     Hook(String),
@@ -203,6 +249,14 @@ pub enum Error {
     /// The progress callback asked to stop.
     #[error("deploy cancelled")]
     Cancelled,
+}
+
+fn mirror_list(failures: &[(String, Error)]) -> String {
+    let shown: Vec<String> = failures
+        .iter()
+        .map(|(location, error)| format!("[{location}] {error}"))
+        .collect();
+    shown.join("; ")
 }
 
 fn entry_suffix(entry: &Option<String>) -> String {
@@ -225,7 +279,11 @@ impl Error {
             Error::Truncated { .. } => 33,
             Error::Redirect { .. } => 34,
             Error::Tls { .. } => 35,
+            Error::MirrorsFailed { .. } => 36,
             Error::DigestMismatch { .. } => 40,
+            Error::SignatureInvalid { .. } => 41,
+            Error::SignatureMissing { .. } => 42,
+            Error::DigestSidecar { .. } => 43,
             Error::NotZip(_) => 50,
             Error::CorruptArchive(_) => 51,
             Error::UnsafeEntry { .. } => 52,
@@ -233,6 +291,7 @@ impl Error {
             Error::LimitExceeded { .. } => 60,
             Error::Io { .. } => 70,
             Error::NoSpace { .. } => 71,
+            Error::NoRelease { .. } => 72,
             Error::Hook(_) => 80,
             Error::Cancelled => 90,
         }

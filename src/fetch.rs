@@ -213,23 +213,34 @@ pub fn fetch_to_file(
     options: &FetchOptions,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Fetched> {
-    fetch_observed(source, path, options, progress, None)
+    fetch_observed(source, path, options, progress, None, None)
+}
+
+/// Sees every byte of a package as it is written and hashed, e.g. a
+/// signature verifier that works in the same pass.
+pub(crate) trait Tap {
+    /// The next bytes of the package.
+    fn update(&mut self, bytes: &[u8]);
+    /// The download starts over: forget everything seen.
+    fn restart(&mut self);
 }
 
 /// [`fetch_to_file`], telling `growth` how far the file has been written so
-/// that an extractor can read it while it grows.
+/// that an extractor can read it while it grows, and `tap` every byte.
 pub(crate) fn fetch_observed(
     source: &Source,
     path: &Path,
     options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
     growth: Option<&Growth>,
+    tap: Option<&mut dyn Tap>,
 ) -> Result<Fetched> {
     let file = File::create(path).map_err(Error::io("create", path))?;
     let mut out = HashingWriter::new(DownloadFile {
         file,
         written: 0,
         growth,
+        tap,
     });
     let (attempts, resumed) = match source {
         Source::File(local) => {
@@ -262,10 +273,20 @@ pub(crate) fn fetch_observed(
 pub fn hash_local(
     path: &Path,
     options: &FetchOptions,
+    progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Fetched> {
+    hash_local_observed(path, options, progress, None)
+}
+
+/// [`hash_local`], showing `tap` every byte.
+pub(crate) fn hash_local_observed(
+    path: &Path,
+    options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
+    tap: Option<&mut dyn Tap>,
 ) -> Result<Fetched> {
     let (mut input, len) = open_local(path)?;
-    let mut out = HashingWriter::new(io::sink());
+    let mut out = HashingWriter::new(TapSink(tap));
     pump(
         &mut input,
         &mut out,
@@ -360,18 +381,39 @@ fn pump<R: Read, W: Write>(
     }
 }
 
-/// The file a download is written to; tells an observer its length.
-struct DownloadFile<'a> {
+/// Discards bytes after showing them to a [`Tap`].
+struct TapSink<'t>(Option<&'t mut dyn Tap>);
+
+impl Write for TapSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(tap) = self.0.as_mut() {
+            tap.update(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The file a download is written to; tells an observer its length and
+/// shows a [`Tap`] its bytes.
+struct DownloadFile<'a, 't> {
     file: File,
     written: u64,
     growth: Option<&'a Growth>,
+    tap: Option<&'t mut dyn Tap>,
 }
 
-impl DownloadFile<'_> {
+impl DownloadFile<'_, '_> {
     /// Empties the file for a download that starts over.
     fn restart(&mut self) -> io::Result<()> {
         if let Some(g) = self.growth {
             g.restarted();
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            tap.restart();
         }
         self.written = 0;
         self.file.set_len(0)?;
@@ -379,9 +421,12 @@ impl DownloadFile<'_> {
     }
 }
 
-impl Write for DownloadFile<'_> {
+impl Write for DownloadFile<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.update(&buf[..n]);
+        }
         self.written += n as u64;
         if let Some(g) = self.growth {
             g.advance(self.written);
@@ -471,7 +516,7 @@ struct ResumeState {
 
 fn http_fetch(
     url: &Url,
-    out: &mut HashingWriter<DownloadFile<'_>>,
+    out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
@@ -524,7 +569,7 @@ fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
     base + base.mul_f64((random % 1000) as f64 / 2000.0)
 }
 
-fn restart(out: &mut HashingWriter<DownloadFile<'_>>, path: &Path) -> Result<()> {
+fn restart(out: &mut HashingWriter<DownloadFile<'_, '_>>, path: &Path) -> Result<()> {
     out.reset();
     out.get_mut().restart().map_err(Error::io("truncate", path))
 }
@@ -585,7 +630,7 @@ fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
 fn http_attempt(
     agent: &ureq::Agent,
     url: &Url,
-    out: &mut HashingWriter<DownloadFile<'_>>,
+    out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
     deadline: Option<Instant>,

@@ -44,6 +44,8 @@ pub struct Installed {
     pub installed_at: u64,
     /// Size of the package in bytes.
     pub package_size: u64,
+    /// The id of the minisign key whose signature was verified, if one was.
+    pub signed_by: Option<String>,
     /// Device and inode of the tree this record describes.
     tree: (u64, u64),
 }
@@ -59,12 +61,13 @@ impl Installed {
             source,
             installed_at,
             package_size,
+            signed_by: None,
             tree: (0, 0),
         }
     }
 
     fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "digest={}\nsource={}\ninstalled_at={}\npackage_size={}\ntree={}:{}\n",
             self.digest,
             self.source.replace('\n', " "),
@@ -72,7 +75,11 @@ impl Installed {
             self.package_size,
             self.tree.0,
             self.tree.1
-        )
+        );
+        if let Some(key) = &self.signed_by {
+            text.push_str(&format!("signed_by={}\n", key.replace('\n', " ")));
+        }
+        text
     }
 
     fn parse(text: &str) -> Option<Self> {
@@ -86,9 +93,20 @@ impl Installed {
             source: field("source")?.to_string(),
             installed_at: field("installed_at")?.parse().ok()?,
             package_size: field("package_size")?.parse().ok()?,
+            signed_by: field("signed_by").map(str::to_string),
             tree: (dev.parse().ok()?, ino.parse().ok()?),
         })
     }
+}
+
+/// A previous tree kept in the state directory for rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Its name in `releases/`; names sort by the time the tree was retired.
+    pub id: String,
+    /// What it holds, when known (a tree that was in DEST before zipdeploy
+    /// first installed there has no record).
+    pub installed: Option<Installed>,
 }
 
 /// Holds the deploy lock of one DEST until dropped.
@@ -201,6 +219,100 @@ impl Layout {
 
     fn dest_identity(&self) -> Option<(u64, u64)> {
         fs::symlink_metadata(&self.dest).ok().map(|m| identity(&m))
+    }
+
+    /// The previous trees kept for rollback, oldest first; the last one is
+    /// what [`Layout::rollback`] brings back. Reads the records as they are
+    /// (they are replaced atomically); takes no lock.
+    pub fn releases(&self) -> Vec<Release> {
+        let dir = self.state.join("releases");
+        let mut kept: Vec<(String, PathBuf)> = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+        kept.sort();
+        kept.into_iter()
+            .map(|(id, path)| {
+                let identity = fs::symlink_metadata(&path).ok().map(|m| identity(&m));
+                let installed =
+                    read_record(&path.with_extension("state")).filter(|r| Some(r.tree) == identity);
+                Release { id, installed }
+            })
+            .collect()
+    }
+
+    /// Swaps the most recently kept release back into DEST, in one step
+    /// (`RENAME_EXCHANGE`, as an activation), and keeps the tree it replaces
+    /// as the newest release, so a second rollback returns to where the
+    /// first started. Call with the lock held; nothing is pruned.
+    ///
+    /// Returns the records of what DEST held before and holds now (`None`
+    /// for a tree zipdeploy has no record of). Fails with
+    /// [`Error::NoRelease`] when no release is kept; on any error DEST is
+    /// unchanged.
+    pub fn rollback(
+        &self,
+        lock: &StateLock,
+        durable: bool,
+    ) -> Result<(Option<Installed>, Option<Installed>)> {
+        let Some(release) = self.releases().pop() else {
+            return Err(Error::NoRelease {
+                dest: self.dest.clone(),
+            });
+        };
+        let path = self.state.join("releases").join(&release.id);
+        let previous = self.current();
+        let old = match fs::symlink_metadata(&self.dest) {
+            Ok(meta) if meta.is_dir() => true,
+            Ok(_) => {
+                return Err(Error::io("replace", &self.dest)(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("stat", &self.dest)(e)),
+        };
+        let new_record = self.state.join("current.new");
+        if let Some(record) = &release.installed {
+            write_file(&new_record, record.to_text().as_bytes(), durable)?;
+        }
+        let swapped = if old {
+            self.exchange(&path)
+        } else {
+            fs::rename(&path, &self.dest).map_err(Error::io("rename", &path))
+        };
+        if let Err(e) = swapped {
+            let _ = fs::remove_file(&new_record);
+            return Err(e);
+        }
+        if release.installed.is_some() {
+            if let Err(e) = fs::rename(&new_record, self.state.join("current")) {
+                // Put the tree back: a failed rollback leaves DEST as it was.
+                if old {
+                    let _ = self.exchange(&path);
+                } else {
+                    let _ = fs::rename(&self.dest, &path);
+                }
+                return Err(Error::io("rename", &new_record)(e));
+            }
+        }
+        // The record of the release now in DEST goes with it.
+        let _ = fs::remove_file(path.with_extension("state"));
+        if durable {
+            sync_dir(&self.state);
+            sync_dir(self.dest.parent().unwrap_or(Path::new("/")));
+        }
+        if old {
+            // `path` now holds the tree DEST had; keep it as the newest
+            // release. Best-effort: the rollback has succeeded.
+            let _ = self.retire(lock, &path, previous.clone(), usize::MAX);
+        }
+        Ok((previous, release.installed))
     }
 
     /// A fresh path for a staging directory (not created).
@@ -366,7 +478,7 @@ impl Layout {
 }
 
 /// A name that sorts by creation time and is unique across processes.
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

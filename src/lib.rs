@@ -16,14 +16,21 @@
 //! Guarantees: on success DEST holds exactly the package's tree; on any error
 //! (HTTP, digest, hostile archive, limits, full disk, a crash) DEST is exactly
 //! what it was; nothing is written outside DEST and its state directory
-//! `<parent>/.<name>.zipdeploy/`. Each stage is usable on its own:
-//! [`fetch::fetch_to_file`], [`extract::extract_archive`], [`install::Layout`].
+//! `<parent>/.<name>.zipdeploy/` (and the download cache, when one is
+//! given). Each stage is usable on its own: [`fetch::fetch_to_file`],
+//! [`extract::extract_archive`], [`install::Layout`].
 //! The C ABI (for C, Go and Python embedders) is in [`ffi`].
+//!
+//! For fleets: [`Deploy::minisign_key`] (signed packages),
+//! [`Deploy::sha256_from`] (digest from a sidecar file), [`Deploy::mirror`]
+//! (fallback locations), [`Deploy::cache`] (a download cache shared by the
+//! deploys of a host), and [`status()`] / [`rollback()`].
 // `deny`, not `forbid`: the `ffi` module alone allows unsafe code (it must
 // dereference the pointers C hands it); every other module still refuses it.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod extract;
@@ -31,19 +38,25 @@ pub mod fetch;
 pub mod ffi;
 pub mod install;
 pub mod progress;
+pub mod sidecar;
+pub mod signature;
+pub mod status;
 
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use extract::stream::{Finished, Streamer};
 
+pub use cache::Cache;
 pub use digest::Sha256Digest;
 pub use error::{Error, ErrorClass, Limit, Result};
 pub use extract::{Extracted, Limits};
 pub use fetch::{FetchOptions, Fetched, Source};
-pub use install::{Installed, Layout};
+pub use install::{Installed, Layout, Release};
 pub use progress::{Progress, Stage};
+pub use status::{rollback, status, Rollback, Status};
 
 /// Time spent in each stage of a deploy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +101,13 @@ pub struct Report {
     /// Why extraction waited for the whole download, when it could have
     /// streamed but the archive's layout needed the central directory first.
     pub stream_fallback: Option<String>,
+    /// True when the package came from the download cache (re-verified).
+    pub cache_hit: bool,
+    /// The id of the minisign key whose signature was verified, if one was.
+    pub signed_by: Option<String>,
+    /// Locations tried before the one that served the package, each with
+    /// why it was skipped (credentials redacted).
+    pub mirrors_skipped: Vec<String>,
     /// Time per stage.
     pub timings: Timings,
 }
@@ -99,9 +119,15 @@ type ProgressBox<'a> = Box<progress::ProgressFn<'a>>;
 ///
 /// Defaults: no expected digest (the report carries the one seen), the limits
 /// of [`Limits`] and [`FetchOptions`], one previous release kept, data synced
-/// to disk before activation.
+/// to disk before activation, no signature required, no mirrors, no cache.
 pub struct Deploy<'a> {
     source: Source,
+    mirrors: Vec<Source>,
+    sidecar: Option<Source>,
+    minisign_key: Option<signature::PublicKey>,
+    minisign_sig: Option<Source>,
+    cache: Option<PathBuf>,
+    cache_max_size: u64,
     expected: Option<Sha256Digest>,
     dest: Option<PathBuf>,
     limits: Limits,
@@ -124,6 +150,12 @@ impl<'a> Deploy<'a> {
     pub fn from_source(source: Source) -> Self {
         Deploy {
             source,
+            mirrors: Vec::new(),
+            sidecar: None,
+            minisign_key: None,
+            minisign_sig: None,
+            cache: None,
+            cache_max_size: cache::DEFAULT_MAX_SIZE,
             expected: None,
             dest: None,
             limits: Limits::default(),
@@ -145,6 +177,79 @@ impl<'a> Deploy<'a> {
     /// Requires the package to have this digest.
     pub fn digest(mut self, digest: Sha256Digest) -> Self {
         self.expected = Some(digest);
+        self
+    }
+
+    /// Reads the expected SHA-256 from a sidecar file, e.g. `app.zip.sha256`
+    /// published next to `app.zip` (formats: see [`sidecar::parse`]). It is
+    /// fetched first, with the same network options, and may be at most
+    /// 64 KiB. Exclusive with [`Deploy::sha256`]. Note that a sidecar from
+    /// the package's host only guards against corruption, not against that
+    /// host: for that, use [`Deploy::minisign_key`] or a digest from
+    /// elsewhere.
+    pub fn sha256_from(mut self, location: &str) -> Result<Self> {
+        self.sidecar = Some(Source::parse(location)?);
+        Ok(self)
+    }
+
+    /// [`Deploy::sha256_from`] with an already parsed location.
+    pub fn sha256_from_source(mut self, source: Source) -> Self {
+        self.sidecar = Some(source);
+        self
+    }
+
+    /// [`Deploy::mirror`] with an already parsed location.
+    pub fn mirror_source(mut self, source: Source) -> Self {
+        self.mirrors.push(source);
+        self
+    }
+
+    /// [`Deploy::minisign_signature`] with an already parsed location.
+    pub fn minisign_signature_source(mut self, source: Source) -> Self {
+        self.minisign_sig = Some(source);
+        self
+    }
+
+    /// Adds another location of the same package. Locations are tried in
+    /// order (the one given to [`Deploy::new`] first), each with the retry
+    /// policy, until one serves a package that verifies (digest, signature);
+    /// if all fail, [`Error::MirrorsFailed`] lists why each did.
+    pub fn mirror(mut self, location: &str) -> Result<Self> {
+        self.mirrors.push(Source::parse(location)?);
+        Ok(self)
+    }
+
+    /// Requires a minisign signature of the package by `key`, fetched from
+    /// the package's location + `.minisig` (for each mirror, its own)
+    /// unless [`Deploy::minisign_signature`] names it. It is verified over
+    /// the exact bytes downloaded, in the same pass, before anything is
+    /// activated.
+    pub fn minisign_key(mut self, key: signature::PublicKey) -> Self {
+        self.minisign_key = Some(key);
+        self
+    }
+
+    /// Where the minisign signature is (a URL or a path), instead of the
+    /// package's location + `.minisig`. Only used with
+    /// [`Deploy::minisign_key`].
+    pub fn minisign_signature(mut self, location: &str) -> Result<Self> {
+        self.minisign_sig = Some(Source::parse(location)?);
+        Ok(self)
+    }
+
+    /// Keeps verified packages in `dir` by digest (`<dir>/sha256/<hex>.zip`),
+    /// shared by the deploys of a host: with an expected digest, a package
+    /// already there is re-hashed and used without any network request, and
+    /// concurrent deploys of one digest download it once. See [`cache`].
+    pub fn cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = Some(dir.into());
+        self
+    }
+
+    /// Largest total size of the cache's entries (default 10 GiB); least
+    /// recently used entries are evicted after an insert.
+    pub fn cache_max_size(mut self, bytes: u64) -> Self {
+        self.cache_max_size = bytes;
         self
     }
 
@@ -257,9 +362,17 @@ impl<'a> Deploy<'a> {
             .dest
             .take()
             .ok_or_else(|| Error::Config("no destination directory given".into()))?;
+        if self.sidecar.is_some() && self.expected.is_some() {
+            return Err(Error::Config(
+                "give an expected SHA-256 or a sidecar to read it from, not both".into(),
+            ));
+        }
         let layout = Layout::new(&dest)?;
         let lock = layout.lock()?;
         layout.recover(&lock)?;
+        if let Some(sidecar) = self.sidecar.clone() {
+            self.expected = Some(self.read_sidecar(&layout, &sidecar)?);
+        }
         let installed = layout.current();
         let mut report = Report {
             digest: Sha256Digest::of(b""),
@@ -275,25 +388,37 @@ impl<'a> Deploy<'a> {
             bytes_written: 0,
             streamed: false,
             stream_fallback: None,
+            cache_hit: false,
+            signed_by: None,
+            mirrors_skipped: Vec::new(),
             timings: Timings::default(),
         };
+        let key_id = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
         match (self.expected, &installed) {
-            (Some(expected), Some(current)) if current.digest == expected => {
+            // With a key, only a tree whose signature was verified by it
+            // counts as this package.
+            (Some(expected), Some(current))
+                if current.digest == expected
+                    && (key_id.is_none() || current.signed_by == key_id) =>
+            {
                 report.noop = true;
                 report.digest = current.digest;
                 report.package_size = current.package_size;
+                report.signed_by = current.signed_by.clone();
             }
             _ => {
                 let work = Work {
                     layout: &layout,
                     lock: &lock,
                     installed: installed.as_ref(),
-                    download: layout.download_path(),
                     staging: layout.staging_path(),
+                    temps: RefCell::new(Vec::new()),
                 };
                 let result = self.deploy(&work, &mut report);
                 let _ = install::remove_tree(&work.staging);
-                let _ = install::remove_tree(&work.download);
+                for temp in work.temps.borrow().iter() {
+                    let _ = install::remove_tree(temp);
+                }
                 result?;
             }
         }
@@ -301,65 +426,49 @@ impl<'a> Deploy<'a> {
         Ok(report)
     }
 
+    /// The expected digest, from the sidecar file.
+    fn read_sidecar(&self, layout: &Layout, location: &Source) -> Result<Sha256Digest> {
+        let shown = location.redacted();
+        let unusable = |reason: String| Error::DigestSidecar {
+            url: shown.clone(),
+            reason,
+        };
+        let bytes = match sidecar::fetch_small(location, &self.fetch, &layout.download_path()) {
+            Ok(bytes) => bytes,
+            Err(Error::LimitExceeded { .. }) => {
+                return Err(unusable(format!(
+                    "larger than {} KiB",
+                    sidecar::MAX_SIZE >> 10
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| unusable("not UTF-8 text".into()))?;
+        sidecar::parse(text, &sidecar::file_name(&self.source)).map_err(unusable)
+    }
+
     /// Fetch, verify, extract and activate, filling `report` as it goes.
     fn deploy(&mut self, work: &Work<'_>, report: &mut Report) -> Result<()> {
         let mut progress = self.progress.take();
         let fetch_started = Instant::now();
-        let mut streamer = None;
-        let (archive, fetched) = match &self.source {
-            Source::File(path) => {
-                let fetched = fetch::hash_local(path, &self.fetch, progress.as_deref_mut())?;
-                (path.clone(), fetched)
-            }
-            Source::Http(_) => {
-                if self.stream {
-                    std::fs::File::create(&work.download)
-                        .map_err(Error::io("create", &work.download))?;
-                    // Streaming is an optimisation: if it cannot start, extract later.
-                    streamer = Streamer::start(&work.download, &work.staging, &self.limits).ok();
-                }
-                // Fetch events carry the entries streamed so far.
-                let mut forward = |p: &Progress| {
-                    let mut p = *p;
-                    if let Some(s) = &streamer {
-                        p.entries = s.entries();
-                    }
-                    match progress.as_deref_mut() {
-                        Some(f) => f(&p),
-                        None => ControlFlow::Continue(()),
-                    }
-                };
-                let growth = streamer.as_ref().map(Streamer::growth);
-                let fetched = fetch::fetch_observed(
-                    &self.source,
-                    &work.download,
-                    &self.fetch,
-                    Some(&mut forward),
-                    growth,
-                )?;
-                report.bytes_downloaded = fetched.bytes;
-                (work.download.clone(), fetched)
-            }
-        };
+        let got = self.obtain(work, &mut progress, report)?;
         report.timings.fetch = fetch_started.elapsed();
-        report.digest = fetched.digest;
-        report.package_size = fetched.bytes;
-        if let Some(expected) = self.expected {
-            if expected != fetched.digest {
-                return Err(Error::DigestMismatch {
-                    expected: expected.to_hex(),
-                    actual: fetched.digest.to_hex(),
-                });
-            }
-        }
-        if work.installed.is_some_and(|c| c.digest == fetched.digest) {
+        report.digest = got.fetched.digest;
+        report.package_size = got.fetched.bytes;
+        report.bytes_downloaded = got.downloaded;
+        report.source = got.source.redacted();
+        report.signed_by = got.signed_by.clone();
+        if work
+            .installed
+            .is_some_and(|c| c.digest == got.fetched.digest)
+        {
             report.noop = true;
             return Ok(());
         }
 
         let extract_started = Instant::now();
-        let streamed = match streamer {
-            Some(s) => match s.finish(&archive, &work.staging, &self.limits)? {
+        let streamed = match got.streamer {
+            Some(s) => match s.finish(&got.archive, &work.staging, &self.limits)? {
                 Finished::Extracted(done) => Some(done),
                 Finished::SteppedAside(reason) => {
                     report.stream_fallback = Some(reason);
@@ -383,7 +492,7 @@ impl<'a> Deploy<'a> {
                 done
             }
             None => extract::extract_archive(
-                &archive,
+                &got.archive,
                 &work.staging,
                 &self.limits,
                 progress.as_deref_mut(),
@@ -395,7 +504,9 @@ impl<'a> Deploy<'a> {
         report.timings.extract = extract_started.elapsed();
 
         let install_started = Instant::now();
-        let record = Installed::new(fetched.digest, self.source.redacted(), fetched.bytes);
+        let mut record =
+            Installed::new(got.fetched.digest, got.source.redacted(), got.fetched.bytes);
+        record.signed_by = got.signed_by;
         work.layout
             .activate(work.lock, &work.staging, record, self.keep, self.durable)?;
         report.timings.install = install_started.elapsed();
@@ -413,6 +524,340 @@ impl<'a> Deploy<'a> {
         }
         Ok(())
     }
+
+    /// The verified package: from the cache, or from the first location
+    /// (the URL, then the mirrors) that serves one that verifies.
+    fn obtain(
+        &self,
+        work: &Work<'_>,
+        progress: &mut Option<ProgressBox<'a>>,
+        report: &mut Report,
+    ) -> Result<Obtained> {
+        let cache = self
+            .cache
+            .as_ref()
+            .map(|dir| Cache::new(dir).max_size(self.cache_max_size));
+        let mut entry_lock = None;
+        if let (Some(cache), Some(expected)) = (&cache, self.expected) {
+            // Held until the deploy is over: one download per digest, and no
+            // eviction of the entry while it is extracted.
+            let lock = cache.lock(&expected)?;
+            if let Some(path) = cache.lookup(&lock) {
+                match self.verify_cached(cache, &lock, &path, expected, work, progress) {
+                    Ok((fetched, signed_by)) => {
+                        cache.touch(&lock);
+                        report.cache_hit = true;
+                        return Ok(Obtained {
+                            archive: path,
+                            fetched,
+                            downloaded: 0,
+                            source: self.source.clone(),
+                            signed_by,
+                            streamer: None,
+                            _entry: Some(lock),
+                        });
+                    }
+                    // A corrupt entry (or its kept signature) is fetched again.
+                    Err(Retry::Refetch) => cache.remove(&lock),
+                    Err(Retry::Fail(e)) => return Err(e),
+                }
+            }
+            entry_lock = Some(lock);
+        }
+        let sources: Vec<&Source> = std::iter::once(&self.source).chain(&self.mirrors).collect();
+        let mut failures: Vec<(String, Error)> = Vec::new();
+        for source in &sources {
+            match self.fetch_from(source, cache.as_ref(), &mut entry_lock, work, progress) {
+                Ok(got) => {
+                    report.mirrors_skipped = failures
+                        .iter()
+                        .map(|(location, e)| format!("{location}: {e}"))
+                        .collect();
+                    return Ok(got);
+                }
+                Err(e) if sources.len() > 1 && skippable(&e) => {
+                    install::remove_tree(&work.staging)?;
+                    failures.push((source.redacted(), e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::MirrorsFailed { failures })
+    }
+
+    /// Re-hashes (and checks the signature of) a cache entry.
+    fn verify_cached(
+        &self,
+        cache: &Cache,
+        lock: &cache::EntryLock,
+        path: &Path,
+        expected: Sha256Digest,
+        work: &Work<'_>,
+        progress: &mut Option<ProgressBox<'a>>,
+    ) -> std::result::Result<(Fetched, Option<String>), Retry> {
+        let mut signature = None;
+        let mut kept_signature = false;
+        if let Some(key) = &self.minisign_key {
+            let kept = std::fs::read(cache.signature_path(&expected))
+                .ok()
+                .and_then(|text| key.signature(&text, "(cached)").ok());
+            kept_signature = kept.is_some();
+            signature = Some(match kept {
+                Some(sig) => (
+                    sig,
+                    format!("{} (cached)", cache.signature_path(&expected).display()),
+                ),
+                None => self.load_signature(key, &self.source, work)?,
+            });
+        }
+        let mut verifier = match (&self.minisign_key, &signature) {
+            (Some(key), Some((sig, _))) => Some(key.verifier(sig)),
+            _ => None,
+        };
+        let fetched = fetch::hash_local_observed(
+            path,
+            &self.fetch,
+            progress.as_deref_mut(),
+            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+        )?;
+        if fetched.digest != expected {
+            return Err(Retry::Refetch);
+        }
+        if let (Some(v), Some((sig, shown))) = (verifier.as_mut(), &signature) {
+            match v.finish(shown) {
+                Ok(()) => cache.keep_signature(lock, Some(&sig.text)),
+                Err(_) if kept_signature => return Err(Retry::Refetch),
+                Err(e) => return Err(Retry::Fail(e)),
+            }
+        }
+        Ok((
+            fetched,
+            self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
+        ))
+    }
+
+    /// Fetches the signature for the package at `package`.
+    fn load_signature(
+        &self,
+        key: &signature::PublicKey,
+        package: &Source,
+        work: &Work<'_>,
+    ) -> Result<(signature::Signature, String)> {
+        let location = self
+            .minisign_sig
+            .clone()
+            .unwrap_or_else(|| sidecar::beside(package, ".minisig"));
+        let shown = location.redacted();
+        let missing = |reason: String| Error::SignatureMissing {
+            key_id: key.key_id().to_string(),
+            signature: shown.clone(),
+            reason,
+        };
+        let scratch = work.layout.download_path();
+        let bytes = match sidecar::fetch_small(&location, &self.fetch, &scratch) {
+            Ok(bytes) => bytes,
+            Err(Error::HttpStatus {
+                status: status @ (404 | 410),
+                ..
+            }) => return Err(missing(format!("HTTP status {status}"))),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(missing("no such file".into()))
+            }
+            Err(Error::LimitExceeded { .. }) => {
+                return Err(Error::SignatureInvalid {
+                    key_id: key.key_id().to_string(),
+                    signature: shown,
+                    reason: format!("larger than {} KiB", sidecar::MAX_SIZE >> 10),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((key.signature(&bytes, &shown)?, shown))
+    }
+
+    /// Fetches and verifies the package from one location.
+    fn fetch_from(
+        &self,
+        source: &Source,
+        cache: Option<&Cache>,
+        entry_lock: &mut Option<cache::EntryLock>,
+        work: &Work<'_>,
+        progress: &mut Option<ProgressBox<'a>>,
+    ) -> Result<Obtained> {
+        let signature = match &self.minisign_key {
+            Some(key) => Some(self.load_signature(key, source, work)?),
+            None => None,
+        };
+        let mut verifier = match (&self.minisign_key, &signature) {
+            (Some(key), Some((sig, _))) => Some(key.verifier(sig)),
+            _ => None,
+        };
+        let signed_by = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
+        let path = match source {
+            Source::File(path) => path,
+            Source::Http(_) => {
+                return self.download(
+                    source, cache, entry_lock, work, progress, verifier, &signature,
+                )
+            }
+        };
+        let fetched = fetch::hash_local_observed(
+            path,
+            &self.fetch,
+            progress.as_deref_mut(),
+            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+        )?;
+        self.verify(&fetched, verifier.as_mut(), &signature)?;
+        Ok(Obtained {
+            archive: path.clone(),
+            fetched,
+            downloaded: 0,
+            source: source.clone(),
+            signed_by,
+            streamer: None,
+            _entry: None,
+        })
+    }
+
+    /// Downloads (extracting while it downloads, when it can) and verifies.
+    #[allow(clippy::too_many_arguments)]
+    fn download(
+        &self,
+        source: &Source,
+        cache: Option<&Cache>,
+        entry_lock: &mut Option<cache::EntryLock>,
+        work: &Work<'_>,
+        progress: &mut Option<ProgressBox<'a>>,
+        mut verifier: Option<signature::Verifier<'_>>,
+        signature: &Option<(signature::Signature, String)>,
+    ) -> Result<Obtained> {
+        let temp = cache.map(Cache::temp).transpose()?;
+        let download = match &temp {
+            Some(temp) => temp.path().to_path_buf(),
+            None => {
+                let path = work.layout.download_path();
+                work.temps.borrow_mut().push(path.clone());
+                std::fs::File::create(&path).map_err(Error::io("create", &path))?;
+                path
+            }
+        };
+        let mut streamer = None;
+        if self.stream {
+            // Streaming is an optimisation: if it cannot start, extract later.
+            streamer = Streamer::start(&download, &work.staging, &self.limits).ok();
+        }
+        // Fetch events carry the entries streamed so far.
+        let mut forward = |p: &Progress| {
+            let mut p = *p;
+            if let Some(s) = &streamer {
+                p.entries = s.entries();
+            }
+            match progress.as_deref_mut() {
+                Some(f) => f(&p),
+                None => ControlFlow::Continue(()),
+            }
+        };
+        let growth = streamer.as_ref().map(Streamer::growth);
+        let fetched = fetch::fetch_observed(
+            source,
+            &download,
+            &self.fetch,
+            Some(&mut forward),
+            growth,
+            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+        )?;
+        self.verify(&fetched, verifier.as_mut(), signature)?;
+        let mut entry = None;
+        let archive = match (cache, temp) {
+            (Some(cache), Some(temp)) => {
+                let lock = match entry_lock.take() {
+                    Some(lock) => lock,
+                    None => cache.lock(&fetched.digest)?,
+                };
+                let text = signature.as_ref().map(|(sig, _)| sig.text.as_str());
+                let path = cache.insert(&lock, temp, text)?;
+                entry = Some(lock);
+                path
+            }
+            _ => download,
+        };
+        Ok(Obtained {
+            archive,
+            fetched,
+            downloaded: fetched.bytes,
+            source: source.clone(),
+            signed_by: self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
+            streamer,
+            _entry: entry,
+        })
+    }
+
+    /// The package's digest and signature, checked before anything else.
+    fn verify(
+        &self,
+        fetched: &Fetched,
+        verifier: Option<&mut signature::Verifier<'_>>,
+        signature: &Option<(signature::Signature, String)>,
+    ) -> Result<()> {
+        if let Some(expected) = self.expected {
+            if expected != fetched.digest {
+                return Err(Error::DigestMismatch {
+                    expected: expected.to_hex(),
+                    actual: fetched.digest.to_hex(),
+                });
+            }
+        }
+        if let (Some(v), Some((_, shown))) = (verifier, signature) {
+            v.finish(shown)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the next location is worth trying after this failure: the
+/// location's own fault (network, wrong digest or signature, too big).
+fn skippable(error: &Error) -> bool {
+    matches!(error.class(), ErrorClass::Network | ErrorClass::Digest)
+        || matches!(
+            error,
+            Error::LimitExceeded {
+                limit: Limit::DownloadSize,
+                ..
+            }
+        )
+}
+
+/// What to do when a cache entry does not verify.
+enum Retry {
+    /// The entry (or its kept signature) is bad: remove it, fetch again.
+    Refetch,
+    /// Fail the deploy.
+    Fail(Error),
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Self {
+        if cache::is_corrupt_entry(&e) {
+            Retry::Refetch
+        } else {
+            Retry::Fail(e)
+        }
+    }
+}
+
+/// A verified package ready to extract.
+struct Obtained {
+    /// The file to extract.
+    archive: PathBuf,
+    fetched: Fetched,
+    /// Bytes that came over the network.
+    downloaded: u64,
+    /// The location that served it.
+    source: Source,
+    signed_by: Option<String>,
+    streamer: Option<Streamer>,
+    /// The cache entry's lock, held until the deploy is over.
+    _entry: Option<cache::EntryLock>,
 }
 
 /// Where one deploy works: its layout, lock, and work paths (removed after).
@@ -420,8 +865,9 @@ struct Work<'a> {
     layout: &'a Layout,
     lock: &'a install::StateLock,
     installed: Option<&'a Installed>,
-    download: PathBuf,
     staging: PathBuf,
+    /// Downloads in the state dir, removed after the deploy.
+    temps: RefCell<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for Deploy<'_> {

@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 pub mod raw;
+pub mod signing;
 
 use zip::write::SimpleFileOptions;
 use zip::ZipWriter;

@@ -1,0 +1,108 @@
+//! What is installed at a destination, and rolling back to a kept release.
+//!
+//! ```no_run
+//! let status = zipdeploy::status("/var/www/app")?;
+//! match &status.current {
+//!     Some(c) => println!("{} from {} ({} kept)", c.digest, c.source, status.kept.len()),
+//!     None => println!("nothing installed"),
+//! }
+//! zipdeploy::rollback("/var/www/app")?; // back to the previous release
+//! # Ok::<(), zipdeploy::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::install::{Installed, Layout, Release};
+
+/// What a destination holds, from its state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The destination directory (absolute).
+    pub dest: PathBuf,
+    /// The package installed there, if zipdeploy installed what DEST holds.
+    pub current: Option<Installed>,
+    /// Previous trees kept for rollback, oldest first; the last is the one
+    /// [`rollback`] brings back.
+    pub kept: Vec<Release>,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// The record of the tree DEST held before (now the newest kept
+    /// release), if there was one.
+    pub previous: Option<Installed>,
+    /// The destination as it is now.
+    pub status: Status,
+}
+
+/// Reads what is installed at `dest`. Writes nothing and takes no lock: it
+/// does not wait for a deploy in progress, and shows the state before or
+/// after its activation (records are replaced atomically).
+pub fn status(dest: impl AsRef<Path>) -> Result<Status> {
+    let layout = Layout::new(dest.as_ref())?;
+    Ok(status_of(&layout))
+}
+
+pub(crate) fn status_of(layout: &Layout) -> Status {
+    Status {
+        dest: layout.dest().to_path_buf(),
+        current: layout.current(),
+        kept: layout.releases(),
+    }
+}
+
+/// Swaps the most recent kept release back into `dest`, atomically, under
+/// the deploy lock (waiting for a deploy in progress); the tree it replaces
+/// becomes the newest kept release, so rolling back twice returns to where
+/// you were. Fails with [`crate::Error::NoRelease`] (code 72) when nothing is
+/// kept; on any failure DEST is unchanged. Data is synced to disk.
+pub fn rollback(dest: impl AsRef<Path>) -> Result<Rollback> {
+    rollback_with(dest.as_ref(), true)
+}
+
+pub(crate) fn rollback_with(dest: &Path, durable: bool) -> Result<Rollback> {
+    let layout = Layout::new(dest)?;
+    let lock = layout.lock()?;
+    layout.recover(&lock)?;
+    let (previous, _) = layout.rollback(&lock, durable)?;
+    Ok(Rollback {
+        previous,
+        status: status_of(&layout),
+    })
+}
+
+/// A Unix time as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z`.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_714_564_800 + 3661), "2024-05-01T13:01:01Z");
+    }
+}
