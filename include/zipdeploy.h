@@ -110,9 +110,32 @@
 #define ZIPDEPLOY_TLS 35
 
 /**
+ * Every location of the package (its URL and mirrors) failed; the message
+ * lists why each did.
+ */
+#define ZIPDEPLOY_MIRRORS_FAILED 36
+
+/**
  * The package's SHA-256 is not the expected one.
  */
 #define ZIPDEPLOY_DIGEST_MISMATCH 40
+
+/**
+ * The package's minisign signature does not verify with the key (wrong
+ * bytes, another key, malformed, or a legacy non-prehashed signature).
+ */
+#define ZIPDEPLOY_SIGNATURE_INVALID 41
+
+/**
+ * The package's minisign signature was not found (HTTP 404/410, no file).
+ */
+#define ZIPDEPLOY_SIGNATURE_MISSING 42
+
+/**
+ * The SHA-256 sidecar file is unusable (too big, no line for the package,
+ * ambiguous, not a digest).
+ */
+#define ZIPDEPLOY_DIGEST_SIDECAR 43
 
 /**
  * The package is not a ZIP archive.
@@ -148,6 +171,11 @@
  * The destination's filesystem has too little free space.
  */
 #define ZIPDEPLOY_NO_SPACE 71
+
+/**
+ * A rollback was asked for but no previous release is kept.
+ */
+#define ZIPDEPLOY_NO_RELEASE 72
 
 /**
  * A hook refused the staged tree.
@@ -205,6 +233,14 @@ typedef struct zipdeploy_error zipdeploy_error;
  * thread. Release with `zipdeploy_report_free`.
  */
 typedef struct zipdeploy_report zipdeploy_report;
+
+/**
+ * What a destination holds: the installed package (if zipdeploy installed
+ * what is there) and the releases kept for rollback. Immutable, safe to
+ * read from any thread. Made by `zipdeploy_status_read` and
+ * `zipdeploy_deploy_rollback`; release with `zipdeploy_status_free`.
+ */
+typedef struct zipdeploy_status zipdeploy_status;
 
 /**
  * A progress event, passed to the callback by pointer; valid only during
@@ -455,6 +491,196 @@ int zipdeploy_deploy_set_progress(struct zipdeploy_deploy *deploy,
                                   void *userdata);
 
 /**
+ * Reads the expected SHA-256 from a sidecar file at `url` (e.g.
+ * `https://host/app.zip.sha256`): `HEX  FILENAME`, `HEX *FILENAME`, a bare
+ * `HEX` or `SHA256 (FILENAME) = HEX`; with several lines, the one naming
+ * the package's file name. It is fetched with the same network options and
+ * may be at most 64 KiB. NULL clears it. Exclusive with
+ * `zipdeploy_deploy_set_sha256` (running with both is `ZIPDEPLOY_CONFIG`).
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. An unusable sidecar
+ * fails the run with `ZIPDEPLOY_DIGEST_SIDECAR`.
+ */
+int zipdeploy_deploy_set_sha256_from(struct zipdeploy_deploy *deploy, const char *url);
+
+/**
+ * Adds a mirror: another location of the same package, tried in order
+ * after the URL (and earlier mirrors) fail or serve a package that does
+ * not verify. Each location gets the retry policy. The string is copied.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL. When every
+ * location fails, the run returns `ZIPDEPLOY_MIRRORS_FAILED`.
+ */
+int zipdeploy_deploy_add_mirror(struct zipdeploy_deploy *deploy, const char *url);
+
+/**
+ * Removes every mirror added with `zipdeploy_deploy_add_mirror`.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL.
+ */
+int zipdeploy_deploy_clear_mirrors(struct zipdeploy_deploy *deploy);
+
+/**
+ * Requires a minisign signature of the package by this public key: the
+ * base64 key (`RWQ…`) or the path of a `minisign.pub` file (read now).
+ * The signature is fetched from the package location + `.minisig` unless
+ * `zipdeploy_deploy_set_minisign_sig` names it, and verified over the bytes
+ * downloaded before anything is activated. NULL removes the requirement.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` (not a minisign public key),
+ * `ZIPDEPLOY_IO` (the file cannot be read), `ZIPDEPLOY_INVALID_UTF8`, or
+ * `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. A bad signature fails
+ * the run with `ZIPDEPLOY_SIGNATURE_INVALID`, a missing one with
+ * `ZIPDEPLOY_SIGNATURE_MISSING`.
+ */
+int zipdeploy_deploy_set_minisign_key(struct zipdeploy_deploy *deploy, const char *key);
+
+/**
+ * Sets where the minisign signature is (a URL or a path) instead of the
+ * package location + `.minisig`; NULL restores that default.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+ */
+int zipdeploy_deploy_set_minisign_sig(struct zipdeploy_deploy *deploy, const char *location);
+
+/**
+ * Uses a download cache in `dir` (`<dir>/sha256/<hex>.zip`), which the
+ * deploys of a host can share: with an expected digest, a cached package
+ * is re-hashed and used without any network request, and concurrent
+ * deploys of one digest download it once. NULL disables it (the default).
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` for an empty path,
+ * `ZIPDEPLOY_INVALID_UTF8`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL.
+ */
+int zipdeploy_deploy_set_cache(struct zipdeploy_deploy *deploy, const char *dir);
+
+/**
+ * Sets the largest total size of the cache's entries, in bytes (default
+ * 10 GiB); least recently used entries are evicted after an insert, never
+ * one in use.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+ * or `bytes` is 0.
+ */
+int zipdeploy_deploy_set_cache_max_size(struct zipdeploy_deploy *deploy, uint64_t bytes);
+
+/**
+ * Swaps the most recent kept release back into the handle's destination,
+ * atomically and under the destination's lock; the tree it replaces
+ * becomes the newest kept release (a second rollback returns to where the
+ * first started). Uses the handle's destination and durability setting;
+ * nothing else.
+ *
+ * On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
+ * stores a new status of the destination (as after the rollback) that the
+ * caller releases with `zipdeploy_status_free`. On failure returns the
+ * status (`ZIPDEPLOY_NO_RELEASE` when nothing is kept, `ZIPDEPLOY_CONFIG`
+ * without a destination, `ZIPDEPLOY_BUSY`, ...), stores a new error in
+ * `error_out` if it is not NULL, and leaves the destination as it was.
+ */
+int zipdeploy_deploy_rollback(struct zipdeploy_deploy *deploy,
+                              struct zipdeploy_status **status_out,
+                              struct zipdeploy_error **error_out);
+
+/**
+ * Reads what is installed at `dest` (no handle needed). Writes nothing and
+ * takes no lock, so it does not wait for a deploy in progress.
+ *
+ * On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
+ * stores a new status the caller releases with `zipdeploy_status_free` —
+ * also when nothing is installed (`zipdeploy_status_installed` is then 0).
+ * On failure (`ZIPDEPLOY_INVALID_ARGUMENT` for a NULL `dest`,
+ * `ZIPDEPLOY_INVALID_UTF8`, `ZIPDEPLOY_CONFIG` for a path without a final
+ * name) stores a new error in `error_out` if it is not NULL.
+ */
+int zipdeploy_status_read(const char *dest,
+                          struct zipdeploy_status **status_out,
+                          struct zipdeploy_error **error_out);
+
+/**
+ * 1 if zipdeploy installed what the destination holds, 0 if not (nothing
+ * there, or a tree it has no record of) or if `status` is NULL.
+ */
+int zipdeploy_status_installed(const struct zipdeploy_status *status);
+
+/**
+ * The destination directory, absolute. Borrowed from the status: valid
+ * until `zipdeploy_status_free`. `""` if `status` is NULL; never NULL.
+ */
+const char *zipdeploy_status_dest(const struct zipdeploy_status *status);
+
+/**
+ * The SHA-256 of the installed package (64 hex digits), `""` when nothing
+ * is installed or `status` is NULL. Borrowed: valid until
+ * `zipdeploy_status_free`.
+ */
+const char *zipdeploy_status_digest(const struct zipdeploy_status *status);
+
+/**
+ * Where the installed package came from, credentials redacted; `""` when
+ * nothing is installed. Borrowed: valid until `zipdeploy_status_free`.
+ */
+const char *zipdeploy_status_source(const struct zipdeploy_status *status);
+
+/**
+ * The id of the minisign key whose signature of the installed package was
+ * verified; `""` if none was. Borrowed: valid until `zipdeploy_status_free`.
+ */
+const char *zipdeploy_status_signed_by(const struct zipdeploy_status *status);
+
+/**
+ * When the installed package was activated, in seconds since the Unix
+ * epoch; 0 when nothing is installed.
+ */
+uint64_t zipdeploy_status_installed_at(const struct zipdeploy_status *status);
+
+/**
+ * Size of the installed package in bytes; 0 when nothing is installed.
+ */
+uint64_t zipdeploy_status_package_size(const struct zipdeploy_status *status);
+
+/**
+ * How many previous releases are kept for rollback (0 for NULL). Index
+ * them with the `zipdeploy_status_kept_*` getters, 0 the oldest; the last
+ * is the one a rollback brings back.
+ */
+uint64_t zipdeploy_status_kept_count(const struct zipdeploy_status *status);
+
+/**
+ * The SHA-256 of kept release `index`; `""` if it is out of range, its
+ * package is unknown (a tree that predates zipdeploy), or `status` is NULL.
+ * Borrowed: valid until `zipdeploy_status_free`.
+ */
+const char *zipdeploy_status_kept_digest(const struct zipdeploy_status *status, uint64_t index);
+
+/**
+ * Where kept release `index` came from, credentials redacted; `""` when
+ * unknown. Borrowed: valid until `zipdeploy_status_free`.
+ */
+const char *zipdeploy_status_kept_source(const struct zipdeploy_status *status, uint64_t index);
+
+/**
+ * When kept release `index` was activated (Unix seconds); 0 when unknown.
+ */
+uint64_t zipdeploy_status_kept_installed_at(const struct zipdeploy_status *status, uint64_t index);
+
+/**
+ * Size of kept release `index`'s package in bytes; 0 when unknown.
+ */
+uint64_t zipdeploy_status_kept_package_size(const struct zipdeploy_status *status, uint64_t index);
+
+/**
+ * Releases a status. NULL is a no-op. Strings borrowed from it become
+ * invalid.
+ */
+void zipdeploy_status_free(struct zipdeploy_status *status);
+
+/**
  * Fetches, verifies, extracts and installs the package. Blocks until done.
  *
  * On success returns `ZIPDEPLOY_OK` and, if `report_out` is not NULL, stores
@@ -527,6 +753,19 @@ int zipdeploy_report_noop(const struct zipdeploy_report *report);
  * for NULL).
  */
 int zipdeploy_report_streamed(const struct zipdeploy_report *report);
+
+/**
+ * 1 if the package came from the download cache (re-verified), else 0
+ * (also for NULL).
+ */
+int zipdeploy_report_cache_hit(const struct zipdeploy_report *report);
+
+/**
+ * The id of the minisign key whose signature was verified (16 hex
+ * digits), `""` if none was or `report` is NULL. Borrowed from the report:
+ * valid until `zipdeploy_report_free`.
+ */
+const char *zipdeploy_report_signed_by(const struct zipdeploy_report *report);
 
 /**
  * Bytes downloaded (0 for a no-op or a local package; 0 for NULL).

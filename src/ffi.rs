@@ -36,7 +36,11 @@ use std::path::PathBuf;
 use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
-use crate::{Deploy, Error, FetchOptions, Limits, Progress, Report, Sha256Digest, Source, Stage};
+use crate::install::Installed;
+use crate::signature::PublicKey;
+use crate::{
+    Deploy, Error, FetchOptions, Limits, Progress, Report, Sha256Digest, Source, Stage, Status,
+};
 
 /// Success.
 pub const ZIPDEPLOY_OK: c_int = 0;
@@ -67,8 +71,19 @@ pub const ZIPDEPLOY_TRUNCATED: c_int = 33;
 pub const ZIPDEPLOY_REDIRECT: c_int = 34;
 /// TLS failed (untrusted certificate, handshake error).
 pub const ZIPDEPLOY_TLS: c_int = 35;
+/// Every location of the package (its URL and mirrors) failed; the message
+/// lists why each did.
+pub const ZIPDEPLOY_MIRRORS_FAILED: c_int = 36;
 /// The package's SHA-256 is not the expected one.
 pub const ZIPDEPLOY_DIGEST_MISMATCH: c_int = 40;
+/// The package's minisign signature does not verify with the key (wrong
+/// bytes, another key, malformed, or a legacy non-prehashed signature).
+pub const ZIPDEPLOY_SIGNATURE_INVALID: c_int = 41;
+/// The package's minisign signature was not found (HTTP 404/410, no file).
+pub const ZIPDEPLOY_SIGNATURE_MISSING: c_int = 42;
+/// The SHA-256 sidecar file is unusable (too big, no line for the package,
+/// ambiguous, not a digest).
+pub const ZIPDEPLOY_DIGEST_SIDECAR: c_int = 43;
 /// The package is not a ZIP archive.
 pub const ZIPDEPLOY_NOT_ZIP: c_int = 50;
 /// The archive is corrupt or ambiguous.
@@ -83,6 +98,8 @@ pub const ZIPDEPLOY_LIMIT_EXCEEDED: c_int = 60;
 pub const ZIPDEPLOY_IO: c_int = 70;
 /// The destination's filesystem has too little free space.
 pub const ZIPDEPLOY_NO_SPACE: c_int = 71;
+/// A rollback was asked for but no previous release is kept.
+pub const ZIPDEPLOY_NO_RELEASE: c_int = 72;
 /// A hook refused the staged tree.
 pub const ZIPDEPLOY_HOOK: c_int = 80;
 /// The progress callback returned non-zero: the deploy was cancelled and the
@@ -153,6 +170,52 @@ pub struct zipdeploy_report {
     digest: CString,
     source: CString,
     dest: CString,
+    signed_by: CString,
+}
+
+/// What a destination holds: the installed package (if zipdeploy installed
+/// what is there) and the releases kept for rollback. Immutable, safe to
+/// read from any thread. Made by `zipdeploy_status_read` and
+/// `zipdeploy_deploy_rollback`; release with `zipdeploy_status_free`.
+pub struct zipdeploy_status {
+    status: Status,
+    dest: CString,
+    current: Option<CRecord>,
+    kept: Vec<Option<CRecord>>,
+}
+
+/// A record's strings, ready to hand out.
+struct CRecord {
+    installed: Installed,
+    digest: CString,
+    source: CString,
+    signed_by: CString,
+}
+
+impl CRecord {
+    fn new(installed: &Installed) -> CRecord {
+        CRecord {
+            installed: installed.clone(),
+            digest: c_string(&installed.digest.to_hex()),
+            source: c_string(&installed.source),
+            signed_by: c_string(installed.signed_by.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+impl zipdeploy_status {
+    fn new(status: Status) -> Box<zipdeploy_status> {
+        Box::new(zipdeploy_status {
+            dest: c_string(&status.dest.display().to_string()),
+            current: status.current.as_ref().map(CRecord::new),
+            kept: status
+                .kept
+                .iter()
+                .map(|r| r.installed.as_ref().map(CRecord::new))
+                .collect(),
+            status,
+        })
+    }
 }
 
 /// An owned error: a status and its one-line message. Immutable, safe to
@@ -172,6 +235,12 @@ struct State {
     keep: Option<usize>,
     durable: Option<bool>,
     progress: Option<Callback>,
+    mirrors: Vec<Source>,
+    sidecar: Option<Source>,
+    minisign_key: Option<PublicKey>,
+    minisign_sig: Option<Source>,
+    cache: Option<PathBuf>,
+    cache_max_size: Option<u64>,
     last_status: c_int,
     last_error: CString,
 }
@@ -187,6 +256,12 @@ impl Default for State {
             keep: None,
             durable: None,
             progress: None,
+            mirrors: Vec::new(),
+            sidecar: None,
+            minisign_key: None,
+            minisign_sig: None,
+            cache: None,
+            cache_max_size: None,
             last_status: ZIPDEPLOY_OK,
             last_error: CString::default(),
         }
@@ -378,7 +453,63 @@ impl State {
         if let Some(callback) = self.progress {
             deploy = deploy.progress(move |p| callback.call(p));
         }
+        for mirror in &self.mirrors {
+            deploy = deploy.mirror_source(mirror.clone());
+        }
+        if let Some(sidecar) = &self.sidecar {
+            deploy = deploy.sha256_from_source(sidecar.clone());
+        }
+        if let Some(key) = &self.minisign_key {
+            deploy = deploy.minisign_key(key.clone());
+        }
+        if let Some(sig) = &self.minisign_sig {
+            deploy = deploy.minisign_signature_source(sig.clone());
+        }
+        if let Some(dir) = &self.cache {
+            deploy = deploy.cache(dir);
+        }
+        if let Some(bytes) = self.cache_max_size {
+            deploy = deploy.cache_max_size(bytes);
+        }
         Ok(deploy.run()?)
+    }
+
+    fn rollback(&mut self) -> Result<Status, Failure> {
+        let dest = self.dest.as_ref().ok_or_else(|| {
+            Failure::new(
+                ZIPDEPLOY_CONFIG,
+                "invalid configuration: no destination set (zipdeploy_deploy_set_dest)",
+            )
+        })?;
+        Ok(crate::status::rollback_with(dest, self.durable.unwrap_or(true))?.status)
+    }
+}
+
+/// Stores a new owned error in `error_out` unless it is NULL; returns the
+/// status.
+///
+/// # Safety
+/// `error_out` is NULL or a writable `zipdeploy_error *` slot.
+unsafe fn put_error(error_out: *mut *mut zipdeploy_error, failure: Failure) -> c_int {
+    if !error_out.is_null() {
+        let error = Box::new(zipdeploy_error {
+            status: failure.status,
+            message: c_string(&failure.message),
+        });
+        // SAFETY: non-NULL, and the caller promises a writable slot.
+        unsafe { error_out.write(Box::into_raw(error)) };
+    }
+    failure.status
+}
+
+/// Stores a new status object in `status_out` unless it is NULL.
+///
+/// # Safety
+/// `status_out` is NULL or a writable `zipdeploy_status *` slot.
+unsafe fn put_status(status_out: *mut *mut zipdeploy_status, status: Status) {
+    if !status_out.is_null() {
+        // SAFETY: non-NULL, and the caller promises a writable slot.
+        unsafe { status_out.write(Box::into_raw(zipdeploy_status::new(status))) };
     }
 }
 
@@ -428,7 +559,11 @@ fn status_name(status: c_int) -> Option<&'static CStr> {
         ZIPDEPLOY_TRUNCATED => c"truncated download",
         ZIPDEPLOY_REDIRECT => c"redirect refused",
         ZIPDEPLOY_TLS => c"TLS error",
+        ZIPDEPLOY_MIRRORS_FAILED => c"all mirrors failed",
         ZIPDEPLOY_DIGEST_MISMATCH => c"digest mismatch",
+        ZIPDEPLOY_SIGNATURE_INVALID => c"signature invalid",
+        ZIPDEPLOY_SIGNATURE_MISSING => c"signature missing",
+        ZIPDEPLOY_DIGEST_SIDECAR => c"digest sidecar unusable",
         ZIPDEPLOY_NOT_ZIP => c"not a ZIP archive",
         ZIPDEPLOY_CORRUPT_ARCHIVE => c"corrupt archive",
         ZIPDEPLOY_UNSAFE_ENTRY => c"unsafe entry",
@@ -436,6 +571,7 @@ fn status_name(status: c_int) -> Option<&'static CStr> {
         ZIPDEPLOY_LIMIT_EXCEEDED => c"limit exceeded",
         ZIPDEPLOY_IO => c"I/O error",
         ZIPDEPLOY_NO_SPACE => c"no space",
+        ZIPDEPLOY_NO_RELEASE => c"no release to roll back to",
         ZIPDEPLOY_HOOK => c"hook failed",
         ZIPDEPLOY_CANCELLED => c"cancelled",
         _ => return None,
@@ -827,6 +963,432 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_progress(
     }
 }
 
+/// Reads the expected SHA-256 from a sidecar file at `url` (e.g.
+/// `https://host/app.zip.sha256`): `HEX  FILENAME`, `HEX *FILENAME`, a bare
+/// `HEX` or `SHA256 (FILENAME) = HEX`; with several lines, the one naming
+/// the package's file name. It is fetched with the same network options and
+/// may be at most 64 KiB. NULL clears it. Exclusive with
+/// `zipdeploy_deploy_set_sha256` (running with both is `ZIPDEPLOY_CONFIG`).
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. An unusable sidecar
+/// fails the run with `ZIPDEPLOY_DIGEST_SIDECAR`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_sha256_from(
+    deploy: *mut zipdeploy_deploy,
+    url: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            s.sidecar = if url.is_null() {
+                None
+            } else {
+                Some(Source::parse(str_arg(url, "sha256_from")?)?)
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Adds a mirror: another location of the same package, tried in order
+/// after the URL (and earlier mirrors) fail or serve a package that does
+/// not verify. Each location gets the retry policy. The string is copied.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL. When every
+/// location fails, the run returns `ZIPDEPLOY_MIRRORS_FAILED`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_add_mirror(
+    deploy: *mut zipdeploy_deploy,
+    url: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            s.mirrors.push(Source::parse(str_arg(url, "mirror")?)?);
+            Ok(())
+        })
+    }
+}
+
+/// Removes every mirror added with `zipdeploy_deploy_add_mirror`.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_clear_mirrors(deploy: *mut zipdeploy_deploy) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.mirrors.clear();
+            Ok(())
+        })
+    }
+}
+
+/// Requires a minisign signature of the package by this public key: the
+/// base64 key (`RWQ…`) or the path of a `minisign.pub` file (read now).
+/// The signature is fetched from the package location + `.minisig` unless
+/// `zipdeploy_deploy_set_minisign_sig` names it, and verified over the bytes
+/// downloaded before anything is activated. NULL removes the requirement.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` (not a minisign public key),
+/// `ZIPDEPLOY_IO` (the file cannot be read), `ZIPDEPLOY_INVALID_UTF8`, or
+/// `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. A bad signature fails
+/// the run with `ZIPDEPLOY_SIGNATURE_INVALID`, a missing one with
+/// `ZIPDEPLOY_SIGNATURE_MISSING`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_key(
+    deploy: *mut zipdeploy_deploy,
+    key: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `key` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            s.minisign_key = if key.is_null() {
+                None
+            } else {
+                Some(PublicKey::from_arg(str_arg(key, "minisign key")?)?)
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Sets where the minisign signature is (a URL or a path) instead of the
+/// package location + `.minisig`; NULL restores that default.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_sig(
+    deploy: *mut zipdeploy_deploy,
+    location: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `location` is NULL or a NUL-terminated
+    // string.
+    unsafe {
+        set(deploy, |s| {
+            s.minisign_sig = if location.is_null() {
+                None
+            } else {
+                Some(Source::parse(str_arg(location, "minisign signature")?)?)
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Uses a download cache in `dir` (`<dir>/sha256/<hex>.zip`), which the
+/// deploys of a host can share: with an expected digest, a cached package
+/// is re-hashed and used without any network request, and concurrent
+/// deploys of one digest download it once. NULL disables it (the default).
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` for an empty path,
+/// `ZIPDEPLOY_INVALID_UTF8`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_cache(
+    deploy: *mut zipdeploy_deploy,
+    dir: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `dir` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            s.cache = if dir.is_null() {
+                None
+            } else {
+                let dir = str_arg(dir, "cache")?;
+                if dir.is_empty() {
+                    return Err(Failure::new(
+                        ZIPDEPLOY_CONFIG,
+                        "invalid configuration: empty cache directory",
+                    ));
+                }
+                Some(PathBuf::from(dir))
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Sets the largest total size of the cache's entries, in bytes (default
+/// 10 GiB); least recently used entries are evicted after an insert, never
+/// one in use.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+/// or `bytes` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_cache_max_size(
+    deploy: *mut zipdeploy_deploy,
+    bytes: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.cache_max_size = Some(positive(bytes, "cache_max_size")?);
+            Ok(())
+        })
+    }
+}
+
+/// Swaps the most recent kept release back into the handle's destination,
+/// atomically and under the destination's lock; the tree it replaces
+/// becomes the newest kept release (a second rollback returns to where the
+/// first started). Uses the handle's destination and durability setting;
+/// nothing else.
+///
+/// On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
+/// stores a new status of the destination (as after the rollback) that the
+/// caller releases with `zipdeploy_status_free`. On failure returns the
+/// status (`ZIPDEPLOY_NO_RELEASE` when nothing is kept, `ZIPDEPLOY_CONFIG`
+/// without a destination, `ZIPDEPLOY_BUSY`, ...), stores a new error in
+/// `error_out` if it is not NULL, and leaves the destination as it was.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_rollback(
+    deploy: *mut zipdeploy_deploy,
+    status_out: *mut *mut zipdeploy_status,
+    error_out: *mut *mut zipdeploy_error,
+) -> c_int {
+    boundary(ZIPDEPLOY_PANIC, || {
+        // SAFETY: forwarded contract.
+        match unsafe { with_state(deploy, State::rollback) } {
+            Ok(status) => {
+                // SAFETY: forwarded contract: NULL or a writable slot.
+                unsafe { put_status(status_out, status) };
+                ZIPDEPLOY_OK
+            }
+            // SAFETY: forwarded contract: NULL or a writable slot.
+            Err(failure) => unsafe { put_error(error_out, failure) },
+        }
+    })
+}
+
+/// Reads what is installed at `dest` (no handle needed). Writes nothing and
+/// takes no lock, so it does not wait for a deploy in progress.
+///
+/// On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
+/// stores a new status the caller releases with `zipdeploy_status_free` —
+/// also when nothing is installed (`zipdeploy_status_installed` is then 0).
+/// On failure (`ZIPDEPLOY_INVALID_ARGUMENT` for a NULL `dest`,
+/// `ZIPDEPLOY_INVALID_UTF8`, `ZIPDEPLOY_CONFIG` for a path without a final
+/// name) stores a new error in `error_out` if it is not NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_read(
+    dest: *const c_char,
+    status_out: *mut *mut zipdeploy_status,
+    error_out: *mut *mut zipdeploy_error,
+) -> c_int {
+    boundary(ZIPDEPLOY_PANIC, || {
+        let read = || -> Result<Status, Failure> {
+            // SAFETY: forwarded contract: NULL or a NUL-terminated string.
+            let dest = unsafe { str_arg(dest, "dest") }?;
+            if dest.is_empty() {
+                return Err(Failure::new(
+                    ZIPDEPLOY_CONFIG,
+                    "invalid configuration: empty destination directory",
+                ));
+            }
+            Ok(crate::status(dest)?)
+        };
+        match read() {
+            Ok(status) => {
+                // SAFETY: forwarded contract: NULL or a writable slot.
+                unsafe { put_status(status_out, status) };
+                ZIPDEPLOY_OK
+            }
+            // SAFETY: forwarded contract: NULL or a writable slot.
+            Err(failure) => unsafe { put_error(error_out, failure) },
+        }
+    })
+}
+
+/// Borrows the status behind a pointer.
+///
+/// # Safety
+/// `status` is NULL or a live status from [`zipdeploy_status_read`] or
+/// [`zipdeploy_deploy_rollback`].
+unsafe fn status_ref<'a>(status: *const zipdeploy_status) -> Option<&'a zipdeploy_status> {
+    // SAFETY: the caller promises NULL or a live status, which is immutable.
+    unsafe { status.as_ref() }
+}
+
+/// The installed record (`index` < 0) or kept release `index`, if known.
+///
+/// # Safety
+/// As for [`status_ref`].
+unsafe fn status_record<'a>(
+    status: *const zipdeploy_status,
+    index: Option<u64>,
+) -> Option<&'a CRecord> {
+    // SAFETY: forwarded contract.
+    let s = unsafe { status_ref(status) }?;
+    match index {
+        None => s.current.as_ref(),
+        Some(i) => s.kept.get(usize::try_from(i).ok()?)?.as_ref(),
+    }
+}
+
+/// 1 if zipdeploy installed what the destination holds, 0 if not (nothing
+/// there, or a tree it has no record of) or if `status` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_installed(status: *const zipdeploy_status) -> c_int {
+    boundary(0, || {
+        // SAFETY: forwarded contract.
+        c_int::from(unsafe { status_ref(status) }.is_some_and(|s| s.status.current.is_some()))
+    })
+}
+
+/// The destination directory, absolute. Borrowed from the status: valid
+/// until `zipdeploy_status_free`. `""` if `status` is NULL; never NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_dest(status: *const zipdeploy_status) -> *const c_char {
+    boundary(c"".as_ptr(), || {
+        // SAFETY: forwarded contract.
+        unsafe { status_ref(status) }.map_or(c"".as_ptr(), |s| s.dest.as_ptr())
+    })
+}
+
+/// Reads a string of a record; `""` when there is none.
+///
+/// # Safety
+/// As for [`status_ref`].
+unsafe fn record_str(
+    status: *const zipdeploy_status,
+    index: Option<u64>,
+    f: impl FnOnce(&CRecord) -> &CString,
+) -> *const c_char {
+    boundary(c"".as_ptr(), || {
+        // SAFETY: forwarded contract.
+        unsafe { status_record(status, index) }.map_or(c"".as_ptr(), |r| f(r).as_ptr())
+    })
+}
+
+/// Reads a number of a record; 0 when there is none.
+///
+/// # Safety
+/// As for [`status_ref`].
+unsafe fn record_u64(
+    status: *const zipdeploy_status,
+    index: Option<u64>,
+    f: impl FnOnce(&Installed) -> u64,
+) -> u64 {
+    boundary(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { status_record(status, index) }.map_or(0, |r| f(&r.installed))
+    })
+}
+
+/// The SHA-256 of the installed package (64 hex digits), `""` when nothing
+/// is installed or `status` is NULL. Borrowed: valid until
+/// `zipdeploy_status_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_digest(status: *const zipdeploy_status) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { record_str(status, None, |r| &r.digest) }
+}
+
+/// Where the installed package came from, credentials redacted; `""` when
+/// nothing is installed. Borrowed: valid until `zipdeploy_status_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_source(status: *const zipdeploy_status) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { record_str(status, None, |r| &r.source) }
+}
+
+/// The id of the minisign key whose signature of the installed package was
+/// verified; `""` if none was. Borrowed: valid until `zipdeploy_status_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_signed_by(
+    status: *const zipdeploy_status,
+) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { record_str(status, None, |r| &r.signed_by) }
+}
+
+/// When the installed package was activated, in seconds since the Unix
+/// epoch; 0 when nothing is installed.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_installed_at(status: *const zipdeploy_status) -> u64 {
+    // SAFETY: forwarded contract.
+    unsafe { record_u64(status, None, |r| r.installed_at) }
+}
+
+/// Size of the installed package in bytes; 0 when nothing is installed.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_package_size(status: *const zipdeploy_status) -> u64 {
+    // SAFETY: forwarded contract.
+    unsafe { record_u64(status, None, |r| r.package_size) }
+}
+
+/// How many previous releases are kept for rollback (0 for NULL). Index
+/// them with the `zipdeploy_status_kept_*` getters, 0 the oldest; the last
+/// is the one a rollback brings back.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_kept_count(status: *const zipdeploy_status) -> u64 {
+    boundary(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { status_ref(status) }.map_or(0, |s| s.kept.len() as u64)
+    })
+}
+
+/// The SHA-256 of kept release `index`; `""` if it is out of range, its
+/// package is unknown (a tree that predates zipdeploy), or `status` is NULL.
+/// Borrowed: valid until `zipdeploy_status_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_kept_digest(
+    status: *const zipdeploy_status,
+    index: u64,
+) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { record_str(status, Some(index), |r| &r.digest) }
+}
+
+/// Where kept release `index` came from, credentials redacted; `""` when
+/// unknown. Borrowed: valid until `zipdeploy_status_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_kept_source(
+    status: *const zipdeploy_status,
+    index: u64,
+) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { record_str(status, Some(index), |r| &r.source) }
+}
+
+/// When kept release `index` was activated (Unix seconds); 0 when unknown.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_kept_installed_at(
+    status: *const zipdeploy_status,
+    index: u64,
+) -> u64 {
+    // SAFETY: forwarded contract.
+    unsafe { record_u64(status, Some(index), |r| r.installed_at) }
+}
+
+/// Size of kept release `index`'s package in bytes; 0 when unknown.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_kept_package_size(
+    status: *const zipdeploy_status,
+    index: u64,
+) -> u64 {
+    // SAFETY: forwarded contract.
+    unsafe { record_u64(status, Some(index), |r| r.package_size) }
+}
+
+/// Releases a status. NULL is a no-op. Strings borrowed from it become
+/// invalid.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_status_free(status: *mut zipdeploy_status) {
+    boundary((), || {
+        if !status.is_null() {
+            // SAFETY: the pointer came from `Box::into_raw` in `put_status`
+            // and the caller gives up ownership here.
+            drop(unsafe { Box::from_raw(status) });
+        }
+    })
+}
+
 /// Fetches, verifies, extracts and installs the package. Blocks until done.
 ///
 /// On success returns `ZIPDEPLOY_OK` and, if `report_out` is not NULL, stores
@@ -856,6 +1418,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_run(
                         digest: c_string(&report.digest.to_hex()),
                         source: c_string(&report.source),
                         dest: c_string(&report.dest.display().to_string()),
+                        signed_by: c_string(report.signed_by.as_deref().unwrap_or("")),
                         report,
                     });
                     // SAFETY: non-NULL, and the caller promises a writable
@@ -1004,6 +1567,25 @@ pub unsafe extern "C" fn zipdeploy_report_noop(report: *const zipdeploy_report) 
 pub unsafe extern "C" fn zipdeploy_report_streamed(report: *const zipdeploy_report) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { report_u64(report, |r| u64::from(r.streamed)) as c_int }
+}
+
+/// 1 if the package came from the download cache (re-verified), else 0
+/// (also for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_cache_hit(report: *const zipdeploy_report) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { report_u64(report, |r| u64::from(r.cache_hit)) as c_int }
+}
+
+/// The id of the minisign key whose signature was verified (16 hex
+/// digits), `""` if none was or `report` is NULL. Borrowed from the report:
+/// valid until `zipdeploy_report_free`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_signed_by(
+    report: *const zipdeploy_report,
+) -> *const c_char {
+    // SAFETY: forwarded contract.
+    unsafe { report_str(report, |r| &r.signed_by) }
 }
 
 /// Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
@@ -1230,6 +1812,47 @@ mod tests {
             actual: "b".into(),
         });
         assert_eq!(mismatch.status, ZIPDEPLOY_DIGEST_MISMATCH);
+        let fleet = [
+            (
+                Error::MirrorsFailed {
+                    failures: Vec::new(),
+                },
+                ZIPDEPLOY_MIRRORS_FAILED,
+            ),
+            (
+                Error::SignatureInvalid {
+                    key_id: "K".into(),
+                    signature: "s".into(),
+                    reason: "r".into(),
+                },
+                ZIPDEPLOY_SIGNATURE_INVALID,
+            ),
+            (
+                Error::SignatureMissing {
+                    key_id: "K".into(),
+                    signature: "s".into(),
+                    reason: "r".into(),
+                },
+                ZIPDEPLOY_SIGNATURE_MISSING,
+            ),
+            (
+                Error::DigestSidecar {
+                    url: "u".into(),
+                    reason: "r".into(),
+                },
+                ZIPDEPLOY_DIGEST_SIDECAR,
+            ),
+            (
+                Error::NoRelease {
+                    dest: PathBuf::from("/d"),
+                },
+                ZIPDEPLOY_NO_RELEASE,
+            ),
+        ];
+        for (error, status) in fleet {
+            assert_eq!(Failure::from(error).status, status);
+            assert!(status_name(status).is_some(), "{status} has a name");
+        }
     }
 
     #[test]

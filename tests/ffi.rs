@@ -51,10 +51,12 @@ fn sha(bytes: &[u8]) -> String {
     Sha256Digest::of(bytes).to_hex()
 }
 
-/// A server with the packages the embeddings deploy.
+/// A server with the packages the embeddings deploy, v1's minisign
+/// signature and SHA-256 sidecar.
 struct Packages {
     server: TestServer,
     v1: Vec<u8>,
+    signer: common::signing::Signer,
 }
 
 impl Packages {
@@ -62,12 +64,17 @@ impl Packages {
         let v1 = app_zip("1");
         let v2 = app_zip("2");
         let served = v1.clone();
+        let signer = common::signing::Signer::new();
+        let signature = signer.sign(&v1);
+        let sidecar = format!("{}  v1.zip\n", sha(&v1));
         let server = TestServer::start(move |req, _| match req.path.as_str() {
             "/v1.zip" => Reply::file_with_ranges(req, &served, "\"v1\""),
+            "/v1.zip.minisig" => Reply::ok(signature.clone()),
+            "/v1.zip.sha256" => Reply::ok(sidecar.clone()),
             "/v2.zip" => Reply::file_with_ranges(req, &v2, "\"v2\""),
             _ => Reply::status(404),
         });
-        Packages { server, v1 }
+        Packages { server, v1, signer }
     }
 
     fn url(&self, path: &str) -> String {
@@ -405,7 +412,11 @@ fn test_env(cmd: &mut Command, packages: &Packages) {
     cmd.env("ZIPDEPLOY_TEST_URL", packages.url("/v1.zip"))
         .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
         .env("ZIPDEPLOY_TEST_URL_404", packages.url("/missing.zip"))
-        .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1));
+        .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1))
+        .env(
+            "ZIPDEPLOY_TEST_MINISIGN_KEY",
+            packages.signer.public_base64(),
+        );
 }
 
 #[test]
@@ -419,7 +430,7 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 7 tests"), "{err}");
+    assert!(err.contains("Ran 9 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
 }

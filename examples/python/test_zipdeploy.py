@@ -26,6 +26,7 @@ class DeployTest(unittest.TestCase):
         self.url_v2 = env("ZIPDEPLOY_TEST_URL_V2")
         self.url_404 = env("ZIPDEPLOY_TEST_URL_404")
         self.sha = env("ZIPDEPLOY_TEST_SHA256")
+        self.key = env("ZIPDEPLOY_TEST_MINISIGN_KEY")
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.dest = pathlib.Path(tmp.name) / "app"
@@ -102,6 +103,55 @@ class DeployTest(unittest.TestCase):
         self.assertEqual((caught.exception.code, caught.exception.cls), (30, 3))
         self.assertIn("404", str(caught.exception))
         self.assertFalse(self.dest.exists())
+
+    def test_signed_package_sidecar_mirrors_and_cache(self):
+        cache = self.dest.parent / "cache"
+        report = zipdeploy.deploy(
+            self.url_404,
+            self.dest,
+            mirrors=[self.url],
+            sha256_from=self.url + ".sha256",
+            minisign_key=self.key,
+            cache=cache,
+            cache_max_size=1 << 30,
+            retries=0,
+        )
+        self.assertEqual(report.digest, self.sha)
+        self.assertEqual(report.source, self.url)
+        self.assertFalse(report.cache_hit)
+        self.assertRegex(report.signed_by, r"^[0-9A-F]{16}$")
+        self.assertTrue((cache / "sha256" / f"{self.sha}.zip").is_file())
+        other = self.dest.parent / "other"
+        again = zipdeploy.deploy(self.url, other, self.sha, minisign_key=self.key, cache=cache)
+        self.assertTrue(again.cache_hit)
+        self.assertEqual(again.bytes_downloaded, 0)
+        # v2 is served with v1's signature: refused, code 41.
+        with self.assertRaises(zipdeploy.DigestError) as caught:
+            zipdeploy.deploy(
+                self.url_v2, self.dest, minisign_key=self.key, minisign_sig=self.url + ".minisig"
+            )
+        self.assertEqual(caught.exception.code, 41)
+        self.assertIn(report.signed_by, caught.exception.message)
+        self.assertEqual(self.version(), "1")
+
+    def test_status_and_rollback(self):
+        self.assertIsNone(zipdeploy.status(self.dest).current)
+        with self.assertRaises(zipdeploy.FilesystemError) as caught:
+            zipdeploy.rollback(self.dest)
+        self.assertEqual(caught.exception.code, 72)
+        zipdeploy.deploy(self.url, self.dest)
+        zipdeploy.deploy(self.url_v2, self.dest, keep=1)
+        status = zipdeploy.status(self.dest)
+        self.assertIsInstance(status, zipdeploy.Status)
+        self.assertEqual(status.current.source, self.url_v2)
+        self.assertEqual([r.digest for r in status.kept], [self.sha])
+        self.assertGreater(status.current.installed_at, 1_600_000_000)
+        back = zipdeploy.rollback(self.dest)
+        self.assertEqual(back.current.digest, self.sha)
+        self.assertEqual(self.version(), "1")
+        self.assertEqual(len(back.kept), 1)
+        zipdeploy.rollback(self.dest)
+        self.assertEqual(self.version(), "2")
 
     def test_bad_arguments_raise_usage_errors(self):
         with self.assertRaises(zipdeploy.UsageError) as caught:

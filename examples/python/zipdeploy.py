@@ -7,6 +7,13 @@ A ctypes wrapper over the C ABI (include/zipdeploy.h)::
                               sha256="23745f9b…", timeout=60)
     print(report.files, report.noop)
 
+    # fleets: signed packages, mirrors, a shared cache; status and rollback
+    zipdeploy.deploy("https://a.example/app.zip", "/srv/app",
+                     minisign_key="RWQ…", mirrors=["https://b.example/app.zip"],
+                     cache="/var/cache/zipdeploy")
+    print(zipdeploy.status("/srv/app").digest)
+    zipdeploy.rollback("/srv/app")
+
 Errors raise a subclass of :class:`ZipDeployError` (``.code`` is the stable
 status, ``.cls`` its class, the CLI's exit status). On any error the
 destination is left exactly as it was.
@@ -25,10 +32,14 @@ import os
 import pathlib
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "deploy",
+    "status",
+    "rollback",
+    "Status",
+    "Release",
     "load_library",
     "version",
     "Progress",
@@ -77,7 +88,9 @@ class NetworkError(ZipDeployError):
 
 
 class DigestError(ZipDeployError):
-    """Class 4: the package's SHA-256 is not the expected one."""
+    """Class 4: the package's SHA-256 is not the expected one, its minisign
+    signature is bad (41) or missing (42), or the digest sidecar is unusable
+    (43)."""
 
 
 class ArchiveError(ZipDeployError):
@@ -150,6 +163,8 @@ class Report:
     extract_ms: int
     install_ms: int
     total_ms: int
+    cache_hit: bool  # came from the download cache (re-verified)
+    signed_by: str  # minisign key id that verified it, or ""
 
 
 class _CProgress(ctypes.Structure):
@@ -160,6 +175,29 @@ class _CProgress(ctypes.Structure):
         ("entries", ctypes.c_uint64),
         ("total_entries", ctypes.c_uint64),
     ]
+
+
+@dataclass(frozen=True)
+class Release:
+    """A package record: installed, or kept for rollback. ``digest`` is ""
+    for a kept tree zipdeploy has no record of."""
+
+    digest: str
+    source: str
+    installed_at: int  # Unix seconds
+    package_size: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a destination holds. ``current`` is None when nothing zipdeploy
+    installed is there; ``kept`` lists the releases kept for rollback,
+    oldest first (a rollback brings back the last)."""
+
+    dest: str
+    current: Optional[Release]
+    signed_by: str  # key id that verified the installed package, or ""
+    kept: Tuple[Release, ...]
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CProgress))
@@ -201,7 +239,30 @@ _SIGNATURES = {
     "zipdeploy_report_source": (_P, [_P]),
     "zipdeploy_report_dest": (_P, [_P]),
     "zipdeploy_report_noop": (_I, [_P]),
+    "zipdeploy_report_cache_hit": (_I, [_P]),
+    "zipdeploy_report_signed_by": (_P, [_P]),
     "zipdeploy_report_free": (None, [_P]),
+    "zipdeploy_deploy_set_sha256_from": (_I, [_P, _S]),
+    "zipdeploy_deploy_add_mirror": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_minisign_key": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_minisign_sig": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_cache": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_cache_max_size": (_I, [_P, _U64]),
+    "zipdeploy_deploy_rollback": (_I, [_P, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
+    "zipdeploy_status_read": (_I, [_S, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
+    "zipdeploy_status_installed": (_I, [_P]),
+    "zipdeploy_status_dest": (_P, [_P]),
+    "zipdeploy_status_digest": (_P, [_P]),
+    "zipdeploy_status_source": (_P, [_P]),
+    "zipdeploy_status_signed_by": (_P, [_P]),
+    "zipdeploy_status_installed_at": (_U64, [_P]),
+    "zipdeploy_status_package_size": (_U64, [_P]),
+    "zipdeploy_status_kept_count": (_U64, [_P]),
+    "zipdeploy_status_kept_digest": (_P, [_P, _U64]),
+    "zipdeploy_status_kept_source": (_P, [_P, _U64]),
+    "zipdeploy_status_kept_installed_at": (_U64, [_P, _U64]),
+    "zipdeploy_status_kept_package_size": (_U64, [_P, _U64]),
+    "zipdeploy_status_free": (None, [_P]),
 }
 _REPORT_NUMBERS = (
     "bytes_downloaded",
@@ -294,6 +355,13 @@ def deploy(
     headers: Optional[Mapping[str, str]] = None,
     max_download: Optional[int] = None,
     progress: Optional[Callable[[Progress], object]] = None,
+    sha256_from: Optional[str] = None,
+    mirrors: Sequence[str] = (),
+    minisign_key: Optional[str] = None,
+    minisign_sig: Optional[str] = None,
+    cache: Union[str, os.PathLike, None] = None,
+    cache_max_size: Optional[int] = None,
+    keep: Optional[int] = None,
     library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
 ) -> Report:
     """Fetches, verifies, extracts and installs the package at ``url`` into
@@ -305,6 +373,13 @@ def deploy(
     with a :class:`Progress` as the deploy advances; a truthy return cancels
     it (:class:`DeployCancelled`), and an exception it raises cancels it and
     propagates from ``deploy``. The GIL is released while the library works.
+
+    ``sha256_from`` reads the expected digest from a sidecar file
+    (``app.zip.sha256``); ``mirrors`` are further locations of the package,
+    tried in order; ``minisign_key`` (base64 key or ``.pub`` path) requires a
+    minisign signature, from ``url + ".minisig"`` or ``minisign_sig``;
+    ``cache`` is a download cache directory shared by deploys (bounded by
+    ``cache_max_size`` bytes); ``keep`` previous releases stay for rollback.
 
     Raises a :class:`ZipDeployError` subclass on failure; the destination is
     then left exactly as it was.
@@ -358,6 +433,22 @@ def deploy(
             check(lib.zipdeploy_deploy_set_max_download(handle, max_download))
         if progress is not None:
             check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
+        if sha256_from is not None:
+            check(lib.zipdeploy_deploy_set_sha256_from(handle, _c_string("sha256_from", sha256_from)))
+        for mirror in mirrors:
+            check(lib.zipdeploy_deploy_add_mirror(handle, _c_string("mirror", mirror)))
+        if minisign_key is not None:
+            check(lib.zipdeploy_deploy_set_minisign_key(handle, _c_string("minisign_key", minisign_key)))
+        if minisign_sig is not None:
+            check(lib.zipdeploy_deploy_set_minisign_sig(handle, _c_string("minisign_sig", minisign_sig)))
+        if cache is not None:
+            check(lib.zipdeploy_deploy_set_cache(handle, _c_string("cache", cache)))
+        if cache_max_size is not None:
+            check(lib.zipdeploy_deploy_set_cache_max_size(handle, cache_max_size))
+        if keep is not None:
+            if keep < 0:
+                raise UsageError(INVALID_ARGUMENT, "keep must not be negative")
+            check(lib.zipdeploy_deploy_set_keep(handle, keep))
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
@@ -382,9 +473,90 @@ def deploy(
                 source=_text(lib.zipdeploy_report_source(report)),
                 dest=_text(lib.zipdeploy_report_dest(report)),
                 noop=bool(lib.zipdeploy_report_noop(report)),
+                cache_hit=bool(lib.zipdeploy_report_cache_hit(report)),
+                signed_by=_text(lib.zipdeploy_report_signed_by(report)),
                 **numbers,
             )
         finally:
             lib.zipdeploy_report_free(report)
+    finally:
+        lib.zipdeploy_deploy_free(handle)
+
+
+def _status(lib: ctypes.CDLL, handle: int) -> Status:
+    """Reads a zipdeploy_status and frees it."""
+    try:
+        kept = tuple(
+            Release(
+                digest=_text(lib.zipdeploy_status_kept_digest(handle, i)),
+                source=_text(lib.zipdeploy_status_kept_source(handle, i)),
+                installed_at=lib.zipdeploy_status_kept_installed_at(handle, i),
+                package_size=lib.zipdeploy_status_kept_package_size(handle, i),
+            )
+            for i in range(lib.zipdeploy_status_kept_count(handle))
+        )
+        current = None
+        if lib.zipdeploy_status_installed(handle):
+            current = Release(
+                digest=_text(lib.zipdeploy_status_digest(handle)),
+                source=_text(lib.zipdeploy_status_source(handle)),
+                installed_at=lib.zipdeploy_status_installed_at(handle),
+                package_size=lib.zipdeploy_status_package_size(handle),
+            )
+        return Status(
+            dest=_text(lib.zipdeploy_status_dest(handle)),
+            current=current,
+            signed_by=_text(lib.zipdeploy_status_signed_by(handle)),
+            kept=kept,
+        )
+    finally:
+        lib.zipdeploy_status_free(handle)
+
+
+def _raise_owned(lib: ctypes.CDLL, error: ctypes.c_void_p) -> None:
+    try:
+        failure = _error(lib.zipdeploy_error_code(error), _text(lib.zipdeploy_error_message(error)))
+    finally:
+        lib.zipdeploy_error_free(error)
+    raise failure
+
+
+def status(
+    dest: Union[str, os.PathLike],
+    *,
+    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+) -> Status:
+    """What is installed at ``dest`` (``current`` is None when nothing is)."""
+    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    out = ctypes.c_void_p()
+    error = ctypes.c_void_p()
+    code = lib.zipdeploy_status_read(_c_string("dest", dest), ctypes.byref(out), ctypes.byref(error))
+    if code != OK:
+        _raise_owned(lib, error)
+    return _status(lib, out)
+
+
+def rollback(
+    dest: Union[str, os.PathLike],
+    *,
+    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+) -> Status:
+    """Swaps the most recent kept release back into ``dest`` (atomically,
+    under its lock) and returns the new status; the replaced tree becomes the
+    newest kept release. Raises :class:`FilesystemError` (code 72) when no
+    release is kept."""
+    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    handle = lib.zipdeploy_deploy_new()
+    if not handle:
+        raise InternalError(10, "cannot create a deploy handle")
+    try:
+        code = lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest))
+        if code != OK:
+            raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
+        out = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        if lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error)) != OK:
+            _raise_owned(lib, error)
+        return _status(lib, out)
     finally:
         lib.zipdeploy_deploy_free(handle)

@@ -2,7 +2,8 @@
  * abi URL DEST: checks the C ABI's edge cases from real C (run by tests/ffi.rs,
  * also under valgrind): NULL arguments, status classes, the owned error
  * object, cancelling from the progress callback, re-entry from the callback,
- * and the report of a deploy and of its no-op repeat. DEST must not exist.
+ * the report of a deploy and of its no-op repeat, the fleet setters (mirrors,
+ * sidecar, minisign key, cache), status and rollback. DEST must not exist.
  */
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +65,12 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_status_class(ZIPDEPLOY_HOOK) == 8);
     CHECK(zipdeploy_status_class(ZIPDEPLOY_CANCELLED) == 9);
     CHECK(zipdeploy_status_class(99) == 1);
+    CHECK(zipdeploy_status_class(ZIPDEPLOY_MIRRORS_FAILED) == 3);
+    CHECK(zipdeploy_status_class(ZIPDEPLOY_SIGNATURE_INVALID) == 4);
+    CHECK(zipdeploy_status_class(ZIPDEPLOY_SIGNATURE_MISSING) == 4);
+    CHECK(zipdeploy_status_class(ZIPDEPLOY_DIGEST_SIDECAR) == 4);
+    CHECK(zipdeploy_status_class(ZIPDEPLOY_NO_RELEASE) == 7);
+    CHECK(strcmp(zipdeploy_status_str(ZIPDEPLOY_NO_RELEASE), "no release to roll back to") == 0);
     CHECK(strcmp(zipdeploy_status_str(ZIPDEPLOY_CANCELLED), "cancelled") == 0);
 
     /* NULL everywhere: a status or a neutral value, never a crash. */
@@ -79,6 +86,29 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_report_total_ms(NULL) == 0);
     CHECK(zipdeploy_error_code(NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(strcmp(zipdeploy_error_message(NULL), "") == 0);
+    CHECK(zipdeploy_deploy_add_mirror(NULL, url) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_set_minisign_key(NULL, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_rollback(NULL, NULL, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_status_read(NULL, NULL, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
+    zipdeploy_status_free(NULL);
+    CHECK(zipdeploy_status_installed(NULL) == 0);
+    CHECK(strcmp(zipdeploy_status_digest(NULL), "") == 0);
+    CHECK(zipdeploy_status_kept_count(NULL) == 0);
+    CHECK(strcmp(zipdeploy_status_kept_digest(NULL, 0), "") == 0);
+    CHECK(zipdeploy_report_cache_hit(NULL) == 0);
+    CHECK(strcmp(zipdeploy_report_signed_by(NULL), "") == 0);
+
+    /* Nothing installed yet: a status saying so, not an error. */
+    zipdeploy_error *error = NULL;
+    zipdeploy_status *status = NULL;
+    CHECK(zipdeploy_status_read(dest, &status, NULL) == ZIPDEPLOY_OK);
+    CHECK(status != NULL);
+    CHECK(zipdeploy_status_installed(status) == 0);
+    CHECK(strcmp(zipdeploy_status_digest(status), "") == 0);
+    CHECK(zipdeploy_status_kept_count(status) == 0);
+    CHECK(strlen(zipdeploy_status_dest(status)) > 0);
+    zipdeploy_status_free(status);
+    status = NULL;
 
     zipdeploy_deploy *deploy = zipdeploy_deploy_new();
     CHECK(deploy != NULL);
@@ -93,9 +123,29 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_deploy_add_header(deploy, "X-Bad", "a\r\nb: c") ==
           ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(zipdeploy_deploy_set_stall_timeout_ms(deploy, 0) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_add_mirror(deploy, "ftp://x/y.zip") == ZIPDEPLOY_INVALID_URL);
+    CHECK(zipdeploy_deploy_add_mirror(deploy, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_clear_mirrors(deploy) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_sha256_from(deploy, "gopher://x") == ZIPDEPLOY_INVALID_URL);
+    CHECK(zipdeploy_deploy_set_sha256_from(deploy, NULL) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_minisign_key(deploy, "RWQnotakey") == ZIPDEPLOY_IO);
+    CHECK(zipdeploy_deploy_set_minisign_key(
+              deploy, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") ==
+          ZIPDEPLOY_CONFIG);
+    CHECK(zipdeploy_deploy_set_minisign_key(deploy, NULL) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_minisign_sig(deploy, NULL) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_cache(deploy, "") == ZIPDEPLOY_CONFIG);
+    CHECK(zipdeploy_deploy_set_cache(deploy, NULL) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_cache_max_size(deploy, 0) == ZIPDEPLOY_INVALID_ARGUMENT);
+
+    /* Rolling back without a destination, then with nothing kept. */
+    error = NULL;
+    CHECK(zipdeploy_deploy_rollback(deploy, &status, &error) == ZIPDEPLOY_CONFIG);
+    CHECK(status == NULL);
+    zipdeploy_error_free(error);
+    error = NULL;
 
     /* Running without a URL is a configuration error, as an owned error. */
-    zipdeploy_error *error = NULL;
     zipdeploy_report *report = NULL;
     CHECK(zipdeploy_deploy_run(deploy, &report, &error) == ZIPDEPLOY_CONFIG);
     CHECK(report == NULL);
@@ -155,7 +205,30 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_report_noop(report) == 1);
     CHECK(zipdeploy_report_bytes_downloaded(report) == 0);
     CHECK(strcmp(zipdeploy_report_digest(report), digest) == 0);
+    CHECK(zipdeploy_report_cache_hit(report) == 0);
+    CHECK(strcmp(zipdeploy_report_signed_by(report), "") == 0);
     zipdeploy_report_free(report);
+
+    /* Status of what is installed; a rollback has nothing to go back to. */
+    CHECK(zipdeploy_status_read(dest, &status, &error) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_status_installed(status) == 1);
+    CHECK(strcmp(zipdeploy_status_digest(status), digest) == 0);
+    CHECK(strlen(zipdeploy_status_source(status)) > 0);
+    CHECK(zipdeploy_status_installed_at(status) > 1600000000u);
+    CHECK(zipdeploy_status_package_size(status) > 0);
+    CHECK(zipdeploy_status_kept_count(status) == 0);
+    CHECK(strcmp(zipdeploy_status_kept_digest(status, 5), "") == 0);
+    CHECK(zipdeploy_status_kept_installed_at(status, 5) == 0);
+    zipdeploy_status_free(status);
+    status = NULL;
+    CHECK(zipdeploy_deploy_rollback(deploy, &status, &error) == ZIPDEPLOY_NO_RELEASE);
+    CHECK(status == NULL);
+    CHECK(zipdeploy_error_code(error) == ZIPDEPLOY_NO_RELEASE);
+    CHECK(zipdeploy_error_class(error) == 7);
+    CHECK(strstr(zipdeploy_error_message(error), "nothing to roll back to") != NULL);
+    zipdeploy_error_free(error);
+    error = NULL;
+    CHECK(exists(dest));
 
     zipdeploy_deploy_free(deploy);
     if (failures != 0) {
