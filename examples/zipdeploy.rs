@@ -26,7 +26,10 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use zipdeploy::{Deploy, Error, ErrorClass, FetchOptions, Limits, Progress, Report, Stage};
+use zipdeploy::signature::PublicKey;
+use zipdeploy::{
+    Deploy, Error, ErrorClass, FetchOptions, Installed, Limits, Progress, Report, Stage, Status,
+};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -44,28 +47,35 @@ fn main() -> ExitCode {
         Err(err) => return fail(&Failure::Deploy(err), json_requested(&args, &vars)),
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => fail(&failure, cli.json),
     }
 }
 
-/// Installs the package (unless in development mode), then execs COMMAND in
-/// DEST. Returns only when there is no COMMAND or something failed.
-fn run(cli: &Cli) -> Result<(), Failure> {
-    let workdir = match &cli.url {
-        Some(url) => {
-            let report = install(cli, url)?;
+/// Installs the package (unless in development mode) or rolls back, then
+/// execs COMMAND in DEST. Returns only when there is no COMMAND or something
+/// failed; `Ok` holds the exit status.
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    let workdir = match cli.mode {
+        Mode::Status => return show_status(cli),
+        Mode::Rollback => {
+            let rollback = zipdeploy::rollback(&cli.dest)?;
+            announce_rollback(cli, &rollback);
+            rollback.status.dest
+        }
+        Mode::Deploy if !cli.urls.is_empty() => {
+            let report = install(cli)?;
             announce(cli, &report);
             report.dest
         }
-        None => {
+        Mode::Deploy => {
             use_mounted_tree(cli)?;
             cli.dest.clone()
         }
     };
     match cli.command.split_first() {
         Some((program, args)) => Err(exec_in(&workdir, program, args)),
-        None => Ok(()),
+        None => Ok(0),
     }
 }
 
@@ -98,17 +108,38 @@ enum EnvVar {
 }
 
 const OPTIONS: &[Opt] = &[
-    Opt::value(
-        "url",
-        "URL",
-        EnvVar::Named("PACKAGE_ZIP_URL"),
-        "package: http(s)://..., file://... or a local path",
-    ),
+    Opt {
+        repeatable: true,
+        ..Opt::value(
+            "url",
+            "URL",
+            EnvVar::Named("PACKAGE_ZIP_URL"),
+            "package: http(s)://..., file://... or a path; repeat for mirrors",
+        )
+    },
     Opt::value(
         "sha256",
         "HEX",
         EnvVar::Named("PACKAGE_SHA256"),
         "expected SHA-256 of the package (hex or sha256:hex)",
+    ),
+    Opt::value(
+        "sha256-from",
+        "URL",
+        EnvVar::Derived,
+        "read the expected SHA-256 from this sidecar (e.g. app.zip.sha256)",
+    ),
+    Opt::value(
+        "minisign-key",
+        "KEY",
+        EnvVar::Derived,
+        "require a minisign signature by this public key (base64, or a .pub file)",
+    ),
+    Opt::value(
+        "minisign-sig",
+        "URL",
+        EnvVar::Derived,
+        "where the signature is (URL or path); default: package URL + .minisig",
     ),
     Opt::value(
         "dest",
@@ -166,6 +197,28 @@ const OPTIONS: &[Opt] = &[
         "N",
         EnvVar::Derived,
         "previous releases kept for rollback",
+    ),
+    Opt::value(
+        "cache",
+        "DIR",
+        EnvVar::Derived,
+        "download cache shared by deploys (DIR/sha256/HEX.zip)",
+    ),
+    Opt::value(
+        "cache-max-size",
+        "BYTES",
+        EnvVar::Derived,
+        "largest total size of the cache (least recently used evicted)",
+    ),
+    Opt::switch(
+        "rollback",
+        EnvVar::None,
+        "swap the previous kept release back into DEST (no download)",
+    ),
+    Opt::switch(
+        "status",
+        EnvVar::None,
+        "show what is installed in DEST and the kept releases",
     ),
     Opt::switch(
         "no-sync",
@@ -329,6 +382,25 @@ impl Given {
         Ok(Some(value.to_string()))
     }
 
+    /// Every value of a repeatable option.
+    fn texts(&self, name: &str) -> Result<Vec<String>, Error> {
+        let Some((origin, values)) = self.values.get(name) else {
+            return Ok(Vec::new());
+        };
+        values
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| invalid(origin, "not UTF-8"))
+            })
+            .collect()
+    }
+
+    fn given_as_flag(&self, name: &str) -> bool {
+        matches!(self.values.get(name), Some((Origin::Flag(_), _)))
+    }
+
     fn path(&self, name: &str) -> Option<PathBuf> {
         self.values.get(name).map(|(_, v)| PathBuf::from(&v[0]))
     }
@@ -404,10 +476,19 @@ fn unknown_variable(key: &OsStr) -> Error {
     }
 }
 
-/// A variable's values: one per line for repeatable options.
+/// A variable's values: one per line for repeatable options, but URLs
+/// (mirrors) separated by any whitespace, which a URL never contains.
 fn env_values(opt: &Opt, value: &OsStr) -> Vec<OsString> {
     if !opt.repeatable {
         return vec![value.to_owned()];
+    }
+    if opt.name == "url" {
+        return value
+            .as_bytes()
+            .split(u8::is_ascii_whitespace)
+            .filter(|url| !url.is_empty())
+            .map(|url| OsStr::from_bytes(url).to_owned())
+            .collect();
     }
     value
         .as_bytes()
@@ -484,10 +565,28 @@ fn package_relative(origin: &Origin, path: PathBuf) -> Result<PathBuf, Error> {
 // The configuration, converted and checked.
 // ---------------------------------------------------------------------------
 
+/// What zipdeploy is asked to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Install the package (or, without one, use DEST as it is).
+    Deploy,
+    /// Swap the previous kept release back in.
+    Rollback,
+    /// Show what is installed.
+    Status,
+}
+
 /// What the command line and environment ask for.
 struct Cli {
-    url: Option<String>,
+    mode: Mode,
+    /// The package's locations: the URL, then its mirrors.
+    urls: Vec<String>,
     sha256: Option<String>,
+    sha256_from: Option<String>,
+    minisign_key: Option<PublicKey>,
+    minisign_sig: Option<String>,
+    cache: Option<PathBuf>,
+    cache_max_size: Option<u64>,
     dest: PathBuf,
     init: Option<PathBuf>,
     headers: Vec<(String, String)>,
@@ -527,19 +626,55 @@ impl Cli {
         let dest = given
             .path("dest")
             .ok_or_else(|| usage("no destination: give --dest or PACKAGE_DIR".into()))?;
-        let url = given.text("url")?;
-        if url.is_none() && given.command.is_empty() {
+        let mode = match (given.switch("rollback")?, given.switch("status")?) {
+            (true, true) => return Err(usage("--rollback and --status exclude each other".into())),
+            (true, false) => Mode::Rollback,
+            (false, true) => Mode::Status,
+            (false, false) => Mode::Deploy,
+        };
+        let urls = if mode == Mode::Deploy {
+            given.texts("url")?
+        } else {
+            // PACKAGE_ZIP_URL may be set in the container's environment;
+            // only a --url flag is a mistake here.
+            if given.given_as_flag("url") {
+                return Err(usage(
+                    "--rollback and --status install nothing: drop --url".into(),
+                ));
+            }
+            Vec::new()
+        };
+        if mode == Mode::Status && !given.command.is_empty() {
+            return Err(usage("--status runs no COMMAND".into()));
+        }
+        if mode == Mode::Deploy && urls.is_empty() && given.command.is_empty() {
             return Err(usage(
                 "no package URL (--url or PACKAGE_ZIP_URL) and no COMMAND to run".into(),
             ));
         }
+        if given.has("sha256") && given.has("sha256-from") {
+            return Err(usage("give --sha256 or --sha256-from, not both".into()));
+        }
+        if given.has("minisign-sig") && !given.has("minisign-key") {
+            return Err(usage("--minisign-sig needs --minisign-key".into()));
+        }
+        let minisign_key = match given.text("minisign-key")? {
+            Some(key) => Some(PublicKey::from_arg(&key)?),
+            None => None,
+        };
         let init = match given.path("init") {
             Some(path) => Some(package_relative(&given.values["init"].0, path)?),
             None => None,
         };
         Ok(Cli {
-            url,
+            mode,
+            urls,
             sha256: given.text("sha256")?,
+            sha256_from: given.text("sha256-from")?,
+            minisign_key,
+            minisign_sig: given.text("minisign-sig")?,
+            cache: given.path("cache"),
+            cache_max_size: given.parsed("cache-max-size", parse_size)?,
             dest,
             init,
             headers: given.headers()?,
@@ -579,9 +714,9 @@ fn json_requested(args: &[OsString], vars: &[(OsString, OsString)]) -> bool {
 // Deploying: options onto the library's builder.
 // ---------------------------------------------------------------------------
 
-fn install(cli: &Cli, url: &str) -> Result<Report, Failure> {
+fn install(cli: &Cli) -> Result<Report, Failure> {
     let mut meter = cli.shows_progress().then(Meter::new);
-    let mut deploy = configure(cli, Deploy::new(url)?)?;
+    let mut deploy = configure(cli, Deploy::new(&cli.urls[0])?)?;
     if let Some(meter) = meter.as_mut() {
         deploy = deploy.progress(|p| meter.update(p));
     }
@@ -600,6 +735,24 @@ fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
         .durable(!cli.no_sync);
     if let Some(hex) = &cli.sha256 {
         deploy = deploy.sha256(hex)?;
+    }
+    for mirror in &cli.urls[1..] {
+        deploy = deploy.mirror(mirror)?;
+    }
+    if let Some(sidecar) = &cli.sha256_from {
+        deploy = deploy.sha256_from(sidecar)?;
+    }
+    if let Some(key) = &cli.minisign_key {
+        deploy = deploy.minisign_key(key.clone());
+    }
+    if let Some(sig) = &cli.minisign_sig {
+        deploy = deploy.minisign_signature(sig)?;
+    }
+    if let Some(dir) = &cli.cache {
+        deploy = deploy.cache(dir);
+    }
+    if let Some(bytes) = cli.cache_max_size {
+        deploy = deploy.cache_max_size(bytes);
     }
     if let Some(keep) = cli.keep {
         deploy = deploy.keep(keep);
@@ -716,13 +869,148 @@ fn announce(cli: &Cli, report: &Report) {
     }
 }
 
+/// `--status`: what is installed, on stdout. Exit 0 when something is,
+/// 1 when nothing is.
+fn show_status(cli: &Cli) -> Result<u8, Failure> {
+    let status = zipdeploy::status(&cli.dest)?;
+    if cli.json {
+        println!("{}", status_json(&status));
+    } else {
+        print!("{}", status_text(&status));
+    }
+    Ok(if status.current.is_some() { 0 } else { 1 })
+}
+
+fn status_text(status: &Status) -> String {
+    let mut text = format!("dest:          {}\n", status.dest.display());
+    match &status.current {
+        Some(c) => {
+            text.push_str(&format!("installed:     {}\n", c.digest));
+            text.push_str(&format!("source:        {}\n", c.source));
+            text.push_str(&format!(
+                "installed at:  {}\n",
+                zipdeploy::status::rfc3339(c.installed_at)
+            ));
+            text.push_str(&format!("package size:  {} bytes\n", c.package_size));
+            if let Some(key) = &c.signed_by {
+                text.push_str(&format!("signed by:     minisign key {key}\n"));
+            }
+        }
+        None if status.dest.exists() => {
+            text.push_str(
+                "installed:     nothing (the tree in dest was not installed by zipdeploy)\n",
+            );
+        }
+        None => text.push_str("installed:     nothing\n"),
+    }
+    text.push_str(&format!(
+        "kept:          {} release(s) for rollback{}\n",
+        status.kept.len(),
+        if status.kept.is_empty() {
+            ""
+        } else {
+            " (oldest first; --rollback restores the last)"
+        }
+    ));
+    for (i, release) in status.kept.iter().enumerate() {
+        let line = match &release.installed {
+            Some(r) => format!(
+                "{} installed {} from {}",
+                r.digest,
+                zipdeploy::status::rfc3339(r.installed_at),
+                r.source
+            ),
+            None => "a tree not installed by zipdeploy".into(),
+        };
+        text.push_str(&format!("  {}. {line}\n", i + 1));
+    }
+    text
+}
+
+fn record_json(record: &Installed) -> JsonObject {
+    let json = JsonObject::new()
+        .string("digest", &record.digest.to_hex())
+        .string("source", &record.source)
+        .number("installed_at", record.installed_at)
+        .string(
+            "installed_at_utc",
+            &zipdeploy::status::rfc3339(record.installed_at),
+        )
+        .number("package_size", record.package_size);
+    match &record.signed_by {
+        Some(key) => json.string("signed_by", key),
+        None => json.raw("signed_by", "null"),
+    }
+}
+
+fn status_json(status: &Status) -> String {
+    let kept: Vec<String> = status
+        .kept
+        .iter()
+        .map(|r| match &r.installed {
+            Some(record) => record_json(record).string("id", &r.id).finish(),
+            None => JsonObject::new()
+                .string("id", &r.id)
+                .raw("digest", "null")
+                .finish(),
+        })
+        .collect();
+    let json = JsonObject::new()
+        .string("dest", &status.dest.to_string_lossy())
+        .boolean("installed", status.current.is_some());
+    let json = match &status.current {
+        Some(c) => json.object("current", record_json(c)),
+        None => json.raw("current", "null"),
+    };
+    json.raw("kept", &format!("[{}]", kept.join(","))).finish()
+}
+
+/// Tells the caller what a rollback did.
+fn announce_rollback(cli: &Cli, rollback: &zipdeploy::Rollback) {
+    let digest = |r: &Option<Installed>| r.as_ref().map(|r| r.digest.to_hex());
+    let now = digest(&rollback.status.current);
+    let before = digest(&rollback.previous);
+    if cli.json {
+        let json = JsonObject::new()
+            .boolean("rolled_back", true)
+            .string("dest", &rollback.status.dest.to_string_lossy());
+        let json = match &now {
+            Some(d) => json.string("digest", d),
+            None => json.raw("digest", "null"),
+        };
+        let json = match &before {
+            Some(d) => json.string("previous", d),
+            None => json.raw("previous", "null"),
+        };
+        println!("{}", json.finish());
+    } else if !cli.quiet {
+        let name = |d: Option<String>| d.unwrap_or_else(|| "a tree without record".into());
+        eprintln!(
+            "zipdeploy: rolled back {} to {} (was {})",
+            rollback.status.dest.display(),
+            name(now),
+            name(before)
+        );
+    }
+}
+
 fn summary(report: &Report) -> String {
     let dest = report.dest.display();
     if report.noop {
         return format!("{} already installed in {dest}", report.digest);
     }
+    let mut notes = String::new();
+    if report.cache_hit {
+        notes.push_str(", from the cache");
+    }
+    if let Some(key) = &report.signed_by {
+        notes.push_str(&format!(", signed by {key}"));
+    }
+    if !report.mirrors_skipped.is_empty() {
+        notes.push_str(&format!(", from {}", report.source));
+    }
     format!(
-        "installed {} into {dest} ({} files, {} bytes) in {} ms",
+        "installed {} into {dest} ({} files, {} bytes{notes}) in {} ms",
         report.digest,
         report.files,
         report.bytes_written,
@@ -749,11 +1037,26 @@ fn report_json(report: &Report) -> String {
         .number("dirs", report.dirs)
         .number("symlinks", report.symlinks)
         .number("bytes_written", report.bytes_written)
-        .boolean("streamed", report.streamed);
+        .boolean("streamed", report.streamed)
+        .boolean("cache_hit", report.cache_hit);
+    let json = match &report.signed_by {
+        Some(key) => json.string("signed_by", key),
+        None => json.raw("signed_by", "null"),
+    };
     let json = match &report.stream_fallback {
         Some(why) => json.string("stream_fallback", why),
         None => json,
     };
+    let skipped: Vec<String> = report
+        .mirrors_skipped
+        .iter()
+        .map(|why| {
+            let mut s = String::new();
+            escape_json(why, &mut s);
+            s
+        })
+        .collect();
+    let json = json.raw("mirrors_skipped", &format!("[{}]", skipped.join(",")));
     json.object("timings_ms", timings).finish()
 }
 
@@ -791,6 +1094,13 @@ impl JsonObject {
     fn boolean(self, key: &str, value: bool) -> Self {
         let mut this = self.key(key);
         this.0.push_str(if value { "true" } else { "false" });
+        this
+    }
+
+    /// A value already in JSON (`null`, an array built here).
+    fn raw(self, key: &str, json: &str) -> Self {
+        let mut this = self.key(key);
+        this.0.push_str(json);
         this
     }
 
@@ -992,17 +1302,18 @@ fn fail(failure: &Failure, json: bool) -> ExitCode {
 /// Exit statuses, by the library's error classes where they apply.
 const EXIT_CODES: &[(u8, &str)] = &[
     (0, "success (with COMMAND, zipdeploy is replaced by it)"),
+    (1, "--status: nothing installed in DEST"),
     (
         ErrorClass::Usage as u8,
         "usage: bad option, variable, URL or digest",
     ),
     (
         ErrorClass::Network as u8,
-        "network: HTTP status, connection failure, timeout",
+        "network: HTTP status, connection failure, timeout, every mirror failed",
     ),
     (
         ErrorClass::Digest as u8,
-        "digest: the package is not the one --sha256 names",
+        "digest: SHA-256 mismatch, bad or missing signature, unusable sidecar",
     ),
     (
         ErrorClass::Archive as u8,
@@ -1014,7 +1325,7 @@ const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         ErrorClass::Filesystem as u8,
-        "filesystem: permissions, not a directory, full disk",
+        "filesystem: permissions, not a directory, full disk, nothing to roll back to",
     ),
     (
         ErrorClass::Hook as u8,
@@ -1035,6 +1346,7 @@ fn default_shown(opt: &Opt) -> Option<String> {
         "max-total-size" => human_size(limits.max_total_size),
         "max-entries" => limits.max_entries.to_string(),
         "keep" => "1".into(),
+        "cache-max-size" => human_size(zipdeploy::cache::DEFAULT_MAX_SIZE),
         _ => return None,
     })
 }
@@ -1054,7 +1366,9 @@ fn help_text() -> String {
     let mut text = String::from(
         "zipdeploy: install a ZIP package into a directory, then run a command in it\n\n\
          Usage: zipdeploy --url URL [--sha256 HEX] --dest DIR [options] [-- COMMAND ARGS...]\n\
-         \x20      zipdeploy --dest DIR -- COMMAND ARGS...   (no URL: run in DIR as it is)\n\n\
+         \x20      zipdeploy --dest DIR -- COMMAND ARGS...   (no URL: run in DIR as it is)\n\
+         \x20      zipdeploy --rollback --dest DIR [-- COMMAND ARGS...]\n\
+         \x20      zipdeploy --status --dest DIR [--json]\n\n\
          Downloads the package, checks its SHA-256, extracts it with every entry checked,\n\
          runs --init in the staged tree (its stdout goes to stderr) and swaps the tree into\n\
          DIR atomically; on any failure DIR is left as it was. A digest already installed\n\
@@ -1081,7 +1395,8 @@ fn help_text() -> String {
     text.push_str(
         "\nSizes take a K, M, G or T suffix (powers of 1024); switches read 1/0, true/false,\n\
          yes/no or on/off from their variables. Empty variables count as unset; other\n\
-         ZIPDEPLOY_* variables are refused.\n\nExit status:\n",
+         ZIPDEPLOY_* variables are refused. PACKAGE_ZIP_URL may hold several URLs (the URL\n\
+         and its mirrors, tried in order) separated by whitespace.\n\nExit status:\n",
     );
     for (code, meaning) in EXIT_CODES {
         text.push_str(&format!("  {code:<5}{meaning}\n"));

@@ -603,7 +603,8 @@ fn usage_errors_exit_2() {
         vec!["--url", url, "--dest", &dest, "--retries"],
         vec!["--url", url, "--dest", &dest, "--json=yes"],
         vec!["--url", url, "--dest", &dest, "--sha256", "abc"],
-        vec!["--url", url, "--url", url, "--dest", &dest],
+        // --url is repeatable (mirrors); other options are not.
+        vec!["--url", url, "--dest", &dest, "--dest", &dest],
         vec!["--url", "ftp://example.com/app.zip", "--dest", &dest],
         vec!["--url", url, "--dest", &dest, "stray"],
     ] {
