@@ -8,7 +8,9 @@ use zipdeploy::extract::{extract_archive, Limits};
 use zipdeploy::{Sha256Digest, Source};
 
 fn inputs(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(kind);
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
