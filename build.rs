@@ -1,1 +1,111 @@
-fn main() {}
+//! Generates the C header `include/zipdeploy.h` from `src/ffi.rs` with
+//! cbindgen.
+//!
+//! The header is committed, so it must always match the code. The design:
+//!
+//! - The generated text is always written to `$OUT_DIR/zipdeploy.h`; a unit
+//!   test in `src/ffi.rs` embeds it with `include_str!` and fails when
+//!   `include/zipdeploy.h` differs from it.
+//! - In a developer build, this script also writes `include/zipdeploy.h`
+//!   when (and only when) its content changed, and says so with a cargo
+//!   warning, so the header follows the code and the change shows up in
+//!   `git status` to be committed.
+//! - In check mode (`ZIPDEPLOY_CHECK_HEADER=1`, or `CI` set as CI services
+//!   do; `.ci/run` sets the former) the source tree is never written: the
+//!   test then compares the committed header with what the code generates,
+//!   so a stale committed header fails CI instead of being silently fixed in
+//!   the CI checkout.
+//!
+//! The build never fails because of the header: a cbindgen error is a
+//! warning (rustc reports the underlying problem in `src/ffi.rs` anyway) and
+//! leaves a placeholder in `$OUT_DIR` that makes the header test fail.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ffi.rs");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=build.rs");
+    // Also when the header itself changes: a hand edit is undone at once, and
+    // after this script rewrote it, the next build reruns it once, finds it
+    // current and stays quiet (cargo would otherwise replay the warning
+    // below on every build).
+    println!("cargo:rerun-if-changed=include/zipdeploy.h");
+    println!("cargo:rerun-if-env-changed=ZIPDEPLOY_CHECK_HEADER");
+    println!("cargo:rerun-if-env-changed=CI");
+
+    let crate_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+
+    let header = match generate(&crate_dir) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            println!("cargo:warning=cbindgen could not generate include/zipdeploy.h: {e}");
+            None
+        }
+    };
+    let placeholder = "/* cbindgen failed; see the build warnings */\n".to_string();
+    write_if_changed(
+        &out_dir.join("zipdeploy.h"),
+        header.as_ref().unwrap_or(&placeholder),
+    );
+
+    let Some(header) = header else { return };
+    if check_mode() {
+        return;
+    }
+    let committed = crate_dir.join("include").join("zipdeploy.h");
+    if write_if_changed(&committed, &header) {
+        println!(
+            "cargo:warning=regenerated include/zipdeploy.h from src/ffi.rs; review and commit it"
+        );
+    }
+}
+
+/// Whether to leave the source tree alone (CI).
+fn check_mode() -> bool {
+    let set = |name: &str| {
+        env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    };
+    set("ZIPDEPLOY_CHECK_HEADER") || set("CI")
+}
+
+/// The header text for the current `src/ffi.rs` and `cbindgen.toml`.
+fn generate(crate_dir: &Path) -> Result<String, String> {
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))?;
+    let version = env::var("CARGO_PKG_VERSION").map_err(|e| e.to_string())?;
+    config.after_includes = Some(format!(
+        "\n/** The version of the library this header describes; compare with zipdeploy_version(). */\n\
+         #define ZIPDEPLOY_VERSION \"{version}\"\n"
+    ));
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src").join("ffi.rs"))
+        .generate()
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    bindings.write(&mut text);
+    String::from_utf8(text).map_err(|e| e.to_string())
+}
+
+/// Writes `text` to `path` unless it already holds exactly that (so that
+/// nothing depending on the file's mtime rebuilds). Returns whether it
+/// wrote. A failure to write is a warning, never a build failure.
+fn write_if_changed(path: &Path, text: &str) -> bool {
+    if fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return false;
+    }
+    let written = path
+        .parent()
+        .map_or(Ok(()), fs::create_dir_all)
+        .and_then(|()| fs::write(path, text));
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            println!("cargo:warning=could not write {}: {e}", path.display());
+            false
+        }
+    }
+}

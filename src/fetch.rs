@@ -70,7 +70,7 @@ impl Source {
         }
     }
 
-    /// The location with any user name, password and query string token hidden,
+    /// The location with any user name, password and query value hidden,
     /// safe to log or show.
     pub fn redacted(&self) -> String {
         match self {
@@ -80,12 +80,21 @@ impl Source {
     }
 }
 
-/// Hides credentials in a URL: `user:pass@` becomes `***@`.
+/// Hides credentials in a URL: `user:pass@` becomes `***@`, and every
+/// query value becomes `***` (presigned URLs carry their signature there).
 fn redact_url(url: &Url) -> String {
     let mut url = url.clone();
     if !url.username().is_empty() || url.password().is_some() {
         let _ = url.set_password(None);
         let _ = url.set_username("***");
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut pairs = url.query_pairs_mut();
+        pairs.clear();
+        for name in names {
+            pairs.append_pair(&name, "***");
+        }
     }
     url.to_string()
 }
@@ -116,6 +125,14 @@ fn scrub(message: &str, url: &Url) -> String {
     }
     if url.username().len() >= 3 {
         out = out.replace(url.username(), "***");
+    }
+    if let Some(query) = url.query().filter(|q| !q.is_empty()) {
+        out = out.replace(query, "***");
+    }
+    for (_, value) in url.query_pairs() {
+        if value.len() >= 4 {
+            out = out.replace(value.as_ref(), "***");
+        }
     }
     out
 }
@@ -647,6 +664,17 @@ mod tests {
         assert_eq!(
             scrub("failed for deploy:s3cret", &url),
             "failed for ***:***"
+        );
+        let presigned =
+            Source::parse("https://b.example/app.zip?X-Amz-Signature=abc123def&v=2").unwrap();
+        assert_eq!(
+            presigned.redacted(),
+            "https://b.example/app.zip?X-Amz-Signature=***&v=***"
+        );
+        let url = Url::parse("https://b.example/a.zip?token=abc123def").unwrap();
+        assert_eq!(
+            scrub("GET /a.zip?token=abc123def failed", &url),
+            "GET /a.zip?*** failed"
         );
     }
 

@@ -18,13 +18,17 @@
 //! what it was; nothing is written outside DEST and its state directory
 //! `<parent>/.<name>.zipdeploy/`. Each stage is usable on its own:
 //! [`fetch::fetch_to_file`], [`extract::extract_archive`], [`install::Layout`].
-#![forbid(unsafe_code)]
+//! The C ABI (for C, Go and Python embedders) is in [`ffi`].
+// `deny`, not `forbid`: the `ffi` module alone allows unsafe code (it must
+// dereference the pointers C hands it); every other module still refuses it.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod fetch;
+pub mod ffi;
 pub mod install;
 pub mod progress;
 

@@ -547,3 +547,32 @@ fn an_html_page_served_as_200_is_refused() {
     assert!(!dest.exists());
     assert_nothing_outside(tmp.path());
 }
+
+#[test]
+fn query_tokens_of_presigned_urls_are_never_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let pkg = app_zip("1");
+    let server = TestServer::serving(pkg.clone());
+    let url = server.url("/app.zip?X-Amz-Signature=t0ps3cret-sig&X-Amz-Expires=60");
+    let report = Deploy::new(&url).unwrap().dest(&dest).run().unwrap();
+    assert!(!report.source.contains("t0ps3cret"), "{}", report.source);
+    assert!(
+        report.source.contains("X-Amz-Signature=***"),
+        "{}",
+        report.source
+    );
+    let state = fs::read_to_string(tmp.path().join(".app.zipdeploy/current")).unwrap();
+    assert!(!state.contains("t0ps3cret"), "{state}");
+
+    let missing = TestServer::start(|_, _| Reply::status(403));
+    let err = Deploy::new(&missing.url("/app.zip?token=t0ps3cret-tok"))
+        .unwrap()
+        .dest(&dest)
+        .sha256(&sha(b"other"))
+        .unwrap()
+        .run()
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("t0ps3cret"), "{shown}");
+}

@@ -1,0 +1,3 @@
+module zipdeploy.example/zipdeploy
+
+go 1.19

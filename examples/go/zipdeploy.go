@@ -1,0 +1,402 @@
+// Package zipdeploy deploys ZIP application packages through the zipdeploy
+// C library (a Rust library with a C ABI, include/zipdeploy.h): fetch over
+// HTTP(S) or from a local path, verify the SHA-256, extract with every entry
+// checked, and install atomically into a directory.
+//
+// Build and test against a built library (from the repository root):
+//
+//	cargo build
+//	cd examples/go
+//	CGO_LDFLAGS="-L$PWD/../../target/debug" LD_LIBRARY_PATH=$PWD/../../target/debug go test ./...
+//
+// The header is found through ${SRCDIR}/../../include; the library through
+// CGO_LDFLAGS (-L) at build time and LD_LIBRARY_PATH (or an rpath) at run
+// time.
+package zipdeploy
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo LDFLAGS: -lzipdeploy
+#include <stdint.h>
+#include <stdlib.h>
+#include "zipdeploy.h"
+
+// Implemented in Go (callback.go). cgo declares exported functions without
+// const, hence the cast in the trampoline.
+extern int zipdeployGoProgress(void *userdata, zipdeploy_progress *progress);
+
+// The C function the library calls: forwards to the exported Go function.
+static int zipdeploy_go_trampoline(void *userdata, const zipdeploy_progress *progress) {
+	return zipdeployGoProgress(userdata, (zipdeploy_progress *)progress);
+}
+
+// Installs the trampoline with a runtime/cgo.Handle as userdata. The handle
+// is an integer, so Go never has to turn it into a pointer.
+static int zipdeploy_go_set_progress(zipdeploy_deploy *deploy, uintptr_t handle) {
+	return zipdeploy_deploy_set_progress(deploy, zipdeploy_go_trampoline, (void *)handle);
+}
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"runtime/cgo"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// Status codes of the C ABI (stable). Code / 10 is the class.
+const (
+	CodeOK               = C.ZIPDEPLOY_OK
+	CodePanic            = C.ZIPDEPLOY_PANIC
+	CodeInvalidURL       = C.ZIPDEPLOY_INVALID_URL
+	CodeInvalidDigest    = C.ZIPDEPLOY_INVALID_DIGEST
+	CodeConfig           = C.ZIPDEPLOY_CONFIG
+	CodeInvalidArgument  = C.ZIPDEPLOY_INVALID_ARGUMENT
+	CodeInvalidUTF8      = C.ZIPDEPLOY_INVALID_UTF8
+	CodeBusy             = C.ZIPDEPLOY_BUSY
+	CodeHTTPStatus       = C.ZIPDEPLOY_HTTP_STATUS
+	CodeNetwork          = C.ZIPDEPLOY_NETWORK
+	CodeTimeout          = C.ZIPDEPLOY_TIMEOUT
+	CodeTruncated        = C.ZIPDEPLOY_TRUNCATED
+	CodeRedirect         = C.ZIPDEPLOY_REDIRECT
+	CodeTLS              = C.ZIPDEPLOY_TLS
+	CodeDigestMismatch   = C.ZIPDEPLOY_DIGEST_MISMATCH
+	CodeNotZip           = C.ZIPDEPLOY_NOT_ZIP
+	CodeCorruptArchive   = C.ZIPDEPLOY_CORRUPT_ARCHIVE
+	CodeUnsafeEntry      = C.ZIPDEPLOY_UNSAFE_ENTRY
+	CodeUnsupportedEntry = C.ZIPDEPLOY_UNSUPPORTED_ENTRY
+	CodeLimitExceeded    = C.ZIPDEPLOY_LIMIT_EXCEEDED
+	CodeIO               = C.ZIPDEPLOY_IO
+	CodeNoSpace          = C.ZIPDEPLOY_NO_SPACE
+	CodeHook             = C.ZIPDEPLOY_HOOK
+	CodeCancelled        = C.ZIPDEPLOY_CANCELLED
+)
+
+// Classes of errors (Code / 10); also the example CLI's exit status.
+const (
+	ClassInternal   = 1
+	ClassUsage      = 2
+	ClassNetwork    = 3
+	ClassDigest     = 4
+	ClassArchive    = 5
+	ClassLimit      = 6
+	ClassFilesystem = 7
+	ClassHook       = 8
+	ClassCancelled  = 9
+)
+
+// Error is the error type of Deploy.
+type Error struct {
+	// Code is the stable status code, e.g. CodeHTTPStatus (30).
+	Code int
+	// Class is Code / 10, e.g. ClassNetwork (3).
+	Class int
+	// Message names the cause in one line, without credentials.
+	Message string
+	// cause is the context's error when the context cancelled the deploy.
+	cause error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("zipdeploy: %s (code %d)", e.Message, e.Code)
+}
+
+// Unwrap returns the context's error (context.Canceled or
+// context.DeadlineExceeded) when the context cancelled the deploy.
+func (e *Error) Unwrap() error { return e.cause }
+
+func newError(code C.int, message string) *Error {
+	return &Error{Code: int(code), Class: int(C.zipdeploy_status_class(code)), Message: message}
+}
+
+// Stage is the stage a progress event comes from.
+type Stage int
+
+// The stages of a deploy.
+const (
+	StageFetch   Stage = C.ZIPDEPLOY_STAGE_FETCH
+	StageExtract Stage = C.ZIPDEPLOY_STAGE_EXTRACT
+	StageInstall Stage = C.ZIPDEPLOY_STAGE_INSTALL
+)
+
+func (s Stage) String() string {
+	switch s {
+	case StageFetch:
+		return "fetch"
+	case StageExtract:
+		return "extract"
+	case StageInstall:
+		return "install"
+	}
+	return fmt.Sprintf("Stage(%d)", int(s))
+}
+
+// Progress is a snapshot of how far a deploy is. Totals are 0 when unknown.
+type Progress struct {
+	Stage        Stage
+	Bytes        uint64
+	TotalBytes   uint64
+	Entries      uint64
+	TotalEntries uint64
+}
+
+// Options configure a deploy. Zero values mean the library's defaults.
+type Options struct {
+	// URL of the package: http(s)://…, file://… or a local path. Required.
+	URL string
+	// Dest is the directory to install into. Required.
+	Dest string
+	// SHA256 is the expected digest (64 hex digits, optionally "sha256:").
+	SHA256 string
+	// Timeout bounds the whole download, retries included (0: none).
+	Timeout time.Duration
+	// ConnectTimeout bounds establishing a connection (0: 10 s).
+	ConnectTimeout time.Duration
+	// StallTimeout bounds waiting for bytes once connected (0: 30 s). It also
+	// bounds how long a context cancel takes on a stalled connection.
+	StallTimeout time.Duration
+	// Retries after the first attempt on transient failures (0: the default,
+	// 3; negative: none).
+	Retries int
+	// Headers are extra request headers, e.g. "Authorization".
+	Headers map[string]string
+	// MaxDownload, MaxTotalSize and MaxEntries are limits (0: 4 GiB, 8 GiB,
+	// 1,000,000).
+	MaxDownload, MaxTotalSize, MaxEntries uint64
+	// Keep is the number of previous releases kept (0: the default, 1;
+	// negative: none).
+	Keep int
+	// NoSync skips syncing the staged tree to disk before activation.
+	NoSync bool
+	// Progress, if set, is called as the deploy advances, on the goroutine
+	// that called Deploy.
+	Progress func(Progress)
+}
+
+// Report says what a deploy did.
+type Report struct {
+	Digest          string // SHA-256 of the installed package (hex)
+	Source          string // package location, credentials redacted
+	Dest            string // destination directory (absolute)
+	NoOp            bool   // the digest was installed already; nothing done
+	BytesDownloaded uint64
+	PackageSize     uint64
+	Entries         uint64
+	Files           uint64
+	Dirs            uint64
+	Symlinks        uint64
+	BytesWritten    uint64
+	Fetch           time.Duration
+	Extract         time.Duration
+	Install         time.Duration
+	Total           time.Duration
+}
+
+// Version returns the version of the loaded C library.
+func Version() string { return C.GoString(C.zipdeploy_version()) }
+
+// HeaderVersion is the version of the header this package was built with.
+const HeaderVersion = C.ZIPDEPLOY_VERSION
+
+// progressState is what the C callback reaches through its cgo.Handle.
+type progressState struct {
+	ctx        context.Context
+	fn         func(Progress)
+	panicked   bool
+	panicValue any
+}
+
+// report calls the user's function, then tells the library whether to
+// cancel. A panic in the user's function cancels the deploy and is
+// re-raised by Deploy once the C call has returned: a Go panic must not
+// unwind through the library's frames.
+func (s *progressState) report(p Progress) (cancel C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.panicked, s.panicValue, cancel = true, r, 1
+		}
+	}()
+	if s.fn != nil {
+		s.fn(p)
+	}
+	if s.ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// Deploy fetches, verifies, extracts and installs a package. Cancelling ctx
+// cancels the deploy at its next progress event (an *Error with
+// CodeCancelled that wraps ctx.Err()); on any error the destination is left
+// exactly as it was.
+func Deploy(ctx context.Context, opts Options) (Report, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		e := newError(C.ZIPDEPLOY_CANCELLED, "deploy cancelled: "+err.Error())
+		e.cause = err
+		return Report{}, e
+	}
+	d := C.zipdeploy_deploy_new()
+	if d == nil {
+		return Report{}, newError(C.ZIPDEPLOY_PANIC, "cannot create a deploy handle")
+	}
+	defer C.zipdeploy_deploy_free(d)
+	if err := configure(d, opts); err != nil {
+		return Report{}, err
+	}
+
+	state := &progressState{ctx: ctx, fn: opts.Progress}
+	handle := cgo.NewHandle(state)
+	defer handle.Delete()
+	if status := C.zipdeploy_go_set_progress(d, C.uintptr_t(handle)); status != C.ZIPDEPLOY_OK {
+		return Report{}, lastError(d, status)
+	}
+
+	var report *C.zipdeploy_report
+	var cerr *C.zipdeploy_error
+	status := C.zipdeploy_deploy_run(d, &report, &cerr)
+	if status != C.ZIPDEPLOY_OK {
+		e := newError(C.zipdeploy_error_code(cerr), C.GoString(C.zipdeploy_error_message(cerr)))
+		C.zipdeploy_error_free(cerr)
+		if state.panicked {
+			panic(state.panicValue)
+		}
+		if e.Code == CodeCancelled {
+			e.cause = ctx.Err()
+		}
+		return Report{}, e
+	}
+	defer C.zipdeploy_report_free(report)
+	ms := func(v C.uint64_t) time.Duration { return time.Duration(v) * time.Millisecond }
+	return Report{
+		Digest:          C.GoString(C.zipdeploy_report_digest(report)),
+		Source:          C.GoString(C.zipdeploy_report_source(report)),
+		Dest:            C.GoString(C.zipdeploy_report_dest(report)),
+		NoOp:            C.zipdeploy_report_noop(report) != 0,
+		BytesDownloaded: uint64(C.zipdeploy_report_bytes_downloaded(report)),
+		PackageSize:     uint64(C.zipdeploy_report_package_size(report)),
+		Entries:         uint64(C.zipdeploy_report_entries(report)),
+		Files:           uint64(C.zipdeploy_report_files(report)),
+		Dirs:            uint64(C.zipdeploy_report_dirs(report)),
+		Symlinks:        uint64(C.zipdeploy_report_symlinks(report)),
+		BytesWritten:    uint64(C.zipdeploy_report_bytes_written(report)),
+		Fetch:           ms(C.zipdeploy_report_fetch_ms(report)),
+		Extract:         ms(C.zipdeploy_report_extract_ms(report)),
+		Install:         ms(C.zipdeploy_report_install_ms(report)),
+		Total:           ms(C.zipdeploy_report_total_ms(report)),
+	}, nil
+}
+
+// lastError turns the handle's last failure into an *Error.
+func lastError(d *C.zipdeploy_deploy, status C.int) error {
+	return newError(status, C.GoString(C.zipdeploy_deploy_last_error(d)))
+}
+
+// millis rounds a positive duration up to whole milliseconds.
+func millis(d time.Duration) C.uint64_t {
+	return C.uint64_t((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func configure(d *C.zipdeploy_deploy, o Options) error {
+	check := func(status C.int) error {
+		if status == C.ZIPDEPLOY_OK {
+			return nil
+		}
+		return lastError(d, status)
+	}
+	// withStrings passes Go strings as C strings (which cannot hold NUL).
+	withStrings := func(what string, values []string, set func([]*C.char) C.int) error {
+		cs := make([]*C.char, len(values))
+		for i, v := range values {
+			if strings.IndexByte(v, 0) >= 0 {
+				return newError(C.ZIPDEPLOY_INVALID_ARGUMENT, what+" contains a NUL byte")
+			}
+			cs[i] = C.CString(v)
+			defer C.free(unsafe.Pointer(cs[i]))
+		}
+		return check(set(cs))
+	}
+	steps := []func() error{
+		func() error {
+			return withStrings("URL", []string{o.URL}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_url(d, s[0])
+			})
+		},
+		func() error {
+			return withStrings("Dest", []string{o.Dest}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_dest(d, s[0])
+			})
+		},
+	}
+	if o.SHA256 != "" {
+		steps = append(steps, func() error {
+			return withStrings("SHA256", []string{o.SHA256}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_sha256(d, s[0])
+			})
+		})
+	}
+	for name, value := range o.Headers {
+		name, value := name, value
+		steps = append(steps, func() error {
+			return withStrings("header "+name, []string{name, value}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_add_header(d, s[0], s[1])
+			})
+		})
+	}
+	if o.Timeout > 0 {
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_timeout_ms(d, millis(o.Timeout))) })
+	}
+	if o.ConnectTimeout > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_connect_timeout_ms(d, millis(o.ConnectTimeout)))
+		})
+	}
+	if o.StallTimeout > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_stall_timeout_ms(d, millis(o.StallTimeout)))
+		})
+	}
+	if o.Retries != 0 {
+		retries := o.Retries
+		if retries < 0 {
+			retries = 0
+		}
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_retries(d, C.uint32_t(retries))) })
+	}
+	if o.Keep != 0 {
+		keep := o.Keep
+		if keep < 0 {
+			keep = 0
+		}
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_keep(d, C.uint32_t(keep))) })
+	}
+	if o.NoSync {
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_durable(d, 0)) })
+	}
+	if o.MaxDownload > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_download(d, C.uint64_t(o.MaxDownload)))
+		})
+	}
+	if o.MaxTotalSize > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_total_size(d, C.uint64_t(o.MaxTotalSize)))
+		})
+	}
+	if o.MaxEntries > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_entries(d, C.uint64_t(o.MaxEntries)))
+		})
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

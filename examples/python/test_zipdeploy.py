@@ -1,0 +1,121 @@
+"""Tests of the ctypes wrapper against a real HTTP server.
+
+Run by tests/ffi.rs (`cargo test --test ffi`), which serves the packages and
+passes their URLs in the environment; without them the tests fail rather
+than skip.
+"""
+
+import os
+import pathlib
+import tempfile
+import unittest
+
+import zipdeploy
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise AssertionError(f"{name} is not set: run these tests with `cargo test --test ffi`")
+    return value
+
+
+class DeployTest(unittest.TestCase):
+    def setUp(self):
+        self.url = env("ZIPDEPLOY_TEST_URL")
+        self.url_v2 = env("ZIPDEPLOY_TEST_URL_V2")
+        self.url_404 = env("ZIPDEPLOY_TEST_URL_404")
+        self.sha = env("ZIPDEPLOY_TEST_SHA256")
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dest = pathlib.Path(tmp.name) / "app"
+
+    def version(self) -> str:
+        return (self.dest / "VERSION").read_text()
+
+    def test_version_is_the_crate_version(self):
+        self.assertRegex(zipdeploy.version(), r"^\d+\.\d+\.\d+")
+
+    def test_deploy_reports_and_redeploys_as_noop(self):
+        events = []
+        report = zipdeploy.deploy(
+            self.url,
+            self.dest,
+            self.sha,
+            timeout=30,
+            retries=0,
+            headers={"X-Test": "python"},
+            max_download=1 << 20,
+            progress=events.append,
+        )
+        self.assertIsInstance(report, zipdeploy.Report)
+        self.assertEqual(report.digest, self.sha)
+        self.assertFalse(report.noop)
+        self.assertEqual((report.entries, report.files), (5, 4))
+        self.assertEqual(report.bytes_downloaded, report.package_size)
+        self.assertEqual(report.dest, str(self.dest))
+        self.assertGreaterEqual(report.total_ms, report.fetch_ms)
+        self.assertEqual(self.version(), "1")
+        self.assertEqual([e.stage for e in events][0], "fetch")
+        self.assertEqual(events[-1].stage, "install")
+        self.assertTrue(all(isinstance(e, zipdeploy.Progress) for e in events))
+
+        again = zipdeploy.deploy(self.url, self.dest, self.sha)
+        self.assertTrue(again.noop)
+        self.assertEqual(again.bytes_downloaded, 0)
+
+    def test_digest_mismatch_raises_code_40_and_keeps_dest(self):
+        zipdeploy.deploy(self.url, self.dest)
+        with self.assertRaises(zipdeploy.DigestError) as caught:
+            zipdeploy.deploy(self.url_v2, self.dest, "0" * 64)
+        err = caught.exception
+        self.assertIsInstance(err, zipdeploy.ZipDeployError)
+        self.assertEqual((err.code, err.cls), (40, 4))
+        self.assertIn("0" * 64, err.message)
+        self.assertEqual(self.version(), "1")
+
+    def test_a_truthy_progress_return_cancels(self):
+        zipdeploy.deploy(self.url, self.dest)
+        calls = []
+
+        def stop(p):
+            calls.append(p)
+            return True
+
+        with self.assertRaises(zipdeploy.DeployCancelled) as caught:
+            zipdeploy.deploy(self.url_v2, self.dest, progress=stop)
+        self.assertEqual((caught.exception.code, caught.exception.cls), (90, 9))
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(self.version(), "1")
+
+    def test_an_exception_in_progress_cancels_and_propagates(self):
+        def boom(_p):
+            raise KeyError("boom")
+
+        with self.assertRaises(KeyError):
+            zipdeploy.deploy(self.url, self.dest, progress=boom)
+        self.assertFalse(self.dest.exists())
+
+    def test_http_404_raises_a_network_error(self):
+        with self.assertRaises(zipdeploy.NetworkError) as caught:
+            zipdeploy.deploy(self.url_404, self.dest, retries=0)
+        self.assertEqual((caught.exception.code, caught.exception.cls), (30, 3))
+        self.assertIn("404", str(caught.exception))
+        self.assertFalse(self.dest.exists())
+
+    def test_bad_arguments_raise_usage_errors(self):
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, "abc")
+        self.assertEqual(caught.exception.code, 21)
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy("ftp://example.com/a.zip", self.dest)
+        self.assertEqual(caught.exception.code, 20)
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, headers={"Bad Name": "x"})
+        self.assertEqual(caught.exception.code, 23)
+        with self.assertRaises(zipdeploy.UsageError):
+            zipdeploy.deploy("a\0b", self.dest)
+
+
+if __name__ == "__main__":
+    unittest.main()

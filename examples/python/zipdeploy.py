@@ -1,0 +1,390 @@
+"""Deploy ZIP application packages from Python through the zipdeploy C library.
+
+A ctypes wrapper over the C ABI (include/zipdeploy.h)::
+
+    import zipdeploy
+    report = zipdeploy.deploy("https://example.com/app.zip", "/srv/app",
+                              sha256="23745f9b…", timeout=60)
+    print(report.files, report.noop)
+
+Errors raise a subclass of :class:`ZipDeployError` (``.code`` is the stable
+status, ``.cls`` its class, the CLI's exit status). On any error the
+destination is left exactly as it was.
+
+The library is ``$ZIPDEPLOY_LIB`` if set, else ``libzipdeploy.so`` in
+``$CARGO_TARGET_DIR`` or the repository's ``target/`` (release, then debug),
+else whatever the dynamic loader finds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import os
+import pathlib
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Union
+
+__all__ = [
+    "deploy",
+    "load_library",
+    "version",
+    "Progress",
+    "Report",
+    "ZipDeployError",
+    "InternalError",
+    "UsageError",
+    "NetworkError",
+    "DigestError",
+    "ArchiveError",
+    "LimitError",
+    "FilesystemError",
+    "HookError",
+    "DeployCancelled",
+]
+
+OK = 0
+INVALID_ARGUMENT = 23
+CANCELLED = 90
+
+
+class ZipDeployError(Exception):
+    """A failed deploy: ``code`` is the stable status (e.g. 40), ``cls`` is
+    ``code // 10`` (e.g. 4, digest), ``message`` names the cause."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.cls = code // 10
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} (zipdeploy error {self.code})"
+
+
+class InternalError(ZipDeployError):
+    """Class 1: a bug in the library (a caught panic)."""
+
+
+class UsageError(ZipDeployError):
+    """Class 2: invalid URL, digest, option or argument."""
+
+
+class NetworkError(ZipDeployError):
+    """Class 3: HTTP status, network failure, timeout, truncated body, TLS."""
+
+
+class DigestError(ZipDeployError):
+    """Class 4: the package's SHA-256 is not the expected one."""
+
+
+class ArchiveError(ZipDeployError):
+    """Class 5: not a ZIP, corrupt, ambiguous or hostile archive."""
+
+
+class LimitError(ZipDeployError):
+    """Class 6: a size or count limit was exceeded."""
+
+
+class FilesystemError(ZipDeployError):
+    """Class 7: a local filesystem operation failed, or no space."""
+
+
+class HookError(ZipDeployError):
+    """Class 8: a hook refused the staged tree."""
+
+
+class DeployCancelled(ZipDeployError):
+    """Class 9: the progress callable asked to stop."""
+
+
+_BY_CLASS = {
+    1: InternalError,
+    2: UsageError,
+    3: NetworkError,
+    4: DigestError,
+    5: ArchiveError,
+    6: LimitError,
+    7: FilesystemError,
+    8: HookError,
+    9: DeployCancelled,
+}
+
+
+def _error(code: int, message: str) -> ZipDeployError:
+    return _BY_CLASS.get(code // 10, InternalError)(code, message)
+
+
+_STAGES = {1: "fetch", 2: "extract", 3: "install"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a deploy is; totals are None when unknown."""
+
+    stage: str  # "fetch", "extract" or "install"
+    bytes: int
+    total_bytes: Optional[int]
+    entries: int
+    total_entries: Optional[int]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a deploy did."""
+
+    digest: str
+    source: str
+    dest: str
+    noop: bool
+    bytes_downloaded: int
+    package_size: int
+    entries: int
+    files: int
+    dirs: int
+    symlinks: int
+    bytes_written: int
+    fetch_ms: int
+    extract_ms: int
+    install_ms: int
+    total_ms: int
+
+
+class _CProgress(ctypes.Structure):
+    _fields_ = [
+        ("stage", ctypes.c_int),
+        ("bytes", ctypes.c_uint64),
+        ("total_bytes", ctypes.c_uint64),
+        ("entries", ctypes.c_uint64),
+        ("total_entries", ctypes.c_uint64),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CProgress))
+
+_P = ctypes.c_void_p
+_S = ctypes.c_char_p
+_I = ctypes.c_int
+_U64 = ctypes.c_uint64
+_U32 = ctypes.c_uint32
+
+# name: (restype, argtypes). Handles are opaque pointers (c_void_p); the
+# borrowed strings are read with ctypes.string_at before the handle is freed.
+_SIGNATURES = {
+    "zipdeploy_version": (_P, []),
+    "zipdeploy_status_class": (_I, [_I]),
+    "zipdeploy_status_str": (_P, [_I]),
+    "zipdeploy_deploy_new": (_P, []),
+    "zipdeploy_deploy_free": (None, [_P]),
+    "zipdeploy_deploy_set_url": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_sha256": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_dest": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_max_download": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_max_total_size": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_max_entries": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_timeout_ms": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_connect_timeout_ms": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_stall_timeout_ms": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_retries": (_I, [_P, _U32]),
+    "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
+    "zipdeploy_deploy_set_keep": (_I, [_P, _U32]),
+    "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
+    "zipdeploy_deploy_set_progress": (_I, [_P, _CALLBACK, _P]),
+    "zipdeploy_deploy_run": (_I, [_P, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
+    "zipdeploy_deploy_last_error": (_P, [_P]),
+    "zipdeploy_error_code": (_I, [_P]),
+    "zipdeploy_error_message": (_P, [_P]),
+    "zipdeploy_error_free": (None, [_P]),
+    "zipdeploy_report_digest": (_P, [_P]),
+    "zipdeploy_report_source": (_P, [_P]),
+    "zipdeploy_report_dest": (_P, [_P]),
+    "zipdeploy_report_noop": (_I, [_P]),
+    "zipdeploy_report_free": (None, [_P]),
+}
+_REPORT_NUMBERS = (
+    "bytes_downloaded",
+    "package_size",
+    "entries",
+    "files",
+    "dirs",
+    "symlinks",
+    "bytes_written",
+    "fetch_ms",
+    "extract_ms",
+    "install_ms",
+    "total_ms",
+)
+for _name in _REPORT_NUMBERS:
+    _SIGNATURES[f"zipdeploy_report_{_name}"] = (_U64, [_P])
+
+_lock = threading.Lock()
+_loaded: dict = {}
+
+
+def _candidates() -> list:
+    env = os.environ.get("ZIPDEPLOY_LIB")
+    if env:
+        return [env]
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    targets = [os.environ.get("CARGO_TARGET_DIR"), repo / "target"]
+    found = [
+        str(pathlib.Path(t) / profile / "libzipdeploy.so")
+        for t in targets
+        if t
+        for profile in ("release", "debug")
+        if (pathlib.Path(t) / profile / "libzipdeploy.so").is_file()
+    ]
+    system = ctypes.util.find_library("zipdeploy")
+    return found + ([system] if system else [])
+
+
+def load_library(path: Union[str, os.PathLike, None] = None) -> ctypes.CDLL:
+    """Loads (once per path) and declares the C library."""
+    paths = [os.fspath(path)] if path is not None else _candidates()
+    if not paths:
+        raise OSError(
+            "libzipdeploy.so not found: build it with `cargo build` or set ZIPDEPLOY_LIB"
+        )
+    with _lock:
+        if paths[0] in _loaded:
+            return _loaded[paths[0]]
+        lib = ctypes.CDLL(paths[0])
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        _loaded[paths[0]] = lib
+        return lib
+
+
+def _text(pointer: Optional[int]) -> str:
+    return ctypes.string_at(pointer).decode("utf-8") if pointer else ""
+
+
+def version(library: Union[str, os.PathLike, ctypes.CDLL, None] = None) -> str:
+    """The version of the C library."""
+    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    return _text(lib.zipdeploy_version())
+
+
+def _c_string(what: str, value: Union[str, os.PathLike]) -> bytes:
+    text = os.fspath(value)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if "\0" in text:
+        raise UsageError(INVALID_ARGUMENT, f"{what} contains a NUL character")
+    return text.encode("utf-8")
+
+
+def _millis(seconds: float) -> int:
+    if seconds <= 0:
+        raise UsageError(INVALID_ARGUMENT, "timeouts must be positive")
+    return max(1, math.ceil(seconds * 1000))
+
+
+def deploy(
+    url: str,
+    dest: Union[str, os.PathLike],
+    sha256: Optional[str] = None,
+    *,
+    timeout: Optional[float] = None,
+    retries: Optional[int] = None,
+    headers: Optional[Mapping[str, str]] = None,
+    max_download: Optional[int] = None,
+    progress: Optional[Callable[[Progress], object]] = None,
+    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+) -> Report:
+    """Fetches, verifies, extracts and installs the package at ``url`` into
+    ``dest``.
+
+    ``timeout`` (seconds) bounds the whole download, ``retries`` the retries
+    on transient failures (default 3), ``headers`` are sent with the request,
+    ``max_download`` caps the package size in bytes. ``progress`` is called
+    with a :class:`Progress` as the deploy advances; a truthy return cancels
+    it (:class:`DeployCancelled`), and an exception it raises cancels it and
+    propagates from ``deploy``. The GIL is released while the library works.
+
+    Raises a :class:`ZipDeployError` subclass on failure; the destination is
+    then left exactly as it was.
+    """
+    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    handle = lib.zipdeploy_deploy_new()
+    if not handle:
+        raise InternalError(10, "cannot create a deploy handle")
+    raised: list = []
+
+    def on_progress(_userdata, event) -> int:
+        try:
+            p = event.contents
+            snapshot = Progress(
+                stage=_STAGES.get(p.stage, str(p.stage)),
+                bytes=p.bytes,
+                total_bytes=p.total_bytes or None,
+                entries=p.entries,
+                total_entries=p.total_entries or None,
+            )
+            return 1 if progress(snapshot) else 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the run
+            raised.append(exc)
+            return 1
+
+    # Referenced until the handle is freed: the library calls it.
+    callback = _CALLBACK(on_progress) if progress is not None else None
+    try:
+
+        def check(status: int) -> None:
+            if status != OK:
+                raise _error(status, _text(lib.zipdeploy_deploy_last_error(handle)))
+
+        check(lib.zipdeploy_deploy_set_url(handle, _c_string("url", url)))
+        check(lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest)))
+        if sha256 is not None:
+            check(lib.zipdeploy_deploy_set_sha256(handle, _c_string("sha256", sha256)))
+        if timeout is not None:
+            check(lib.zipdeploy_deploy_set_timeout_ms(handle, _millis(timeout)))
+        if retries is not None:
+            if retries < 0:
+                raise UsageError(INVALID_ARGUMENT, "retries must not be negative")
+            check(lib.zipdeploy_deploy_set_retries(handle, retries))
+        for name, value in (headers or {}).items():
+            check(
+                lib.zipdeploy_deploy_add_header(
+                    handle, _c_string("header name", name), _c_string("header value", value)
+                )
+            )
+        if max_download is not None:
+            check(lib.zipdeploy_deploy_set_max_download(handle, max_download))
+        if progress is not None:
+            check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
+
+        report = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        status = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
+        if status != OK:
+            try:
+                failure = _error(
+                    lib.zipdeploy_error_code(error), _text(lib.zipdeploy_error_message(error))
+                )
+            finally:
+                lib.zipdeploy_error_free(error)
+            if raised:
+                raise raised[0]  # from the progress callable; the deploy was cancelled
+            raise failure
+        try:
+            numbers = {
+                name: getattr(lib, f"zipdeploy_report_{name}")(report)
+                for name in _REPORT_NUMBERS
+            }
+            return Report(
+                digest=_text(lib.zipdeploy_report_digest(report)),
+                source=_text(lib.zipdeploy_report_source(report)),
+                dest=_text(lib.zipdeploy_report_dest(report)),
+                noop=bool(lib.zipdeploy_report_noop(report)),
+                **numbers,
+            )
+        finally:
+            lib.zipdeploy_report_free(report)
+    finally:
+        lib.zipdeploy_deploy_free(handle)

@@ -1,0 +1,1086 @@
+//! Container entrypoint: installs the package named by `--url` /
+//! `PACKAGE_ZIP_URL` into `--dest` / `PACKAGE_DIR` with the library's
+//! guarantees, then `exec`s the command after `--` inside it, so the app
+//! replaces this process and receives the container's signals.
+//!
+//! ```sh
+//! cargo build --release --example zipdeploy
+//! PACKAGE_ZIP_URL=https://example.com/app.zip PACKAGE_SHA256=<hex> PACKAGE_DIR=/var/www/app \
+//!     target/release/examples/zipdeploy --init init.sh -- php -S 0.0.0.0:8080
+//! ```
+//!
+//! Every option can also come from an environment variable (a flag beats its
+//! variable); `zipdeploy --help` lists them and the exit codes. All deploy
+//! logic lives in the library; this file only maps options onto
+//! [`zipdeploy::Deploy`] and reports the outcome.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use zipdeploy::{Deploy, Error, ErrorClass, FetchOptions, Limits, Progress, Report, Stage};
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let cli = match Cli::parse(&args, &vars) {
+        Ok(Parsed::Help) => {
+            print!("{}", help_text());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("zipdeploy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(cli)) => cli,
+        Err(err) => return fail(&Failure::Deploy(err), json_requested(&args, &vars)),
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => fail(&failure, cli.json),
+    }
+}
+
+/// Installs the package (unless in development mode), then execs COMMAND in
+/// DEST. Returns only when there is no COMMAND or something failed.
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let workdir = match &cli.url {
+        Some(url) => {
+            let report = install(cli, url)?;
+            announce(cli, &report);
+            report.dest
+        }
+        None => {
+            use_mounted_tree(cli)?;
+            cli.dest.clone()
+        }
+    };
+    match cli.command.split_first() {
+        Some((program, args)) => Err(exec_in(&workdir, program, args)),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Options: one table drives flag parsing, environment fallbacks and --help.
+// ---------------------------------------------------------------------------
+
+/// One command-line option.
+struct Opt {
+    /// Long name without the dashes, e.g. `max-size`.
+    name: &'static str,
+    /// Placeholder of the value in the help, `None` for a switch.
+    value: Option<&'static str>,
+    /// Where its environment fallback comes from.
+    env: EnvVar,
+    /// May be given more than once.
+    repeatable: bool,
+    help: &'static str,
+}
+
+/// The environment variable read when an option is not on the command line.
+#[derive(Clone, Copy)]
+enum EnvVar {
+    /// A name shared with the shell scripts this replaces (`PACKAGE_*`).
+    Named(&'static str),
+    /// `ZIPDEPLOY_` + the option name upper-cased, dashes as underscores.
+    Derived,
+    /// No fallback (`--help`, `--version`).
+    None,
+}
+
+const OPTIONS: &[Opt] = &[
+    Opt::value(
+        "url",
+        "URL",
+        EnvVar::Named("PACKAGE_ZIP_URL"),
+        "package: http(s)://..., file://... or a local path",
+    ),
+    Opt::value(
+        "sha256",
+        "HEX",
+        EnvVar::Named("PACKAGE_SHA256"),
+        "expected SHA-256 of the package (hex or sha256:hex)",
+    ),
+    Opt::value(
+        "dest",
+        "DIR",
+        EnvVar::Named("PACKAGE_DIR"),
+        "directory to install into (state in ../.NAME.zipdeploy/)",
+    ),
+    Opt::value(
+        "init",
+        "SCRIPT",
+        EnvVar::Derived,
+        "run `sh SCRIPT` (from the package) in the staged tree first",
+    ),
+    Opt {
+        repeatable: true,
+        ..Opt::value(
+            "header",
+            "'NAME: VALUE'",
+            EnvVar::Derived,
+            "extra request header; repeatable (variable: one per line)",
+        )
+    },
+    Opt::value(
+        "timeout",
+        "SECS",
+        EnvVar::Derived,
+        "deadline for the whole download, retries included",
+    ),
+    Opt::value(
+        "retries",
+        "N",
+        EnvVar::Derived,
+        "retries on transient network errors",
+    ),
+    Opt::value(
+        "max-size",
+        "BYTES",
+        EnvVar::Derived,
+        "largest package accepted",
+    ),
+    Opt::value(
+        "max-total-size",
+        "BYTES",
+        EnvVar::Derived,
+        "largest total uncompressed size",
+    ),
+    Opt::value(
+        "max-entries",
+        "N",
+        EnvVar::Derived,
+        "most entries in the archive",
+    ),
+    Opt::value(
+        "keep",
+        "N",
+        EnvVar::Derived,
+        "previous releases kept for rollback",
+    ),
+    Opt::switch(
+        "no-sync",
+        EnvVar::Derived,
+        "don't fsync before activation (faster, not power-cut safe)",
+    ),
+    Opt::switch(
+        "progress",
+        EnvVar::Derived,
+        "show progress on stderr even when it is not a terminal",
+    ),
+    Opt::switch(
+        "quiet",
+        EnvVar::Derived,
+        "no summary line and no automatic progress on stderr",
+    ),
+    Opt::switch(
+        "json",
+        EnvVar::Derived,
+        "print a one-line JSON report (or error) on stdout",
+    ),
+    Opt::switch("version", EnvVar::None, "print the version and exit"),
+    Opt::switch("help", EnvVar::None, "print this help and exit (also -h)"),
+];
+
+impl Opt {
+    const fn value(
+        name: &'static str,
+        value: &'static str,
+        env: EnvVar,
+        help: &'static str,
+    ) -> Opt {
+        Opt {
+            name,
+            value: Some(value),
+            env,
+            repeatable: false,
+            help,
+        }
+    }
+
+    const fn switch(name: &'static str, env: EnvVar, help: &'static str) -> Opt {
+        Opt {
+            name,
+            value: None,
+            env,
+            repeatable: false,
+            help,
+        }
+    }
+
+    fn named(name: &str) -> Option<&'static Opt> {
+        OPTIONS.iter().find(|opt| opt.name == name)
+    }
+
+    fn env_var(&self) -> Option<String> {
+        match self.env {
+            EnvVar::Named(name) => Some(name.to_string()),
+            EnvVar::Derived => Some(format!(
+                "ZIPDEPLOY_{}",
+                self.name.to_ascii_uppercase().replace('-', "_")
+            )),
+            EnvVar::None => None,
+        }
+    }
+}
+
+/// Where a raw option value came from, to name it in error messages.
+#[derive(Clone)]
+enum Origin {
+    Flag(&'static str),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(name) => write!(f, "--{name}"),
+            Origin::Env(var) => f.write_str(var),
+        }
+    }
+}
+
+/// Option values as given, before conversion: flags first, then the
+/// environment for options no flag set.
+#[derive(Default)]
+struct Given {
+    values: BTreeMap<&'static str, (Origin, Vec<OsString>)>,
+    command: Vec<OsString>,
+}
+
+impl Given {
+    fn from_args(args: &[OsString]) -> Result<Given, Error> {
+        let mut given = Given::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                given.command = args.cloned().collect();
+                break;
+            }
+            let (opt, inline) = split_flag(arg)?;
+            let value = match (opt.value, inline) {
+                (None, Some(_)) => return Err(usage(format!("--{} takes no value", opt.name))),
+                (None, None) => OsString::from("1"),
+                (Some(_), Some(value)) => value,
+                (Some(_), None) => args
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| usage(format!("--{} needs a value", opt.name)))?,
+            };
+            given.push_flag(opt, value)?;
+        }
+        Ok(given)
+    }
+
+    fn push_flag(&mut self, opt: &'static Opt, value: OsString) -> Result<(), Error> {
+        let (_, values) = self
+            .values
+            .entry(opt.name)
+            .or_insert_with(|| (Origin::Flag(opt.name), Vec::new()));
+        if !values.is_empty() && !opt.repeatable {
+            return Err(usage(format!("--{} given more than once", opt.name)));
+        }
+        values.push(value);
+        Ok(())
+    }
+
+    /// Fills options no flag set from their variables; an unknown
+    /// `ZIPDEPLOY_*` variable is an error, as a typo in one would silently
+    /// change the deploy.
+    fn add_env(&mut self, vars: &[(OsString, OsString)]) -> Result<(), Error> {
+        for (key, value) in vars {
+            let opt = match env_option(key) {
+                Some(opt) => opt,
+                None if key.as_bytes().starts_with(b"ZIPDEPLOY_") => {
+                    return Err(unknown_variable(key))
+                }
+                None => continue,
+            };
+            if value.is_empty() || self.values.contains_key(opt.name) {
+                continue;
+            }
+            let origin = Origin::Env(key.to_string_lossy().into_owned());
+            self.values
+                .insert(opt.name, (origin, env_values(opt, value)));
+        }
+        Ok(())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>, Error> {
+        let Some((origin, values)) = self.values.get(name) else {
+            return Ok(None);
+        };
+        let value = values[0]
+            .to_str()
+            .ok_or_else(|| invalid(origin, "not UTF-8"))?;
+        Ok(Some(value.to_string()))
+    }
+
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        self.values.get(name).map(|(_, v)| PathBuf::from(&v[0]))
+    }
+
+    fn parsed<T>(&self, name: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>, Error> {
+        let Some(text) = self.text(name)? else {
+            return Ok(None);
+        };
+        let origin = &self.values[name].0;
+        parse(&text)
+            .map(Some)
+            .ok_or_else(|| invalid(origin, &format!("{text:?} is not valid")))
+    }
+
+    fn switch(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.parsed(name, parse_bool)?.unwrap_or(false))
+    }
+
+    fn headers(&self) -> Result<Vec<(String, String)>, Error> {
+        let Some((origin, values)) = self.values.get("header") else {
+            return Ok(Vec::new());
+        };
+        values
+            .iter()
+            .map(|raw| {
+                let line = raw.to_str().ok_or_else(|| invalid(origin, "not UTF-8"))?;
+                // The value may be a secret: the message names only the problem.
+                parse_header(line).ok_or_else(|| invalid(origin, "expected 'Name: value'"))
+            })
+            .collect()
+    }
+}
+
+/// Splits `--name` / `--name=value` and looks the option up.
+fn split_flag(arg: &OsStr) -> Result<(&'static Opt, Option<OsString>), Error> {
+    let bytes = arg.as_bytes();
+    let Some(flag) = bytes.strip_prefix(b"--") else {
+        if bytes == b"-h" {
+            return Ok((Opt::named("help").expect("help option"), None));
+        }
+        return Err(usage(format!(
+            "unexpected argument {:?} (put COMMAND after --)",
+            arg.to_string_lossy()
+        )));
+    };
+    let (name, inline) = match flag.iter().position(|&b| b == b'=') {
+        Some(eq) => (&flag[..eq], Some(OsStr::from_bytes(&flag[eq + 1..]).into())),
+        None => (flag, None),
+    };
+    let name = String::from_utf8_lossy(name);
+    let opt = Opt::named(&name).ok_or_else(|| usage(format!("unknown option --{name}")))?;
+    Ok((opt, inline))
+}
+
+/// The option a variable configures, if it is one of ours.
+fn env_option(key: &OsStr) -> Option<&'static Opt> {
+    let key = key.to_str()?;
+    OPTIONS
+        .iter()
+        .find(|opt| opt.env_var().is_some_and(|var| var == key))
+}
+
+fn unknown_variable(key: &OsStr) -> Error {
+    let key = key.to_string_lossy();
+    let option = key["ZIPDEPLOY_".len()..]
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    match Opt::named(&option).and_then(Opt::env_var) {
+        Some(var) => usage(format!(
+            "unknown environment variable {key} (--{option} reads {var})"
+        )),
+        None => usage(format!("unknown environment variable {key}")),
+    }
+}
+
+/// A variable's values: one per line for repeatable options.
+fn env_values(opt: &Opt, value: &OsStr) -> Vec<OsString> {
+    if !opt.repeatable {
+        return vec![value.to_owned()];
+    }
+    value
+        .as_bytes()
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|line| OsStr::from_bytes(line).to_owned())
+        .collect()
+}
+
+fn usage(message: String) -> Error {
+    Error::Config(format!("{message}; see zipdeploy --help"))
+}
+
+fn invalid(origin: &Origin, why: &str) -> Error {
+    usage(format!("invalid {origin}: {why}"))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// A byte count, optionally with a binary suffix: `512`, `64K`, `500M`, `4G`.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()?.to_ascii_uppercase() {
+        b'K' => (&text[..text.len() - 1], 10),
+        b'M' => (&text[..text.len() - 1], 20),
+        b'G' => (&text[..text.len() - 1], 30),
+        b'T' => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Seconds, fractions allowed; zero is refused as it could never succeed.
+fn parse_seconds(text: &str) -> Option<Duration> {
+    let secs: f64 = text.parse().ok()?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
+fn parse_header(line: &str) -> Option<(String, String)> {
+    let (name, value) = line.split_once(':')?;
+    let name = name.trim();
+    let is_token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+    if name.is_empty() || !name.chars().all(is_token) {
+        return None;
+    }
+    Some((name.to_string(), value.trim().to_string()))
+}
+
+/// An `--init` path must name a file inside the package.
+fn package_relative(origin: &Origin, path: PathBuf) -> Result<PathBuf, Error> {
+    let inside = path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)));
+    if inside {
+        Ok(path)
+    } else {
+        Err(invalid(
+            origin,
+            "must be a relative path inside the package",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The configuration, converted and checked.
+// ---------------------------------------------------------------------------
+
+/// What the command line and environment ask for.
+struct Cli {
+    url: Option<String>,
+    sha256: Option<String>,
+    dest: PathBuf,
+    init: Option<PathBuf>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+    max_size: Option<u64>,
+    max_total_size: Option<u64>,
+    max_entries: Option<u64>,
+    keep: Option<usize>,
+    no_sync: bool,
+    progress: bool,
+    quiet: bool,
+    json: bool,
+    command: Vec<OsString>,
+}
+
+enum Parsed {
+    Help,
+    Version,
+    Run(Box<Cli>),
+}
+
+impl Cli {
+    fn parse(args: &[OsString], vars: &[(OsString, OsString)]) -> Result<Parsed, Error> {
+        let mut given = Given::from_args(args)?;
+        if given.has("help") {
+            return Ok(Parsed::Help);
+        }
+        if given.has("version") {
+            return Ok(Parsed::Version);
+        }
+        given.add_env(vars)?;
+        Cli::from_given(given).map(|cli| Parsed::Run(Box::new(cli)))
+    }
+
+    fn from_given(given: Given) -> Result<Cli, Error> {
+        let dest = given
+            .path("dest")
+            .ok_or_else(|| usage("no destination: give --dest or PACKAGE_DIR".into()))?;
+        let url = given.text("url")?;
+        if url.is_none() && given.command.is_empty() {
+            return Err(usage(
+                "no package URL (--url or PACKAGE_ZIP_URL) and no COMMAND to run".into(),
+            ));
+        }
+        let init = match given.path("init") {
+            Some(path) => Some(package_relative(&given.values["init"].0, path)?),
+            None => None,
+        };
+        Ok(Cli {
+            url,
+            sha256: given.text("sha256")?,
+            dest,
+            init,
+            headers: given.headers()?,
+            timeout: given.parsed("timeout", parse_seconds)?,
+            retries: given.parsed("retries", |t| t.parse().ok())?,
+            max_size: given.parsed("max-size", parse_size)?,
+            max_total_size: given.parsed("max-total-size", parse_size)?,
+            max_entries: given.parsed("max-entries", |t| t.parse().ok())?,
+            keep: given.parsed("keep", |t| t.parse().ok())?,
+            no_sync: given.switch("no-sync")?,
+            progress: given.switch("progress")?,
+            quiet: given.switch("quiet")?,
+            json: given.switch("json")?,
+            command: given.command,
+        })
+    }
+
+    fn shows_progress(&self) -> bool {
+        self.progress || (!self.quiet && !self.json && io::stderr().is_terminal())
+    }
+}
+
+/// Whether the caller asked for JSON, judged without a full parse (used to
+/// report a parse failure in the requested format).
+fn json_requested(args: &[OsString], vars: &[(OsString, OsString)]) -> bool {
+    let flag = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    let var = vars.iter().any(|(key, value)| {
+        key == "ZIPDEPLOY_JSON" && value.to_str().and_then(parse_bool) == Some(true)
+    });
+    flag || var
+}
+
+// ---------------------------------------------------------------------------
+// Deploying: options onto the library's builder.
+// ---------------------------------------------------------------------------
+
+fn install(cli: &Cli, url: &str) -> Result<Report, Failure> {
+    let mut meter = cli.shows_progress().then(Meter::new);
+    let mut deploy = configure(cli, Deploy::new(url)?)?;
+    if let Some(meter) = meter.as_mut() {
+        deploy = deploy.progress(|p| meter.update(p));
+    }
+    let result = deploy.run();
+    if let Some(meter) = meter.as_mut() {
+        meter.clear();
+    }
+    Ok(result?)
+}
+
+fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
+    let mut deploy = deploy
+        .dest(&cli.dest)
+        .fetch_options(fetch_options(cli))
+        .limits(limits(cli))
+        .durable(!cli.no_sync);
+    if let Some(hex) = &cli.sha256 {
+        deploy = deploy.sha256(hex)?;
+    }
+    if let Some(keep) = cli.keep {
+        deploy = deploy.keep(keep);
+    }
+    if let Some(script) = cli.init.clone() {
+        deploy = deploy.before_activate(move |staged| run_init(staged, &script));
+    }
+    Ok(deploy)
+}
+
+fn fetch_options(cli: &Cli) -> FetchOptions {
+    let defaults = FetchOptions::default();
+    FetchOptions {
+        timeout: cli.timeout.or(defaults.timeout),
+        retries: cli.retries.unwrap_or(defaults.retries),
+        max_size: cli.max_size.unwrap_or(defaults.max_size),
+        headers: cli.headers.clone(),
+        ..defaults
+    }
+}
+
+fn limits(cli: &Cli) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        max_total_size: cli.max_total_size.unwrap_or(defaults.max_total_size),
+        max_entries: cli.max_entries.unwrap_or(defaults.max_entries),
+        ..defaults
+    }
+}
+
+/// Runs `sh SCRIPT` in the staged tree. Its stdout goes to our stderr so
+/// stdout stays clean for `--json`; stdin is closed so it cannot hang.
+fn run_init(staged: &Path, script: &Path) -> Result<(), String> {
+    let shown = script.display();
+    let resolved = staged
+        .join(script)
+        .canonicalize()
+        .map_err(|e| format!("init script {shown}: {e}"))?;
+    let root = staged
+        .canonicalize()
+        .map_err(|e| format!("staged tree: {e}"))?;
+    if !resolved.starts_with(&root) {
+        return Err(format!("init script {shown} points outside the package"));
+    }
+    if !resolved.is_file() {
+        return Err(format!("init script {shown} is not a regular file"));
+    }
+    let status = Command::new("sh")
+        .arg(Path::new(".").join(script))
+        .current_dir(staged)
+        .stdin(Stdio::null())
+        .stdout(io::stderr())
+        .status()
+        .map_err(|e| format!("cannot run sh for init script {shown}: {e}"))?;
+    match describe_failure(status) {
+        None => Ok(()),
+        Some(how) => Err(format!("init script {shown} {how}")),
+    }
+}
+
+fn describe_failure(status: ExitStatus) -> Option<String> {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => None,
+        (Some(code), _) => Some(format!("exited with status {code}")),
+        (None, Some(signal)) => Some(format!("was killed by signal {signal}")),
+        (None, None) => Some(format!("failed ({status})")),
+    }
+}
+
+/// Development mode: no package, the tree in DEST (e.g. a mount) is used as is.
+fn use_mounted_tree(cli: &Cli) -> Result<(), Failure> {
+    if !cli.dest.is_dir() {
+        return Err(Failure::Deploy(usage(format!(
+            "no package URL given and {} is not a directory",
+            cli.dest.display()
+        ))));
+    }
+    if !cli.quiet && !cli.json {
+        eprintln!(
+            "zipdeploy: no package URL; running the command in {} as it is",
+            cli.dest.display()
+        );
+    }
+    Ok(())
+}
+
+/// Replaces this process with COMMAND, in `dir`; returns only on failure.
+fn exec_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Failure {
+    if let Err(source) = std::env::set_current_dir(dir) {
+        return Failure::Deploy(Error::Io {
+            op: "enter",
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
+    let _ = io::stdout().flush();
+    let error = Command::new(program).args(args).exec();
+    Failure::Exec {
+        program: program.to_string_lossy().into_owned(),
+        error,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reporting: summary line, JSON, progress meter, failures.
+// ---------------------------------------------------------------------------
+
+/// Tells the caller what happened: JSON on stdout, or a summary on stderr.
+fn announce(cli: &Cli, report: &Report) {
+    if cli.json {
+        println!("{}", report_json(report));
+    } else if !cli.quiet {
+        eprintln!("zipdeploy: {}", summary(report));
+    }
+}
+
+fn summary(report: &Report) -> String {
+    let dest = report.dest.display();
+    if report.noop {
+        return format!("{} already installed in {dest}", report.digest);
+    }
+    format!(
+        "installed {} into {dest} ({} files, {} bytes) in {} ms",
+        report.digest,
+        report.files,
+        report.bytes_written,
+        report.timings.total.as_millis()
+    )
+}
+
+fn report_json(report: &Report) -> String {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let timings = JsonObject::new()
+        .number("fetch", ms(report.timings.fetch))
+        .number("extract", ms(report.timings.extract))
+        .number("install", ms(report.timings.install))
+        .number("total", ms(report.timings.total));
+    JsonObject::new()
+        .string("digest", &report.digest.to_hex())
+        .string("source", &report.source)
+        .string("dest", &report.dest.to_string_lossy())
+        .boolean("noop", report.noop)
+        .number("bytes_downloaded", report.bytes_downloaded)
+        .number("package_size", report.package_size)
+        .number("entries", report.entries)
+        .number("files", report.files)
+        .number("dirs", report.dirs)
+        .number("symlinks", report.symlinks)
+        .number("bytes_written", report.bytes_written)
+        .object("timings_ms", timings)
+        .finish()
+}
+
+/// Builds one JSON object. Keys are literals of this file; string values
+/// are escaped.
+struct JsonObject(String);
+
+impl JsonObject {
+    fn new() -> Self {
+        JsonObject(String::from("{"))
+    }
+
+    fn key(mut self, key: &str) -> Self {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+        self
+    }
+
+    fn string(self, key: &str, value: &str) -> Self {
+        let mut this = self.key(key);
+        escape_json(value, &mut this.0);
+        this
+    }
+
+    fn number(self, key: &str, value: u64) -> Self {
+        let mut this = self.key(key);
+        this.0.push_str(&value.to_string());
+        this
+    }
+
+    fn boolean(self, key: &str, value: bool) -> Self {
+        let mut this = self.key(key);
+        this.0.push_str(if value { "true" } else { "false" });
+        this
+    }
+
+    fn object(self, key: &str, value: JsonObject) -> Self {
+        let mut this = self.key(key);
+        this.0.push_str(&value.finish());
+        this
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// Writes `text` as a JSON string literal (RFC 8259: quote, backslash and
+/// control characters escaped; everything else is valid UTF-8 as is).
+fn escape_json(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Progress on stderr, redrawn in place with `\r` at most ten times a second.
+struct Meter {
+    stage: Option<Stage>,
+    stage_started: Instant,
+    last_draw: Option<Instant>,
+    /// Width of the line on screen, to blank what a shorter one leaves.
+    width: usize,
+}
+
+impl Meter {
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    fn new() -> Self {
+        Meter {
+            stage: None,
+            stage_started: Instant::now(),
+            last_draw: None,
+            width: 0,
+        }
+    }
+
+    fn update(&mut self, progress: &Progress) -> ControlFlow<()> {
+        let now = Instant::now();
+        let new_stage = self.stage != Some(progress.stage);
+        if new_stage {
+            self.stage = Some(progress.stage);
+            self.stage_started = now;
+        }
+        let due = self.last_draw.is_none_or(|t| now - t >= Self::INTERVAL);
+        if new_stage || due {
+            self.draw(&progress_line(progress, now - self.stage_started));
+            self.last_draw = Some(now);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn draw(&mut self, line: &str) {
+        let width = line.chars().count();
+        let blank = " ".repeat(self.width.saturating_sub(width));
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\r{line}{blank}");
+        let _ = err.flush();
+        self.width = width;
+    }
+
+    /// Blanks the line so the next message starts clean.
+    fn clear(&mut self) {
+        if self.width > 0 {
+            let _ = write!(io::stderr(), "\r{}\r", " ".repeat(self.width));
+            self.width = 0;
+        }
+    }
+}
+
+fn progress_line(p: &Progress, elapsed: Duration) -> String {
+    let rate = match elapsed.as_secs_f64() {
+        secs if secs > 0.0 => format!("  {}/s", human_bytes((p.bytes as f64 / secs) as u64)),
+        _ => String::new(),
+    };
+    let bytes = match p.total_bytes {
+        Some(total) => format!("{} / {}", human_bytes(p.bytes), human_bytes(total)),
+        None => human_bytes(p.bytes),
+    };
+    match p.stage {
+        Stage::Fetch => format!("zipdeploy: fetch    {bytes}{rate}"),
+        Stage::Extract => {
+            let total = p.total_entries.map(|t| format!("/{t}")).unwrap_or_default();
+            format!(
+                "zipdeploy: extract  {}{total} entries  {bytes}{rate}",
+                p.entries
+            )
+        }
+        Stage::Install => format!("zipdeploy: install  {bytes}"),
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
+/// Why zipdeploy stops without exec'ing COMMAND.
+enum Failure {
+    /// The deploy (or the configuration) failed: the library's error.
+    Deploy(Error),
+    /// COMMAND could not be started.
+    Exec { program: String, error: io::Error },
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Deploy(err)
+    }
+}
+
+impl Failure {
+    /// The exit status: the error class, or 127/126 as a shell reports a
+    /// command not found / not runnable.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Deploy(err) => err.class() as u8,
+            Failure::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
+            Failure::Exec { .. } => 126,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let (code, class) = match self {
+            Failure::Deploy(err) => (u64::from(err.code()), class_name(err.class())),
+            Failure::Exec { .. } => (u64::from(self.exit_code()), "exec"),
+        };
+        let error = JsonObject::new()
+            .number("code", code)
+            .string("class", class)
+            .string("message", &self.to_string());
+        JsonObject::new().object("error", error).finish()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Deploy(err) => write!(f, "{err}"),
+            Failure::Exec { program, error } => write!(f, "cannot run {program}: {error}"),
+        }
+    }
+}
+
+fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Usage => "usage",
+        ErrorClass::Network => "network",
+        ErrorClass::Digest => "digest",
+        ErrorClass::Archive => "archive",
+        ErrorClass::Limit => "limit",
+        ErrorClass::Filesystem => "filesystem",
+        ErrorClass::Hook => "hook",
+        ErrorClass::Cancelled => "cancelled",
+    }
+}
+
+/// Reports a failure: one line on stderr, and a JSON line on stdout if asked.
+fn fail(failure: &Failure, json: bool) -> ExitCode {
+    if json {
+        println!("{}", failure.to_json());
+    }
+    eprintln!("zipdeploy: error: {failure}");
+    ExitCode::from(failure.exit_code())
+}
+
+// ---------------------------------------------------------------------------
+// --help
+// ---------------------------------------------------------------------------
+
+/// Exit statuses, by the library's error classes where they apply.
+const EXIT_CODES: &[(u8, &str)] = &[
+    (0, "success (with COMMAND, zipdeploy is replaced by it)"),
+    (
+        ErrorClass::Usage as u8,
+        "usage: bad option, variable, URL or digest",
+    ),
+    (
+        ErrorClass::Network as u8,
+        "network: HTTP status, connection failure, timeout",
+    ),
+    (
+        ErrorClass::Digest as u8,
+        "digest: the package is not the one --sha256 names",
+    ),
+    (
+        ErrorClass::Archive as u8,
+        "archive: not a ZIP, corrupt, ambiguous or unsafe entries",
+    ),
+    (
+        ErrorClass::Limit as u8,
+        "limit: --max-size, --max-total-size, --max-entries, ratio",
+    ),
+    (
+        ErrorClass::Filesystem as u8,
+        "filesystem: permissions, not a directory, full disk",
+    ),
+    (
+        ErrorClass::Hook as u8,
+        "init script (--init) failed or is missing",
+    ),
+    (ErrorClass::Cancelled as u8, "cancelled"),
+    (126, "COMMAND could not be executed"),
+    (127, "COMMAND not found"),
+];
+
+fn default_shown(opt: &Opt) -> Option<String> {
+    let fetch = FetchOptions::default();
+    let limits = Limits::default();
+    Some(match opt.name {
+        "timeout" => "none".into(),
+        "retries" => fetch.retries.to_string(),
+        "max-size" => human_size(fetch.max_size),
+        "max-total-size" => human_size(limits.max_total_size),
+        "max-entries" => limits.max_entries.to_string(),
+        "keep" => "1".into(),
+        _ => return None,
+    })
+}
+
+/// A size in the suffix notation `parse_size` accepts.
+fn human_size(bytes: u64) -> String {
+    let suffixes = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+    for (shift, suffix) in suffixes {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+fn help_text() -> String {
+    let mut text = String::from(
+        "zipdeploy: install a ZIP package into a directory, then run a command in it\n\n\
+         Usage: zipdeploy --url URL [--sha256 HEX] --dest DIR [options] [-- COMMAND ARGS...]\n\
+         \x20      zipdeploy --dest DIR -- COMMAND ARGS...   (no URL: run in DIR as it is)\n\n\
+         Downloads the package, checks its SHA-256, extracts it with every entry checked,\n\
+         runs --init in the staged tree (its stdout goes to stderr) and swaps the tree into\n\
+         DIR atomically; on any failure DIR is left as it was. A digest already installed\n\
+         is not fetched again. COMMAND then replaces zipdeploy (exec) in DIR.\n\n\
+         Options (a flag beats its environment variable; --opt=value also works):\n",
+    );
+    for opt in OPTIONS {
+        let flag = match opt.value {
+            Some(value) => format!("--{} {value}", opt.name),
+            None => format!("--{}", opt.name),
+        };
+        text.push_str(&format!("  {flag:<24}{}\n", opt.help));
+        let mut notes = Vec::new();
+        if let Some(var) = opt.env_var() {
+            notes.push(format!("env {var}"));
+        }
+        if let Some(default) = default_shown(opt) {
+            notes.push(format!("default {default}"));
+        }
+        if !notes.is_empty() {
+            text.push_str(&format!("  {:<24}[{}]\n", "", notes.join(", ")));
+        }
+    }
+    text.push_str(
+        "\nSizes take a K, M, G or T suffix (powers of 1024); switches read 1/0, true/false,\n\
+         yes/no or on/off from their variables. Empty variables count as unset; other\n\
+         ZIPDEPLOY_* variables are refused.\n\nExit status:\n",
+    );
+    for (code, meaning) in EXIT_CODES {
+        text.push_str(&format!("  {code:<5}{meaning}\n"));
+    }
+    text
+}

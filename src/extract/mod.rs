@@ -1,0 +1,374 @@
+//! Extract stage: archive → fresh staging directory, every entry checked.
+//!
+//! Extraction happens in two phases. *Planning* reads only the central
+//! directory and refuses, before a byte is written, every entry that is
+//! unsafe (absolute, `..`, NUL or control characters, backslashes, devices,
+//! FIFOs, entries below a symlink or a file), ambiguous (duplicates, a file
+//! and a directory with one name, local/central header mismatch, overlapping
+//! entries), unsupported (encryption, exotic compression) or over a limit.
+//! *Writing* then creates directories, fills files on all cores (each created
+//! with `O_EXCL`, so nothing is ever written through a link), checks each
+//! entry's length and CRC, creates symlinks last (each target checked to stay
+//! inside the tree) and finally applies directory modes.
+
+mod plan;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use zip::ZipArchive;
+
+use crate::error::{Error, Result};
+use crate::progress::{report, Progress, ProgressFn, Stage};
+use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
+
+/// Size of each extraction worker's copy buffer.
+const CHUNK: usize = 256 * 1024;
+
+/// Resource limits of extraction. The defaults are generous for real
+/// applications (a large `node_modules`) and fatal for bombs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Sum of the uncompressed sizes of all entries. Default 8 GiB.
+    pub max_total_size: u64,
+    /// Number of entries. Default 1,000,000.
+    pub max_entries: u64,
+    /// Uncompressed/compressed ratio of one entry larger than 1 MiB.
+    /// Default 2,000 (deflate cannot exceed about 1,032).
+    pub max_ratio: u64,
+    /// Refuse to start when the filesystem lacks the space or inodes the
+    /// archive declares. Default on.
+    pub check_free_space: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_total_size: 8 << 30,
+            max_entries: 1_000_000,
+            max_ratio: 2_000,
+            check_free_space: true,
+        }
+    }
+}
+
+/// What extraction wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extracted {
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created (including implied parents).
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes written into files.
+    pub bytes: u64,
+}
+
+/// Extracts the ZIP archive at `archive` into `dest`, which must not exist yet
+/// (it is created with mode 0755).
+///
+/// On error `dest` may hold a partial tree; the caller removes it (the
+/// pipeline always extracts into a staging directory it owns).
+///
+/// ```no_run
+/// use zipdeploy::extract::{extract_archive, Limits};
+/// let done = extract_archive("app.zip".as_ref(), "/tmp/app".as_ref(), &Limits::default(), None)?;
+/// println!("{} files, {} bytes", done.files, done.bytes);
+/// # Ok::<(), zipdeploy::Error>(())
+/// ```
+pub fn extract_archive(
+    archive: &Path,
+    dest: &Path,
+    limits: &Limits,
+    mut progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Extracted> {
+    let file = File::open(archive).map_err(Error::io("open archive", archive))?;
+    let reader = SharedFile::new(file).map_err(Error::io("stat archive", archive))?;
+    let mut zip = open_zip(reader.clone())?;
+    let plan = Plan::new(&mut zip, limits)?;
+    if limits.check_free_space {
+        check_free_space(dest, &plan)?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dest)
+        .map_err(Error::io("create directory", dest))?;
+    let mut extracted = Extracted {
+        entries: zip.len() as u64,
+        ..Extracted::default()
+    };
+    for dir in &plan.dirs {
+        let path = dest.join(dir);
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(Error::io("create directory", &path))?;
+        extracted.dirs += 1;
+    }
+    extracted.bytes = write_files(&zip, &plan, dest, &mut progress)?;
+    extracted.files = plan.files.len() as u64;
+    for link in &plan.symlinks {
+        write_symlink(&mut zip, link, dest)?;
+        extracted.symlinks += 1;
+    }
+    // Deepest first, so a read-only parent never blocks its children.
+    for (dir, mode) in plan.dir_modes.iter().rev() {
+        let path = dest.join(dir);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
+            .map_err(Error::io("chmod", &path))?;
+    }
+    report(
+        &mut progress,
+        Progress {
+            stage: Stage::Extract,
+            bytes: extracted.bytes,
+            total_bytes: Some(plan.total_size),
+            entries: extracted.entries,
+            total_entries: Some(extracted.entries),
+        },
+    )?;
+    Ok(extracted)
+}
+
+/// A file read with `pread`, so clones share the descriptor but not the
+/// position: each extraction thread gets its own cursor into one archive.
+#[derive(Clone)]
+struct SharedFile {
+    file: Arc<File>,
+    len: u64,
+    pos: u64,
+}
+
+impl SharedFile {
+    fn new(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(SharedFile {
+            file: Arc::new(file),
+            len,
+            pos: 0,
+        })
+    }
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SharedFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before start of file")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
+    let mut head = [0u8; 512];
+    let n = reader.read(&mut head).unwrap_or(0);
+    let _ = reader.seek(SeekFrom::Start(0));
+    if n == 0 {
+        return Err(Error::NotZip("the package is empty (0 bytes)".into()));
+    }
+    ZipArchive::new(reader).map_err(|e| {
+        let text = String::from_utf8_lossy(&head[..n])
+            .trim_start()
+            .to_lowercase();
+        if text.starts_with("<!doctype html") || text.starts_with("<html") || text.starts_with('<')
+        {
+            Error::NotZip("the package is an HTML/XML document (an error page?)".into())
+        } else if !head[..n].windows(2).any(|w| w == b"PK") {
+            Error::NotZip(format!("no ZIP signature found ({e})"))
+        } else {
+            Error::CorruptArchive(e.to_string())
+        }
+    })
+}
+
+/// Counters the file workers share.
+struct Shared<'a> {
+    zip: &'a ZipArchive<SharedFile>,
+    files: &'a [Planned],
+    dest: &'a Path,
+    next: AtomicUsize,
+    done: AtomicU64,
+    bytes: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<Error>>,
+}
+
+impl Shared<'_> {
+    /// Extracts files until none are left or someone failed, calling
+    /// `after_each` after every file.
+    fn work(&self, mut after_each: impl FnMut(&Self)) {
+        let mut zip = self.zip.clone();
+        let mut buf = vec![0u8; CHUNK];
+        while !self.stop.load(Ordering::Relaxed) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(planned) = self.files.get(i) else {
+                return;
+            };
+            match write_file(&mut zip, planned, self.dest, &mut buf) {
+                Ok(n) => {
+                    self.bytes.fetch_add(n, Ordering::Relaxed);
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self.fail(e),
+            }
+            after_each(self);
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+}
+
+/// Writes every planned file, on as many threads as there are cores, the
+/// calling thread included (it alone reports progress).
+fn write_files(
+    zip: &ZipArchive<SharedFile>,
+    plan: &Plan,
+    dest: &Path,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+) -> Result<u64> {
+    let shared = Shared {
+        zip,
+        files: &plan.files,
+        dest,
+        next: AtomicUsize::new(0),
+        done: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let helpers = if plan.files.len() < 32 {
+        0
+    } else {
+        cores.min(8) - 1
+    };
+    let total_entries = Some(zip.len() as u64);
+    std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|| shared.work(|_| {}));
+        }
+        shared.work(|shared| {
+            let p = Progress {
+                stage: Stage::Extract,
+                bytes: shared.bytes.load(Ordering::Relaxed),
+                total_bytes: Some(plan.total_size),
+                entries: shared.done.load(Ordering::Relaxed),
+                total_entries,
+            };
+            if let Err(e) = report(progress, p) {
+                shared.fail(e);
+            }
+        });
+    });
+    match shared.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(shared.bytes.into_inner()),
+    }
+}
+
+/// Writes one file: exact length, CRC checked by the reader, mode and mtime.
+fn write_file(
+    zip: &mut ZipArchive<SharedFile>,
+    planned: &Planned,
+    dest: &Path,
+    buf: &mut [u8],
+) -> Result<u64> {
+    let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", planned.name));
+    let mut entry = zip
+        .by_index(planned.index)
+        .map_err(|e| corrupt(zip_reason(&e)))?;
+    let path = dest.join(&planned.path);
+    // create_new = O_CREAT|O_EXCL: fails on any existing path, links included.
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(planned.mode.unwrap_or(0o644))
+        .open(&path)
+        .map_err(Error::io("create", &path))?;
+    let mut written = 0u64;
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(read_reason(&e, planned.size))),
+        };
+        written += n as u64;
+        if written > planned.size {
+            return Err(corrupt(format!(
+                "data is longer than the declared {} bytes",
+                planned.size
+            )));
+        }
+        out.write_all(&buf[..n])
+            .map_err(Error::io("write", &path))?;
+    }
+    if written != planned.size {
+        return Err(corrupt(format!(
+            "data is shorter than declared ({written} of {} bytes)",
+            planned.size
+        )));
+    }
+    if let Some(mode) = planned.mode {
+        // Exact bits (the umask applied at creation), minus setuid/setgid/sticky.
+        out.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(Error::io("chmod", &path))?;
+    }
+    if let Some(mtime) = planned.mtime {
+        let _ = out.set_modified(mtime);
+    }
+    Ok(written)
+}
+
+fn read_reason(e: &io::Error, declared: u64) -> String {
+    let text = e.to_string().to_lowercase();
+    if text.contains("checksum") {
+        "CRC-32 mismatch (data corrupted)".into()
+    } else if text.contains("larger than its declared") {
+        format!("data is longer than the declared {declared} bytes")
+    } else if e.kind() == io::ErrorKind::UnexpectedEof {
+        "data ends early (truncated archive)".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn write_symlink(zip: &mut ZipArchive<SharedFile>, planned: &Planned, dest: &Path) -> Result<()> {
+    let mut target = Vec::new();
+    zip.by_index(planned.index)
+        .and_then(|e| Ok(e.take(MAX_LINK_TARGET + 1).read_to_end(&mut target)?))
+        .map_err(|e| {
+            Error::CorruptArchive(format!("entry {:?}: {}", planned.name, zip_reason(&e)))
+        })?;
+    let target =
+        check_link_target(&planned.path, &target).map_err(|reason| Error::UnsafeEntry {
+            entry: planned.name.clone(),
+            reason: format!("symlink {reason}"),
+        })?;
+    let path = dest.join(&planned.path);
+    std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))
+}
