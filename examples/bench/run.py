@@ -1090,8 +1090,8 @@ def main():
             fs.setup()
             server = Server(args, args.pkgdir, f"{packages[0]}.zip")
             server.start()
-        except (OSError, subprocess.CalledProcessError) as e:
-            log(f"set-up failed: {e}")
+        except (OSError, subprocess.CalledProcessError, SystemExit) as e:
+            loud(f"set-up failed: {e}")
             return 2
         bench = Bench(args, setup, fs, server, rows, rip, zd, zd_flags)
         for pkg in packages:
