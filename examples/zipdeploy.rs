@@ -737,7 +737,7 @@ fn report_json(report: &Report) -> String {
         .number("extract", ms(report.timings.extract))
         .number("install", ms(report.timings.install))
         .number("total", ms(report.timings.total));
-    JsonObject::new()
+    let json = JsonObject::new()
         .string("digest", &report.digest.to_hex())
         .string("source", &report.source)
         .string("dest", &report.dest.to_string_lossy())
@@ -749,8 +749,12 @@ fn report_json(report: &Report) -> String {
         .number("dirs", report.dirs)
         .number("symlinks", report.symlinks)
         .number("bytes_written", report.bytes_written)
-        .object("timings_ms", timings)
-        .finish()
+        .boolean("streamed", report.streamed);
+    let json = match &report.stream_fallback {
+        Some(why) => json.string("stream_fallback", why),
+        None => json,
+    };
+    json.object("timings_ms", timings).finish()
 }
 
 /// Builds one JSON object. Keys are literals of this file; string values

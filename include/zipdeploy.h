@@ -523,6 +523,12 @@ const char *zipdeploy_report_dest(const struct zipdeploy_report *report);
 int zipdeploy_report_noop(const struct zipdeploy_report *report);
 
 /**
+ * 1 if entries were extracted while the package downloaded, else 0 (also
+ * for NULL).
+ */
+int zipdeploy_report_streamed(const struct zipdeploy_report *report);
+
+/**
  * Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
  */
 uint64_t zipdeploy_report_bytes_downloaded(const struct zipdeploy_report *report);

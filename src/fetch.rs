@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use url::Url;
@@ -210,10 +211,26 @@ pub fn fetch_to_file(
     source: &Source,
     path: &Path,
     options: &FetchOptions,
+    progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Fetched> {
+    fetch_observed(source, path, options, progress, None)
+}
+
+/// [`fetch_to_file`], telling `growth` how far the file has been written so
+/// that an extractor can read it while it grows.
+pub(crate) fn fetch_observed(
+    source: &Source,
+    path: &Path,
+    options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
+    growth: Option<&Growth>,
 ) -> Result<Fetched> {
     let file = File::create(path).map_err(Error::io("create", path))?;
-    let mut out = HashingWriter::new(file);
+    let mut out = HashingWriter::new(DownloadFile {
+        file,
+        written: 0,
+        growth,
+    });
     let (attempts, resumed) = match source {
         Source::File(local) => {
             let (mut input, len) = open_local(local)?;
@@ -343,6 +360,102 @@ fn pump<R: Read, W: Write>(
     }
 }
 
+/// The file a download is written to; tells an observer its length.
+struct DownloadFile<'a> {
+    file: File,
+    written: u64,
+    growth: Option<&'a Growth>,
+}
+
+impl DownloadFile<'_> {
+    /// Empties the file for a download that starts over.
+    fn restart(&mut self) -> io::Result<()> {
+        if let Some(g) = self.growth {
+            g.restarted();
+        }
+        self.written = 0;
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0)).map(drop)
+    }
+}
+
+impl Write for DownloadFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if let Some(g) = self.growth {
+            g.advance(self.written);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// How far a download file has been written, shared with a reader that
+/// extracts it while it grows (see `extract::stream`).
+#[derive(Debug, Default)]
+pub(crate) struct Growth {
+    state: Mutex<GrowthState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GrowthState {
+    len: u64,
+    /// Set once no more bytes will come.
+    end: Option<GrowthEnd>,
+}
+
+/// Why a download file stopped growing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrowthEnd {
+    /// All bytes are there (and their digest matched).
+    Complete,
+    /// The bytes already read are not to be trusted or used: the download
+    /// failed, restarted from zero, or the deploy is over.
+    Abandoned,
+}
+
+impl Growth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GrowthState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn advance(&self, len: u64) {
+        self.lock().len = len;
+        self.changed.notify_all();
+    }
+
+    fn restarted(&self) {
+        self.end(GrowthEnd::Abandoned);
+    }
+
+    /// Declares the end of the file (the first end declared wins).
+    pub(crate) fn end(&self, end: GrowthEnd) {
+        self.lock().end.get_or_insert(end);
+        self.changed.notify_all();
+    }
+
+    /// Waits until more than `pos` bytes exist or the file ended; returns the
+    /// length then, or `Err` if the download was abandoned.
+    pub(crate) fn wait_beyond(&self, pos: u64) -> std::result::Result<u64, GrowthEnd> {
+        let mut state = self.lock();
+        loop {
+            match state.end {
+                Some(GrowthEnd::Abandoned) => return Err(GrowthEnd::Abandoned),
+                Some(GrowthEnd::Complete) => return Ok(state.len),
+                None if state.len > pos => return Ok(state.len),
+                None => {
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
 /// What one HTTP attempt learnt that the next attempt needs.
 #[derive(Default)]
 struct ResumeState {
@@ -358,7 +471,7 @@ struct ResumeState {
 
 fn http_fetch(
     url: &Url,
-    out: &mut HashingWriter<File>,
+    out: &mut HashingWriter<DownloadFile<'_>>,
     path: &Path,
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
@@ -411,13 +524,9 @@ fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
     base + base.mul_f64((random % 1000) as f64 / 2000.0)
 }
 
-fn restart(out: &mut HashingWriter<File>, path: &Path) -> Result<()> {
+fn restart(out: &mut HashingWriter<DownloadFile<'_>>, path: &Path) -> Result<()> {
     out.reset();
-    let file = out.get_mut();
-    file.set_len(0).map_err(Error::io("truncate", path))?;
-    file.seek(SeekFrom::Start(0))
-        .map_err(Error::io("seek", path))?;
-    Ok(())
+    out.get_mut().restart().map_err(Error::io("truncate", path))
 }
 
 /// The trust roots: Mozilla's by default; extra PEM roots plus the system
@@ -476,7 +585,7 @@ fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
 fn http_attempt(
     agent: &ureq::Agent,
     url: &Url,
-    out: &mut HashingWriter<File>,
+    out: &mut HashingWriter<DownloadFile<'_>>,
     path: &Path,
     options: &FetchOptions,
     deadline: Option<Instant>,

@@ -998,6 +998,14 @@ pub unsafe extern "C" fn zipdeploy_report_noop(report: *const zipdeploy_report) 
     unsafe { report_u64(report, |r| u64::from(r.noop)) as c_int }
 }
 
+/// 1 if entries were extracted while the package downloaded, else 0 (also
+/// for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_streamed(report: *const zipdeploy_report) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { report_u64(report, |r| u64::from(r.streamed)) as c_int }
+}
+
 /// Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn zipdeploy_report_bytes_downloaded(report: *const zipdeploy_report) -> u64 {

@@ -36,6 +36,8 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use extract::stream::{Finished, Streamer};
+
 pub use digest::Sha256Digest;
 pub use error::{Error, ErrorClass, Limit, Result};
 pub use extract::{Extracted, Limits};
@@ -81,6 +83,11 @@ pub struct Report {
     pub symlinks: u64,
     /// Bytes written into files.
     pub bytes_written: u64,
+    /// True when entries were extracted while the package downloaded.
+    pub streamed: bool,
+    /// Why extraction waited for the whole download, when it could have
+    /// streamed but the archive's layout needed the central directory first.
+    pub stream_fallback: Option<String>,
     /// Time per stage.
     pub timings: Timings,
 }
@@ -101,6 +108,7 @@ pub struct Deploy<'a> {
     fetch: FetchOptions,
     keep: usize,
     durable: bool,
+    stream: bool,
     progress: Option<ProgressBox<'a>>,
     before_activate: Option<Hook<'a>>,
 }
@@ -122,6 +130,7 @@ impl<'a> Deploy<'a> {
             fetch: FetchOptions::default(),
             keep: 1,
             durable: true,
+            stream: true,
             progress: None,
             before_activate: None,
         }
@@ -213,6 +222,16 @@ impl<'a> Deploy<'a> {
         self
     }
 
+    /// Whether to extract entries while the package downloads (default
+    /// true). The tree is activated only after the whole file's digest
+    /// matches and its central directory agrees with what was extracted;
+    /// archives whose layout needs the central directory first are extracted
+    /// after the download, and the report says why.
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
+    }
+
     /// Calls `f` as the deploy advances; returning `ControlFlow::Break(())`
     /// cancels it cleanly.
     pub fn progress(mut self, f: impl FnMut(&Progress) -> ControlFlow<()> + Send + 'a) -> Self {
@@ -254,100 +273,155 @@ impl<'a> Deploy<'a> {
             dirs: 0,
             symlinks: 0,
             bytes_written: 0,
+            streamed: false,
+            stream_fallback: None,
             timings: Timings::default(),
         };
-        let noop = |mut report: Report, current: &Installed| {
-            report.noop = true;
-            report.digest = current.digest;
-            report.package_size = current.package_size;
-            report.timings.total = started.elapsed();
-            report
-        };
-        if let (Some(expected), Some(current)) = (self.expected, &installed) {
-            if current.digest == expected {
-                return Ok(noop(report, current));
+        match (self.expected, &installed) {
+            (Some(expected), Some(current)) if current.digest == expected => {
+                report.noop = true;
+                report.digest = current.digest;
+                report.package_size = current.package_size;
+            }
+            _ => {
+                let work = Work {
+                    layout: &layout,
+                    lock: &lock,
+                    installed: installed.as_ref(),
+                    download: layout.download_path(),
+                    staging: layout.staging_path(),
+                };
+                let result = self.deploy(&work, &mut report);
+                let _ = install::remove_tree(&work.staging);
+                let _ = install::remove_tree(&work.download);
+                result?;
             }
         }
-
-        let mut progress = self.progress.take();
-        let download = layout.download_path();
-        let result = (|| {
-            let fetch_started = Instant::now();
-            let (archive, fetched) = match &self.source {
-                Source::File(path) => {
-                    let fetched = fetch::hash_local(path, &self.fetch, progress.as_deref_mut())?;
-                    (path.clone(), fetched)
-                }
-                Source::Http(_) => {
-                    let fetched = fetch::fetch_to_file(
-                        &self.source,
-                        &download,
-                        &self.fetch,
-                        progress.as_deref_mut(),
-                    )?;
-                    report.bytes_downloaded = fetched.bytes;
-                    (download.clone(), fetched)
-                }
-            };
-            report.timings.fetch = fetch_started.elapsed();
-            report.digest = fetched.digest;
-            report.package_size = fetched.bytes;
-            if let Some(expected) = self.expected {
-                if expected != fetched.digest {
-                    return Err(Error::DigestMismatch {
-                        expected: expected.to_hex(),
-                        actual: fetched.digest.to_hex(),
-                    });
-                }
-            }
-            if installed
-                .as_ref()
-                .is_some_and(|c| c.digest == fetched.digest)
-            {
-                report.noop = true;
-                return Ok(());
-            }
-
-            let extract_started = Instant::now();
-            let staging = layout.staging_path();
-            let staged = (|| {
-                let done = extract::extract_archive(
-                    &archive,
-                    &staging,
-                    &self.limits,
-                    progress.as_deref_mut(),
-                )?;
-                if let Some(hook) = self.before_activate.take() {
-                    hook(&staging).map_err(Error::Hook)?;
-                }
-                report.timings.extract = extract_started.elapsed();
-                let install_started = Instant::now();
-                let record = Installed::new(fetched.digest, self.source.redacted(), fetched.bytes);
-                layout.activate(&lock, &staging, record, self.keep, self.durable)?;
-                report.timings.install = install_started.elapsed();
-                Ok(done)
-            })();
-            let _ = install::remove_tree(&staging);
-            let done = staged?;
-            report.entries = done.entries;
-            report.files = done.files;
-            report.dirs = done.dirs;
-            report.symlinks = done.symlinks;
-            report.bytes_written = done.bytes;
-            if let Some(p) = progress.as_deref_mut() {
-                let _ = p(&Progress::bytes(
-                    Stage::Install,
-                    done.bytes,
-                    Some(done.bytes),
-                ));
-            }
-            Ok(())
-        })();
-        let _ = install::remove_tree(&download);
-        result?;
         report.timings.total = started.elapsed();
         Ok(report)
     }
+
+    /// Fetch, verify, extract and activate, filling `report` as it goes.
+    fn deploy(&mut self, work: &Work<'_>, report: &mut Report) -> Result<()> {
+        let mut progress = self.progress.take();
+        let fetch_started = Instant::now();
+        let mut streamer = None;
+        let (archive, fetched) = match &self.source {
+            Source::File(path) => {
+                let fetched = fetch::hash_local(path, &self.fetch, progress.as_deref_mut())?;
+                (path.clone(), fetched)
+            }
+            Source::Http(_) => {
+                if self.stream {
+                    std::fs::File::create(&work.download)
+                        .map_err(Error::io("create", &work.download))?;
+                    // Streaming is an optimisation: if it cannot start, extract later.
+                    streamer = Streamer::start(&work.download, &work.staging, &self.limits).ok();
+                }
+                // Fetch events carry the entries streamed so far.
+                let mut forward = |p: &Progress| {
+                    let mut p = *p;
+                    if let Some(s) = &streamer {
+                        p.entries = s.entries();
+                    }
+                    match progress.as_deref_mut() {
+                        Some(f) => f(&p),
+                        None => ControlFlow::Continue(()),
+                    }
+                };
+                let growth = streamer.as_ref().map(Streamer::growth);
+                let fetched = fetch::fetch_observed(
+                    &self.source,
+                    &work.download,
+                    &self.fetch,
+                    Some(&mut forward),
+                    growth,
+                )?;
+                report.bytes_downloaded = fetched.bytes;
+                (work.download.clone(), fetched)
+            }
+        };
+        report.timings.fetch = fetch_started.elapsed();
+        report.digest = fetched.digest;
+        report.package_size = fetched.bytes;
+        if let Some(expected) = self.expected {
+            if expected != fetched.digest {
+                return Err(Error::DigestMismatch {
+                    expected: expected.to_hex(),
+                    actual: fetched.digest.to_hex(),
+                });
+            }
+        }
+        if work.installed.is_some_and(|c| c.digest == fetched.digest) {
+            report.noop = true;
+            return Ok(());
+        }
+
+        let extract_started = Instant::now();
+        let streamed = match streamer {
+            Some(s) => match s.finish(&archive, &work.staging, &self.limits)? {
+                Finished::Extracted(done) => Some(done),
+                Finished::SteppedAside(reason) => {
+                    report.stream_fallback = Some(reason);
+                    install::remove_tree(&work.staging)?;
+                    None
+                }
+            },
+            None => None,
+        };
+        report.streamed = streamed.is_some();
+        let done = match streamed {
+            Some(done) => {
+                let p = Progress {
+                    stage: Stage::Extract,
+                    bytes: done.bytes,
+                    total_bytes: Some(done.bytes),
+                    entries: done.entries,
+                    total_entries: Some(done.entries),
+                };
+                progress::report(&mut progress.as_deref_mut(), p)?;
+                done
+            }
+            None => extract::extract_archive(
+                &archive,
+                &work.staging,
+                &self.limits,
+                progress.as_deref_mut(),
+            )?,
+        };
+        if let Some(hook) = self.before_activate.take() {
+            hook(&work.staging).map_err(Error::Hook)?;
+        }
+        report.timings.extract = extract_started.elapsed();
+
+        let install_started = Instant::now();
+        let record = Installed::new(fetched.digest, self.source.redacted(), fetched.bytes);
+        work.layout
+            .activate(work.lock, &work.staging, record, self.keep, self.durable)?;
+        report.timings.install = install_started.elapsed();
+        report.entries = done.entries;
+        report.files = done.files;
+        report.dirs = done.dirs;
+        report.symlinks = done.symlinks;
+        report.bytes_written = done.bytes;
+        if let Some(p) = progress.as_deref_mut() {
+            let _ = p(&Progress::bytes(
+                Stage::Install,
+                done.bytes,
+                Some(done.bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where one deploy works: its layout, lock, and work paths (removed after).
+struct Work<'a> {
+    layout: &'a Layout,
+    lock: &'a install::StateLock,
+    installed: Option<&'a Installed>,
+    download: PathBuf,
+    staging: PathBuf,
 }
 
 impl std::fmt::Debug for Deploy<'_> {

@@ -175,6 +175,19 @@ fn every_corpus_archive_installs_exactly_or_is_refused_by_name() {
             [".app.zipdeploy", "app", "pkg.zip"],
             "{name}: files beside DEST"
         );
+        // Over HTTP the archive is extracted while it streams in: same verdict.
+        let net = tmp.path().join(format!("{name}-net"));
+        let served = TestServer::serving(bytes.clone());
+        let streamed = Deploy::new(&served.url("/pkg.zip"))
+            .unwrap()
+            .dest(net.join("app"))
+            .durable(false)
+            .run();
+        match (&result, &streamed) {
+            (Ok(_), Ok(_)) => assert_eq!(snapshot(&net.join("app")), snapshot(&dest), "{name}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+            (a, b) => panic!("{name}: local {a:?}, streamed {b:?}"),
+        }
         match (&result, &expected[name.as_str()]) {
             (Ok(_), Ok(())) => {
                 installed += 1;

@@ -5,8 +5,9 @@
 //!
 //! The deploying process is this test binary itself, re-run with
 //! `ZIPDEPLOY_CRASH_CHILD` set so only `crash_child` does anything; it prints
-//! `@@F`, `@@E` and `@@A` when the fetch, the extraction and the activation
-//! begin, and the parent kills it a chosen delay after one of them.
+//! `@@F`, `@@E` and `@@A` when the fetch, the extraction (which overlaps the
+//! download when it streams) and the activation begin, and the parent kills
+//! it a chosen delay after one of them.
 
 mod common;
 
@@ -42,7 +43,8 @@ fn crash_child() {
                 seen_fetch = true;
                 marker("F");
             }
-            if p.stage == Stage::Extract && !seen_extract {
+            // Entries are extracted while the package streams in, or after.
+            if (p.entries > 0 || p.stage == Stage::Extract) && !seen_extract {
                 seen_extract = true;
                 marker("E");
             }

@@ -6,22 +6,41 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::raw::{raw_zip, RawEntry, RawZip};
 use common::*;
 use zipdeploy::{Deploy, Error, Limits, Report};
 
-/// A directory with a previous deploy at `app`.
+/// Two directories with a previous deploy at `app`: every archive is
+/// deployed into one from a local file (extracted after reading it whole)
+/// and into the other over HTTP (extracted while it streams in), and the two
+/// must agree exactly.
 struct Site {
     tmp: tempfile::TempDir,
+    net: tempfile::TempDir,
+    body: Arc<Mutex<Vec<u8>>>,
+    server: TestServer,
     before: Snapshot,
 }
 
 impl Site {
     fn new() -> Site {
-        let tmp = tempfile::tempdir().unwrap();
+        let body = Arc::new(Mutex::new(Vec::new()));
+        let server = {
+            let body = body.clone();
+            TestServer::start(move |_, _| {
+                // Small pieces, so that extraction really overlaps the download.
+                let body = body.lock().unwrap().clone();
+                Reply::ok(body).fault(Fault::Trickle(16 * 1024, Duration::from_micros(200)))
+            })
+        };
         let site = Site {
-            tmp,
+            tmp: tempfile::tempdir().unwrap(),
+            net: tempfile::tempdir().unwrap(),
+            body,
+            server,
             before: Snapshot::new(),
         };
         site.deploy_with(&app_zip("old"), Limits::default())
@@ -39,14 +58,35 @@ impl Site {
     fn deploy_with(&self, archive: &[u8], limits: Limits) -> Result<Report, Error> {
         let pkg = self.tmp.path().join("pkg.zip");
         std::fs::write(&pkg, archive).unwrap();
-        let result = Deploy::new(pkg.to_str().unwrap())
+        let local = Deploy::new(pkg.to_str().unwrap())
             .unwrap()
             .dest(self.dest())
-            .limits(limits)
+            .limits(limits.clone())
             .durable(false)
             .run();
         std::fs::remove_file(&pkg).unwrap();
-        result
+
+        *self.body.lock().unwrap() = archive.to_vec();
+        let streamed = Deploy::new(&self.server.url("/pkg.zip"))
+            .unwrap()
+            .dest(self.net.path().join("app"))
+            .limits(limits)
+            .durable(false)
+            .run();
+        match (&local, &streamed) {
+            (Ok(_), Ok(report)) => assert_eq!(
+                snapshot(&self.net.path().join("app")),
+                snapshot(&self.dest()),
+                "streamed tree differs (streamed: {}, fallback: {:?})",
+                report.streamed,
+                report.stream_fallback
+            ),
+            (Err(a), Err(b)) => {
+                assert_eq!((a.code(), a.to_string()), (b.code(), b.to_string()))
+            }
+            (a, b) => panic!("local {a:?} but streamed {b:?}"),
+        }
+        local
     }
 
     fn deploy(&self, archive: &[u8]) -> Result<Report, Error> {
@@ -67,13 +107,19 @@ impl Site {
     }
 
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest()), self.before, "previous tree changed");
-        assert_eq!(names_in(self.tmp.path()), [".app.zipdeploy", "app"]);
-        let work: Vec<_> = names_in(&self.tmp.path().join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("staging-") || n.starts_with("download-"))
-            .collect();
-        assert!(work.is_empty(), "{work:?}");
+        for root in [self.tmp.path(), self.net.path()] {
+            assert_eq!(
+                snapshot(&root.join("app")),
+                self.before,
+                "previous tree changed"
+            );
+            assert_eq!(names_in(root), [".app.zipdeploy", "app"]);
+            let work: Vec<_> = names_in(&root.join(".app.zipdeploy"))
+                .into_iter()
+                .filter(|n| n.starts_with("staging-") || n.starts_with("download-"))
+                .collect();
+            assert!(work.is_empty(), "{work:?}");
+        }
     }
 }
 

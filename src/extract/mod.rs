@@ -12,6 +12,7 @@
 //! inside the tree) and finally applies directory modes.
 
 mod plan;
+pub(crate) mod stream;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,7 +28,7 @@ use crate::progress::{report, Progress, ProgressFn, Stage};
 use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
 
 /// Size of each extraction worker's copy buffer.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Resource limits of extraction. The defaults are generous for real
 /// applications (a large `node_modules`) and fatal for bombs.
@@ -118,12 +119,7 @@ pub fn extract_archive(
         write_symlink(&mut zip, link, dest)?;
         extracted.symlinks += 1;
     }
-    // Deepest first, so a read-only parent never blocks its children.
-    for (dir, mode) in plan.dir_modes.iter().rev() {
-        let path = dest.join(dir);
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
-            .map_err(Error::io("chmod", &path))?;
-    }
+    apply_dir_modes(&plan, dest)?;
     report(
         &mut progress,
         Progress {
@@ -137,17 +133,40 @@ pub fn extract_archive(
     Ok(extracted)
 }
 
+/// Gives directories the modes the archive says (never less than owner
+/// rwx), deepest first so a read-only parent never blocks its children.
+pub(crate) fn apply_dir_modes(plan: &Plan, dest: &Path) -> Result<()> {
+    for (dir, mode) in plan.dir_modes.iter().rev() {
+        let path = dest.join(dir);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
+            .map_err(Error::io("chmod", &path))?;
+    }
+    Ok(())
+}
+
+/// The process umask, read without changing it (Linux reports it in
+/// `/proc/self/status`); 022 where that is unavailable.
+pub(crate) fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
+}
+
 /// A file read with `pread`, so clones share the descriptor but not the
 /// position: each extraction thread gets its own cursor into one archive.
 #[derive(Clone)]
-struct SharedFile {
+pub(crate) struct SharedFile {
     file: Arc<File>,
     len: u64,
     pos: u64,
 }
 
 impl SharedFile {
-    fn new(file: File) -> io::Result<Self> {
+    pub(crate) fn new(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
         Ok(SharedFile {
             file: Arc::new(file),
@@ -179,7 +198,7 @@ impl Seek for SharedFile {
     }
 }
 
-fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
+pub(crate) fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
     let mut head = [0u8; 512];
     let n = reader.read(&mut head).unwrap_or(0);
     let _ = reader.seek(SeekFrom::Start(0));
@@ -211,6 +230,8 @@ struct Shared<'a> {
     bytes: AtomicU64,
     stop: AtomicBool,
     error: Mutex<Option<Error>>,
+    /// The process umask, to skip `fchmod` where creation gave the exact mode.
+    umask: u32,
 }
 
 impl Shared<'_> {
@@ -224,7 +245,7 @@ impl Shared<'_> {
             let Some(planned) = self.files.get(i) else {
                 return;
             };
-            match write_file(&mut zip, planned, self.dest, &mut buf) {
+            match write_file(&mut zip, planned, self.dest, self.umask, &mut buf) {
                 Ok(n) => {
                     self.bytes.fetch_add(n, Ordering::Relaxed);
                     self.done.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +280,7 @@ fn write_files(
         bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         error: Mutex::new(None),
+        umask: umask(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helpers = if plan.files.len() < 32 {
@@ -295,6 +317,7 @@ fn write_file(
     zip: &mut ZipArchive<SharedFile>,
     planned: &Planned,
     dest: &Path,
+    umask: u32,
     buf: &mut [u8],
 ) -> Result<u64> {
     let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", planned.name));
@@ -333,8 +356,9 @@ fn write_file(
             planned.size
         )));
     }
-    if let Some(mode) = planned.mode {
-        // Exact bits (the umask applied at creation), minus setuid/setgid/sticky.
+    if let Some(mode) = planned.mode.filter(|m| m & umask != 0) {
+        // Exact bits where the umask took some at creation (setuid, setgid
+        // and sticky were already dropped by planning).
         out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(Error::io("chmod", &path))?;
     }

@@ -21,6 +21,9 @@ pub struct RawEntry {
     pub flags: u16,
     /// Unix mode (type and permission bits); 0 for none.
     pub mode: u32,
+    /// Sizes and CRC in a data descriptor after the data (flag bit 3), with
+    /// zeros in the local header, as streaming writers do.
+    pub descriptor: bool,
 }
 
 impl RawEntry {
@@ -37,6 +40,7 @@ impl RawEntry {
             size: data.len() as u32,
             flags: 0,
             mode: 0o100644,
+            descriptor: false,
         }
     }
 
@@ -71,6 +75,13 @@ impl RawEntry {
         self.mode = mode;
         self
     }
+
+    /// Moves sizes and CRC to a data descriptor (sets flag bit 3).
+    pub fn with_descriptor(mut self) -> Self {
+        self.descriptor = true;
+        self.flags |= 8;
+        self
+    }
 }
 
 /// Builds an archive: local entries, central records (possibly pointing at
@@ -92,19 +103,26 @@ impl RawZip {
     pub fn add(&mut self, e: &RawEntry) -> u32 {
         let offset = self.body.len() as u32;
         let b = &mut self.body;
+        let hidden = |v: u32| if e.descriptor { 0 } else { v };
         b.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
         b.extend_from_slice(&20u16.to_le_bytes());
         b.extend_from_slice(&e.flags.to_le_bytes());
         b.extend_from_slice(&e.local_method.unwrap_or(e.method).to_le_bytes());
         b.extend_from_slice(&0u16.to_le_bytes()); // time
         b.extend_from_slice(&0x5b21u16.to_le_bytes()); // date 2025-09-01
-        b.extend_from_slice(&e.crc.to_le_bytes());
-        b.extend_from_slice(&e.compressed_size.to_le_bytes());
-        b.extend_from_slice(&e.size.to_le_bytes());
+        b.extend_from_slice(&hidden(e.crc).to_le_bytes());
+        b.extend_from_slice(&hidden(e.compressed_size).to_le_bytes());
+        b.extend_from_slice(&hidden(e.size).to_le_bytes());
         b.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
         b.extend_from_slice(&0u16.to_le_bytes());
         b.extend_from_slice(&e.name);
         b.extend_from_slice(&e.data);
+        if e.descriptor {
+            b.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+            b.extend_from_slice(&e.crc.to_le_bytes());
+            b.extend_from_slice(&e.compressed_size.to_le_bytes());
+            b.extend_from_slice(&e.size.to_le_bytes());
+        }
         self.add_central(e, offset);
         offset
     }

@@ -1,0 +1,626 @@
+//! Streaming extraction: entries are extracted while the package downloads.
+//!
+//! A ZIP's table of contents (the central directory) sits at its end, so an
+//! extractor that starts from it waits for the whole download. This one walks
+//! the local headers as the bytes arrive and hands each entry to a worker as
+//! soon as its header is read; the worker reads the entry's data as it lands
+//! on disk. Nothing it does is trusted: once the download is complete and its
+//! digest matches, the archive is planned exactly as a downloaded one would be
+//! (every check of `plan.rs`), and the central directory must agree, entry by
+//! entry, with what was extracted, before modes, symlinks and directory modes
+//! are applied from it.
+//!
+//! Any doubt makes the walker step aside: a layout it does not handle (data
+//! descriptors, encryption, compression other than stored or deflate, bytes
+//! before the first entry, names not in UTF-8 or ASCII), a name, clash or
+//! limit that planning would refuse, a failed entry, or a download that
+//! restarted. The caller then removes the staging directory and extracts the
+//! complete file the ordinary way, which gives the canonical result or error.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use zip::{CompressionMethod, ZipArchive};
+
+use super::plan::{check_link_target, check_name, dos_time_to_system, Kind, Plan, MAX_LINK_TARGET};
+use super::{apply_dir_modes, open_zip, umask, Extracted, Limits, SharedFile, CHUNK};
+use crate::error::{Error, Result};
+use crate::fetch::{Growth, GrowthEnd};
+
+const LOCAL_HEADER: u32 = 0x0403_4b50;
+const CENTRAL_HEADER: u32 = 0x0201_4b50;
+const END_OF_CENTRAL: u32 = 0x0605_4b50;
+const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
+
+/// The mode files get while streaming; the real one comes from the central
+/// directory at the end.
+const STREAM_FILE_MODE: u32 = 0o644;
+
+/// What the walker extracted, as its local header described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Streamed {
+    name: Vec<u8>,
+    method: CompressionMethod,
+    crc: u32,
+    compressed: u64,
+    size: u64,
+    dos_time: (u16, u16),
+    is_dir: bool,
+    path: PathBuf,
+}
+
+/// Why streaming stepped aside (shown in the report).
+type StepAside = String;
+
+/// A streaming extraction running beside a download.
+pub(crate) struct Streamer {
+    growth: Arc<Growth>,
+    thread: Option<JoinHandle<std::result::Result<HashMap<u64, Streamed>, StepAside>>>,
+    entries: Arc<AtomicU64>,
+}
+
+/// How a streaming extraction ended.
+pub(crate) enum Finished {
+    /// The tree in staging is exactly the archive's.
+    Extracted(Extracted),
+    /// Streaming stepped aside; extract the complete file instead.
+    SteppedAside(StepAside),
+}
+
+impl Streamer {
+    /// Starts extracting the download at `download` (which must exist) into
+    /// `staging` (which must not).
+    pub(crate) fn start(download: &Path, staging: &Path, limits: &Limits) -> io::Result<Streamer> {
+        let file = Arc::new(File::open(download)?);
+        let growth = Arc::new(Growth::default());
+        let entries = Arc::new(AtomicU64::new(0));
+        let walker = Walker {
+            file,
+            growth: growth.clone(),
+            staging: staging.to_path_buf(),
+            limits: limits.clone(),
+            entries: entries.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("zipdeploy-stream".into())
+            .spawn(move || walker.run())?;
+        Ok(Streamer {
+            growth,
+            thread: Some(thread),
+            entries,
+        })
+    }
+
+    /// Where the download reports its progress.
+    pub(crate) fn growth(&self) -> &Growth {
+        &self.growth
+    }
+
+    /// Entries extracted so far.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// Stops the walker and waits for it; what it wrote stays in staging.
+    fn stop(&mut self) {
+        self.growth.end(GrowthEnd::Abandoned);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Call once the download is complete and its digest verified: waits for
+    /// the walker, then checks what it extracted against the central
+    /// directory and finishes the tree (modes, symlinks).
+    ///
+    /// An `Err` is the canonical verdict on the archive (the same that
+    /// extracting the complete file gives).
+    pub(crate) fn finish(
+        mut self,
+        archive: &Path,
+        staging: &Path,
+        limits: &Limits,
+    ) -> Result<Finished> {
+        self.growth.end(GrowthEnd::Complete);
+        let walked = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Ok(walked))) => walked,
+            Some(Ok(Err(reason))) => return Ok(Finished::SteppedAside(reason)),
+            Some(Err(_)) | None => {
+                return Ok(Finished::SteppedAside("the extractor thread failed".into()))
+            }
+        };
+        let file = File::open(archive).map_err(Error::io("open archive", archive))?;
+        let reader = SharedFile::new(file).map_err(Error::io("stat archive", archive))?;
+        let mut zip = open_zip(reader)?;
+        let plan = Plan::new(&mut zip, limits)?;
+        if let Err(reason) = agrees(&zip, &plan, &walked) {
+            return Ok(Finished::SteppedAside(reason));
+        }
+        complete_tree(&plan, staging)?;
+        Ok(Finished::Extracted(Extracted {
+            entries: zip.len() as u64,
+            files: plan.files.len() as u64,
+            dirs: plan.dirs.len() as u64,
+            symlinks: plan.symlinks.len() as u64,
+            bytes: plan.files.iter().map(|f| f.size).sum(),
+        }))
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Checks that the central directory describes exactly what was extracted:
+/// the same entries at the same offsets, with the same names, sizes, CRCs,
+/// methods and times, and the same kinds.
+fn agrees(
+    zip: &ZipArchive<SharedFile>,
+    plan: &Plan,
+    walked: &HashMap<u64, Streamed>,
+) -> std::result::Result<(), StepAside> {
+    if zip.len() != walked.len() {
+        return Err(format!(
+            "the central directory lists {} entries, the local headers {}",
+            zip.len(),
+            walked.len()
+        ));
+    }
+    let mut kinds: HashMap<usize, Kind> = HashMap::with_capacity(zip.len());
+    kinds.extend(plan.files.iter().map(|f| (f.index, Kind::File)));
+    kinds.extend(plan.symlinks.iter().map(|f| (f.index, Kind::Symlink)));
+    for index in 0..zip.len() {
+        let entry = zip
+            .by_index_data(index)
+            .map_err(|e| format!("entry #{index}: {e}"))?;
+        let Some(local) = walked.get(&entry.header_start()) else {
+            return Err(format!("entry #{index} was not seen while streaming"));
+        };
+        let time = entry.last_modified().map(|t| (t.datepart(), t.timepart()));
+        let same = local.name == entry.name_raw()
+            && local.crc == entry.crc32()
+            && local.compressed == entry.compressed_size()
+            && local.size == entry.size()
+            && entry.compression() == local.method
+            && time.is_none_or(|t| t == local.dos_time);
+        // Files and symlinks were streamed as files; directories as directories.
+        let kind = kinds.get(&index).copied().unwrap_or(Kind::Dir);
+        if !same || local.is_dir != (kind == Kind::Dir) {
+            return Err(format!(
+                "entry {:?} differs between its local header and the central directory",
+                String::from_utf8_lossy(entry.name_raw())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Applies what only the central directory knows: file modes, symlinks
+/// (streamed as files holding their target) and directory modes.
+fn complete_tree(plan: &Plan, staging: &Path) -> Result<()> {
+    let created_mode = STREAM_FILE_MODE & !umask();
+    for file in &plan.files {
+        if let Some(mode) = file.mode.filter(|m| *m != created_mode) {
+            let path = staging.join(&file.path);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(Error::io("chmod", &path))?;
+        }
+    }
+    for link in &plan.symlinks {
+        let path = staging.join(&link.path);
+        let mut target = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(MAX_LINK_TARGET + 1).read_to_end(&mut target))
+            .map_err(Error::io("read", &path))?;
+        let target =
+            check_link_target(&link.path, &target).map_err(|reason| Error::UnsafeEntry {
+                entry: link.name.clone(),
+                reason: format!("symlink {reason}"),
+            })?;
+        fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+        std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
+    }
+    apply_dir_modes(plan, staging)
+}
+
+/// Reads a download file while it grows: waits for bytes not yet written,
+/// and stops at `end`.
+struct GrowingReader<'a> {
+    file: &'a File,
+    growth: &'a Growth,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for GrowingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let available = self
+            .growth
+            .wait_beyond(self.pos)
+            .map_err(|_| io::Error::other("the download restarted or failed"))?;
+        let n = (available.min(self.end).saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// One file for a worker to extract.
+struct Job {
+    path: PathBuf,
+    data_start: u64,
+    streamed: Streamed,
+}
+
+/// Walks the local headers and dispatches entries to workers.
+struct Walker {
+    file: Arc<File>,
+    growth: Arc<Growth>,
+    staging: PathBuf,
+    limits: Limits,
+    entries: Arc<AtomicU64>,
+}
+
+impl Walker {
+    fn run(self) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&self.staging)
+            .map_err(|e| format!("cannot create the staging directory: {e}"))?;
+        let failed: Mutex<Option<StepAside>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let (jobs, queue) = sync_channel::<Job>(64);
+        let queue = Mutex::new(queue);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let walked = std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| self.work(&queue, &stop, &failed));
+            }
+            let walked = self.walk(&jobs, &stop);
+            drop(jobs);
+            walked
+        });
+        if let Some(reason) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(reason);
+        }
+        walked
+    }
+
+    fn reader(&self, pos: u64, len: u64) -> GrowingReader<'_> {
+        GrowingReader {
+            file: &self.file,
+            growth: &self.growth,
+            pos,
+            end: pos.saturating_add(len),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes at `pos`, waiting for them.
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
+        self.reader(pos, buf.len() as u64)
+            .read_exact(buf)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    "the archive ends inside a local header".to_string()
+                }
+                _ => format!("reading the download: {e}"),
+            })
+    }
+
+    fn walk(
+        &self,
+        jobs: &std::sync::mpsc::SyncSender<Job>,
+        stop: &AtomicBool,
+    ) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
+        let mut walked = HashMap::new();
+        let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
+        let mut total_size = 0u64;
+        let mut pos = 0u64;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err("an entry failed while streaming".into());
+            }
+            let mut sig = [0u8; 4];
+            self.read_at(pos, &mut sig)?;
+            match u32::from_le_bytes(sig) {
+                LOCAL_HEADER => {}
+                CENTRAL_HEADER | END_OF_CENTRAL | ZIP64_END_OF_CENTRAL => return Ok(walked),
+                _ => return Err(format!("no local header at offset {pos}")),
+            }
+            let mut fixed = [0u8; 26];
+            self.read_at(pos + 4, &mut fixed)?;
+            let u16_at = |i: usize| u16::from_le_bytes([fixed[i], fixed[i + 1]]);
+            let u32_at =
+                |i: usize| u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+            let (flags, method) = (u16_at(2), u16_at(4));
+            let dos_time = (u16_at(8), u16_at(6));
+            let crc = u32_at(10);
+            let (name_len, extra_len) = (u64::from(u16_at(22)), u64::from(u16_at(24)));
+            if flags & 1 != 0 {
+                return Err("an entry is encrypted".into());
+            }
+            if flags & 8 != 0 {
+                return Err("entry sizes follow the data (data descriptors)".into());
+            }
+            let method = match method {
+                0 => CompressionMethod::Stored,
+                8 => CompressionMethod::Deflated,
+                other => return Err(format!("compression method {other}")),
+            };
+            let mut name = vec![0u8; name_len as usize];
+            self.read_at(pos + 30, &mut name)?;
+            let mut extra = vec![0u8; extra_len as usize];
+            self.read_at(pos + 30 + name_len, &mut extra)?;
+            let (compressed, size) = sizes(u32_at(14), u32_at(18), &extra)?;
+            let data_start = pos + 30 + name_len + extra_len;
+
+            let text = match std::str::from_utf8(&name) {
+                Ok(t) if flags & 0x800 != 0 || t.is_ascii() => t,
+                _ => return Err("a name is not UTF-8".into()),
+            };
+            if name.iter().any(|&b| b < 0x20 || b == 0x7f) {
+                return Err("a name has control characters".into());
+            }
+            let (path, is_dir) = check_name(text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            total_size = total_size.saturating_add(size);
+            let count = walked.len() as u64 + 1;
+            if count > self.limits.max_entries || total_size > self.limits.max_total_size {
+                return Err("a limit would be exceeded".into());
+            }
+            if size >= 1 << 20 && size / compressed.max(1) > self.limits.max_ratio {
+                return Err("an entry's compression ratio is over the limit".into());
+            }
+            self.claim(&mut kinds, &path, is_dir)?;
+            let streamed = Streamed {
+                name,
+                method,
+                crc,
+                compressed,
+                size,
+                dos_time,
+                is_dir,
+                path: path.clone(),
+            };
+            walked.insert(pos, streamed.clone());
+            if is_dir {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let job = Job {
+                    path,
+                    data_start,
+                    streamed,
+                };
+                if jobs.send(job).is_err() {
+                    return Err("the workers stopped".into());
+                }
+            }
+            pos = data_start + compressed;
+        }
+    }
+
+    /// Records `path` and creates its directories, stepping aside on any
+    /// clash planning would refuse.
+    fn claim(
+        &self,
+        kinds: &mut HashMap<PathBuf, bool>,
+        path: &Path,
+        is_dir: bool,
+    ) -> std::result::Result<(), StepAside> {
+        let clash = || {
+            format!(
+                "{:?} clashes with another entry",
+                path.display().to_string()
+            )
+        };
+        let mut ancestors: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .collect();
+        ancestors.reverse();
+        for dir in ancestors {
+            match kinds.get(dir) {
+                Some(true) => {}
+                Some(false) => return Err(clash()),
+                None => {
+                    self.mkdir(dir)?;
+                    kinds.insert(dir.to_path_buf(), true);
+                }
+            }
+        }
+        match kinds.get(path) {
+            Some(_) => return Err(clash()),
+            None if is_dir => self.mkdir(path)?,
+            None => {}
+        }
+        kinds.insert(path.to_path_buf(), is_dir);
+        Ok(())
+    }
+
+    fn mkdir(&self, rel: &Path) -> std::result::Result<(), StepAside> {
+        let path = self.staging.join(rel);
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(|e| format!("creating {}: {e}", path.display()))
+    }
+
+    /// A worker: extracts queued files until the queue closes.
+    fn work(
+        &self,
+        queue: &Mutex<Receiver<Job>>,
+        stop: &AtomicBool,
+        failed: &Mutex<Option<StepAside>>,
+    ) {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            if stop.load(Ordering::Relaxed) {
+                continue; // drain the queue so the walker is never blocked
+            }
+            match self.extract(&job, &mut buf) {
+                Ok(()) => {
+                    self.entries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(reason) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(reason);
+                }
+            }
+        }
+    }
+
+    fn extract(&self, job: &Job, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
+        let s = &job.streamed;
+        let path = self.staging.join(&job.path);
+        let fail = |what: String| format!("entry {:?}: {what}", job.path.display().to_string());
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(STREAM_FILE_MODE)
+            .open(&path)
+            .map_err(|e| fail(e.to_string()))?;
+        let raw = self.reader(job.data_start, s.compressed);
+        let mut input: Box<dyn Read + '_> = match s.method {
+            CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new(raw)),
+            _ => Box::new(raw),
+        };
+        let mut crc = flate2::Crc::new();
+        let mut written = 0u64;
+        loop {
+            let n = match input.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(fail(e.to_string())),
+            };
+            written += n as u64;
+            if written > s.size {
+                return Err(fail("data longer than declared".into()));
+            }
+            crc.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| fail(e.to_string()))?;
+        }
+        if written != s.size || crc.sum() != s.crc {
+            return Err(fail("length or CRC-32 does not match".into()));
+        }
+        if let Some(mtime) = zip::DateTime::try_from_msdos(s.dos_time.0, s.dos_time.1)
+            .ok()
+            .and_then(dos_time_to_system)
+        {
+            let _ = out.set_modified(mtime);
+        }
+        Ok(())
+    }
+}
+
+/// The entry's sizes, from the header or, where it says so, its zip64 extra
+/// field.
+fn sizes(compressed: u32, size: u32, extra: &[u8]) -> std::result::Result<(u64, u64), StepAside> {
+    if compressed != u32::MAX && size != u32::MAX {
+        return Ok((u64::from(compressed), u64::from(size)));
+    }
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let id = u16::from_le_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        let body = rest.get(4..4 + len).ok_or("a truncated extra field")?;
+        if id == 1 {
+            let mut fields = body
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()));
+            let size = if size == u32::MAX {
+                fields.next()
+            } else {
+                Some(u64::from(size))
+            };
+            let compressed = if compressed == u32::MAX {
+                fields.next()
+            } else {
+                Some(u64::from(compressed))
+            };
+            return match (compressed, size) {
+                (Some(c), Some(s)) => Ok((c, s)),
+                _ => Err("a short zip64 extra field".into()),
+            };
+        }
+        rest = &rest[4 + len..];
+    }
+    Err("zip64 sizes without a zip64 extra field".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip64_sizes_come_from_the_extra_field() {
+        assert_eq!(sizes(10, 20, &[]), Ok((10, 20)));
+        let mut extra = vec![1, 0, 16, 0];
+        extra.extend_from_slice(&5_000_000_000u64.to_le_bytes()); // size
+        extra.extend_from_slice(&4_000_000_000u64.to_le_bytes()); // compressed
+        assert_eq!(
+            sizes(u32::MAX, u32::MAX, &extra),
+            Ok((4_000_000_000, 5_000_000_000))
+        );
+        assert!(sizes(u32::MAX, 3, &[]).is_err());
+        assert!(sizes(u32::MAX, 3, &[1, 0, 9]).is_err());
+    }
+
+    #[test]
+    fn a_growing_reader_waits_for_bytes_and_stops_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"hello world").unwrap();
+        let file = File::open(&path).unwrap();
+        let growth = Growth::default();
+        let reader = |pos, end| GrowingReader {
+            file: &file,
+            growth: &growth,
+            pos,
+            end,
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let mut buf = Vec::new();
+                reader(0, 8).read_to_end(&mut buf).map(|_| buf)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            growth.advance(11);
+            growth.end(GrowthEnd::Complete);
+            assert_eq!(waiter.join().unwrap().unwrap(), b"hello wo");
+        });
+        let abandoned = Growth::default();
+        abandoned.end(GrowthEnd::Abandoned);
+        let mut r = GrowingReader {
+            file: &file,
+            growth: &abandoned,
+            pos: 0,
+            end: 5,
+        };
+        assert!(r.read(&mut [0u8; 4]).is_err());
+    }
+}

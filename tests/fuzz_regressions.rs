@@ -1,0 +1,75 @@
+//! Inputs kept from fuzzing (`tests/fuzz/`, see its README): every archive
+//! is extracted or refused by name — no panic, no write outside the
+//! destination — and every location and digest parses or is refused.
+
+use std::path::Path;
+
+use zipdeploy::extract::{extract_archive, Limits};
+use zipdeploy::{Sha256Digest, Source};
+
+fn inputs(kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(kind);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "README.md")
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn kept_archives_extract_or_are_refused_by_name() {
+    let archives = inputs("extract");
+    assert!(archives.len() >= 20, "only {} kept inputs", archives.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_total_size: 64 << 20,
+        ..Limits::default()
+    };
+    let (mut extracted, mut refused) = (0, 0);
+    for (i, (name, bytes)) in archives.iter().enumerate() {
+        let root = tmp.path().join(i.to_string());
+        std::fs::create_dir(&root).unwrap();
+        let archive = root.join("input.zip");
+        std::fs::write(&archive, bytes).unwrap();
+        match extract_archive(&archive, &root.join("out"), &limits, None) {
+            Ok(_) => extracted += 1,
+            Err(e) => {
+                refused += 1;
+                assert!((50..80).contains(&e.code()), "{name}: unexpected {e}");
+                assert!(!e.to_string().contains('\n'), "{name}: {e}");
+            }
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.retain(|n| n != "input.zip" && n != "out");
+        assert!(names.is_empty(), "{name}: wrote outside: {names:?}");
+    }
+    eprintln!("{extracted} extracted, {refused} refused");
+}
+
+#[test]
+fn kept_locations_and_digests_parse_or_are_refused() {
+    let texts = inputs("parse");
+    assert!(!texts.is_empty());
+    for (name, bytes) in texts {
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(d) = text.parse::<Sha256Digest>() {
+            assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d, "{name}");
+        }
+        if let Ok(source) = Source::parse(&text) {
+            let _ = source.redacted();
+        }
+    }
+}
