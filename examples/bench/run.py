@@ -953,16 +953,24 @@ def report(args, setup, fs, server, bench, rip, zd, started, load_start, command
             tm = [j.get("timings_ms") for j in js if isinstance(j.get("timings_ms"), dict)]
             if tm:
                 keys = [k for k in tm[0] if all(isinstance(x.get(k), (int, float)) for x in tm)]
-                split.append((pkg, t.label, {k: median([x[k] for x in tm]) for k in keys}))
+                d = {k: median([x[k] for x in tm]) for k in keys}
+                if any("streamed" in j for j in js):  # did extraction overlap the download?
+                    d["streamed"] = f"{sum(1 for j in js if j.get('streamed') is True)}/{len(js)}"
+                why = sorted({str(j["stream_fallback"]) for j in js if j.get("stream_fallback")})
+                if why:
+                    d["stream fallback"] = "; ".join(why)[:120]
+                split.append((pkg, t.label, d))
     if split:
         keys = []
         for _, _, d in split:
             keys += [k for k in d if k not in keys]
-        L.append("## Where zipdeploy's time goes (its `--json` report, median ms)\n")
+        L.append("## Where zipdeploy's time goes (its `--json` report: median ms per stage; streamed = runs whose "
+                 "extraction overlapped the download)\n")
         L.append("| package | row | " + " | ".join(keys) + " |")
         L.append("|---|---|" + "--:|" * len(keys))
         for pkg, label, d in split:
-            L.append(f"| {pkg} | {label} | " + " | ".join(str(round(d[k])) if k in d else "–" for k in keys) + " |")
+            cells = [("–" if k not in d else str(round(d[k])) if isinstance(d[k], (int, float)) else d[k]) for k in keys]
+            L.append(f"| {pkg} | {label} | " + " | ".join(cells) + " |")
         L.append("")
     if profile_text:
         L.append("## strace -c -f of one zipdeploy php-app run (not timed; strace slows it down)\n")
