@@ -221,9 +221,9 @@ const OPTIONS: &[Opt] = &[
         "show what is installed in DEST and the kept releases",
     ),
     Opt::switch(
-        "no-sync",
+        "sync",
         EnvVar::Derived,
-        "don't fsync before activation (faster, not power-cut safe)",
+        "sync the tree to disk before activation (survives a power cut; slower)",
     ),
     Opt::switch(
         "progress",
@@ -596,7 +596,7 @@ struct Cli {
     max_total_size: Option<u64>,
     max_entries: Option<u64>,
     keep: Option<usize>,
-    no_sync: bool,
+    sync: bool,
     progress: bool,
     quiet: bool,
     json: bool,
@@ -684,7 +684,7 @@ impl Cli {
             max_total_size: given.parsed("max-total-size", parse_size)?,
             max_entries: given.parsed("max-entries", |t| t.parse().ok())?,
             keep: given.parsed("keep", |t| t.parse().ok())?,
-            no_sync: given.switch("no-sync")?,
+            sync: given.switch("sync")?,
             progress: given.switch("progress")?,
             quiet: given.switch("quiet")?,
             json: given.switch("json")?,
@@ -732,7 +732,7 @@ fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
         .dest(&cli.dest)
         .fetch_options(fetch_options(cli))
         .limits(limits(cli))
-        .durable(!cli.no_sync);
+        .durable(cli.sync);
     if let Some(hex) = &cli.sha256 {
         deploy = deploy.sha256(hex)?;
     }

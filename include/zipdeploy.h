@@ -465,8 +465,8 @@ int zipdeploy_deploy_set_keep(struct zipdeploy_deploy *deploy, uint32_t releases
 
 /**
  * Sets whether the staged tree is synced to disk before activation:
- * non-zero yes (the default), 0 no (faster where a power cut need not be
- * survived).
+ * non-zero yes (survives a power cut; costs one `syncfs`), 0 no (the
+ * default; a crash or kill of the process is survived either way).
  *
  * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
  * NULL.

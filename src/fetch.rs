@@ -450,6 +450,8 @@ pub(crate) struct Growth {
 #[derive(Debug, Default)]
 struct GrowthState {
     len: u64,
+    /// The length the server announced, when it did.
+    total: Option<u64>,
     /// Set once no more bytes will come.
     end: Option<GrowthEnd>,
 }
@@ -476,6 +478,16 @@ impl Growth {
 
     fn restarted(&self) {
         self.end(GrowthEnd::Abandoned);
+    }
+
+    fn expect(&self, total: Option<u64>) {
+        self.lock().total = total;
+    }
+
+    /// Bytes the download still has to write, when its length is known.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        let state = self.lock();
+        state.total.map(|t| t.saturating_sub(state.len))
     }
 
     /// Declares the end of the file (the first end declared wins).
@@ -694,6 +706,9 @@ fn http_attempt(
         }
     }
     let expected_total = state.total.or(length.map(|l| l + out.written()));
+    if let Some(g) = out.get_mut().growth {
+        g.expect(expected_total);
+    }
     let mut body = response.into_body().into_reader();
     let received_before = out.written();
     let read_err = |e: io::Error| {

@@ -481,7 +481,7 @@ impl State {
                 "invalid configuration: no destination set (zipdeploy_deploy_set_dest)",
             )
         })?;
-        Ok(crate::status::rollback_with(dest, self.durable.unwrap_or(true))?.status)
+        Ok(crate::status::rollback_with(dest, self.durable.unwrap_or(false))?.status)
     }
 }
 
@@ -917,8 +917,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_keep(
 }
 
 /// Sets whether the staged tree is synced to disk before activation:
-/// non-zero yes (the default), 0 no (faster where a power cut need not be
-/// survived).
+/// non-zero yes (survives a power cut; costs one `syncfs`), 0 no (the
+/// default; a crash or kill of the process is survived either way).
 ///
 /// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
 /// NULL.

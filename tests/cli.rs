@@ -866,7 +866,7 @@ fn help_lists_options_variables_and_exit_codes() {
         "ZIPDEPLOY_MAX_TOTAL_SIZE",
         "ZIPDEPLOY_MAX_ENTRIES",
         "ZIPDEPLOY_KEEP",
-        "ZIPDEPLOY_NO_SYNC",
+        "ZIPDEPLOY_SYNC",
         "ZIPDEPLOY_PROGRESS",
         "ZIPDEPLOY_QUIET",
         "ZIPDEPLOY_JSON",

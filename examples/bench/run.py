@@ -314,8 +314,8 @@ class Setup:
         if not os.access(exe, os.X_OK):
             raise SystemExit(f"zipdeploy binary {exe} is missing")
         helptext = capture([exe, "--help"])
-        flags = {f for f in ("--no-sync", "--json", "--quiet") if f in helptext}
-        for f in ("--quiet", "--no-sync", "--json"):
+        flags = {f for f in ("--sync", "--json", "--quiet") if f in helptext}
+        for f in ("--quiet", "--sync", "--json"):
             if f not in flags:
                 log(f"warning: `zipdeploy --help` does not mention {f}; not using it")
         return exe, flags
@@ -605,9 +605,9 @@ def build_tools(pkg, setup, rip, zd, zd_flags, slow):
 
         shown = f"zipdeploy --url URL --sha256 HEX --dest DEST {' '.join(extra)}"
         tools.append(Tool("zipdeploy", "**zipdeploy**", zd_argv("url"), shown, noop=False, json_out=use_json))
-        if "--no-sync" in zd_flags:
-            tools.append(Tool("zd-nosync", "zipdeploy (no sync)", zd_argv("url", ["--no-sync"]),
-                              shown + " --no-sync", noop=False, json_out=use_json))
+        if "--sync" in zd_flags:
+            tools.append(Tool("zd-sync", "zipdeploy --sync (power-cut safe)", zd_argv("url", ["--sync"]),
+                              shown + " --sync", noop=False, json_out=use_json))
         tools.append(Tool("zd-redeploy", "zipdeploy redeploy (same digest, installed)", zd_argv("url"),
                           shown + "   (into DEST already holding that digest)", dest_state="installed",
                           noop=True, json_out=use_json))
@@ -1026,7 +1026,7 @@ def target_checks(pkg, by):
             p, m = paired(by["slow-zd"], by["slow-curl"])
             out.append((f"{pkg} at 50 MiB/s: zipdeploy / curl download only (informative: writing the tree, not "
                         "the network, is the bottleneck here)", p, m, None, "×"))
-    rss = max((x["rss_kib"] for t in by.values() if t.key in ("zipdeploy", "zd-nosync", "zd-redeploy", "slow-zd")
+    rss = max((x["rss_kib"] for t in by.values() if t.key in ("zipdeploy", "zd-sync", "zd-redeploy", "slow-zd")
                for x in t.samples), default=None)
     out.append((f"{pkg}: zipdeploy peak RSS (all its rows)", None if rss is None else rss / 1024, None, 32, " MiB"))
     return out

@@ -169,8 +169,9 @@ type Options struct {
 	// Keep is the number of previous releases kept (0: the default, 1;
 	// negative: none).
 	Keep int
-	// NoSync skips syncing the staged tree to disk before activation.
-	NoSync bool
+	// Sync syncs the staged tree to disk before activation, so the deploy
+	// also survives a power cut (slower; off by default).
+	Sync bool
 	// Progress, if set, is called as the deploy advances, on the goroutine
 	// that called Deploy.
 	Progress func(Progress)
@@ -375,8 +376,8 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 		}
 		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_keep(d, C.uint32_t(keep))) })
 	}
-	if o.NoSync {
-		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_durable(d, 0)) })
+	if o.Sync {
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_durable(d, 1)) })
 	}
 	if o.MaxDownload > 0 {
 		steps = append(steps, func() error {

@@ -47,7 +47,7 @@ func TestDeployReportsAndRedeploysAsNoOp(t *testing.T) {
 		SHA256:  sha,
 		Retries: -1,
 		Headers: map[string]string{"X-Test": "go"},
-		NoSync:  true,
+		Sync:    true,
 		Progress: func(p Progress) {
 			if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
 				stages = append(stages, p.Stage)

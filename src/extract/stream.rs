@@ -43,6 +43,9 @@ const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
 /// directory at the end.
 const STREAM_FILE_MODE: u32 = 0o644;
 
+/// Free space streaming always leaves beside what the download still needs.
+const SPACE_RESERVE: u64 = 1 << 20;
+
 /// What the walker extracted, as its local header described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Streamed {
@@ -87,6 +90,7 @@ impl Streamer {
             staging: staging.to_path_buf(),
             limits: limits.clone(),
             entries: entries.clone(),
+            written: AtomicU64::new(0),
         };
         let thread = std::thread::Builder::new()
             .name("zipdeploy-stream".into())
@@ -274,6 +278,42 @@ struct Walker {
     staging: PathBuf,
     limits: Limits,
     entries: Arc<AtomicU64>,
+    /// Bytes the workers have written.
+    written: AtomicU64,
+}
+
+/// Keeps streaming from taking the disk space the download still needs:
+/// before an entry is handed out, the free space must cover the rest of the
+/// download, the entries in flight and this one, plus a reserve.
+#[derive(Default)]
+struct SpaceCheck {
+    /// Bytes handed to workers so far.
+    dispatched: u64,
+    /// Bytes handed out since the last `statvfs`.
+    unchecked: u64,
+    /// Free space at the last `statvfs`.
+    free: u64,
+}
+
+impl SpaceCheck {
+    fn room_for(&mut self, size: u64, walker: &Walker) -> bool {
+        self.dispatched += size;
+        self.unchecked += size;
+        // One statvfs per MiB handed out keeps the cost negligible.
+        if self.free > 0 && self.unchecked < (1 << 20) && self.unchecked < self.free / 4 {
+            return true;
+        }
+        let Ok(stat) = rustix::fs::statvfs(&walker.staging) else {
+            return true; // not reported: the writes will tell
+        };
+        self.unchecked = 0;
+        self.free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let in_flight = self
+            .dispatched
+            .saturating_sub(walker.written.load(Ordering::Relaxed));
+        let download = walker.growth.remaining().unwrap_or(0);
+        self.free >= download + in_flight + SPACE_RESERVE
+    }
 }
 
 impl Walker {
@@ -332,6 +372,7 @@ impl Walker {
         let mut walked = HashMap::new();
         let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
         let mut total_size = 0u64;
+        let mut space = SpaceCheck::default();
         let mut pos = 0u64;
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -386,6 +427,9 @@ impl Walker {
             }
             if size >= 1 << 20 && size / compressed.max(1) > self.limits.max_ratio {
                 return Err("an entry's compression ratio is over the limit".into());
+            }
+            if !space.room_for(size, self) {
+                return Err("too little free space to extract while downloading".into());
             }
             self.claim(&mut kinds, &path, is_dir)?;
             let streamed = Streamed {
@@ -481,6 +525,7 @@ impl Walker {
             match self.extract(&job, &mut buf) {
                 Ok(()) => {
                     self.entries.fetch_add(1, Ordering::Relaxed);
+                    self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
                 }
                 Err(reason) => {
                     stop.store(true, Ordering::Relaxed);
