@@ -68,8 +68,18 @@ fn kept_locations_and_digests_parse_or_are_refused() {
         if let Ok(d) = text.parse::<Sha256Digest>() {
             assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d, "{name}");
         }
-        if let Ok(source) = Source::parse(&text) {
-            let _ = source.redacted();
+        if let Ok(Source::Http(url)) = Source::parse(&text) {
+            let shown = Source::Http(url.clone()).redacted();
+            if let Some(password) = url.password().filter(|p| p.len() >= 4) {
+                // Shown only where it is also part of the path, not a credential.
+                let mut bare = url.clone();
+                let _ = bare.set_password(None);
+                let _ = bare.set_username("");
+                assert!(
+                    !shown.contains(password) || bare.as_str().contains(password),
+                    "{name}: {shown}"
+                );
+            }
         }
     }
 }

@@ -5,6 +5,15 @@
 use libfuzzer_sys::fuzz_target;
 use zipdeploy::{Sha256Digest, Source};
 
+/// Whether `password` shows in the URL outside its user-info (then a
+/// redacted URL may show it too: it is part of the path, not a credential).
+fn elsewhere(url: &url::Url, password: &str) -> bool {
+    let mut bare = url.clone();
+    let _ = bare.set_password(None);
+    let _ = bare.set_username("");
+    bare.as_str().contains(password)
+}
+
 fuzz_target!(|text: &str| {
     if let Ok(d) = text.parse::<Sha256Digest>() {
         assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d);
@@ -15,7 +24,7 @@ fuzz_target!(|text: &str| {
             let shown = source.redacted();
             if let Source::Http(url) = &source {
                 if let Some(password) = url.password().filter(|p| p.len() >= 4) {
-                    assert!(!shown.contains(password), "{shown}");
+                    assert!(!shown.contains(password) || elsewhere(url, password), "{shown}");
                 }
             }
         }
@@ -23,7 +32,7 @@ fuzz_target!(|text: &str| {
             let message = e.to_string();
             if let Ok(url) = url_of(text) {
                 if let Some(password) = url.password().filter(|p| p.len() >= 4) {
-                    assert!(!message.contains(password), "{message}");
+                    assert!(!message.contains(password) || elsewhere(&url, password), "{message}");
                 }
             }
         }
