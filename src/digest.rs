@@ -7,6 +7,8 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
@@ -114,10 +116,79 @@ impl fmt::Debug for Sha256Digest {
 }
 
 /// A writer that hashes and counts everything written through it.
+///
+/// Past the first MiB the hashing moves to a helper thread fed through a
+/// short queue of buffers, so that hashing a large package overlaps writing
+/// it instead of adding to it; small packages never start a thread.
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
     written: u64,
+}
+
+/// Bytes hashed inline before the helper thread takes over.
+const INLINE_LIMIT: u64 = 1 << 20;
+
+enum Hasher {
+    Inline(Sha256),
+    Threaded(HashThread),
+}
+
+/// What the writer sends the hashing thread.
+enum Chunk {
+    Data(Vec<u8>),
+    Reset,
+}
+
+/// A hashing thread, its queue, and buffers it hands back for reuse.
+struct HashThread {
+    chunks: SyncSender<Chunk>,
+    spare: Receiver<Vec<u8>>,
+    thread: JoinHandle<Sha256>,
+}
+
+impl HashThread {
+    /// Continues `state` on a new thread; `None` if no thread can start.
+    fn start(state: Sha256) -> Option<HashThread> {
+        let (chunks, queue) = sync_channel::<Chunk>(4);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::Builder::new()
+            .name("zipdeploy-sha256".into())
+            .spawn(move || {
+                let mut state = state;
+                for chunk in queue {
+                    match chunk {
+                        Chunk::Data(buf) => {
+                            state.update(&buf);
+                            let _ = give_back.try_send(buf);
+                        }
+                        Chunk::Reset => state = Sha256::new(),
+                    }
+                }
+                state
+            })
+            .ok()?;
+        Some(HashThread {
+            chunks,
+            spare,
+            thread,
+        })
+    }
+
+    fn update(&self, bytes: &[u8]) {
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        // The thread only stops when this side hangs up.
+        let _ = self.chunks.send(Chunk::Data(buf));
+    }
+
+    fn finish(self) -> Sha256 {
+        drop(self.chunks);
+        self.thread
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -125,7 +196,7 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::Inline(Sha256::new()),
             written: 0,
         }
     }
@@ -137,7 +208,12 @@ impl<W: Write> HashingWriter<W> {
 
     /// Forgets everything hashed so far (used when a download restarts).
     pub fn reset(&mut self) {
-        self.hasher = Sha256::new();
+        match &mut self.hasher {
+            Hasher::Inline(state) => *state = Sha256::new(),
+            Hasher::Threaded(thread) => {
+                let _ = thread.chunks.send(Chunk::Reset);
+            }
+        }
         self.written = 0;
     }
 
@@ -148,14 +224,36 @@ impl<W: Write> HashingWriter<W> {
 
     /// The digest of everything written, and the writer.
     pub fn finish(self) -> (Sha256Digest, W) {
-        (Sha256Digest(self.hasher.finalize().into()), self.inner)
+        let state = match self.hasher {
+            Hasher::Inline(state) => state,
+            Hasher::Threaded(thread) => thread.finish(),
+        };
+        (Sha256Digest(state.finalize().into()), self.inner)
+    }
+
+    fn hash(&mut self, bytes: &[u8]) {
+        if let Hasher::Inline(state) = &mut self.hasher {
+            if self.written < INLINE_LIMIT {
+                state.update(bytes);
+                return;
+            }
+            let state = std::mem::take(state);
+            match HashThread::start(state.clone()) {
+                Some(thread) => self.hasher = Hasher::Threaded(thread),
+                None => self.hasher = Hasher::Inline(state),
+            }
+        }
+        match &mut self.hasher {
+            Hasher::Inline(state) => state.update(bytes),
+            Hasher::Threaded(thread) => thread.update(bytes),
+        }
     }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hash(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
@@ -201,6 +299,27 @@ mod tests {
         let (d, inner) = w.finish();
         assert_eq!(inner, b"hello world");
         assert_eq!(d, Sha256Digest::of(b"hello world"));
+    }
+
+    #[test]
+    fn large_inputs_hash_the_same_on_the_helper_thread() {
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = HashingWriter::new(std::io::sink());
+        for chunk in data.chunks(100_000) {
+            w.write_all(chunk).unwrap();
+        }
+        assert!(matches!(w.hasher, Hasher::Threaded(_)));
+        assert_eq!(w.written(), data.len() as u64);
+        assert_eq!(w.finish().0, Sha256Digest::of(&data));
+
+        // A reset on the helper thread starts over too.
+        let mut w = HashingWriter::new(std::io::sink());
+        for chunk in data.chunks(300_000) {
+            w.write_all(chunk).unwrap();
+        }
+        w.reset();
+        w.write_all(b"fresh").unwrap();
+        assert_eq!(w.finish().0, Sha256Digest::of(b"fresh"));
     }
 
     #[test]

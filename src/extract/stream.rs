@@ -550,7 +550,11 @@ impl Walker {
             .map_err(|e| fail(e.to_string()))?;
         let raw = self.reader(job.data_start, s.compressed);
         let mut input: Box<dyn Read + '_> = match s.method {
-            CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new(raw)),
+            // Large reads: fewer waits on the growing file and fewer syscalls.
+            CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new_with_buf(
+                raw,
+                vec![0u8; CHUNK],
+            )),
             _ => Box::new(raw),
         };
         let mut crc = flate2::Crc::new();
