@@ -6,14 +6,16 @@
 use libfuzzer_sys::fuzz_target;
 use zipdeploy::{Sha256Digest, Source};
 
-/// The credentials as they follow the scheme, e.g. `://deploy:secret@`,
-/// when they stand only there: the same text may legitimately be part of a
-/// path or query, which are shown.
+/// `user:password@` when the text starts with `scheme://user:password@` and
+/// has that only once: the same text may legitimately be part of a path,
+/// query or fragment, which are shown.
 fn credentials(text: &str) -> Option<String> {
-    let url = url::Url::parse(text.trim()).ok()?;
+    let text = text.trim();
+    let url = url::Url::parse(text).ok()?;
     let password = url.password().filter(|p| p.len() >= 4)?;
-    let secret = format!("://{}:{password}@", url.username());
-    (text.matches(&secret).count() == 1).then_some(secret)
+    let userinfo = format!("{}:{password}@", url.username());
+    let prefix = format!("{}://{userinfo}", url.scheme());
+    (text.starts_with(&prefix) && text.matches(&userinfo).count() == 1).then_some(userinfo)
 }
 
 fuzz_target!(|text: &str| {
@@ -21,11 +23,21 @@ fuzz_target!(|text: &str| {
         assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d);
         assert_eq!(d.to_hex().len(), 64);
     }
-    let shown = match Source::parse(text) {
-        Ok(source) => source.redacted(),
-        Err(e) => e.to_string(),
-    };
-    if let Some(secret) = credentials(text) {
-        assert!(!shown.contains(&secret), "{shown}");
+    match Source::parse(text) {
+        Ok(source) => {
+            let shown = source.redacted();
+            // What is shown parses back without a password.
+            if let (Source::Http(_), Ok(again)) = (&source, url::Url::parse(&shown)) {
+                assert_eq!(again.password(), None, "{shown}");
+            }
+            if let Some(secret) = credentials(text) {
+                assert!(!shown.contains(&secret), "{shown}");
+            }
+        }
+        Err(e) => {
+            if let Some(secret) = credentials(text) {
+                assert!(!e.to_string().contains(&secret), "{e}");
+            }
+        }
     }
 });
