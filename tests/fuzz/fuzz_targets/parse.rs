@@ -10,8 +10,9 @@ use zipdeploy::{Sha256Digest, Source};
 /// has that only once: the same text may legitimately be part of a path,
 /// query or fragment, which are shown.
 fn credentials(text: &str) -> Option<String> {
-    // URL parsing drops tabs and line breaks anywhere: compare without them.
-    let text: String = text.trim().chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    // Shown text never has control characters (URL parsing drops tabs and
+    // line breaks, errors drop the rest): compare without them.
+    let text: String = text.trim().chars().filter(|c| !c.is_control()).collect();
     let url = url::Url::parse(&text).ok()?;
     let password = url.password().filter(|p| p.len() >= 4)?;
     let userinfo = format!("{}:{password}@", url.username());
