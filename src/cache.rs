@@ -119,13 +119,7 @@ impl Cache {
         self.create()?;
         let path = self.lock_path(&digest.to_hex());
         loop {
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(Error::io("open lock", &path))?;
-            file.lock().map_err(Error::io("lock", &path))?;
+            let file = crate::install::lock_file(&path)?;
             if same_file(&file, &path) {
                 return Ok(EntryLock {
                     _file: file,

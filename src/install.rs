@@ -164,14 +164,7 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("create directory", &self.state)(e)),
         }
-        let path = self.state.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open lock", &path))?;
-        file.lock().map_err(Error::io("lock", &path))?;
+        let file = lock_file(&self.state.join("lock"))?;
         Ok(StateLock { _file: file })
     }
 
@@ -483,6 +476,19 @@ pub(crate) fn unique() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{nanos:024}-{}", std::process::id())
+}
+
+/// Opens (creating it if needed) and `flock`s a lock file, waiting for
+/// whoever holds it.
+pub(crate) fn lock_file(path: &Path) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io("open lock", path))?;
+    file.lock().map_err(Error::io("lock", path))?;
+    Ok(file)
 }
 
 fn read_record(path: &Path) -> Option<Installed> {
