@@ -258,12 +258,12 @@ pub(crate) fn fetch_observed(
             pump(
                 &mut input,
                 &mut out,
+                path,
                 Some(len),
                 options.max_size,
                 &mut progress,
                 read_err,
-            )
-            .map_err(|e| e.map_write_path(path))?;
+            )?;
             (1, 0)
         }
         Source::Http(url) => http_fetch(url, &mut out, path, options, &mut progress)?,
@@ -299,6 +299,7 @@ pub(crate) fn hash_local_observed(
     pump(
         &mut input,
         &mut out,
+        path,
         Some(len),
         options.max_size,
         &mut progress,
@@ -325,34 +326,13 @@ fn open_local(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
-/// Marker for errors of the writing side inside [`pump`].
-trait WritePath {
-    fn map_write_path(self, path: &Path) -> Error;
-}
-
-impl WritePath for Error {
-    fn map_write_path(self, path: &Path) -> Error {
-        match self {
-            Error::Io {
-                op: "write",
-                source,
-                ..
-            } => Error::Io {
-                op: "write",
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        }
-    }
-}
-
 /// Copies `input` into `out` (which hashes), enforcing `max` and reporting
-/// progress. Read errors are mapped by `read_err`; write errors become
-/// `Error::Io { op: "write" }` with an empty path for the caller to fill in.
+/// progress. Read errors are mapped by `read_err`; write errors name
+/// `out_path`.
 fn pump<R: Read, W: Write>(
     input: &mut R,
     out: &mut HashingWriter<W>,
+    out_path: &Path,
     total: Option<u64>,
     max: u64,
     progress: &mut Option<&mut ProgressFn<'_>>,
@@ -382,7 +362,8 @@ fn pump<R: Read, W: Write>(
                 entry: None,
             });
         }
-        out.write_all(&buf[..n]).map_err(Error::io("write", ""))?;
+        out.write_all(&buf[..n])
+            .map_err(Error::io("write", out_path))?;
         report(
             progress,
             Progress::bytes(Stage::Fetch, out.written(), total),
@@ -739,12 +720,12 @@ fn http_attempt(
     let result = pump(
         &mut body,
         out,
+        path,
         expected_total,
         options.max_size,
         progress,
         read_err,
-    )
-    .map_err(|e| e.map_write_path(path));
+    );
     match (result, expected_total) {
         (Err(Error::Network { .. }), Some(expected)) if out.written() < expected => {
             Err(Error::Truncated {

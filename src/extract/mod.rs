@@ -90,10 +90,7 @@ pub fn extract_archive(
     limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Extracted> {
-    let file = File::open(archive).map_err(Error::io("open archive", archive))?;
-    let reader = SharedFile::new(file).map_err(Error::io("stat archive", archive))?;
-    let mut zip = open_zip(reader.clone())?;
-    let plan = Plan::new(&mut zip, limits)?;
+    let (mut zip, plan) = open_and_plan(archive, limits)?;
     if limits.check_free_space {
         check_free_space(dest, &plan)?;
     }
@@ -198,7 +195,20 @@ impl Seek for SharedFile {
     }
 }
 
-pub(crate) fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
+/// Opens the archive at `path` and plans it: every check that needs only
+/// the central directory and the local headers.
+pub(crate) fn open_and_plan(
+    path: &Path,
+    limits: &Limits,
+) -> Result<(ZipArchive<SharedFile>, Plan)> {
+    let file = File::open(path).map_err(Error::io("open archive", path))?;
+    let reader = SharedFile::new(file).map_err(Error::io("stat archive", path))?;
+    let mut zip = open_zip(reader)?;
+    let plan = Plan::new(&mut zip, limits)?;
+    Ok((zip, plan))
+}
+
+fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
     let mut head = [0u8; 512];
     let n = reader.read(&mut head).unwrap_or(0);
     let _ = reader.seek(SeekFrom::Start(0));

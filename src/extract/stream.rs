@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use zip::{CompressionMethod, ZipArchive};
 
 use super::plan::{check_link_target, check_name, dos_time_to_system, Kind, Plan, MAX_LINK_TARGET};
-use super::{apply_dir_modes, open_zip, umask, Extracted, Limits, SharedFile, CHUNK};
+use super::{apply_dir_modes, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
 use crate::error::{Error, Result};
 use crate::fetch::{Growth, GrowthEnd};
 
@@ -140,10 +140,7 @@ impl Streamer {
                 return Ok(Finished::SteppedAside("the extractor thread failed".into()))
             }
         };
-        let file = File::open(archive).map_err(Error::io("open archive", archive))?;
-        let reader = SharedFile::new(file).map_err(Error::io("stat archive", archive))?;
-        let mut zip = open_zip(reader)?;
-        let plan = Plan::new(&mut zip, limits)?;
+        let (zip, plan) = open_and_plan(archive, limits)?;
         if let Err(reason) = agrees(&zip, &plan, &walked) {
             return Ok(Finished::SteppedAside(reason));
         }
