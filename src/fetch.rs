@@ -6,7 +6,7 @@
 //! `Retry-After`), and resume with `Range`/`If-Range` when the server supports
 //! it. Local paths and `file://` URLs are read through the same hashing pump.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -244,7 +244,7 @@ pub(crate) fn fetch_observed(
     growth: Option<&Growth>,
     tap: Option<&mut dyn Tap>,
 ) -> Result<Fetched> {
-    let file = File::create(path).map_err(Error::io("create", path))?;
+    let file = open_download(path)?;
     let mut out = HashingWriter::new(DownloadFile {
         file,
         written: 0,
@@ -312,6 +312,25 @@ pub(crate) fn hash_local_observed(
         attempts: 1,
         resumed: 0,
     })
+}
+
+/// Opens (creating if need be) the empty file a download is written to.
+///
+/// Never with `O_TRUNC` on an existing file: ext4 then flushes the whole
+/// file when it is closed (its `auto_da_alloc` safeguard for files rewritten
+/// in place), which cost 80 ms per 400 MB package.
+fn open_download(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(Error::io("create", path))?;
+    let len = file.metadata().map_err(Error::io("stat", path))?.len();
+    if len > 0 {
+        file.set_len(0).map_err(Error::io("truncate", path))?;
+    }
+    Ok(file)
 }
 
 fn open_local(path: &Path) -> Result<(File, u64)> {
