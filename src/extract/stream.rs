@@ -265,7 +265,99 @@ impl Read for GrowingReader<'_> {
 struct Job {
     path: PathBuf,
     data_start: u64,
+    /// The entry's compressed data when the walker already read it (small
+    /// entries), which spares the worker a `pread`.
+    inline: Option<Vec<u8>>,
     streamed: Streamed,
+}
+
+/// The walker's view of the download: one large read serves the headers
+/// (and the data of small entries) of many entries, where reading each
+/// field on its own cost four `pread`s per entry.
+#[derive(Default)]
+struct Window {
+    bytes: Vec<u8>,
+    /// Offset of `bytes[0]` in the download.
+    start: u64,
+}
+
+/// Bytes the walker reads at a time.
+const WINDOW: usize = 64 * 1024;
+
+/// Largest compressed entry handed to a worker from the window.
+const INLINE_MAX: u64 = 16 * 1024;
+
+impl Window {
+    /// Reads exactly `buf.len()` bytes at `pos`, waiting for them.
+    fn read_at(
+        &mut self,
+        walker: &Walker,
+        pos: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<(), StepAside> {
+        let len = buf.len() as u64;
+        if self.slice(pos, len).is_none() {
+            self.fill(walker, pos, buf.len())?;
+        }
+        match self.slice(pos, len) {
+            Some(bytes) => buf.copy_from_slice(bytes),
+            // Longer than the window (a long extra field): read it directly.
+            None => walker
+                .reader(pos, len)
+                .read_exact(buf)
+                .map_err(read_failure)?,
+        }
+        Ok(())
+    }
+
+    /// Reads a full window at `pos` (less only at the end of the file), so
+    /// that a walker close behind the download does not read in slivers;
+    /// fails if fewer than `need` bytes exist.
+    fn fill(
+        &mut self,
+        walker: &Walker,
+        pos: u64,
+        need: usize,
+    ) -> std::result::Result<(), StepAside> {
+        self.bytes.resize(WINDOW, 0);
+        self.start = pos;
+        let mut reader = walker.reader(pos, WINDOW as u64);
+        let mut filled = 0;
+        while filled < WINDOW {
+            match read_some(&mut reader, &mut self.bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    self.bytes.clear();
+                    return Err(read_failure(e));
+                }
+            }
+        }
+        self.bytes.truncate(filled);
+        if filled < need.min(WINDOW) {
+            return Err(read_failure(io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(())
+    }
+
+    /// `len` bytes at `pos`, if the window holds them.
+    fn slice(&self, pos: u64, len: u64) -> Option<&[u8]> {
+        let from = usize::try_from(pos.checked_sub(self.start)?).ok()?;
+        let to = from.checked_add(usize::try_from(len).ok()?)?;
+        self.bytes.get(from..to)
+    }
+
+    /// A small entry's data, if the window holds all of it.
+    fn small_slice(&self, pos: u64, len: u64) -> Option<&[u8]> {
+        (len <= INLINE_MAX).then(|| self.slice(pos, len)).flatten()
+    }
+}
+
+fn read_failure(e: io::Error) -> StepAside {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => "the archive ends inside a local header".to_string(),
+        _ => format!("reading the download: {e}"),
+    }
 }
 
 /// Walks the local headers and dispatches entries to workers.
@@ -349,23 +441,12 @@ impl Walker {
         }
     }
 
-    /// Reads exactly `buf.len()` bytes at `pos`, waiting for them.
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
-        self.reader(pos, buf.len() as u64)
-            .read_exact(buf)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    "the archive ends inside a local header".to_string()
-                }
-                _ => format!("reading the download: {e}"),
-            })
-    }
-
     fn walk(
         &self,
         jobs: &std::sync::mpsc::SyncSender<Job>,
         stop: &AtomicBool,
     ) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
+        let mut window = Window::default();
         let mut walked = HashMap::new();
         let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
         let mut total_size = 0u64;
@@ -376,14 +457,14 @@ impl Walker {
                 return Err("an entry failed while streaming".into());
             }
             let mut sig = [0u8; 4];
-            self.read_at(pos, &mut sig)?;
+            window.read_at(self, pos, &mut sig)?;
             match u32::from_le_bytes(sig) {
                 LOCAL_HEADER => {}
                 CENTRAL_HEADER | END_OF_CENTRAL | ZIP64_END_OF_CENTRAL => return Ok(walked),
                 _ => return Err(format!("no local header at offset {pos}")),
             }
             let mut fixed = [0u8; 26];
-            self.read_at(pos + 4, &mut fixed)?;
+            window.read_at(self, pos + 4, &mut fixed)?;
             let u16_at = |i: usize| u16::from_le_bytes([fixed[i], fixed[i + 1]]);
             let u32_at =
                 |i: usize| u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
@@ -403,9 +484,9 @@ impl Walker {
                 other => return Err(format!("compression method {other}")),
             };
             let mut name = vec![0u8; name_len as usize];
-            self.read_at(pos + 30, &mut name)?;
+            window.read_at(self, pos + 30, &mut name)?;
             let mut extra = vec![0u8; extra_len as usize];
-            self.read_at(pos + 30 + name_len, &mut extra)?;
+            window.read_at(self, pos + 30 + name_len, &mut extra)?;
             let (compressed, size) = sizes(u32_at(14), u32_at(18), &extra)?;
             let data_start = pos + 30 + name_len + extra_len;
 
@@ -446,6 +527,9 @@ impl Walker {
                 let job = Job {
                     path,
                     data_start,
+                    inline: window
+                        .small_slice(data_start, compressed)
+                        .map(<[u8]>::to_vec),
                     streamed,
                 };
                 if jobs.send(job).is_err() {
@@ -510,7 +594,7 @@ impl Walker {
         stop: &AtomicBool,
         failed: &Mutex<Option<StepAside>>,
     ) {
-        let mut buf = vec![0u8; CHUNK];
+        let mut tools = WorkerTools::new();
         loop {
             let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                 Ok(job) => job,
@@ -519,7 +603,7 @@ impl Walker {
             if stop.load(Ordering::Relaxed) {
                 continue; // drain the queue so the walker is never blocked
             }
-            match self.extract(&job, &mut buf) {
+            match self.extract(&job, &mut tools) {
                 Ok(()) => {
                     self.entries.fetch_add(1, Ordering::Relaxed);
                     self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
@@ -535,7 +619,7 @@ impl Walker {
         }
     }
 
-    fn extract(&self, job: &Job, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
+    fn extract(&self, job: &Job, tools: &mut WorkerTools) -> std::result::Result<(), StepAside> {
         let s = &job.streamed;
         let path = self.staging.join(&job.path);
         let fail = |what: String| format!("entry {:?}: {what}", job.path.display().to_string());
@@ -545,32 +629,41 @@ impl Walker {
             .mode(STREAM_FILE_MODE)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
-        let raw = self.reader(job.data_start, s.compressed);
-        let mut input: Box<dyn Read + '_> = match s.method {
-            // Large reads: fewer waits on the growing file and fewer syscalls.
-            CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new_with_buf(
-                raw,
-                vec![0u8; CHUNK],
-            )),
-            _ => Box::new(raw),
+        let mut from_file;
+        let mut from_window;
+        let raw: &mut dyn Read = match &job.inline {
+            Some(bytes) => {
+                from_window = bytes.as_slice();
+                &mut from_window
+            }
+            None => {
+                from_file = self.reader(job.data_start, s.compressed);
+                &mut from_file
+            }
         };
         // crc32fast uses PCLMULQDQ where the CPU has it (several times faster
         // than zlib-rs's portable CRC behind `flate2::Crc`).
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
-        loop {
-            let n = match input.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(fail(e.to_string())),
-            };
-            written += n as u64;
+        let mut emit = |bytes: &[u8]| {
+            written += bytes.len() as u64;
             if written > s.size {
                 return Err(fail("data longer than declared".into()));
             }
-            crc.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| fail(e.to_string()))?;
+            crc.update(bytes);
+            out.write_all(bytes).map_err(|e| fail(e.to_string()))
+        };
+        match s.method {
+            CompressionMethod::Deflated => tools
+                .inflate(raw, s.compressed, &mut emit)
+                .map_err(|e| fail(e.to_string()))?,
+            _ => loop {
+                let n = read_some(raw, &mut tools.output).map_err(|e| fail(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                emit(&tools.output[..n])?;
+            },
         }
         if written != s.size || crc.finalize() != s.crc {
             return Err(fail("length or CRC-32 does not match".into()));
@@ -582,6 +675,74 @@ impl Walker {
             let _ = out.set_modified(mtime);
         }
         Ok(())
+    }
+}
+
+/// One worker's inflater and buffers, made once and reused for every entry:
+/// allocating (and zeroing) them per entry cost more than inflating the
+/// small files of a typical application.
+struct WorkerTools {
+    inflater: flate2::Decompress,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl WorkerTools {
+    fn new() -> Self {
+        WorkerTools {
+            inflater: flate2::Decompress::new(false),
+            input: vec![0u8; CHUNK],
+            output: vec![0u8; CHUNK],
+        }
+    }
+
+    /// Inflates the `compressed` raw-deflate bytes of `raw`, handing the
+    /// output to `emit` piece by piece.
+    fn inflate(
+        &mut self,
+        raw: &mut dyn Read,
+        compressed: u64,
+        emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+    ) -> std::result::Result<(), StepAside> {
+        self.inflater.reset(false);
+        // Small entries read only what they need.
+        let want = usize::try_from(compressed).unwrap_or(usize::MAX).min(CHUNK);
+        let (mut start, mut end) = (0, 0);
+        loop {
+            if start == end {
+                end = read_some(raw, &mut self.input[..want]).map_err(|e| e.to_string())?;
+                start = 0;
+            }
+            let (before_in, before_out) = (self.inflater.total_in(), self.inflater.total_out());
+            let status = self
+                .inflater
+                .decompress(
+                    &self.input[start..end],
+                    &mut self.output,
+                    flate2::FlushDecompress::None,
+                )
+                .map_err(|e| format!("invalid deflate data: {e}"))?;
+            let used = (self.inflater.total_in() - before_in) as usize;
+            let made = (self.inflater.total_out() - before_out) as usize;
+            start += used;
+            emit(&self.output[..made])?;
+            match status {
+                flate2::Status::StreamEnd => return Ok(()),
+                // No progress: the input ran out before the stream's end.
+                _ if used == 0 && made == 0 => return Err("the deflate data is truncated".into()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One `read`, retried when interrupted.
+fn read_some(input: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }
 
@@ -636,6 +797,85 @@ mod tests {
         );
         assert!(sizes(u32::MAX, 3, &[]).is_err());
         assert!(sizes(u32::MAX, 3, &[1, 0, 9]).is_err());
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn inflate_all(tools: &mut WorkerTools, compressed: &[u8]) -> Result<Vec<u8>, StepAside> {
+        let mut out = Vec::new();
+        let mut raw: &[u8] = compressed;
+        tools.inflate(&mut raw, compressed.len() as u64, &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn one_inflater_serves_entry_after_entry() {
+        let big: Vec<u8> = (0..3 * CHUNK as u32)
+            .map(|i| (i % 7 + i / 5000) as u8)
+            .collect();
+        let mut tools = WorkerTools::new();
+        assert_eq!(inflate_all(&mut tools, &deflate(&big)).unwrap(), big);
+        assert_eq!(
+            inflate_all(&mut tools, &deflate(b"small")).unwrap(),
+            b"small"
+        );
+        assert_eq!(inflate_all(&mut tools, &deflate(b"")).unwrap(), b"");
+
+        let whole = deflate(&big);
+        let err = inflate_all(&mut tools, &whole[..whole.len() / 2]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let err = inflate_all(&mut tools, b"\xff\xff\xff\xff").unwrap_err();
+        assert!(err.contains("invalid deflate data"), "{err}");
+        // A failure leaves nothing behind for the next entry.
+        assert_eq!(
+            inflate_all(&mut tools, &deflate(b"again")).unwrap(),
+            b"again"
+        );
+    }
+
+    #[test]
+    fn the_walkers_window_reads_across_refills() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("download");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let walker = Walker {
+            file: Arc::new(File::open(&path).unwrap()),
+            growth: Arc::new(Growth::default()),
+            staging: dir.path().join("staging"),
+            limits: Limits::default(),
+            entries: Arc::default(),
+            written: AtomicU64::new(0),
+        };
+        walker.growth.advance(data.len() as u64);
+        walker.growth.end(GrowthEnd::Complete);
+        let mut window = Window::default();
+        for (pos, len) in [
+            (0, 4),
+            (4, 26),
+            (65_530, 30),
+            (70_000, 65_535),
+            (199_990, 10),
+        ] {
+            let mut buf = vec![0u8; len];
+            window.read_at(&walker, pos as u64, &mut buf).unwrap();
+            assert_eq!(buf, data[pos..pos + len], "at {pos}+{len}");
+        }
+        window.read_at(&walker, 100, &mut [0u8; 4]).unwrap();
+        assert_eq!(window.small_slice(200, 1000), Some(&data[200..1200]));
+        assert_eq!(window.small_slice(200, INLINE_MAX + 1), None);
+        let err = window
+            .read_at(&walker, 199_995, &mut [0u8; 10])
+            .unwrap_err();
+        assert!(err.contains("ends inside a local header"), "{err}");
     }
 
     #[test]
