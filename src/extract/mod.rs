@@ -132,10 +132,17 @@ pub fn extract_archive(
 
 /// Gives directories the modes the archive says (never less than owner
 /// rwx), deepest first so a read-only parent never blocks its children.
+/// Directories were created with 0755 less the umask; those that already
+/// have their mode are left alone (one `chmod` fewer per directory).
 pub(crate) fn apply_dir_modes(plan: &Plan, dest: &Path) -> Result<()> {
+    let created = 0o755 & !umask();
     for (dir, mode) in plan.dir_modes.iter().rev() {
+        let mode = mode | 0o700;
+        if mode == created {
+            continue;
+        }
         let path = dest.join(dir);
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .map_err(Error::io("chmod", &path))?;
     }
     Ok(())
@@ -155,12 +162,25 @@ pub(crate) fn umask() -> u32 {
 
 /// A file read with `pread`, so clones share the descriptor but not the
 /// position: each extraction thread gets its own cursor into one archive.
+///
+/// Small reads are served from a block read ahead: the zip crate reads the
+/// central directory and every local header field by field, which was four
+/// `pread`s per entry. Large reads (entry data) go straight to the file.
 #[derive(Clone)]
 pub(crate) struct SharedFile {
     file: Arc<File>,
     len: u64,
     pos: u64,
+    /// Bytes read ahead, starting at offset `block_start`.
+    block: Vec<u8>,
+    block_start: u64,
 }
+
+/// Bytes read ahead for small reads.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Reads at least this long bypass the read-ahead block.
+const DIRECT_READ: usize = 8 * 1024;
 
 impl SharedFile {
     pub(crate) fn new(file: File) -> io::Result<Self> {
@@ -169,13 +189,38 @@ impl SharedFile {
             file: Arc::new(file),
             len,
             pos: 0,
+            block: Vec::new(),
+            block_start: 0,
         })
+    }
+
+    /// The read-ahead bytes at the current position, if any.
+    fn ahead(&self) -> &[u8] {
+        let skip = self.pos.checked_sub(self.block_start).map(usize::try_from);
+        match skip {
+            Some(Ok(skip)) if skip < self.block.len() => &self.block[skip..],
+            _ => &[],
+        }
     }
 }
 
 impl Read for SharedFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
+        if self.ahead().is_empty() {
+            if buf.len() >= DIRECT_READ {
+                let n = self.file.read_at(buf, self.pos)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            self.block.resize(READ_AHEAD, 0);
+            let n = self.file.read_at(&mut self.block, self.pos);
+            self.block.truncate(*n.as_ref().unwrap_or(&0));
+            self.block_start = self.pos;
+            n?;
+        }
+        let ahead = self.ahead();
+        let n = ahead.len().min(buf.len());
+        buf[..n].copy_from_slice(&ahead[..n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -405,4 +450,45 @@ fn write_symlink(zip: &mut ZipArchive<SharedFile>, planned: &Planned, dest: &Pat
         })?;
     let path = dest.join(&planned.path);
     std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_file_reads_the_same_bytes_with_and_without_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 17 % 251) as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let mut file = SharedFile::new(File::open(&path).unwrap()).unwrap();
+        let mut other = file.clone();
+        // Small and large reads, forwards, backwards and across block ends.
+        for (pos, len) in [
+            (0, 4),
+            (4, 26),
+            (30, 100),
+            (65_530, 12),
+            (10, 40_000),
+            (299_990, 10),
+            (100_000, 8 * 1024),
+            (70_000, 3),
+        ] {
+            file.seek(SeekFrom::Start(pos)).unwrap();
+            let mut buf = vec![0u8; len];
+            file.read_exact(&mut buf).unwrap();
+            assert_eq!(buf, data[pos as usize..pos as usize + len], "{pos}+{len}");
+        }
+        file.seek(SeekFrom::Start(300_000)).unwrap();
+        assert_eq!(file.read(&mut [0u8; 4]).unwrap(), 0, "at the end");
+        file.seek(SeekFrom::End(-2)).unwrap();
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, data[data.len() - 2..]);
+        // A clone keeps its own position.
+        let mut head = [0u8; 3];
+        other.read_exact(&mut head).unwrap();
+        assert_eq!(head, data[..3]);
+    }
 }
