@@ -287,6 +287,9 @@ const WINDOW: usize = 64 * 1024;
 /// Largest compressed entry handed to a worker from the window.
 const INLINE_MAX: u64 = 16 * 1024;
 
+/// Most small files in one batch for a worker.
+const MAX_BATCH: usize = 64;
+
 impl Window {
     /// Reads exactly `buf.len()` bytes at `pos`, waiting for them.
     fn read_at(
@@ -413,7 +416,9 @@ impl Walker {
             .map_err(|e| format!("cannot create the staging directory: {e}"))?;
         let failed: Mutex<Option<StepAside>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
-        let (jobs, queue) = sync_channel::<Job>(64);
+        // Batches hold at most a window's worth of small entries, so the
+        // queue holds at most about 1 MiB of their data.
+        let (jobs, queue) = sync_channel::<Vec<Job>>(16);
         let queue = Mutex::new(queue);
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -443,10 +448,20 @@ impl Walker {
 
     fn walk(
         &self,
-        jobs: &std::sync::mpsc::SyncSender<Job>,
+        jobs: &std::sync::mpsc::SyncSender<Vec<Job>>,
         stop: &AtomicBool,
     ) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
         let mut window = Window::default();
+        // Small files go out in batches (one wake-up of a worker per batch,
+        // not per file); a batch leaves before the walker may wait for the
+        // download, and with any large file.
+        let mut batch: Vec<Job> = Vec::new();
+        let send = |batch: &mut Vec<Job>| match batch.is_empty() {
+            true => Ok(()),
+            false => jobs
+                .send(std::mem::take(batch))
+                .map_err(|_| StepAside::from("the workers stopped")),
+        };
         let mut walked = HashMap::new();
         let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
         let mut total_size = 0u64;
@@ -456,11 +471,19 @@ impl Walker {
             if stop.load(Ordering::Relaxed) {
                 return Err("an entry failed while streaming".into());
             }
+            let held: u64 = batch.iter().map(|j| j.streamed.compressed).sum();
+            if batch.len() >= MAX_BATCH || held >= WINDOW as u64 || window.slice(pos, 30).is_none()
+            {
+                send(&mut batch)?;
+            }
             let mut sig = [0u8; 4];
             window.read_at(self, pos, &mut sig)?;
             match u32::from_le_bytes(sig) {
                 LOCAL_HEADER => {}
-                CENTRAL_HEADER | END_OF_CENTRAL | ZIP64_END_OF_CENTRAL => return Ok(walked),
+                CENTRAL_HEADER | END_OF_CENTRAL | ZIP64_END_OF_CENTRAL => {
+                    send(&mut batch)?;
+                    return Ok(walked);
+                }
                 _ => return Err(format!("no local header at offset {pos}")),
             }
             let mut fixed = [0u8; 26];
@@ -524,16 +547,18 @@ impl Walker {
             if is_dir {
                 self.entries.fetch_add(1, Ordering::Relaxed);
             } else {
-                let job = Job {
+                let inline = window
+                    .small_slice(data_start, compressed)
+                    .map(<[u8]>::to_vec);
+                let large = inline.is_none();
+                batch.push(Job {
                     path,
                     data_start,
-                    inline: window
-                        .small_slice(data_start, compressed)
-                        .map(<[u8]>::to_vec),
+                    inline,
                     streamed,
-                };
-                if jobs.send(job).is_err() {
-                    return Err("the workers stopped".into());
+                });
+                if large {
+                    send(&mut batch)?;
                 }
             }
             pos = data_start + compressed;
@@ -554,21 +579,22 @@ impl Walker {
                 path.display().to_string()
             )
         };
-        let mut ancestors: Vec<&Path> = path
-            .ancestors()
-            .skip(1)
-            .filter(|a| !a.as_os_str().is_empty())
-            .collect();
-        ancestors.reverse();
-        for dir in ancestors {
-            match kinds.get(dir) {
-                Some(true) => {}
-                Some(false) => return Err(clash()),
-                None => {
-                    self.mkdir(dir)?;
-                    kinds.insert(dir.to_path_buf(), true);
-                }
+        // Directories not seen yet, deepest first: up to the first known
+        // one (whose own parents are known too).
+        let mut missing: Vec<&Path> = Vec::new();
+        for dir in path.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                break;
             }
+            match kinds.get(dir) {
+                Some(true) => break,
+                Some(false) => return Err(clash()),
+                None => missing.push(dir),
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            self.mkdir(dir)?;
+            kinds.insert(dir.to_path_buf(), true);
         }
         match kinds.get(path) {
             Some(_) => return Err(clash()),
@@ -590,30 +616,32 @@ impl Walker {
     /// A worker: extracts queued files until the queue closes.
     fn work(
         &self,
-        queue: &Mutex<Receiver<Job>>,
+        queue: &Mutex<Receiver<Vec<Job>>>,
         stop: &AtomicBool,
         failed: &Mutex<Option<StepAside>>,
     ) {
         let mut tools = WorkerTools::new();
         loop {
-            let job = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                Ok(job) => job,
+            let batch = match queue.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                Ok(batch) => batch,
                 Err(_) => return,
             };
-            if stop.load(Ordering::Relaxed) {
-                continue; // drain the queue so the walker is never blocked
-            }
-            match self.extract(&job, &mut tools) {
-                Ok(()) => {
-                    self.entries.fetch_add(1, Ordering::Relaxed);
-                    self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
+            for job in batch {
+                if stop.load(Ordering::Relaxed) {
+                    break; // drain the queue so the walker is never blocked
                 }
-                Err(reason) => {
-                    stop.store(true, Ordering::Relaxed);
-                    failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(reason);
+                match self.extract(&job, &mut tools) {
+                    Ok(()) => {
+                        self.entries.fetch_add(1, Ordering::Relaxed);
+                        self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
+                    }
+                    Err(reason) => {
+                        stop.store(true, Ordering::Relaxed);
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(reason);
+                    }
                 }
             }
         }
