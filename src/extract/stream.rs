@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -56,7 +56,6 @@ struct Streamed {
     size: u64,
     dos_time: (u16, u16),
     is_dir: bool,
-    path: PathBuf,
 }
 
 /// Why streaming stepped aside (shown in the report).
@@ -271,6 +270,36 @@ struct Job {
     streamed: Streamed,
 }
 
+/// Small files go to the workers in batches: one wake-up of a worker per
+/// batch, not per file. A batch leaves when it is full, with any large file,
+/// and before the walker may wait for the download.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    /// Compressed bytes of the jobs (what inline data they may hold).
+    bytes: u64,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        self.bytes += job.streamed.compressed;
+        self.jobs.push(job);
+    }
+
+    fn is_full(&self) -> bool {
+        self.jobs.len() >= MAX_BATCH || self.bytes >= WINDOW as u64
+    }
+
+    fn send(&mut self, jobs: &SyncSender<Vec<Job>>) -> std::result::Result<(), StepAside> {
+        self.bytes = 0;
+        if self.jobs.is_empty() {
+            return Ok(());
+        }
+        jobs.send(std::mem::take(&mut self.jobs))
+            .map_err(|_| "the workers stopped".into())
+    }
+}
+
 /// The walker's view of the download: one large read serves the headers
 /// (and the data of small entries) of many entries, where reading each
 /// field on its own cost four `pread`s per entry.
@@ -448,20 +477,11 @@ impl Walker {
 
     fn walk(
         &self,
-        jobs: &std::sync::mpsc::SyncSender<Vec<Job>>,
+        jobs: &SyncSender<Vec<Job>>,
         stop: &AtomicBool,
     ) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
         let mut window = Window::default();
-        // Small files go out in batches (one wake-up of a worker per batch,
-        // not per file); a batch leaves before the walker may wait for the
-        // download, and with any large file.
-        let mut batch: Vec<Job> = Vec::new();
-        let send = |batch: &mut Vec<Job>| match batch.is_empty() {
-            true => Ok(()),
-            false => jobs
-                .send(std::mem::take(batch))
-                .map_err(|_| StepAside::from("the workers stopped")),
-        };
+        let mut batch = Batch::default();
         let mut walked = HashMap::new();
         let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
         let mut total_size = 0u64;
@@ -471,17 +491,15 @@ impl Walker {
             if stop.load(Ordering::Relaxed) {
                 return Err("an entry failed while streaming".into());
             }
-            let held: u64 = batch.iter().map(|j| j.streamed.compressed).sum();
-            if batch.len() >= MAX_BATCH || held >= WINDOW as u64 || window.slice(pos, 30).is_none()
-            {
-                send(&mut batch)?;
+            if batch.is_full() || window.slice(pos, 30).is_none() {
+                batch.send(jobs)?; // before the walker may wait for the download
             }
             let mut sig = [0u8; 4];
             window.read_at(self, pos, &mut sig)?;
             match u32::from_le_bytes(sig) {
                 LOCAL_HEADER => {}
                 CENTRAL_HEADER | END_OF_CENTRAL | ZIP64_END_OF_CENTRAL => {
-                    send(&mut batch)?;
+                    batch.send(jobs)?;
                     return Ok(walked);
                 }
                 _ => return Err(format!("no local header at offset {pos}")),
@@ -541,7 +559,6 @@ impl Walker {
                 size,
                 dos_time,
                 is_dir,
-                path: path.clone(),
             };
             walked.insert(pos, streamed.clone());
             if is_dir {
@@ -558,7 +575,7 @@ impl Walker {
                     streamed,
                 });
                 if large {
-                    send(&mut batch)?;
+                    batch.send(jobs)?;
                 }
             }
             pos = data_start + compressed;
