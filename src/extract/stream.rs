@@ -645,7 +645,9 @@ impl Walker {
             };
             for job in batch {
                 if stop.load(Ordering::Relaxed) {
-                    break; // drain the queue so the walker is never blocked
+                    // Skip the rest; the queue is still drained, so the
+                    // walker is never blocked.
+                    break;
                 }
                 match self.extract(&job, &mut tools) {
                     Ok(()) => {
