@@ -2,10 +2,15 @@
 //! is extracted or refused by name — no panic, no write outside the
 //! destination — and every location and digest parses or is refused.
 
-use std::path::Path;
+mod common;
 
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{snapshot, Fault, Reply, TestServer};
 use zipdeploy::extract::{extract_archive, Limits};
-use zipdeploy::{Sha256Digest, Source};
+use zipdeploy::{Deploy, Sha256Digest, Source};
 
 fn inputs(kind: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +62,64 @@ fn kept_archives_extract_or_are_refused_by_name() {
         assert!(names.is_empty(), "{name}: wrote outside: {names:?}");
     }
     eprintln!("{extracted} extracted, {refused} refused");
+}
+
+/// The same inputs deployed over HTTP, extracted while they stream in (the
+/// walker, its window and the workers' inflater see every odd layout the
+/// fuzzer kept), must agree exactly with deploying them from a local file:
+/// the same tree, or the same error.
+#[test]
+fn kept_archives_streamed_agree_with_extracting_the_whole_file() {
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let server = {
+        let body = body.clone();
+        TestServer::start(move |_, _| {
+            let body = body.lock().unwrap().clone();
+            Reply::ok(body).fault(Fault::Trickle(64, Duration::from_micros(50)))
+        })
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_total_size: 64 << 20,
+        ..Limits::default()
+    };
+    let mut streamed_ok = 0;
+    for (i, (name, bytes)) in inputs("extract").iter().enumerate() {
+        let root = tmp.path().join(i.to_string());
+        std::fs::create_dir_all(root.join("net")).unwrap();
+        let pkg = root.join("input.zip");
+        std::fs::write(&pkg, bytes).unwrap();
+        let local = Deploy::new(pkg.to_str().unwrap())
+            .unwrap()
+            .dest(root.join("app"))
+            .limits(limits.clone())
+            .run();
+        *body.lock().unwrap() = bytes.clone();
+        let net = Deploy::new(&server.url("/input.zip"))
+            .unwrap()
+            .dest(root.join("net/app"))
+            .limits(limits.clone())
+            .run();
+        match (&local, &net) {
+            (Ok(_), Ok(report)) => {
+                streamed_ok += usize::from(report.streamed);
+                assert_eq!(
+                    snapshot(&root.join("net/app")),
+                    snapshot(&root.join("app")),
+                    "{name}: trees differ (streamed {}, fallback {:?})",
+                    report.streamed,
+                    report.stream_fallback
+                );
+            }
+            (Err(a), Err(b)) => assert_eq!(
+                (a.code(), a.to_string()),
+                (b.code(), b.to_string()),
+                "{name}"
+            ),
+            (a, b) => panic!("{name}: local {a:?} but over HTTP {b:?}"),
+        }
+    }
+    eprintln!("{streamed_ok} installed by extracting while downloading");
 }
 
 /// `user:password@` when the text starts with `scheme://user:password@` and
