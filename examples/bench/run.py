@@ -391,7 +391,9 @@ class BenchFs:
                 f"{fstype} ({'journaled' if journal else 'NO journal' if journal is False else 'journal unknown'}, "
                 f"mount options `{opts}`) made by `mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0` in a "
                 f"{self.args.fs_gib} GiB sparse image file loop-mounted on {rel(self.mnt)} (image on the host's "
-                f"{host[2]}); temporary zips are written to the same filesystem")
+                f"{host[2]}); temporary zips are written to the same filesystem. A journaled ext4 is what users "
+                "deploy onto; on a journal-less one (as some build hosts have), deleting and re-creating 20,000 files "
+                "is pathologically slow and not what users see")
         else:
             self.root = os.path.join(CACHE, "hostfs")
             shutil.rmtree(self.root, ignore_errors=True)
