@@ -163,14 +163,17 @@ pub(crate) fn umask() -> u32 {
 /// A file read with `pread`, so clones share the descriptor but not the
 /// position: each extraction thread gets its own cursor into one archive.
 ///
-/// Small reads are served from a block read ahead: the zip crate reads the
-/// central directory and every local header field by field, which was four
-/// `pread`s per entry. Large reads (entry data) go straight to the file.
+/// While the central directory is parsed, small reads are served from a
+/// block read ahead: the zip crate reads it field by field, four `pread`s
+/// per entry. Afterwards every read goes straight to the file: extraction
+/// reads each entry once, where reading ahead only copies bytes twice.
 #[derive(Clone)]
 pub(crate) struct SharedFile {
     file: Arc<File>,
     len: u64,
     pos: u64,
+    /// Whether small reads go through `block` (shared by all clones).
+    read_ahead: Arc<AtomicBool>,
     /// Bytes read ahead, starting at offset `block_start`.
     block: Vec<u8>,
     block_start: u64,
@@ -189,13 +192,22 @@ impl SharedFile {
             file: Arc::new(file),
             len,
             pos: 0,
+            read_ahead: Arc::new(AtomicBool::new(true)),
             block: Vec::new(),
             block_start: 0,
         })
     }
 
+    /// Ends reading ahead, for this reader and all its clones.
+    fn stop_reading_ahead(&self) {
+        self.read_ahead.store(false, Ordering::Relaxed);
+    }
+
     /// The read-ahead bytes at the current position, if any.
     fn ahead(&self) -> &[u8] {
+        if !self.read_ahead.load(Ordering::Relaxed) {
+            return &[];
+        }
         let skip = self.pos.checked_sub(self.block_start).map(usize::try_from);
         match skip {
             Some(Ok(skip)) if skip < self.block.len() => &self.block[skip..],
@@ -207,7 +219,7 @@ impl SharedFile {
 impl Read for SharedFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.ahead().is_empty() {
-            if buf.len() >= DIRECT_READ {
+            if buf.len() >= DIRECT_READ || !self.read_ahead.load(Ordering::Relaxed) {
                 let n = self.file.read_at(buf, self.pos)?;
                 self.pos += n as u64;
                 return Ok(n);
@@ -260,7 +272,10 @@ fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
     if n == 0 {
         return Err(Error::NotZip("the package is empty (0 bytes)".into()));
     }
-    ZipArchive::new(reader).map_err(|e| {
+    let handle = reader.clone();
+    let opened = ZipArchive::new(reader);
+    handle.stop_reading_ahead();
+    opened.map_err(|e| {
         let text = String::from_utf8_lossy(&head[..n])
             .trim_start()
             .to_lowercase();
@@ -464,28 +479,34 @@ mod tests {
         fs::write(&path, &data).unwrap();
         let mut file = SharedFile::new(File::open(&path).unwrap()).unwrap();
         let mut other = file.clone();
-        // Small and large reads, forwards, backwards and across block ends.
-        for (pos, len) in [
-            (0, 4),
-            (4, 26),
-            (30, 100),
-            (65_530, 12),
-            (10, 40_000),
-            (299_990, 10),
-            (100_000, 8 * 1024),
-            (70_000, 3),
-        ] {
-            file.seek(SeekFrom::Start(pos)).unwrap();
-            let mut buf = vec![0u8; len];
-            file.read_exact(&mut buf).unwrap();
-            assert_eq!(buf, data[pos as usize..pos as usize + len], "{pos}+{len}");
+        for read_ahead in [true, false] {
+            if !read_ahead {
+                other.stop_reading_ahead(); // for all clones
+            }
+            // Small and large reads, forwards, backwards and across block ends.
+            for (pos, len) in [
+                (0, 4),
+                (4, 26),
+                (30, 100),
+                (65_530, 12),
+                (10, 40_000),
+                (299_990, 10),
+                (100_000, 8 * 1024),
+                (70_000, 3),
+            ] {
+                file.seek(SeekFrom::Start(pos)).unwrap();
+                let mut buf = vec![0u8; len];
+                file.read_exact(&mut buf).unwrap();
+                assert_eq!(buf, data[pos as usize..pos as usize + len], "{pos}+{len}");
+            }
+            assert_eq!(file.ahead().is_empty(), !read_ahead);
+            file.seek(SeekFrom::Start(300_000)).unwrap();
+            assert_eq!(file.read(&mut [0u8; 4]).unwrap(), 0, "at the end");
+            file.seek(SeekFrom::End(-2)).unwrap();
+            let mut tail = Vec::new();
+            file.read_to_end(&mut tail).unwrap();
+            assert_eq!(tail, data[data.len() - 2..]);
         }
-        file.seek(SeekFrom::Start(300_000)).unwrap();
-        assert_eq!(file.read(&mut [0u8; 4]).unwrap(), 0, "at the end");
-        file.seek(SeekFrom::End(-2)).unwrap();
-        let mut tail = Vec::new();
-        file.read_to_end(&mut tail).unwrap();
-        assert_eq!(tail, data[data.len() - 2..]);
         // A clone keeps its own position.
         let mut head = [0u8; 3];
         other.read_exact(&mut head).unwrap();
