@@ -163,10 +163,11 @@ pub(crate) fn umask() -> u32 {
 /// A file read with `pread`, so clones share the descriptor but not the
 /// position: each extraction thread gets its own cursor into one archive.
 ///
-/// While the central directory is parsed, small reads are served from a
-/// block read ahead: the zip crate reads it field by field, four `pread`s
-/// per entry. Afterwards every read goes straight to the file: extraction
-/// reads each entry once, where reading ahead only copies bytes twice.
+/// While the archive is opened and planned, small reads are served from a
+/// block read ahead: the zip crate reads the central directory and the local
+/// headers field by field, six `pread`s per entry. Afterwards every read goes
+/// straight to the file: extraction reads each entry once, where reading
+/// ahead only copied bytes twice.
 #[derive(Clone)]
 pub(crate) struct SharedFile {
     file: Arc<File>,
@@ -260,8 +261,10 @@ pub(crate) fn open_and_plan(
 ) -> Result<(ZipArchive<SharedFile>, Plan)> {
     let file = File::open(path).map_err(Error::io("open archive", path))?;
     let reader = SharedFile::new(file).map_err(Error::io("stat archive", path))?;
-    let mut zip = open_zip(reader)?;
-    let plan = Plan::new(&mut zip, limits)?;
+    let handle = reader.clone();
+    let planned = open_zip(reader).and_then(|mut zip| Ok((Plan::new(&mut zip, limits)?, zip)));
+    handle.stop_reading_ahead();
+    let (plan, zip) = planned?;
     Ok((zip, plan))
 }
 
@@ -272,10 +275,7 @@ fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
     if n == 0 {
         return Err(Error::NotZip("the package is empty (0 bytes)".into()));
     }
-    let handle = reader.clone();
-    let opened = ZipArchive::new(reader);
-    handle.stop_reading_ahead();
-    opened.map_err(|e| {
+    ZipArchive::new(reader).map_err(|e| {
         let text = String::from_utf8_lossy(&head[..n])
             .trim_start()
             .to_lowercase();
