@@ -3,6 +3,11 @@
 // HTTP(S) or from a local path, verify the SHA-256, extract with every entry
 // checked, and install atomically into a directory.
 //
+// For fleets of hosts, a deploy can also require a minisign signature
+// (Options.MinisignKey), try mirrors in order (Options.Mirrors) and share a
+// download cache (Options.CacheDir); ReadStatus says what a destination
+// holds and Rollback brings back the release kept before it.
+//
 // Build and test against a built library (from the repository root):
 //
 //	cargo build
