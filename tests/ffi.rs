@@ -490,6 +490,10 @@ fn go_cgo_package() {
         "TestCancellingTheContextCancelsTheDeploy",
         "TestAPanicInProgressCancelsAndIsReraised",
         "TestNULInAStringIsRefused",
+        "TestStatusAndRollback",
+        "TestMirrorsAreTriedInOrder",
+        "TestTheCacheServesASecondDeploy",
+        "TestMinisignSignatures",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),
