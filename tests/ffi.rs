@@ -490,6 +490,10 @@ fn go_cgo_package() {
         "TestCancellingTheContextCancelsTheDeploy",
         "TestAPanicInProgressCancelsAndIsReraised",
         "TestNULInAStringIsRefused",
+        "TestStatusAndRollback",
+        "TestMirrorsAreTriedInOrder",
+        "TestTheCacheServesASecondDeploy",
+        "TestMinisignSignatures",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),
@@ -524,6 +528,22 @@ fn go_cgo_package() {
     assert_eq!(line_value(&out, "digest"), sha(&packages.v1));
     assert!(err.contains("install"), "{err}");
     assert_eq!(snapshot(&dest), packages.reference_tree());
+    // A mirror behind a missing URL, and a signature required.
+    let signed = tmp.path().join("signed");
+    let output = run(
+        c_command(&program)
+            .arg("-mirror")
+            .arg(packages.url("/v1.zip"))
+            .arg("-minisign-key")
+            .arg(packages.signer.public_base64())
+            .arg(packages.url("/missing.zip"))
+            .arg(&signed),
+        Duration::from_secs(60),
+    );
+    let (out, _) = expect_exit(&output, 0, "go deploy -mirror -minisign-key");
+    assert_eq!(line_value(&out, "source"), packages.url("/v1.zip"));
+    assert_eq!(line_value(&out, "signed_by"), packages.signer.key_id());
+    assert_eq!(snapshot(&signed), packages.reference_tree());
     let output = run(
         c_command(&program)
             .arg(packages.url("/missing.zip"))

@@ -3,6 +3,11 @@
 // HTTP(S) or from a local path, verify the SHA-256, extract with every entry
 // checked, and install atomically into a directory.
 //
+// For fleets of hosts, a deploy can also require a minisign signature
+// (Options.MinisignKey), try mirrors in order (Options.Mirrors) and share a
+// download cache (Options.CacheDir); ReadStatus says what a destination
+// holds and Rollback brings back the release kept before it.
+//
 // Build and test against a built library (from the repository root):
 //
 //	cargo build
@@ -63,7 +68,11 @@ const (
 	CodeTruncated        = C.ZIPDEPLOY_TRUNCATED
 	CodeRedirect         = C.ZIPDEPLOY_REDIRECT
 	CodeTLS              = C.ZIPDEPLOY_TLS
+	CodeMirrorsFailed    = C.ZIPDEPLOY_MIRRORS_FAILED
 	CodeDigestMismatch   = C.ZIPDEPLOY_DIGEST_MISMATCH
+	CodeSignatureInvalid = C.ZIPDEPLOY_SIGNATURE_INVALID
+	CodeSignatureMissing = C.ZIPDEPLOY_SIGNATURE_MISSING
+	CodeDigestSidecar    = C.ZIPDEPLOY_DIGEST_SIDECAR
 	CodeNotZip           = C.ZIPDEPLOY_NOT_ZIP
 	CodeCorruptArchive   = C.ZIPDEPLOY_CORRUPT_ARCHIVE
 	CodeUnsafeEntry      = C.ZIPDEPLOY_UNSAFE_ENTRY
@@ -71,6 +80,7 @@ const (
 	CodeLimitExceeded    = C.ZIPDEPLOY_LIMIT_EXCEEDED
 	CodeIO               = C.ZIPDEPLOY_IO
 	CodeNoSpace          = C.ZIPDEPLOY_NO_SPACE
+	CodeNoRelease        = C.ZIPDEPLOY_NO_RELEASE
 	CodeHook             = C.ZIPDEPLOY_HOOK
 	CodeCancelled        = C.ZIPDEPLOY_CANCELLED
 )
@@ -88,7 +98,7 @@ const (
 	ClassCancelled  = 9
 )
 
-// Error is the error type of Deploy.
+// Error is the error type of Deploy, ReadStatus and Rollback.
 type Error struct {
 	// Code is the stable status code, e.g. CodeHTTPStatus (30).
 	Code int
@@ -175,6 +185,27 @@ type Options struct {
 	// Progress, if set, is called as the deploy advances, on the goroutine
 	// that called Deploy.
 	Progress func(Progress)
+	// Mirrors are further locations of the same package (like URL), tried
+	// in order when the URL and earlier mirrors fail or serve a package that
+	// does not verify; each gets the retry policy. When every location
+	// fails, the error has CodeMirrorsFailed.
+	Mirrors []string
+	// MinisignKey, if set, requires a minisign signature of the package by
+	// this public key: the base64 key ("RWQ…") or the path of a
+	// minisign.pub file. A bad signature fails with CodeSignatureInvalid, a
+	// missing one with CodeSignatureMissing.
+	MinisignKey string
+	// MinisignSignatureURL is where the signature is (a URL or a local
+	// path; "": the package URL + ".minisig"). The signature file itself,
+	// not its text.
+	MinisignSignatureURL string
+	// CacheDir, if set, is a download cache that the deploys of a host can
+	// share: with SHA256 set, a cached package is re-hashed and used without
+	// any network request.
+	CacheDir string
+	// CacheMaxSize bounds the total size of the cache's entries, least
+	// recently used evicted first (0: 10 GiB).
+	CacheMaxSize uint64
 }
 
 // Report says what a deploy did.
@@ -183,6 +214,9 @@ type Report struct {
 	Source          string // package location, credentials redacted
 	Dest            string // destination directory (absolute)
 	NoOp            bool   // the digest was installed already; nothing done
+	Streamed        bool   // entries were extracted while the package downloaded
+	CacheHit        bool   // the package came from the cache (re-verified)
+	SignedBy        string // id of the minisign key that verified it, or ""
 	BytesDownloaded uint64
 	PackageSize     uint64
 	Entries         uint64
@@ -262,8 +296,7 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 	var cerr *C.zipdeploy_error
 	status := C.zipdeploy_deploy_run(d, &report, &cerr)
 	if status != C.ZIPDEPLOY_OK {
-		e := newError(C.zipdeploy_error_code(cerr), C.GoString(C.zipdeploy_error_message(cerr)))
-		C.zipdeploy_error_free(cerr)
+		e := takeError(cerr)
 		if state.panicked {
 			panic(state.panicValue)
 		}
@@ -279,6 +312,9 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Source:          C.GoString(C.zipdeploy_report_source(report)),
 		Dest:            C.GoString(C.zipdeploy_report_dest(report)),
 		NoOp:            C.zipdeploy_report_noop(report) != 0,
+		Streamed:        C.zipdeploy_report_streamed(report) != 0,
+		CacheHit:        C.zipdeploy_report_cache_hit(report) != 0,
+		SignedBy:        C.GoString(C.zipdeploy_report_signed_by(report)),
 		BytesDownloaded: uint64(C.zipdeploy_report_bytes_downloaded(report)),
 		PackageSize:     uint64(C.zipdeploy_report_package_size(report)),
 		Entries:         uint64(C.zipdeploy_report_entries(report)),
@@ -291,6 +327,12 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Install:         ms(C.zipdeploy_report_install_ms(report)),
 		Total:           ms(C.zipdeploy_report_total_ms(report)),
 	}, nil
+}
+
+// takeError turns an owned C error into an *Error and frees it.
+func takeError(cerr *C.zipdeploy_error) *Error {
+	defer C.zipdeploy_error_free(cerr)
+	return newError(C.zipdeploy_error_code(cerr), C.GoString(C.zipdeploy_error_message(cerr)))
 }
 
 // lastError turns the handle's last failure into an *Error.
@@ -392,6 +434,40 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 	if o.MaxEntries > 0 {
 		steps = append(steps, func() error {
 			return check(C.zipdeploy_deploy_set_max_entries(d, C.uint64_t(o.MaxEntries)))
+		})
+	}
+	for _, mirror := range o.Mirrors {
+		mirror := mirror
+		steps = append(steps, func() error {
+			return withStrings("mirror", []string{mirror}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_add_mirror(d, s[0])
+			})
+		})
+	}
+	if o.MinisignKey != "" {
+		steps = append(steps, func() error {
+			return withStrings("MinisignKey", []string{o.MinisignKey}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_minisign_key(d, s[0])
+			})
+		})
+	}
+	if o.MinisignSignatureURL != "" {
+		steps = append(steps, func() error {
+			return withStrings("MinisignSignatureURL", []string{o.MinisignSignatureURL}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_minisign_sig(d, s[0])
+			})
+		})
+	}
+	if o.CacheDir != "" {
+		steps = append(steps, func() error {
+			return withStrings("CacheDir", []string{o.CacheDir}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_cache(d, s[0])
+			})
+		})
+	}
+	if o.CacheMaxSize > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_cache_max_size(d, C.uint64_t(o.CacheMaxSize)))
 		})
 	}
 	for _, step := range steps {

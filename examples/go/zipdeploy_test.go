@@ -6,11 +6,19 @@ package zipdeploy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func env(t *testing.T, name string) string {
@@ -178,4 +186,276 @@ func TestNULInAStringIsRefused(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
 		t.Fatalf("want code 23, got %v", err)
 	}
+}
+
+// wantCode fails unless err is an *Error with that code.
+func wantCode(t *testing.T, err error, code int) *Error {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("want code %d, got %v", code, err)
+	}
+	return e
+}
+
+func TestStatusAndRollback(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "app")
+	sha := env(t, "ZIPDEPLOY_TEST_SHA256")
+	url, urlV2 := env(t, "ZIPDEPLOY_TEST_URL"), env(t, "ZIPDEPLOY_TEST_URL_V2")
+
+	empty, err := ReadStatus(dest)
+	if err != nil {
+		t.Fatalf("ReadStatus before any deploy: %v", err)
+	}
+	if empty.Current != nil || len(empty.Kept) != 0 || empty.Dest != dest {
+		t.Fatalf("unexpected status of an empty destination %+v", empty)
+	}
+	_, err = Rollback(dest)
+	if e := wantCode(t, err, CodeNoRelease); e.Class != ClassFilesystem {
+		t.Fatalf("want class 7, got %d", e.Class)
+	}
+
+	before := time.Now().Add(-time.Minute)
+	first, err := Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256: sha})
+	if err != nil {
+		t.Fatalf("Deploy v1: %v", err)
+	}
+	second, err := Deploy(context.Background(), Options{URL: urlV2, Dest: dest, Keep: 1})
+	if err != nil {
+		t.Fatalf("Deploy v2: %v", err)
+	}
+	if second.Digest == sha || readVersion(t, dest) != "2" {
+		t.Fatalf("v2 not installed: %+v", second)
+	}
+
+	status, err := ReadStatus(dest)
+	if err != nil {
+		t.Fatalf("ReadStatus: %v", err)
+	}
+	if status.Dest != dest || status.Current == nil || status.SignedBy != "" {
+		t.Fatalf("unexpected status %+v", status)
+	}
+	cur := *status.Current
+	if cur.Digest != second.Digest || cur.Source != urlV2 || cur.PackageSize != second.PackageSize {
+		t.Fatalf("installed release %+v, deployed %+v", cur, second)
+	}
+	if cur.InstalledAt.Before(before) || cur.InstalledAt.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("installed at %v", cur.InstalledAt)
+	}
+	if len(status.Kept) != 1 {
+		t.Fatalf("want one kept release, got %+v", status.Kept)
+	}
+	kept := status.Kept[0]
+	if kept.Digest != sha || kept.Source != url || kept.PackageSize != first.PackageSize || kept.InstalledAt.IsZero() {
+		t.Fatalf("kept release %+v, first deploy %+v", kept, first)
+	}
+
+	back, err := Rollback(dest)
+	if err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	if v := readVersion(t, dest); v != "1" {
+		t.Fatalf("after Rollback VERSION %q", v)
+	}
+	if back.Current == nil || back.Current.Digest != sha || back.Current.Source != url {
+		t.Fatalf("status after Rollback %+v", back)
+	}
+	if len(back.Kept) != 1 || back.Kept[0].Digest != second.Digest {
+		t.Fatalf("after Rollback the replaced tree is not kept: %+v", back.Kept)
+	}
+	reread, err := ReadStatus(dest)
+	if err != nil {
+		t.Fatalf("ReadStatus after Rollback: %v", err)
+	}
+	if reread.Current == nil || *reread.Current != *back.Current || len(reread.Kept) != 1 || reread.Kept[0] != back.Kept[0] {
+		t.Fatalf("ReadStatus %+v disagrees with Rollback %+v", reread, back)
+	}
+
+	// A second rollback returns to where the first started.
+	again, err := Rollback(dest)
+	if err != nil {
+		t.Fatalf("second Rollback: %v", err)
+	}
+	if readVersion(t, dest) != "2" || again.Current == nil || again.Current.Digest != second.Digest {
+		t.Fatalf("second Rollback: VERSION %q, status %+v", readVersion(t, dest), again)
+	}
+
+	_, err = ReadStatus("a\x00b")
+	wantCode(t, err, CodeInvalidArgument)
+	_, err = Rollback("")
+	wantCode(t, err, CodeConfig)
+}
+
+func TestMirrorsAreTriedInOrder(t *testing.T) {
+	var hits int32
+	missing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt32(&hits, 1)
+		http.NotFound(w, r)
+	}))
+	defer missing.Close()
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	dest := filepath.Join(t.TempDir(), "app")
+
+	report, err := Deploy(context.Background(), Options{
+		URL:     env(t, "ZIPDEPLOY_TEST_URL_404"),
+		Mirrors: []string{missing.URL + "/app.zip", url},
+		Dest:    dest,
+		SHA256:  env(t, "ZIPDEPLOY_TEST_SHA256"),
+		Retries: -1,
+	})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	if report.Source != url || readVersion(t, dest) != "1" {
+		t.Fatalf("not installed from the second mirror: %+v", report)
+	}
+	if !report.Streamed || report.CacheHit || report.SignedBy != "" {
+		t.Fatalf("unexpected report %+v", report)
+	}
+	if n := atomic.LoadInt32(&hits); n != 1 {
+		t.Fatalf("the first mirror was asked %d times, want 1", n)
+	}
+
+	// Every location failing is one error that names each.
+	_, err = Deploy(context.Background(), Options{
+		URL:     env(t, "ZIPDEPLOY_TEST_URL_404"),
+		Mirrors: []string{missing.URL + "/app.zip"},
+		Dest:    filepath.Join(t.TempDir(), "app"),
+		Retries: -1,
+	})
+	e := wantCode(t, err, CodeMirrorsFailed)
+	if e.Class != ClassNetwork || !strings.Contains(e.Message, missing.URL) {
+		t.Fatalf("unexpected error %+v", e)
+	}
+
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, Mirrors: []string{"ftp://x/app.zip"}})
+	wantCode(t, err, CodeInvalidURL)
+}
+
+func TestTheCacheServesASecondDeploy(t *testing.T) {
+	tmp := t.TempDir()
+	cache := filepath.Join(tmp, "cache")
+	sha := env(t, "ZIPDEPLOY_TEST_SHA256")
+	opts := Options{
+		URL:          env(t, "ZIPDEPLOY_TEST_URL"),
+		Dest:         filepath.Join(tmp, "one"),
+		SHA256:       sha,
+		CacheDir:     cache,
+		CacheMaxSize: 1 << 30,
+	}
+	first, err := Deploy(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("first Deploy: %v", err)
+	}
+	if first.CacheHit || first.BytesDownloaded != first.PackageSize {
+		t.Fatalf("first deploy %+v", first)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "sha256", sha+".zip")); err != nil {
+		t.Fatalf("package not cached: %v", err)
+	}
+
+	opts.Dest = filepath.Join(tmp, "two")
+	second, err := Deploy(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("second Deploy: %v", err)
+	}
+	if !second.CacheHit || second.NoOp || second.BytesDownloaded != 0 || second.Digest != sha {
+		t.Fatalf("second deploy is not a cache hit: %+v", second)
+	}
+	if v := readVersion(t, opts.Dest); v != "1" {
+		t.Fatalf("VERSION %q", v)
+	}
+
+	opts.CacheDir, opts.CacheMaxSize = "", 0
+	opts.Dest = filepath.Join(tmp, "three")
+	third, err := Deploy(context.Background(), opts)
+	if err != nil || third.CacheHit {
+		t.Fatalf("without CacheDir: %+v, %v", third, err)
+	}
+}
+
+// keyID is the id of a minisign public key as minisign shows it: bytes 2..10
+// of the key, a little-endian number, in upper-case hex.
+func keyID(t *testing.T, key string) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(raw) != 42 {
+		t.Fatalf("not a minisign public key: %q", key)
+	}
+	id := ""
+	for i := 9; i >= 2; i-- {
+		id += fmt.Sprintf("%02X", raw[i])
+	}
+	return id
+}
+
+func TestMinisignSignatures(t *testing.T) {
+	key := env(t, "ZIPDEPLOY_TEST_MINISIGN_KEY")
+	url, urlV2 := env(t, "ZIPDEPLOY_TEST_URL"), env(t, "ZIPDEPLOY_TEST_URL_V2")
+	tmp := t.TempDir()
+	dest := filepath.Join(tmp, "app")
+
+	// The signature is fetched from URL + ".minisig".
+	report, err := Deploy(context.Background(), Options{URL: url, Dest: dest, MinisignKey: key})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	id := keyID(t, key)
+	if report.SignedBy != id || !regexp.MustCompile(`^[0-9A-F]{16}$`).MatchString(id) {
+		t.Fatalf("SignedBy %q, key id %q", report.SignedBy, id)
+	}
+	status, err := ReadStatus(dest)
+	if err != nil || status.SignedBy != id {
+		t.Fatalf("status %+v, %v", status, err)
+	}
+
+	// The key from a minisign.pub file, the signature named explicitly.
+	pub := filepath.Join(tmp, "minisign.pub")
+	if err := os.WriteFile(pub, []byte("untrusted comment: minisign public key "+id+"\n"+key+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(tmp, "other")
+	report, err = Deploy(context.Background(), Options{
+		URL: url, Dest: other, MinisignKey: pub, MinisignSignatureURL: url + ".minisig",
+	})
+	if err != nil || report.SignedBy != id {
+		t.Fatalf("with a key file: %+v, %v", report, err)
+	}
+
+	// v2 with v1's signature: refused.
+	_, err = Deploy(context.Background(), Options{
+		URL: urlV2, Dest: dest, MinisignKey: key, MinisignSignatureURL: url + ".minisig",
+	})
+	if e := wantCode(t, err, CodeSignatureInvalid); e.Class != ClassDigest || !strings.Contains(e.Message, id) {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	// v2 has no signature at all.
+	_, err = Deploy(context.Background(), Options{URL: urlV2, Dest: dest, MinisignKey: key, Retries: -1})
+	if e := wantCode(t, err, CodeSignatureMissing); e.Class != ClassDigest {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	// v1's signature does not verify with another key.
+	raw := make([]byte, 42)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	copy(raw, "Ed")
+	_, err = Deploy(context.Background(), Options{
+		URL: url, Dest: dest, MinisignKey: base64.StdEncoding.EncodeToString(raw),
+	})
+	wantCode(t, err, CodeSignatureInvalid)
+	if v := readVersion(t, dest); v != "1" {
+		t.Fatalf("DEST changed: VERSION %q", v)
+	}
+
+	// Not a key, and no such key file.
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, MinisignKey: "RWQnotakey"})
+	if e := wantCode(t, err, CodeIO); e.Class != ClassFilesystem {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	if err := os.WriteFile(pub, []byte("not a key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, MinisignKey: pub})
+	wantCode(t, err, CodeConfig)
 }

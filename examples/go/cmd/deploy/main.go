@@ -1,6 +1,10 @@
 // Command deploy deploys a ZIP package with the zipdeploy Go package:
 //
-//	deploy URL DEST [SHA256]
+//	deploy [-mirror URL]... [-minisign-key KEY] [-cache DIR] URL DEST [SHA256]
+//
+// -mirror adds another location of the package, tried in order after URL;
+// -minisign-key (base64 key or minisign.pub path) requires a signature at
+// URL.minisig; -cache shares a download cache between deploys.
 //
 // Progress goes to stderr, the report to stdout. Ctrl-C cancels cleanly (the
 // destination is left as it was). The exit status is the error class: 0
@@ -11,22 +15,40 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"zipdeploy.example/zipdeploy"
 )
 
+// mirrors collects the repeated -mirror flag.
+type mirrors []string
+
+func (m *mirrors) String() string     { return strings.Join(*m, ",") }
+func (m *mirrors) Set(v string) error { *m = append(*m, v); return nil }
+
 func main() {
-	if len(os.Args) < 3 || len(os.Args) > 4 {
-		fmt.Fprintf(os.Stderr, "usage: %s URL DEST [SHA256]\n", os.Args[0])
+	var opts zipdeploy.Options
+	flag.Var((*mirrors)(&opts.Mirrors), "mirror", "another location of the package (repeatable)")
+	flag.StringVar(&opts.MinisignKey, "minisign-key", "", "require a minisign signature by this key (base64 or .pub path)")
+	flag.StringVar(&opts.CacheDir, "cache", "", "download cache directory")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: %s [-mirror URL]... [-minisign-key KEY] [-cache DIR] URL DEST [SHA256]\n", os.Args[0])
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	args := flag.Args()
+	if len(args) < 2 || len(args) > 3 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	opts := zipdeploy.Options{URL: os.Args[1], Dest: os.Args[2]}
-	if len(os.Args) == 4 {
-		opts.SHA256 = os.Args[3]
+	opts.URL, opts.Dest = args[0], args[1]
+	if len(args) == 3 {
+		opts.SHA256 = args[2]
 	}
 	opts.Progress = func(p zipdeploy.Progress) {
 		fmt.Fprintf(os.Stderr, "%s %d/%d bytes\n", p.Stage, p.Bytes, p.TotalBytes)
@@ -44,6 +66,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	fmt.Printf("digest: %s\nnoop: %t\nfiles: %d\nbytes_written: %d\ntotal: %s\n",
-		report.Digest, report.NoOp, report.Files, report.BytesWritten, report.Total)
+	fmt.Printf("digest: %s\nsource: %s\nnoop: %t\ncache_hit: %t\nsigned_by: %s\nfiles: %d\nbytes_written: %d\ntotal: %s\n",
+		report.Digest, report.Source, report.NoOp, report.CacheHit, report.SignedBy,
+		report.Files, report.BytesWritten, report.Total)
 }
