@@ -593,8 +593,8 @@ pub extern "C" fn zipdeploy_status_str(status: c_int) -> *const c_char {
 /// destination (both required before running), no expected digest, limits
 /// of 4 GiB download / 8 GiB uncompressed / 1,000,000 entries, connect
 /// timeout 10 s, stall timeout 30 s, no overall deadline, 3 retries, one
-/// previous release kept, data synced before activation, no progress
-/// callback.
+/// previous release kept, no sync before activation (see
+/// `zipdeploy_deploy_set_durable`), no progress callback.
 ///
 /// Returns a new handle the caller owns and must release with
 /// `zipdeploy_deploy_free`, or NULL if it could not be created.
