@@ -494,6 +494,7 @@ fn go_cgo_package() {
         "TestMirrorsAreTriedInOrder",
         "TestTheCacheServesASecondDeploy",
         "TestMinisignSignatures",
+        "TestTheDigestFromASidecar",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),

@@ -5,7 +5,8 @@
 //
 // For fleets of hosts, a deploy can also require a minisign signature
 // (Options.MinisignKey), try mirrors in order (Options.Mirrors) and share a
-// download cache (Options.CacheDir); ReadStatus says what a destination
+// download cache (Options.CacheDir), or read the expected digest from a
+// sidecar file (Options.SHA256From); ReadStatus says what a destination
 // holds and Rollback brings back the release kept before it.
 //
 // Build and test against a built library (from the repository root):
@@ -161,6 +162,18 @@ type Options struct {
 	Dest string
 	// SHA256 is the expected digest (64 hex digits, optionally "sha256:").
 	SHA256 string
+	// SHA256From, if set, is where to read the expected digest from instead:
+	// a sidecar file such as URL + ".sha256" (a URL or a local path),
+	// fetched first with the same network options, at most 64 KiB, in the
+	// form "HEX  FILENAME", "HEX *FILENAME", a bare "HEX" or
+	// "SHA256 (FILENAME) = HEX"; among several lines, the one naming the
+	// package's file name. Exclusive with SHA256 (both set: CodeConfig). A
+	// sidecar that is not usable (too big, no line for the package,
+	// ambiguous, not a digest) fails with CodeDigestSidecar; one that cannot
+	// be fetched fails like the package would (e.g. CodeHTTPStatus). A
+	// sidecar from the package's own host guards against corruption, not
+	// against that host: for that, use MinisignKey.
+	SHA256From string
 	// Timeout bounds the whole download, retries included (0: none).
 	Timeout time.Duration
 	// ConnectTimeout bounds establishing a connection (0: 10 s).
@@ -380,6 +393,13 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 		steps = append(steps, func() error {
 			return withStrings("SHA256", []string{o.SHA256}, func(s []*C.char) C.int {
 				return C.zipdeploy_deploy_set_sha256(d, s[0])
+			})
+		})
+	}
+	if o.SHA256From != "" {
+		steps = append(steps, func() error {
+			return withStrings("SHA256From", []string{o.SHA256From}, func(s []*C.char) C.int {
+				return C.zipdeploy_deploy_set_sha256_from(d, s[0])
 			})
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -458,4 +459,141 @@ func TestMinisignSignatures(t *testing.T) {
 	}
 	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, MinisignKey: pub})
 	wantCode(t, err, CodeConfig)
+}
+
+// sidecarDigest fetches a sidecar over HTTP and returns the digest on its
+// one line.
+func sidecarDigest(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	fields := strings.Fields(string(body))
+	if len(fields) != 2 || len(fields[0]) != 64 {
+		t.Fatalf("unexpected sidecar %q", body)
+	}
+	return fields[0]
+}
+
+func TestTheDigestFromASidecar(t *testing.T) {
+	url, urlV2 := env(t, "ZIPDEPLOY_TEST_URL"), env(t, "ZIPDEPLOY_TEST_URL_V2")
+	sidecar := url + ".sha256"
+	want := sidecarDigest(t, sidecar)
+	if want != env(t, "ZIPDEPLOY_TEST_SHA256") {
+		t.Fatalf("the server's sidecar says %s, v1 is %s", want, env(t, "ZIPDEPLOY_TEST_SHA256"))
+	}
+	tmp := t.TempDir()
+	dest := filepath.Join(tmp, "app")
+
+	// Only the sidecar's location: its digest is the one expected.
+	report, err := Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256From: sidecar, Retries: -1})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	if report.Digest != want || report.NoOp || report.BytesDownloaded != report.PackageSize || readVersion(t, dest) != "1" {
+		t.Fatalf("unexpected report %+v", report)
+	}
+	// With the digest known up front, the same package again is a no-op.
+	again, err := Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256From: sidecar})
+	if err != nil || !again.NoOp || again.BytesDownloaded != 0 || again.Digest != want {
+		t.Fatalf("second deploy is not a no-op: %+v, %v", again, err)
+	}
+	before, err := ReadStatus(dest)
+	if err != nil || before.Current == nil || before.Current.Digest != want {
+		t.Fatalf("status %+v, %v", before, err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		if v := readVersion(t, dest); v != "1" {
+			t.Fatalf("%s: DEST changed: VERSION %q", what, v)
+		}
+		now, err := ReadStatus(dest)
+		if err != nil || now.Current == nil || *now.Current != *before.Current || len(now.Kept) != len(before.Kept) {
+			t.Fatalf("%s: status %+v, was %+v (%v)", what, now, before, err)
+		}
+	}
+
+	// A sidecar with the wrong digest: v2 checked against v1's sidecar
+	// (served by the test server; one line counts whatever file it names)
+	// into a fresh destination, and against a local sidecar of zeros.
+	fresh := filepath.Join(tmp, "fresh")
+	_, err = Deploy(context.Background(), Options{URL: urlV2, Dest: fresh, SHA256From: sidecar, Retries: -1})
+	if e := wantCode(t, err, CodeDigestMismatch); e.Class != ClassDigest || !strings.Contains(e.Message, "mismatch") {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("DEST was created: %v", err)
+	}
+	zeros := filepath.Join(tmp, "v2.zip.sha256")
+	if err := os.WriteFile(zeros, []byte(strings.Repeat("0", 64)+"  v2.zip\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Deploy(context.Background(), Options{URL: urlV2, Dest: dest, SHA256From: zeros, Retries: -1})
+	wantCode(t, err, CodeDigestMismatch)
+	unchanged("v2 with a sidecar of zeros")
+	// Where v1 is installed, v1's digest from the sidecar makes v2's URL a
+	// no-op: the digest, not the URL, names the package.
+	noop, err := Deploy(context.Background(), Options{URL: urlV2, Dest: dest, SHA256From: sidecar})
+	if err != nil || !noop.NoOp || noop.BytesDownloaded != 0 {
+		t.Fatalf("v2's URL with v1's sidecar over v1: %+v, %v", noop, err)
+	}
+	unchanged("v2's URL with v1's sidecar over v1")
+
+	// Unusable sidecars: code 43, class 4, the message names the sidecar.
+	// An error page served with 200, and two lines of which none names
+	// the package.
+	other := strings.Repeat("a", 64) + "  other.zip\n" + strings.Repeat("b", 64) + "  third.zip\n"
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/page.sha256":
+			_, _ = io.WriteString(w, "<html><body>Not here</body></html>\n")
+		case "/two.sha256":
+			_, _ = io.WriteString(w, other)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer garbage.Close()
+	for _, side := range []struct{ path, reason string }{
+		{"/page.sha256", "line 1: invalid SHA-256 digest"},
+		{"/two.sha256", `none for "v2.zip"`},
+	} {
+		_, err = Deploy(context.Background(), Options{URL: urlV2, Dest: dest, SHA256From: garbage.URL + side.path, Retries: -1})
+		e := wantCode(t, err, CodeDigestSidecar)
+		if CodeDigestSidecar != 43 || e.Class != ClassDigest ||
+			!strings.Contains(e.Message, garbage.URL+side.path) || !strings.Contains(e.Message, side.reason) {
+			t.Fatalf("%s: unexpected error %+v", side.path, e)
+		}
+		unchanged(side.path)
+	}
+	// A fresh destination is not created either.
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: fresh, SHA256From: garbage.URL + "/page.sha256"})
+	wantCode(t, err, CodeDigestSidecar)
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("DEST was created: %v", err)
+	}
+
+	// A sidecar that cannot be fetched fails as the package would.
+	_, err = Deploy(context.Background(), Options{
+		URL: urlV2, Dest: dest, SHA256From: env(t, "ZIPDEPLOY_TEST_URL_404") + ".sha256", Retries: -1,
+	})
+	if e := wantCode(t, err, CodeHTTPStatus); !strings.Contains(e.Message, "404") {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	unchanged("a missing sidecar")
+
+	// Not with SHA256 too, and only a usable location.
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256: want, SHA256From: sidecar})
+	wantCode(t, err, CodeConfig)
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256From: "ftp://x/v1.zip.sha256"})
+	wantCode(t, err, CodeInvalidURL)
+	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, SHA256From: "a\x00b"})
+	wantCode(t, err, CodeInvalidArgument)
+	unchanged("refused options")
 }
