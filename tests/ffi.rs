@@ -495,6 +495,7 @@ fn go_cgo_package() {
         "TestTheCacheServesASecondDeploy",
         "TestMinisignSignatures",
         "TestTheDigestFromASidecar",
+        "TestASyncedRollback",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),

@@ -56,12 +56,28 @@ func ReadStatus(dest string) (Status, error) {
 	return goStatus(status), nil
 }
 
+// RollbackOptions configure a rollback. Zero values mean the library's
+// defaults.
+type RollbackOptions struct {
+	// Sync syncs the rollback to disk (the restored release's record and
+	// the renamed directories) before returning, so it also survives a
+	// power cut (slower; off by default, like Options.Sync).
+	Sync bool
+}
+
 // Rollback swaps the most recent kept release back into dest, atomically
 // and under the destination's lock; the tree it replaces becomes the newest
 // kept release, so a second Rollback returns to where the first started.
 // It returns the status after the rollback. With nothing kept the error has
-// CodeNoRelease; on any error dest is left as it was.
+// CodeNoRelease; on any error dest is left as it was. It is RollbackWith
+// with the default RollbackOptions.
 func Rollback(dest string) (Status, error) {
+	return RollbackWith(dest, RollbackOptions{})
+}
+
+// RollbackWith is Rollback with options, e.g. RollbackOptions{Sync: true}
+// for a rollback that survives a power cut.
+func RollbackWith(dest string, opts RollbackOptions) (Status, error) {
 	if strings.IndexByte(dest, 0) >= 0 {
 		return Status{}, newError(C.ZIPDEPLOY_INVALID_ARGUMENT, "dest contains a NUL byte")
 	}
@@ -74,6 +90,11 @@ func Rollback(dest string) (Status, error) {
 	defer C.zipdeploy_deploy_free(d)
 	if code := C.zipdeploy_deploy_set_dest(d, cdest); code != C.ZIPDEPLOY_OK {
 		return Status{}, lastError(d, code)
+	}
+	if opts.Sync {
+		if code := C.zipdeploy_deploy_set_durable(d, 1); code != C.ZIPDEPLOY_OK {
+			return Status{}, lastError(d, code)
+		}
 	}
 	var status *C.zipdeploy_status
 	var cerr *C.zipdeploy_error

@@ -7,7 +7,8 @@
 // (Options.MinisignKey), try mirrors in order (Options.Mirrors) and share a
 // download cache (Options.CacheDir), or read the expected digest from a
 // sidecar file (Options.SHA256From); ReadStatus says what a destination
-// holds and Rollback brings back the release kept before it.
+// holds and Rollback (or RollbackWith, to sync it to disk) brings back the
+// release kept before it.
 //
 // Build and test against a built library (from the repository root):
 //
@@ -99,7 +100,7 @@ const (
 	ClassCancelled  = 9
 )
 
-// Error is the error type of Deploy, ReadStatus and Rollback.
+// Error is the error type of Deploy, ReadStatus, Rollback and RollbackWith.
 type Error struct {
 	// Code is the stable status code, e.g. CodeHTTPStatus (30).
 	Code int

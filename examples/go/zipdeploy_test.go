@@ -597,3 +597,49 @@ func TestTheDigestFromASidecar(t *testing.T) {
 	wantCode(t, err, CodeInvalidArgument)
 	unchanged("refused options")
 }
+
+func TestASyncedRollback(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "app")
+	sha := env(t, "ZIPDEPLOY_TEST_SHA256")
+	sync := RollbackOptions{Sync: true}
+
+	_, err := RollbackWith(dest, sync)
+	wantCode(t, err, CodeNoRelease)
+	if _, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest, Sync: true}); err != nil {
+		t.Fatalf("Deploy v1: %v", err)
+	}
+	second, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL_V2"), Dest: dest, Sync: true})
+	if err != nil || readVersion(t, dest) != "2" {
+		t.Fatalf("Deploy v2: %+v, %v", second, err)
+	}
+
+	back, err := RollbackWith(dest, sync)
+	if err != nil {
+		t.Fatalf("RollbackWith: %v", err)
+	}
+	if v := readVersion(t, dest); v != "1" {
+		t.Fatalf("after RollbackWith VERSION %q", v)
+	}
+	if back.Dest != dest || back.Current == nil || back.Current.Digest != sha {
+		t.Fatalf("status after RollbackWith %+v", back)
+	}
+	if len(back.Kept) != 1 || back.Kept[0].Digest != second.Digest {
+		t.Fatalf("after RollbackWith the replaced tree is not kept: %+v", back.Kept)
+	}
+	reread, err := ReadStatus(dest)
+	if err != nil || reread.Current == nil || *reread.Current != *back.Current ||
+		len(reread.Kept) != 1 || reread.Kept[0] != back.Kept[0] {
+		t.Fatalf("ReadStatus %+v disagrees with RollbackWith %+v (%v)", reread, back, err)
+	}
+
+	// And forward again, synced too.
+	again, err := RollbackWith(dest, sync)
+	if err != nil || readVersion(t, dest) != "2" || again.Current == nil || again.Current.Digest != second.Digest {
+		t.Fatalf("second RollbackWith: %+v, %v", again, err)
+	}
+
+	_, err = RollbackWith("", sync)
+	wantCode(t, err, CodeConfig)
+	_, err = RollbackWith("a\x00b", sync)
+	wantCode(t, err, CodeInvalidArgument)
+}
