@@ -499,8 +499,10 @@ int zipdeploy_deploy_set_progress(struct zipdeploy_deploy *deploy,
  * `zipdeploy_deploy_set_sha256` (running with both is `ZIPDEPLOY_CONFIG`).
  *
  * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
- * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. An unusable sidecar
- * fails the run with `ZIPDEPLOY_DIGEST_SIDECAR`.
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. A sidecar that cannot
+ * be fetched fails the run as the package would (`ZIPDEPLOY_HTTP_STATUS`,
+ * `ZIPDEPLOY_NETWORK`, ...); one fetched but unusable (no digest, none for
+ * this package, too large) fails it with `ZIPDEPLOY_DIGEST_SIDECAR`.
  */
 int zipdeploy_deploy_set_sha256_from(struct zipdeploy_deploy *deploy, const char *url);
 
