@@ -502,7 +502,8 @@ int zipdeploy_deploy_set_progress(struct zipdeploy_deploy *deploy,
  * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL. A sidecar that cannot
  * be fetched fails the run as the package would (`ZIPDEPLOY_HTTP_STATUS`,
  * `ZIPDEPLOY_NETWORK`, ...); one fetched but unusable (no digest, none for
- * this package, too large) fails it with `ZIPDEPLOY_DIGEST_SIDECAR`.
+ * this package) fails it with `ZIPDEPLOY_DIGEST_SIDECAR`, one over 64 KiB
+ * with `ZIPDEPLOY_LIMIT_EXCEEDED`.
  */
 int zipdeploy_deploy_set_sha256_from(struct zipdeploy_deploy *deploy, const char *url);
 
