@@ -10,6 +10,14 @@
 //! entry, with what was extracted, before modes, symlinks and directory modes
 //! are applied from it.
 //!
+//! The download file is the buffer between the network and the workers: the
+//! download runs ahead while both cores extract different entries, whatever
+//! their sizes, in constant memory. (Handing the bytes over in memory instead
+//! would save writing them once, but a bounded queue makes the download wait
+//! for whichever worker inflates the largest entry.) The walker reads the
+//! file through a 64 KiB window and sends small entries, with their data, to
+//! the workers in batches; large ones go alone and are read from the file.
+//!
 //! Any doubt makes the walker step aside: a layout it does not handle (data
 //! descriptors, encryption, compression other than stored or deflate, bytes
 //! before the first entry, names not in UTF-8 or ASCII), a name, clash or
