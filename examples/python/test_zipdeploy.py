@@ -153,6 +153,16 @@ class DeployTest(unittest.TestCase):
         zipdeploy.rollback(self.dest)
         self.assertEqual(self.version(), "2")
 
+    def test_synced_deploy_and_rollback(self):
+        zipdeploy.deploy(self.url, self.dest, sync=True)
+        report = zipdeploy.deploy(self.url_v2, self.dest, keep=1, sync=True)
+        self.assertFalse(report.noop)
+        self.assertEqual(self.version(), "2")
+        back = zipdeploy.rollback(self.dest, sync=True)
+        self.assertEqual(back.current.digest, self.sha)
+        self.assertEqual(self.version(), "1")
+        self.assertEqual(len(back.kept), 1)
+
     def test_bad_arguments_raise_usage_errors(self):
         with self.assertRaises(zipdeploy.UsageError) as caught:
             zipdeploy.deploy(self.url, self.dest, "abc")

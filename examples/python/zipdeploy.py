@@ -362,6 +362,7 @@ def deploy(
     cache: Union[str, os.PathLike, None] = None,
     cache_max_size: Optional[int] = None,
     keep: Optional[int] = None,
+    sync: bool = False,
     library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
 ) -> Report:
     """Fetches, verifies, extracts and installs the package at ``url`` into
@@ -380,6 +381,8 @@ def deploy(
     minisign signature, from ``url + ".minisig"`` or ``minisign_sig``;
     ``cache`` is a download cache directory shared by deploys (bounded by
     ``cache_max_size`` bytes); ``keep`` previous releases stay for rollback.
+    ``sync`` syncs the new tree to disk before activating it, so the deploy
+    also survives a power cut (slower; off by default, as in the library).
 
     Raises a :class:`ZipDeployError` subclass on failure; the destination is
     then left exactly as it was.
@@ -449,6 +452,8 @@ def deploy(
             if keep < 0:
                 raise UsageError(INVALID_ARGUMENT, "keep must not be negative")
             check(lib.zipdeploy_deploy_set_keep(handle, keep))
+        if sync:
+            check(lib.zipdeploy_deploy_set_durable(handle, 1))
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
@@ -539,20 +544,25 @@ def status(
 def rollback(
     dest: Union[str, os.PathLike],
     *,
+    sync: bool = False,
     library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
 ) -> Status:
     """Swaps the most recent kept release back into ``dest`` (atomically,
     under its lock) and returns the new status; the replaced tree becomes the
-    newest kept release. Raises :class:`FilesystemError` (code 72) when no
-    release is kept."""
+    newest kept release. ``sync`` syncs the change to disk before returning
+    (power-cut safe, slower). Raises :class:`FilesystemError` (code 72) when
+    no release is kept."""
     lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
     try:
-        code = lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest))
-        if code != OK:
-            raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
+        for code in (
+            lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest)),
+            lib.zipdeploy_deploy_set_durable(handle, 1) if sync else OK,
+        ):
+            if code != OK:
+                raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
         out = ctypes.c_void_p()
         error = ctypes.c_void_p()
         if lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error)) != OK:
