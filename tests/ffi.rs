@@ -554,4 +554,16 @@ fn go_cgo_package() {
     );
     let (_, err) = expect_exit(&output, 3, "go deploy 404");
     assert!(err.contains("HTTP status 404"), "{err}");
+    // The digest from a sidecar: v2 checked against v1's is refused.
+    let output = run(
+        c_command(&program)
+            .arg("-sha256-from")
+            .arg(packages.url("/v1.zip.sha256"))
+            .arg(packages.url("/v2.zip"))
+            .arg(tmp.path().join("sidecar")),
+        Duration::from_secs(60),
+    );
+    let (_, err) = expect_exit(&output, 4, "go deploy -sha256-from");
+    assert!(err.contains("mismatch"), "{err}");
+    assert!(!tmp.path().join("sidecar").exists());
 }

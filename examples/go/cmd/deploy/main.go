@@ -1,10 +1,11 @@
 // Command deploy deploys a ZIP package with the zipdeploy Go package:
 //
-//	deploy [-mirror URL]... [-minisign-key KEY] [-cache DIR] URL DEST [SHA256]
+//	deploy [-mirror URL]... [-minisign-key KEY] [-cache DIR] [-sha256-from URL] URL DEST [SHA256]
 //
 // -mirror adds another location of the package, tried in order after URL;
 // -minisign-key (base64 key or minisign.pub path) requires a signature at
-// URL.minisig; -cache shares a download cache between deploys.
+// URL.minisig; -cache shares a download cache between deploys; -sha256-from
+// reads the expected digest from a checksum file (e.g. URL.sha256).
 //
 // Progress goes to stderr, the report to stdout. Ctrl-C cancels cleanly (the
 // destination is left as it was). The exit status is the error class: 0
@@ -36,8 +37,9 @@ func main() {
 	flag.Var((*mirrors)(&opts.Mirrors), "mirror", "another location of the package (repeatable)")
 	flag.StringVar(&opts.MinisignKey, "minisign-key", "", "require a minisign signature by this key (base64 or .pub path)")
 	flag.StringVar(&opts.CacheDir, "cache", "", "download cache directory")
+	flag.StringVar(&opts.SHA256From, "sha256-from", "", "read the expected SHA-256 from this checksum file (URL or path)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [-mirror URL]... [-minisign-key KEY] [-cache DIR] URL DEST [SHA256]\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [-mirror URL]... [-minisign-key KEY] [-cache DIR] [-sha256-from URL] URL DEST [SHA256]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
