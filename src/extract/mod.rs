@@ -204,9 +204,13 @@ impl SharedFile {
         self.read_ahead.store(false, Ordering::Relaxed);
     }
 
+    fn reading_ahead(&self) -> bool {
+        self.read_ahead.load(Ordering::Relaxed)
+    }
+
     /// The read-ahead bytes at the current position, if any.
     fn ahead(&self) -> &[u8] {
-        if !self.read_ahead.load(Ordering::Relaxed) {
+        if !self.reading_ahead() {
             return &[];
         }
         let skip = self.pos.checked_sub(self.block_start).map(usize::try_from);
@@ -215,21 +219,33 @@ impl SharedFile {
             _ => &[],
         }
     }
+
+    /// Reads a block ahead from the current position.
+    fn read_block(&mut self) -> io::Result<()> {
+        self.block.resize(READ_AHEAD, 0);
+        self.block_start = self.pos;
+        match self.file.read_at(&mut self.block, self.pos) {
+            Ok(n) => {
+                self.block.truncate(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.block.clear();
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Read for SharedFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.ahead().is_empty() {
-            if buf.len() >= DIRECT_READ || !self.read_ahead.load(Ordering::Relaxed) {
+            if buf.len() >= DIRECT_READ || !self.reading_ahead() {
                 let n = self.file.read_at(buf, self.pos)?;
                 self.pos += n as u64;
                 return Ok(n);
             }
-            self.block.resize(READ_AHEAD, 0);
-            let n = self.file.read_at(&mut self.block, self.pos);
-            self.block.truncate(*n.as_ref().unwrap_or(&0));
-            self.block_start = self.pos;
-            n?;
+            self.read_block()?;
         }
         let ahead = self.ahead();
         let n = ahead.len().min(buf.len());
@@ -262,10 +278,12 @@ pub(crate) fn open_and_plan(
     let file = File::open(path).map_err(Error::io("open archive", path))?;
     let reader = SharedFile::new(file).map_err(Error::io("stat archive", path))?;
     let handle = reader.clone();
-    let planned = open_zip(reader).and_then(|mut zip| Ok((Plan::new(&mut zip, limits)?, zip)));
-    handle.stop_reading_ahead();
-    let (plan, zip) = planned?;
-    Ok((zip, plan))
+    let planned = open_zip(reader).and_then(|mut zip| {
+        let plan = Plan::new(&mut zip, limits)?;
+        Ok((zip, plan))
+    });
+    handle.stop_reading_ahead(); // extraction reads each entry once
+    planned
 }
 
 fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
