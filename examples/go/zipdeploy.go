@@ -378,31 +378,25 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 		}
 		return check(set(cs))
 	}
+	// withString is withStrings for a single value.
+	withString := func(what, value string, set func(*C.char) C.int) func() error {
+		return func() error {
+			return withStrings(what, []string{value}, func(s []*C.char) C.int { return set(s[0]) })
+		}
+	}
 	steps := []func() error{
-		func() error {
-			return withStrings("URL", []string{o.URL}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_url(d, s[0])
-			})
-		},
-		func() error {
-			return withStrings("Dest", []string{o.Dest}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_dest(d, s[0])
-			})
-		},
+		withString("URL", o.URL, func(s *C.char) C.int { return C.zipdeploy_deploy_set_url(d, s) }),
+		withString("Dest", o.Dest, func(s *C.char) C.int { return C.zipdeploy_deploy_set_dest(d, s) }),
 	}
 	if o.SHA256 != "" {
-		steps = append(steps, func() error {
-			return withStrings("SHA256", []string{o.SHA256}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_sha256(d, s[0])
-			})
-		})
+		steps = append(steps, withString("SHA256", o.SHA256, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_sha256(d, s)
+		}))
 	}
 	if o.SHA256From != "" {
-		steps = append(steps, func() error {
-			return withStrings("SHA256From", []string{o.SHA256From}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_sha256_from(d, s[0])
-			})
-		})
+		steps = append(steps, withString("SHA256From", o.SHA256From, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_sha256_from(d, s)
+		}))
 	}
 	for name, value := range o.Headers {
 		name, value := name, value
@@ -458,33 +452,24 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 		})
 	}
 	for _, mirror := range o.Mirrors {
-		mirror := mirror
-		steps = append(steps, func() error {
-			return withStrings("mirror", []string{mirror}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_add_mirror(d, s[0])
-			})
-		})
+		steps = append(steps, withString("mirror", mirror, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_add_mirror(d, s)
+		}))
 	}
 	if o.MinisignKey != "" {
-		steps = append(steps, func() error {
-			return withStrings("MinisignKey", []string{o.MinisignKey}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_minisign_key(d, s[0])
-			})
-		})
+		steps = append(steps, withString("MinisignKey", o.MinisignKey, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_minisign_key(d, s)
+		}))
 	}
 	if o.MinisignSignatureURL != "" {
-		steps = append(steps, func() error {
-			return withStrings("MinisignSignatureURL", []string{o.MinisignSignatureURL}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_minisign_sig(d, s[0])
-			})
-		})
+		steps = append(steps, withString("MinisignSignatureURL", o.MinisignSignatureURL, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_minisign_sig(d, s)
+		}))
 	}
 	if o.CacheDir != "" {
-		steps = append(steps, func() error {
-			return withStrings("CacheDir", []string{o.CacheDir}, func(s []*C.char) C.int {
-				return C.zipdeploy_deploy_set_cache(d, s[0])
-			})
-		})
+		steps = append(steps, withString("CacheDir", o.CacheDir, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_cache(d, s)
+		}))
 	}
 	if o.CacheMaxSize > 0 {
 		steps = append(steps, func() error {
