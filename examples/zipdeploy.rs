@@ -74,7 +74,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
         }
     };
     match cli.command.split_first() {
-        Some((program, args)) => Err(exec_in(&workdir, program, args)),
+        Some((program, args)) => Err(exec_in(&workdir, program, args, &cli.child_env)),
         None => Ok(0),
     }
 }
@@ -103,6 +103,9 @@ enum EnvVar {
     Named(&'static str),
     /// `ZIPDEPLOY_` + the option name upper-cased, dashes as underscores.
     Derived,
+    /// The `_FILE` form of the named option's variable: `--url-file` is
+    /// `PACKAGE_ZIP_URL_FILE`. Every option with a variable has that form.
+    FileOf(&'static str),
     /// No fallback (`--help`, `--version`).
     None,
 }
@@ -117,6 +120,12 @@ const OPTIONS: &[Opt] = &[
             "package: http(s)://..., file://... or a path; repeat for mirrors",
         )
     },
+    Opt::value(
+        "url-file",
+        "FILE",
+        EnvVar::FileOf("url"),
+        "read --url value(s) from FILE, e.g. a mounted secret",
+    ),
     Opt::value(
         "sha256",
         "HEX",
@@ -153,6 +162,11 @@ const OPTIONS: &[Opt] = &[
         EnvVar::Derived,
         "run `sh SCRIPT` (from the package) in the staged tree first",
     ),
+    Opt::switch(
+        "pass-env",
+        EnvVar::Derived,
+        "let --init and COMMAND see zipdeploy's own variables (default: removed)",
+    ),
     Opt {
         repeatable: true,
         ..Opt::value(
@@ -162,6 +176,12 @@ const OPTIONS: &[Opt] = &[
             "extra request header; repeatable (variable: one per line)",
         )
     },
+    Opt::value(
+        "header-file",
+        "FILE",
+        EnvVar::FileOf("header"),
+        "read headers from FILE, one 'Name: value' a line, # comments",
+    ),
     Opt::value(
         "timeout",
         "SECS",
@@ -281,7 +301,18 @@ impl Opt {
                 "ZIPDEPLOY_{}",
                 self.name.to_ascii_uppercase().replace('-', "_")
             )),
+            EnvVar::FileOf(option) => Opt::named(option)
+                .and_then(Opt::env_var)
+                .map(|var| var + "_FILE"),
             EnvVar::None => None,
+        }
+    }
+
+    /// The option whose value(s) this one reads from a file.
+    fn file_form_of(&self) -> Option<&'static Opt> {
+        match self.env {
+            EnvVar::FileOf(option) => Opt::named(option),
+            _ => None,
         }
     }
 }
@@ -291,6 +322,22 @@ impl Opt {
 enum Origin {
     Flag(&'static str),
     Env(String),
+    /// A file named by a flag (`--url-file`) or a variable (`*_FILE`). It
+    /// may hold a secret: messages name the file, never what it holds.
+    File {
+        named_by: Box<Origin>,
+        path: PathBuf,
+    },
+}
+
+impl Origin {
+    fn is_flag(&self) -> bool {
+        match self {
+            Origin::Flag(_) => true,
+            Origin::Env(_) => false,
+            Origin::File { named_by, .. } => named_by.is_flag(),
+        }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -298,6 +345,10 @@ impl fmt::Display for Origin {
         match self {
             Origin::Flag(name) => write!(f, "--{name}"),
             Origin::Env(var) => f.write_str(var),
+            Origin::File { named_by, path } => match **named_by {
+                Origin::Env(_) => write!(f, "{named_by}={}", path.display()),
+                _ => write!(f, "{named_by} {}", path.display()),
+            },
         }
     }
 }
@@ -335,6 +386,9 @@ impl Given {
     }
 
     fn push_flag(&mut self, opt: &'static Opt, value: OsString) -> Result<(), Error> {
+        if let Some(target) = opt.file_form_of() {
+            return self.push_from_file(target, Origin::Flag(opt.name), Path::new(&value));
+        }
         let (_, values) = self
             .values
             .entry(opt.name)
@@ -346,25 +400,59 @@ impl Given {
         Ok(())
     }
 
-    /// Fills options no flag set from their variables; an unknown
-    /// `ZIPDEPLOY_*` variable is an error, as a typo in one would silently
-    /// change the deploy.
+    /// Fills options no flag set from their variables (or the files their
+    /// `*_FILE` forms name); an unknown `ZIPDEPLOY_*` variable is an error,
+    /// as a typo in one would silently change the deploy.
     fn add_env(&mut self, vars: &[(OsString, OsString)]) -> Result<(), Error> {
         for (key, value) in vars {
-            let opt = match env_option(key) {
-                Some(opt) => opt,
+            let (opt, in_file) = match env_option(key) {
+                Some(found) => found,
                 None if key.as_bytes().starts_with(b"ZIPDEPLOY_") => {
                     return Err(unknown_variable(key))
                 }
                 None => continue,
             };
-            if value.is_empty() || self.values.contains_key(opt.name) {
+            if value.is_empty() {
+                continue;
+            }
+            if in_file {
+                refuse_value_and_file(opt, vars)?;
+            }
+            if self.values.contains_key(opt.name) {
                 continue;
             }
             let origin = Origin::Env(key.to_string_lossy().into_owned());
-            self.values
-                .insert(opt.name, (origin, env_values(opt, value)));
+            if in_file {
+                self.push_from_file(opt, origin, Path::new(value))?;
+            } else {
+                self.values
+                    .insert(opt.name, (origin, env_values(opt, value)));
+            }
         }
+        Ok(())
+    }
+
+    /// Adds the value(s) of `opt` held in the file at `path`, named by
+    /// `named_by` (`--url-file`, `PACKAGE_ZIP_URL_FILE`).
+    fn push_from_file(
+        &mut self,
+        opt: &'static Opt,
+        named_by: Origin,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let origin = Origin::File {
+            named_by: Box::new(named_by),
+            path: path.to_path_buf(),
+        };
+        let read = values_from_file(opt, &origin, path)?;
+        let (_, values) = self
+            .values
+            .entry(opt.name)
+            .or_insert_with(|| (origin, Vec::new()));
+        if !values.is_empty() && !opt.repeatable {
+            return Err(usage(format!("--{} given more than once", opt.name)));
+        }
+        values.extend(read);
         Ok(())
     }
 
@@ -398,7 +486,9 @@ impl Given {
     }
 
     fn given_as_flag(&self, name: &str) -> bool {
-        matches!(self.values.get(name), Some((Origin::Flag(_), _)))
+        self.values
+            .get(name)
+            .is_some_and(|(origin, _)| origin.is_flag())
     }
 
     fn path(&self, name: &str) -> Option<PathBuf> {
@@ -410,9 +500,12 @@ impl Given {
             return Ok(None);
         };
         let origin = &self.values[name].0;
-        parse(&text)
-            .map(Some)
-            .ok_or_else(|| invalid(origin, &format!("{text:?} is not valid")))
+        let why = match origin {
+            // What a file holds is not shown: it may be a secret.
+            Origin::File { .. } => "not valid".to_string(),
+            _ => format!("{text:?} is not valid"),
+        };
+        parse(&text).map(Some).ok_or_else(|| invalid(origin, &why))
     }
 
     fn switch(&self, name: &str) -> Result<bool, Error> {
@@ -455,12 +548,19 @@ fn split_flag(arg: &OsStr) -> Result<(&'static Opt, Option<OsString>), Error> {
     Ok((opt, inline))
 }
 
-/// The option a variable configures, if it is one of ours.
-fn env_option(key: &OsStr) -> Option<&'static Opt> {
+/// The option a variable configures, if it is one of ours, and whether the
+/// variable is the `*_FILE` form that names a file holding the value.
+fn env_option(key: &OsStr) -> Option<(&'static Opt, bool)> {
     let key = key.to_str()?;
-    OPTIONS
-        .iter()
-        .find(|opt| opt.env_var().is_some_and(|var| var == key))
+    let by_var = |key: &str| {
+        OPTIONS
+            .iter()
+            .find(|opt| opt.file_form_of().is_none() && opt.env_var().is_some_and(|var| var == key))
+    };
+    match by_var(key) {
+        Some(opt) => Some((opt, false)),
+        None => by_var(key.strip_suffix("_FILE")?).map(|opt| (opt, true)),
+    }
 }
 
 fn unknown_variable(key: &OsStr) -> Error {
@@ -562,6 +662,121 @@ fn package_relative(origin: &Origin, path: PathBuf) -> Result<PathBuf, Error> {
 }
 
 // ---------------------------------------------------------------------------
+// Secrets: values read from files, and what --init and COMMAND inherit.
+// ---------------------------------------------------------------------------
+
+/// The largest file a value is read from: a URL list or a few headers.
+const MAX_VALUE_FILE: u64 = 64 * 1024;
+
+/// Reads the value(s) of `opt` from a file, the Docker / Kubernetes secrets
+/// convention: trailing line breaks are dropped; in the files of repeatable
+/// options (URLs, headers) blank lines and `#` lines are skipped. Errors
+/// name the file, never what it holds.
+fn values_from_file(opt: &Opt, origin: &Origin, path: &Path) -> Result<Vec<OsString>, Error> {
+    use std::io::Read as _;
+    let mut content = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_VALUE_FILE + 1).read_to_end(&mut content))
+        .map_err(|e| usage(format!("cannot read {origin}: {e}")))?;
+    if content.len() as u64 > MAX_VALUE_FILE {
+        return Err(invalid(origin, "the file is larger than 64 KiB"));
+    }
+    let values = if opt.repeatable {
+        let lines: Vec<&[u8]> = content
+            .split(|&b| b == b'\n')
+            .filter(|line| line.trim_ascii_start().first() != Some(&b'#'))
+            .collect();
+        env_values(opt, OsStr::from_bytes(&lines.join(&b'\n')))
+    } else {
+        let end = content
+            .iter()
+            .rposition(|&b| b != b'\n' && b != b'\r')
+            .map_or(0, |last| last + 1);
+        let value = &content[..end];
+        (!value.is_empty())
+            .then(|| OsStr::from_bytes(value).to_owned())
+            .into_iter()
+            .collect()
+    };
+    if values.is_empty() {
+        // An empty secret is a mount gone wrong; without a URL zipdeploy
+        // would run COMMAND on the old tree instead of failing.
+        return Err(invalid(origin, "the file holds no value"));
+    }
+    if opt.name == "header" {
+        // Checked here, while the origin still names this file.
+        for value in &values {
+            let line = value.to_str().ok_or_else(|| invalid(origin, "not UTF-8"))?;
+            parse_header(line).ok_or_else(|| invalid(origin, "expected 'Name: value' lines"))?;
+        }
+    }
+    Ok(values)
+}
+
+/// `VAR` and `VAR_FILE` both set: which one is meant is a guess, so neither.
+fn refuse_value_and_file(opt: &Opt, vars: &[(OsString, OsString)]) -> Result<(), Error> {
+    let var = opt.env_var().expect("an option read from the environment");
+    if vars
+        .iter()
+        .any(|(key, value)| key == var.as_str() && !value.is_empty())
+    {
+        return Err(usage(format!(
+            "{var} and {var}_FILE are both set: give one"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a variable is zipdeploy's own: `PACKAGE_ZIP_URL`,
+/// `PACKAGE_SHA256`, `PACKAGE_DIR`, every `ZIPDEPLOY_*`, and their `_FILE`
+/// forms. They carry the deploy's secrets (URL credentials, headers).
+fn is_deploy_variable(key: &OsStr) -> bool {
+    let key = key.as_bytes();
+    let base = key.strip_suffix(b"_FILE").unwrap_or(key);
+    key.starts_with(b"ZIPDEPLOY_")
+        || OPTIONS
+            .iter()
+            .any(|opt| matches!(opt.env, EnvVar::Named(var) if var.as_bytes() == base))
+}
+
+/// The environment `--init` and COMMAND run with: zipdeploy's own
+/// variables removed (guarantee 9: the deploy's secrets are not the app's),
+/// unless `--pass-env`; and `PACKAGE_DIR` set to DEST as an absolute path,
+/// so the init script (run in the staged tree) knows where it will live.
+#[derive(Clone)]
+struct ChildEnv {
+    /// Inherited variables to remove.
+    remove: Vec<OsString>,
+    /// The value of `PACKAGE_DIR`.
+    package_dir: PathBuf,
+}
+
+impl ChildEnv {
+    fn new(vars: &[(OsString, OsString)], pass_env: bool, dest: &Path) -> ChildEnv {
+        let remove = match pass_env {
+            true => Vec::new(),
+            false => vars
+                .iter()
+                .map(|(key, _)| key)
+                .filter(|key| is_deploy_variable(key))
+                .cloned()
+                .collect(),
+        };
+        ChildEnv {
+            remove,
+            package_dir: std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()),
+        }
+    }
+
+    fn apply(&self, command: &mut Command) {
+        for key in &self.remove {
+            command.env_remove(key);
+        }
+        command.env("PACKAGE_DIR", &self.package_dir);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The configuration, converted and checked.
 // ---------------------------------------------------------------------------
 
@@ -601,6 +816,8 @@ struct Cli {
     quiet: bool,
     json: bool,
     command: Vec<OsString>,
+    /// The environment of `--init` and COMMAND.
+    child_env: ChildEnv,
 }
 
 enum Parsed {
@@ -619,10 +836,10 @@ impl Cli {
             return Ok(Parsed::Version);
         }
         given.add_env(vars)?;
-        Cli::from_given(given).map(|cli| Parsed::Run(Box::new(cli)))
+        Cli::from_given(given, vars).map(|cli| Parsed::Run(Box::new(cli)))
     }
 
-    fn from_given(given: Given) -> Result<Cli, Error> {
+    fn from_given(given: Given, vars: &[(OsString, OsString)]) -> Result<Cli, Error> {
         let dest = given
             .path("dest")
             .ok_or_else(|| usage("no destination: give --dest or PACKAGE_DIR".into()))?;
@@ -666,6 +883,7 @@ impl Cli {
             Some(path) => Some(package_relative(&given.values["init"].0, path)?),
             None => None,
         };
+        let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &dest);
         Ok(Cli {
             mode,
             urls,
@@ -688,6 +906,7 @@ impl Cli {
             progress: given.switch("progress")?,
             quiet: given.switch("quiet")?,
             json: given.switch("json")?,
+            child_env,
             command: given.command,
         })
     }
@@ -758,7 +977,8 @@ fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
         deploy = deploy.keep(keep);
     }
     if let Some(script) = cli.init.clone() {
-        deploy = deploy.before_activate(move |staged| run_init(staged, &script));
+        let env = cli.child_env.clone();
+        deploy = deploy.before_activate(move |staged| run_init(staged, &script, &env));
     }
     Ok(deploy)
 }
@@ -785,7 +1005,7 @@ fn limits(cli: &Cli) -> Limits {
 
 /// Runs `sh SCRIPT` in the staged tree. Its stdout goes to our stderr so
 /// stdout stays clean for `--json`; stdin is closed so it cannot hang.
-fn run_init(staged: &Path, script: &Path) -> Result<(), String> {
+fn run_init(staged: &Path, script: &Path, env: &ChildEnv) -> Result<(), String> {
     let shown = script.display();
     let resolved = staged
         .join(script)
@@ -800,7 +1020,9 @@ fn run_init(staged: &Path, script: &Path) -> Result<(), String> {
     if !resolved.is_file() {
         return Err(format!("init script {shown} is not a regular file"));
     }
-    let status = Command::new("sh")
+    let mut sh = Command::new("sh");
+    env.apply(&mut sh);
+    let status = sh
         .arg(Path::new(".").join(script))
         .current_dir(staged)
         .stdin(Stdio::null())
@@ -840,7 +1062,7 @@ fn use_mounted_tree(cli: &Cli) -> Result<(), Failure> {
 }
 
 /// Replaces this process with COMMAND, in `dir`; returns only on failure.
-fn exec_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Failure {
+fn exec_in(dir: &Path, program: &OsStr, args: &[OsString], env: &ChildEnv) -> Failure {
     if let Err(source) = std::env::set_current_dir(dir) {
         return Failure::Deploy(Error::Io {
             op: "enter",
@@ -849,7 +1071,9 @@ fn exec_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Failure {
         });
     }
     let _ = io::stdout().flush();
-    let error = Command::new(program).args(args).exec();
+    let mut command = Command::new(program);
+    env.apply(&mut command);
+    let error = command.args(args).exec();
     Failure::Exec {
         program: program.to_string_lossy().into_owned(),
         error,
@@ -1396,7 +1620,14 @@ fn help_text() -> String {
         "\nSizes take a K, M, G or T suffix (powers of 1024); switches read 1/0, true/false,\n\
          yes/no or on/off from their variables. Empty variables count as unset; other\n\
          ZIPDEPLOY_* variables are refused. PACKAGE_ZIP_URL may hold several URLs (the URL\n\
-         and its mirrors, tried in order) separated by whitespace.\n\nExit status:\n",
+         and its mirrors, tried in order) separated by whitespace.\n\n\
+         Secrets: every variable VAR may instead be given as VAR_FILE=PATH (a Docker or\n\
+         Kubernetes secret): the value is read from PATH, trailing line breaks dropped;\n\
+         URL and header files skip blank and # lines. VAR and VAR_FILE together are an\n\
+         error; errors name the file, never its content. --init and COMMAND do not see\n\
+         zipdeploy's variables (PACKAGE_ZIP_URL, PACKAGE_SHA256, PACKAGE_DIR, ZIPDEPLOY_*\n\
+         and their _FILE forms) unless --pass-env; PACKAGE_DIR is set for them to DEST's\n\
+         absolute path.\n\nExit status:\n",
     );
     for (code, meaning) in EXIT_CODES {
         text.push_str(&format!("  {code:<5}{meaning}\n"));
