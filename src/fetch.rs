@@ -167,7 +167,7 @@ fn scrub(message: &str, url: &Url) -> String {
 }
 
 /// Network behaviour of the fetch stage. The defaults suit a container start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FetchOptions {
     /// Time allowed to establish a connection (TCP + TLS). Default 10 s.
     pub connect_timeout: Duration,
@@ -207,6 +207,32 @@ pub struct FetchOptions {
     /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
     /// otherwise Mozilla's roots (webpki-roots) are used.
     pub root_certs_pem: Vec<Vec<u8>>,
+}
+
+/// Header values are secrets: shown as `***`.
+impl std::fmt::Debug for FetchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let origin_headers: Vec<String> = self
+            .origin_headers
+            .iter()
+            .map(|(origin, name, _)| format!("{}: {name}", origin.ascii_serialization()))
+            .collect();
+        f.debug_struct("FetchOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("speed_limit", &self.speed_limit)
+            .field("speed_time", &self.speed_time)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("max_redirects", &self.max_redirects)
+            .field("max_size", &self.max_size)
+            .field("header_names", &headers)
+            .field("origin_header_names", &origin_headers)
+            .field("root_certs_pem", &self.root_certs_pem.len())
+            .finish()
+    }
 }
 
 impl Default for FetchOptions {
@@ -949,6 +975,25 @@ mod tests {
             scrub("GET /a.zip?token=abc123def failed", &url),
             "GET /a.zip?*** failed"
         );
+    }
+
+    #[test]
+    fn debug_output_hides_header_values() {
+        let options = FetchOptions {
+            headers: vec![("PRIVATE-TOKEN".into(), "glpat-secret1".into())],
+            origin_headers: vec![(
+                parse_origin("https://m.example").unwrap(),
+                "X-Api-Key".into(),
+                "secret2".into(),
+            )],
+            ..FetchOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            shown.contains("PRIVATE-TOKEN") && shown.contains("X-Api-Key"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]
