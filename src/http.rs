@@ -58,10 +58,12 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Sends `GET url` with `headers` on a new helper thread.
+    /// Sends `GET url` with `headers` on a new helper thread; errors name
+    /// the URL as `shown`.
     fn start(
         config: &ureq::config::Config,
         url: &Url,
+        shown: &str,
         headers: Vec<(String, String)>,
         deadline: Option<Instant>,
     ) -> Result<Exchange> {
@@ -108,7 +110,7 @@ impl Exchange {
             });
         if let Err(e) = spawned {
             return Err(Error::Network {
-                url: String::new(),
+                url: shown.to_string(),
                 reason: format!("cannot start a network thread: {e}"),
             });
         }
@@ -205,14 +207,7 @@ pub(crate) fn open(
     loop {
         let mut headers = headers_for(&hop, url, options);
         headers.extend(extra.iter().cloned());
-        let mut exchange =
-            Exchange::start(config, &hop, headers, deadline).map_err(|e| match e {
-                Error::Network { reason, .. } => Error::Network {
-                    url: shown.clone(),
-                    reason,
-                },
-                other => other,
-            })?;
+        let mut exchange = Exchange::start(config, &hop, &shown, headers, deadline)?;
         let head = match exchange.next(heartbeat)? {
             Message::Head(Ok(head)) => head,
             Message::Head(Err(e)) => return Err(crate::fetch::map_ureq_error(e, url)),
