@@ -504,17 +504,17 @@ impl<'a> Deploy<'a> {
             reason,
         };
         let scratch = layout.download_path();
-        let bytes =
-            match sidecar::fetch_small(location, &self.fetch, &scratch, progress.as_deref_mut()) {
-                Ok(bytes) => bytes,
-                Err(Error::LimitExceeded { .. }) => {
-                    return Err(unusable(format!(
-                        "larger than {} KiB",
-                        sidecar::MAX_SIZE >> 10
-                    )))
-                }
-                Err(e) => return Err(e),
-            };
+        let heartbeat = progress.as_deref_mut();
+        let bytes = match sidecar::fetch_small(location, &self.fetch, &scratch, heartbeat) {
+            Ok(bytes) => bytes,
+            Err(Error::LimitExceeded { .. }) => {
+                return Err(unusable(format!(
+                    "larger than {} KiB",
+                    sidecar::MAX_SIZE >> 10
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         let text = std::str::from_utf8(&bytes).map_err(|_| unusable("not UTF-8 text".into()))?;
         sidecar::parse(text, &sidecar::file_name(&self.source)).map_err(unusable)
     }
@@ -727,25 +727,25 @@ impl<'a> Deploy<'a> {
             reason,
         };
         let scratch = work.layout.download_path();
-        let bytes =
-            match sidecar::fetch_small(&location, &self.fetch, &scratch, progress.as_deref_mut()) {
-                Ok(bytes) => bytes,
-                Err(Error::HttpStatus {
-                    status: status @ (404 | 410),
-                    ..
-                }) => return Err(missing(format!("HTTP status {status}"))),
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(missing("no such file".into()))
-                }
-                Err(Error::LimitExceeded { .. }) => {
-                    return Err(Error::SignatureInvalid {
-                        key_id: key.key_id().to_string(),
-                        signature: shown,
-                        reason: format!("larger than {} KiB", sidecar::MAX_SIZE >> 10),
-                    })
-                }
-                Err(e) => return Err(e),
-            };
+        let heartbeat = progress.as_deref_mut();
+        let bytes = match sidecar::fetch_small(&location, &self.fetch, &scratch, heartbeat) {
+            Ok(bytes) => bytes,
+            Err(Error::HttpStatus {
+                status: status @ (404 | 410),
+                ..
+            }) => return Err(missing(format!("HTTP status {status}"))),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(missing("no such file".into()))
+            }
+            Err(Error::LimitExceeded { .. }) => {
+                return Err(Error::SignatureInvalid {
+                    key_id: key.key_id().to_string(),
+                    signature: shown,
+                    reason: format!("larger than {} KiB", sidecar::MAX_SIZE >> 10),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         Ok((key.signature(&bytes, &shown)?, shown))
     }
 
