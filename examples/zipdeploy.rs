@@ -23,7 +23,8 @@ use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use zipdeploy::signature::PublicKey;
@@ -64,7 +65,17 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             rollback.status.dest
         }
         Mode::Deploy if !cli.urls.is_empty() => {
-            let report = install(cli)?;
+            catch_stop_signals()?;
+            let result = install(cli);
+            if let Some(signal) = stop_signal() {
+                // Asked to stop: whatever the deploy did (it was cancelled,
+                // or had just finished), COMMAND is not started.
+                return Err(Failure::Stopped {
+                    signal,
+                    deployed: result.is_ok(),
+                });
+            }
+            let report = result?;
             announce(cli, &report);
             report.dest
         }
@@ -193,6 +204,18 @@ const OPTIONS: &[Opt] = &[
         "N",
         EnvVar::Derived,
         "retries on transient network errors",
+    ),
+    Opt::value(
+        "speed-limit",
+        "BYTES",
+        EnvVar::Derived,
+        "fail (and retry) a download slower than BYTES/s over --speed-time; 0: off",
+    ),
+    Opt::value(
+        "speed-time",
+        "SECS",
+        EnvVar::Derived,
+        "the window --speed-limit averages over",
     ),
     Opt::value(
         "max-size",
@@ -807,6 +830,8 @@ struct Cli {
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
     retries: Option<u32>,
+    speed_limit: Option<u64>,
+    speed_time: Option<Duration>,
     max_size: Option<u64>,
     max_total_size: Option<u64>,
     max_entries: Option<u64>,
@@ -898,6 +923,8 @@ impl Cli {
             headers: given.headers()?,
             timeout: given.parsed("timeout", parse_seconds)?,
             retries: given.parsed("retries", |t| t.parse().ok())?,
+            speed_limit: given.parsed("speed-limit", parse_size)?,
+            speed_time: given.parsed("speed-time", parse_seconds)?,
             max_size: given.parsed("max-size", parse_size)?,
             max_total_size: given.parsed("max-total-size", parse_size)?,
             max_entries: given.parsed("max-entries", |t| t.parse().ok())?,
@@ -935,10 +962,17 @@ fn json_requested(args: &[OsString], vars: &[(OsString, OsString)]) -> bool {
 
 fn install(cli: &Cli) -> Result<Report, Failure> {
     let mut meter = cli.shows_progress().then(Meter::new);
-    let mut deploy = configure(cli, Deploy::new(&cli.urls[0])?)?;
-    if let Some(meter) = meter.as_mut() {
-        deploy = deploy.progress(|p| meter.update(p));
-    }
+    // The library calls this at least every 100 ms, also while the server
+    // is silent: a stop signal cancels the deploy within that.
+    let deploy = configure(cli, Deploy::new(&cli.urls[0])?)?.progress(|p| {
+        if stop_signal().is_some() {
+            return ControlFlow::Break(());
+        }
+        match meter.as_mut() {
+            Some(meter) => meter.update(p),
+            None => ControlFlow::Continue(()),
+        }
+    });
     let result = deploy.run();
     if let Some(meter) = meter.as_mut() {
         meter.clear();
@@ -988,6 +1022,8 @@ fn fetch_options(cli: &Cli) -> FetchOptions {
     FetchOptions {
         timeout: cli.timeout.or(defaults.timeout),
         retries: cli.retries.unwrap_or(defaults.retries),
+        speed_limit: cli.speed_limit.unwrap_or(defaults.speed_limit),
+        speed_time: cli.speed_time.unwrap_or(defaults.speed_time),
         max_size: cli.max_size.unwrap_or(defaults.max_size),
         headers: cli.headers.clone(),
         ..defaults
@@ -1022,16 +1058,32 @@ fn run_init(staged: &Path, script: &Path, env: &ChildEnv) -> Result<(), String> 
     }
     let mut sh = Command::new("sh");
     env.apply(&mut sh);
-    let status = sh
+    let child = sh
         .arg(Path::new(".").join(script))
         .current_dir(staged)
         .stdin(Stdio::null())
         .stdout(io::stderr())
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot run sh for init script {shown}: {e}"))?;
+    let status =
+        wait_unless_stopped(child).map_err(|e| format!("waiting for init script {shown}: {e}"))?;
     match describe_failure(status) {
         None => Ok(()),
         Some(how) => Err(format!("init script {shown} {how}")),
+    }
+}
+
+/// Waits for `child`, killing it if a stop signal comes first.
+fn wait_unless_stopped(mut child: Child) -> io::Result<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if stop_signal().is_some() {
+            let _ = child.kill();
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1450,10 +1502,52 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Stop signals: SIGTERM, SIGINT and SIGHUP cancel a deploy.
+// ---------------------------------------------------------------------------
+
+/// The stop signal received during the deploy; 0 while none came.
+static STOP_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+/// Set by the first stop signal: a second one exits at once.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Makes SIGTERM, SIGINT and SIGHUP cancel the deploy: the progress callback
+/// sees the flag within 100 ms (the library calls it as a heartbeat even
+/// while a server stalls), the library removes its work files and leaves
+/// DEST as it was, and zipdeploy exits with 128 + the signal. This matters
+/// most as PID 1 of a container, where a signal without a handler is simply
+/// dropped and `docker stop` would end in SIGKILL. A second signal exits at
+/// once (the next run cleans up what is left). `exec` resets caught signals
+/// to their defaults, so COMMAND handles its signals itself.
+fn catch_stop_signals() -> Result<(), Failure> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
+        // Registered first, so it runs before the flag is set below.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, &STOPPING)
+            .and_then(|_| signal_hook::flag::register(signal, &STOPPING))
+            .and_then(|_| signal_hook::flag::register_usize(signal, &STOP_SIGNAL, signal as usize))
+            .map_err(|e| {
+                Failure::Deploy(Error::Config(format!("cannot handle signal {signal}: {e}")))
+            })?;
+    }
+    Ok(())
+}
+
+/// The stop signal received, if any.
+fn stop_signal() -> Option<u8> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signal => u8::try_from(signal).ok(),
+    }
+}
+
 /// Why zipdeploy stops without exec'ing COMMAND.
 enum Failure {
     /// The deploy (or the configuration) failed: the library's error.
     Deploy(Error),
+    /// A stop signal came: the deploy was cancelled (or had just finished,
+    /// `deployed`), and COMMAND is not started.
+    Stopped { signal: u8, deployed: bool },
     /// COMMAND could not be started.
     Exec { program: String, error: io::Error },
 }
@@ -1470,6 +1564,7 @@ impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Deploy(err) => err.class() as u8,
+            Failure::Stopped { signal, .. } => 128 + signal,
             Failure::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
             Failure::Exec { .. } => 126,
         }
@@ -1478,6 +1573,10 @@ impl Failure {
     fn to_json(&self) -> String {
         let (code, class) = match self {
             Failure::Deploy(err) => (u64::from(err.code()), class_name(err.class())),
+            Failure::Stopped { .. } => (
+                u64::from(Error::Cancelled.code()),
+                class_name(ErrorClass::Cancelled),
+            ),
             Failure::Exec { .. } => (u64::from(self.exit_code()), "exec"),
         };
         let error = JsonObject::new()
@@ -1492,6 +1591,22 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Deploy(err) => write!(f, "{err}"),
+            Failure::Stopped { signal, deployed } => {
+                let name = match i32::from(*signal) {
+                    signal_hook::consts::SIGTERM => "SIGTERM",
+                    signal_hook::consts::SIGINT => "SIGINT",
+                    signal_hook::consts::SIGHUP => "SIGHUP",
+                    _ => "a signal",
+                };
+                if *deployed {
+                    write!(f, "stopped by {name} after the deploy; COMMAND not started")
+                } else {
+                    write!(
+                        f,
+                        "stopped by {name}: deploy cancelled, destination unchanged"
+                    )
+                }
+            }
             Failure::Exec { program, error } => write!(f, "cannot run {program}: {error}"),
         }
     }
@@ -1556,6 +1671,10 @@ const EXIT_CODES: &[(u8, &str)] = &[
         "init script (--init) failed or is missing",
     ),
     (ErrorClass::Cancelled as u8, "cancelled"),
+    (
+        128 + 15,
+        "stopped by SIGTERM (129 SIGHUP, 130 SIGINT): deploy cancelled, DEST unchanged",
+    ),
     (126, "COMMAND could not be executed"),
     (127, "COMMAND not found"),
 ];
@@ -1566,6 +1685,8 @@ fn default_shown(opt: &Opt) -> Option<String> {
     Some(match opt.name {
         "timeout" => "none".into(),
         "retries" => fetch.retries.to_string(),
+        "speed-limit" => human_size(fetch.speed_limit),
+        "speed-time" => format!("{}", fetch.speed_time.as_secs_f64()),
         "max-size" => human_size(fetch.max_size),
         "max-total-size" => human_size(limits.max_total_size),
         "max-entries" => limits.max_entries.to_string(),

@@ -415,14 +415,25 @@ int zipdeploy_deploy_set_connect_timeout_ms(struct zipdeploy_deploy *deploy, uin
 
 /**
  * Sets the longest wait for any bytes once connected, in milliseconds
- * (default 30,000). Cancellation through the progress callback is noticed
- * when bytes arrive, so this also bounds how long a cancel can take on a
- * stalled connection.
+ * (default 30,000).
  *
  * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
  * or `ms` is 0.
  */
 int zipdeploy_deploy_set_stall_timeout_ms(struct zipdeploy_deploy *deploy, uint64_t ms);
+
+/**
+ * Sets the low-speed rule (curl's `--speed-limit`/`--speed-time`): a
+ * download averaging fewer than `bytes_per_second` over `time_ms`
+ * milliseconds fails as a timeout (`ZIPDEPLOY_TIMEOUT`, retried like one).
+ * Default 1024 bytes/s over 30,000 ms; `bytes_per_second` 0 disables it.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+ * or `time_ms` is 0 while the rule is on.
+ */
+int zipdeploy_deploy_set_speed_limit(struct zipdeploy_deploy *deploy,
+                                     uint64_t bytes_per_second,
+                                     uint64_t time_ms);
 
 /**
  * Sets how many times a transient network failure (connection error,
@@ -435,8 +446,11 @@ int zipdeploy_deploy_set_stall_timeout_ms(struct zipdeploy_deploy *deploy, uint6
 int zipdeploy_deploy_set_retries(struct zipdeploy_deploy *deploy, uint32_t retries);
 
 /**
- * Adds a request header, e.g. `Authorization: Bearer …` (sent on every
- * attempt; never shown in messages). Both strings are copied.
+ * Adds a request header for the package URL, e.g. `PRIVATE-TOKEN: …`
+ * (sent on every attempt; never shown in messages). It goes only to the
+ * package URL's origin (scheme, host, port), also when a redirect, mirror,
+ * sidecar or signature is on that origin; never to another origin (see
+ * `zipdeploy_deploy_add_header_for`). Both strings are copied.
  *
  * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, or
  * `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL, the name is empty or
@@ -447,7 +461,23 @@ int zipdeploy_deploy_add_header(struct zipdeploy_deploy *deploy,
                                 const char *value);
 
 /**
- * Removes every header added with `zipdeploy_deploy_add_header`.
+ * Adds a request header for the origin of `origin` (a URL such as
+ * `https://mirror.example.net`; only its scheme, host and port count), e.g.
+ * a mirror's own token. It goes to every request on that origin and to no
+ * other. All strings are copied.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, `ZIPDEPLOY_INVALID_URL`
+ * if `origin` is not an http(s) URL, or `ZIPDEPLOY_INVALID_ARGUMENT` as
+ * `zipdeploy_deploy_add_header`.
+ */
+int zipdeploy_deploy_add_header_for(struct zipdeploy_deploy *deploy,
+                                    const char *origin,
+                                    const char *name,
+                                    const char *value);
+
+/**
+ * Removes every header added with `zipdeploy_deploy_add_header` or
+ * `zipdeploy_deploy_add_header_for`.
  *
  * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
  * NULL.
@@ -478,10 +508,12 @@ int zipdeploy_deploy_set_durable(struct zipdeploy_deploy *deploy, int durable);
  * the callback's first argument); a NULL callback removes it.
  *
  * The callback runs on the thread that calls `zipdeploy_deploy_run`, after
- * each chunk downloaded and as extraction advances; a non-zero return
- * cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination untouched). A
- * cancel takes effect at the next event, so on a stalled connection within
- * the stall timeout. `userdata` must stay valid while the handle may run.
+ * each chunk downloaded and as extraction advances, and at least every
+ * 100 ms while the network is waited for (connecting, a stalled server, a
+ * backoff between retries): such heartbeat calls repeat the last counts.
+ * A non-zero return cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination
+ * untouched, work files removed) within about 100 ms of the return, stalled
+ * server or not. `userdata` must stay valid while the handle may run.
  *
  * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
  * NULL.

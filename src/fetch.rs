@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, Result};
+use crate::http;
 use crate::progress::{report, Progress, ProgressFn, Stage};
 
 /// Size of the buffer bytes are pumped through.
@@ -90,9 +91,27 @@ impl Source {
     }
 }
 
+/// The origin (scheme, host, port) of an `http(s)://` URL, for
+/// [`FetchOptions::origin_headers`].
+///
+/// ```
+/// let origin = zipdeploy::fetch::parse_origin("https://mirror.example.net")?;
+/// assert_eq!(origin, zipdeploy::fetch::parse_origin("https://mirror.example.net:443/a.zip")?);
+/// # Ok::<(), zipdeploy::Error>(())
+/// ```
+pub fn parse_origin(url: &str) -> Result<url::Origin> {
+    match Source::parse(url)? {
+        Source::Http(url) => Ok(url.origin()),
+        Source::File(_) => Err(Error::InvalidUrl {
+            url: redact_str(url),
+            reason: "an origin is an http(s):// URL".into(),
+        }),
+    }
+}
+
 /// Hides credentials in a URL: `user:pass@` becomes `***@`, and every
 /// query value becomes `***` (presigned URLs carry their signature there).
-fn redact_url(url: &Url) -> String {
+pub(crate) fn redact_url(url: &Url) -> String {
     let mut url = url.clone();
     if !url.username().is_empty() || url.password().is_some() {
         let _ = url.set_password(None);
@@ -148,12 +167,20 @@ fn scrub(message: &str, url: &Url) -> String {
 }
 
 /// Network behaviour of the fetch stage. The defaults suit a container start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FetchOptions {
     /// Time allowed to establish a connection (TCP + TLS). Default 10 s.
     pub connect_timeout: Duration,
     /// Longest wait for any bytes once connected. Default 30 s.
     pub stall_timeout: Duration,
+    /// Low-speed rule (curl's `--speed-limit`): a transfer that averages
+    /// fewer bytes per second than this over [`FetchOptions::speed_time`]
+    /// fails with a (retried) [`Error::Timeout`]; 0 disables it. Default
+    /// 1024, so a server trickling a byte now and then cannot hold a deploy
+    /// forever.
+    pub speed_limit: u64,
+    /// The window of the low-speed rule (curl's `--speed-time`). Default 30 s.
+    pub speed_time: Duration,
     /// Deadline for the whole fetch, retries included. Default none.
     pub timeout: Option<Duration>,
     /// Retries after the first attempt on transient failures. Default 3.
@@ -165,8 +192,16 @@ pub struct FetchOptions {
     pub max_redirects: u32,
     /// Largest package accepted, in bytes. Default 4 GiB.
     pub max_size: u64,
-    /// Extra request headers, e.g. `("Authorization", "Bearer …")`.
+    /// Extra request headers, e.g. `("PRIVATE-TOKEN", "…")`, sent only to
+    /// the origin (scheme, host, port) of the URL fetched: not to another
+    /// origin a redirect names. A [`crate::Deploy`] binds them to the
+    /// package URL's origin, so mirrors and sidecars elsewhere do not get
+    /// them either.
     pub headers: Vec<(String, String)>,
+    /// Request headers for other origins, e.g. a mirror's own token: each is
+    /// sent only to requests (redirect hops included) on its origin. See
+    /// [`crate::Deploy::header_for`].
+    pub origin_headers: Vec<(url::Origin, String, String)>,
     /// Extra trusted root certificates (PEM), for servers behind a private
     /// CA. When any are given, they are trusted together with the system's CA
     /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
@@ -174,17 +209,46 @@ pub struct FetchOptions {
     pub root_certs_pem: Vec<Vec<u8>>,
 }
 
+/// Header values are secrets: shown as `***`.
+impl std::fmt::Debug for FetchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let origin_headers: Vec<String> = self
+            .origin_headers
+            .iter()
+            .map(|(origin, name, _)| format!("{}: {name}", origin.ascii_serialization()))
+            .collect();
+        f.debug_struct("FetchOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("speed_limit", &self.speed_limit)
+            .field("speed_time", &self.speed_time)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("max_redirects", &self.max_redirects)
+            .field("max_size", &self.max_size)
+            .field("header_names", &headers)
+            .field("origin_header_names", &origin_headers)
+            .field("root_certs_pem", &self.root_certs_pem.len())
+            .finish()
+    }
+}
+
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            speed_limit: 1024,
+            speed_time: Duration::from_secs(30),
             timeout: None,
             retries: 3,
             backoff: Duration::from_millis(250),
             max_redirects: 5,
             max_size: 4 << 30,
             headers: Vec::new(),
+            origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),
         }
     }
@@ -542,7 +606,7 @@ fn http_fetch(
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
 ) -> Result<(u32, u32)> {
-    let agent = agent_for(url, options)?;
+    let config = config_for(url, options)?;
     let deadline = options.timeout.map(|t| Instant::now() + t);
     let mut state = ResumeState::default();
     let mut attempts = 0;
@@ -557,7 +621,7 @@ fn http_fetch(
             resumed += 1;
         }
         let result = http_attempt(
-            &agent, url, out, path, options, deadline, &mut state, progress,
+            &config, url, out, path, options, deadline, &mut state, progress,
         );
         let err = match result {
             Ok(()) => return Ok((attempts, resumed)),
@@ -574,7 +638,8 @@ fn http_fetch(
         if let Some(d) = deadline {
             delay = delay.min(d.saturating_duration_since(now));
         }
-        std::thread::sleep(delay);
+        let still = Progress::bytes(Stage::Fetch, out.written(), state.total);
+        http::pause(delay, &mut || report(progress, still))?;
     }
 }
 
@@ -629,7 +694,9 @@ fn root_certs(options: &FetchOptions) -> Result<ureq::tls::RootCerts> {
     Ok(RootCerts::from(certs))
 }
 
-fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
+/// The configuration of every request of a fetch. Redirects are followed by
+/// [`http::open`], which decides the headers of each hop.
+fn config_for(url: &Url, options: &FetchOptions) -> Result<ureq::config::Config> {
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(root_certs(options)?)
         .build();
@@ -637,7 +704,7 @@ fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
         .tls_config(tls)
         .http_status_as_error(false)
         .https_only(url.scheme() == "https")
-        .max_redirects(options.max_redirects)
+        .max_redirects(0)
         .timeout_connect(Some(options.connect_timeout))
         .timeout_recv_response(Some(options.stall_timeout))
         .timeout_per_read(Some(options.stall_timeout))
@@ -645,13 +712,12 @@ fn agent_for(url: &Url, options: &FetchOptions) -> Result<ureq::Agent> {
         // Large reads from the socket: fewer syscalls per package byte.
         .input_buffer_size(512 * 1024)
         .user_agent(concat!("zipdeploy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into())
+        .build())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn http_attempt(
-    agent: &ureq::Agent,
+    config: &ureq::config::Config,
     url: &Url,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
@@ -662,25 +728,20 @@ fn http_attempt(
 ) -> Result<()> {
     let shown = redact_url(url);
     let have = out.written();
-    let mut request = agent.get(url.as_str());
-    for (name, value) in &options.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
+    let mut extra = Vec::new();
     if have > 0 {
-        request = request.header("Range", format!("bytes={have}-"));
+        extra.push(("Range".to_string(), format!("bytes={have}-")));
         if let Some(v) = &state.validator {
-            request = request.header("If-Range", v.as_str());
+            extra.push(("If-Range".to_string(), v.clone()));
         }
     }
-    if let Some(d) = deadline {
-        let left = d.saturating_duration_since(Instant::now());
-        request = request.config().timeout_global(Some(left)).build();
-    }
-    let response = request.call().map_err(|e| map_ureq_error(e, url))?;
-    let status = response.status().as_u16();
+    let waiting = Progress::bytes(Stage::Fetch, have, state.total);
+    let (mut exchange, head) = http::open(config, url, options, &extra, deadline, &mut || {
+        report(progress, waiting)
+    })?;
+    let status = head.status.as_u16();
     let header = |name: &str| {
-        response
-            .headers()
+        head.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -720,7 +781,6 @@ fn http_attempt(
     if let Some(g) = out.get_mut().growth {
         g.expect(expected_total);
     }
-    let mut body = response.into_body().into_reader();
     let received_before = out.written();
     let read_err = |e: io::Error| {
         let reason = scrub(&e.to_string(), url);
@@ -736,12 +796,13 @@ fn http_attempt(
             }
         }
     };
-    let result = pump(
-        &mut body,
+    let result = receive_body(
+        &mut exchange,
         out,
         path,
         expected_total,
-        options.max_size,
+        options,
+        &shown,
         progress,
         read_err,
     );
@@ -763,13 +824,68 @@ fn http_attempt(
     }
 }
 
+/// Writes the body of `exchange` into `out` (which hashes), enforcing the
+/// size limit and the low-speed rule, and reporting progress: after each
+/// chunk, and every [`http::TICK`] while none comes (a heartbeat with
+/// unchanged counts, so the callback can cancel a stalled download).
+#[allow(clippy::too_many_arguments)]
+fn receive_body(
+    exchange: &mut http::Exchange,
+    out: &mut HashingWriter<DownloadFile<'_, '_>>,
+    out_path: &Path,
+    total: Option<u64>,
+    options: &FetchOptions,
+    shown: &str,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+    read_err: impl Fn(io::Error) -> Error,
+) -> Result<()> {
+    let max = options.max_size;
+    if let Some(total) = total.filter(|t| *t > max) {
+        return Err(Error::LimitExceeded {
+            limit: Limit::DownloadSize,
+            max,
+            actual: total,
+            entry: None,
+        });
+    }
+    let mut speed = http::LowSpeed::new(options, out.written());
+    loop {
+        let written = out.written();
+        let mut heartbeat = || {
+            speed.check(written, shown)?;
+            report(progress, Progress::bytes(Stage::Fetch, written, total))
+        };
+        let (buffer, n) = match exchange.next_body(&mut heartbeat)? {
+            http::Event::Data(buffer, n) => (buffer, n),
+            http::Event::End => return Ok(()),
+            http::Event::ReadFailed(e) => return Err(read_err(e)),
+        };
+        if written + n as u64 > max {
+            return Err(Error::LimitExceeded {
+                limit: Limit::DownloadSize,
+                max,
+                actual: written + n as u64,
+                entry: None,
+            });
+        }
+        out.write_all(&buffer[..n])
+            .map_err(Error::io("write", out_path))?;
+        exchange.recycle(buffer);
+        speed.check(out.written(), shown)?;
+        report(
+            progress,
+            Progress::bytes(Stage::Fetch, out.written(), total),
+        )?;
+    }
+}
+
 /// `bytes 100-199/200` → `Some(100)`.
 fn parse_content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     rest.split('-').next()?.trim().parse().ok()
 }
 
-fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
+pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
     let shown = redact_url(url);
     let reason = scrub(&error.to_string(), url);
     match error {
@@ -859,6 +975,25 @@ mod tests {
             scrub("GET /a.zip?token=abc123def failed", &url),
             "GET /a.zip?*** failed"
         );
+    }
+
+    #[test]
+    fn debug_output_hides_header_values() {
+        let options = FetchOptions {
+            headers: vec![("PRIVATE-TOKEN".into(), "glpat-secret1".into())],
+            origin_headers: vec![(
+                parse_origin("https://m.example").unwrap(),
+                "X-Api-Key".into(),
+                "secret2".into(),
+            )],
+            ..FetchOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            shown.contains("PRIVATE-TOKEN") && shown.contains("X-Api-Key"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]

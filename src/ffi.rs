@@ -805,9 +805,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_connect_timeout_ms(
 }
 
 /// Sets the longest wait for any bytes once connected, in milliseconds
-/// (default 30,000). Cancellation through the progress callback is noticed
-/// when bytes arrive, so this also bounds how long a cancel can take on a
-/// stalled connection.
+/// (default 30,000).
 ///
 /// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
 /// or `ms` is 0.
@@ -820,6 +818,32 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_stall_timeout_ms(
     unsafe {
         set(deploy, |s| {
             s.fetch.stall_timeout = Duration::from_millis(positive(ms, "stall_timeout_ms")?);
+            Ok(())
+        })
+    }
+}
+
+/// Sets the low-speed rule (curl's `--speed-limit`/`--speed-time`): a
+/// download averaging fewer than `bytes_per_second` over `time_ms`
+/// milliseconds fails as a timeout (`ZIPDEPLOY_TIMEOUT`, retried like one).
+/// Default 1024 bytes/s over 30,000 ms; `bytes_per_second` 0 disables it.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+/// or `time_ms` is 0 while the rule is on.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_speed_limit(
+    deploy: *mut zipdeploy_deploy,
+    bytes_per_second: u64,
+    time_ms: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            if bytes_per_second > 0 {
+                positive(time_ms, "time_ms")?;
+            }
+            s.fetch.speed_limit = bytes_per_second;
+            s.fetch.speed_time = Duration::from_millis(time_ms);
             Ok(())
         })
     }
@@ -845,8 +869,11 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_retries(
     }
 }
 
-/// Adds a request header, e.g. `Authorization: Bearer …` (sent on every
-/// attempt; never shown in messages). Both strings are copied.
+/// Adds a request header for the package URL, e.g. `PRIVATE-TOKEN: …`
+/// (sent on every attempt; never shown in messages). It goes only to the
+/// package URL's origin (scheme, host, port), also when a redirect, mirror,
+/// sidecar or signature is on that origin; never to another origin (see
+/// `zipdeploy_deploy_add_header_for`). Both strings are copied.
 ///
 /// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, or
 /// `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL, the name is empty or
@@ -861,28 +888,73 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_header(
     // NUL-terminated strings.
     unsafe {
         set(deploy, |s| {
-            let name = str_arg(name, "header name")?;
-            let value = str_arg(value, "header value")?;
-            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if name.is_empty() || !name.chars().all(token) {
-                return Err(Failure::new(
-                    ZIPDEPLOY_INVALID_ARGUMENT,
-                    format!("invalid header name {name:?}"),
-                ));
-            }
-            if value.contains(['\r', '\n']) {
-                return Err(Failure::new(
-                    ZIPDEPLOY_INVALID_ARGUMENT,
-                    format!("value of header {name:?} contains a line break"),
-                ));
-            }
-            s.fetch.headers.push((name.into(), value.into()));
+            let (name, value) = header_args(name, value)?;
+            s.fetch.headers.push((name, value));
             Ok(())
         })
     }
 }
 
-/// Removes every header added with `zipdeploy_deploy_add_header`.
+/// Adds a request header for the origin of `origin` (a URL such as
+/// `https://mirror.example.net`; only its scheme, host and port count), e.g.
+/// a mirror's own token. It goes to every request on that origin and to no
+/// other. All strings are copied.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, `ZIPDEPLOY_INVALID_URL`
+/// if `origin` is not an http(s) URL, or `ZIPDEPLOY_INVALID_ARGUMENT` as
+/// `zipdeploy_deploy_add_header`.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_add_header_for(
+    deploy: *mut zipdeploy_deploy,
+    origin: *const c_char,
+    name: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `origin`, `name` and `value` are NULL or
+    // NUL-terminated strings.
+    unsafe {
+        set(deploy, |s| {
+            let origin = crate::fetch::parse_origin(str_arg(origin, "origin")?)?;
+            let (name, value) = header_args(name, value)?;
+            s.fetch.origin_headers.push((origin, name, value));
+            Ok(())
+        })
+    }
+}
+
+/// A header's name and value from C, checked.
+///
+/// # Safety
+/// Each pointer is NULL or a NUL-terminated string.
+unsafe fn header_args(
+    name: *const c_char,
+    value: *const c_char,
+) -> Result<(String, String), Failure> {
+    // SAFETY: forwarded contract.
+    let (name, value) = unsafe {
+        (
+            str_arg(name, "header name")?,
+            str_arg(value, "header value")?,
+        )
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(Failure::new(
+            ZIPDEPLOY_INVALID_ARGUMENT,
+            format!("invalid header name {name:?}"),
+        ));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(Failure::new(
+            ZIPDEPLOY_INVALID_ARGUMENT,
+            format!("value of header {name:?} contains a line break"),
+        ));
+    }
+    Ok((name.into(), value.into()))
+}
+
+/// Removes every header added with `zipdeploy_deploy_add_header` or
+/// `zipdeploy_deploy_add_header_for`.
 ///
 /// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
 /// NULL.
@@ -892,6 +964,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_headers(deploy: *mut zipdeploy_d
     unsafe {
         set(deploy, |s| {
             s.fetch.headers.clear();
+            s.fetch.origin_headers.clear();
             Ok(())
         })
     }
@@ -940,10 +1013,12 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_durable(
 /// the callback's first argument); a NULL callback removes it.
 ///
 /// The callback runs on the thread that calls `zipdeploy_deploy_run`, after
-/// each chunk downloaded and as extraction advances; a non-zero return
-/// cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination untouched). A
-/// cancel takes effect at the next event, so on a stalled connection within
-/// the stall timeout. `userdata` must stay valid while the handle may run.
+/// each chunk downloaded and as extraction advances, and at least every
+/// 100 ms while the network is waited for (connecting, a stalled server, a
+/// backoff between retries): such heartbeat calls repeat the last counts.
+/// A non-zero return cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination
+/// untouched, work files removed) within about 100 ms of the return, stalled
+/// server or not. `userdata` must stay valid while the handle may run.
 ///
 /// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
 /// NULL.

@@ -36,6 +36,7 @@ pub mod error;
 pub mod extract;
 pub mod fetch;
 pub mod ffi;
+mod http;
 pub mod install;
 pub mod progress;
 pub mod sidecar;
@@ -308,9 +309,44 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// Adds a request header, e.g. `header("Authorization", "Bearer …")`.
+    /// Adds a request header for the package URL, e.g.
+    /// `header("PRIVATE-TOKEN", "…")`. It is sent only to the package URL's
+    /// origin (scheme, host, port): to a redirect, a mirror, a sidecar or a
+    /// signature on the same origin, never to another origin. Give another
+    /// origin its own headers with [`Deploy::header_for`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.fetch.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a request header for the origin of `origin` (a URL; only its
+    /// scheme, host and port count), e.g. a mirror's own token:
+    ///
+    /// ```
+    /// # use zipdeploy::Deploy;
+    /// let deploy = Deploy::new("https://git.example.com/api/v4/app.zip")?
+    ///     .header("PRIVATE-TOKEN", "token-for-git.example.com")
+    ///     .mirror("https://mirror.example.net/app.zip")?
+    ///     .header_for("https://mirror.example.net", "X-Api-Key", "key-for-the-mirror")?;
+    /// # Ok::<(), zipdeploy::Error>(())
+    /// ```
+    ///
+    /// The header goes to every request on that origin (redirect hops
+    /// included) and to no other.
+    pub fn header_for(mut self, origin: &str, name: &str, value: &str) -> Result<Self> {
+        let origin = fetch::parse_origin(origin)?;
+        self.fetch
+            .origin_headers
+            .push((origin, name.into(), value.into()));
+        Ok(self)
+    }
+
+    /// The low-speed rule (curl's `--speed-limit`/`--speed-time`): a download
+    /// averaging fewer than `bytes_per_second` over `time` fails as a network
+    /// timeout (retried like one). Default 1024 bytes/s over 30 s; 0 disables.
+    pub fn speed_limit(mut self, bytes_per_second: u64, time: Duration) -> Self {
+        self.fetch.speed_limit = bytes_per_second;
+        self.fetch.speed_time = time;
         self
     }
 
@@ -344,8 +380,10 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// Calls `f` as the deploy advances; returning `ControlFlow::Break(())`
-    /// cancels it cleanly.
+    /// Calls `f` as the deploy advances, and at least every 100 ms while it
+    /// waits for the network (with unchanged counts); returning
+    /// `ControlFlow::Break(())` cancels it cleanly within about 100 ms, even
+    /// on a stalled connection. See [`progress::ProgressFn`].
     pub fn progress(mut self, f: impl FnMut(&Progress) -> ControlFlow<()> + Send + 'a) -> Self {
         self.progress = Some(Box::new(f));
         self
@@ -374,11 +412,15 @@ impl<'a> Deploy<'a> {
                 "give an expected SHA-256 or a sidecar to read it from, not both".into(),
             ));
         }
+        self.bind_headers_to_package_origin();
         let layout = Layout::new(&dest)?;
         let lock = layout.lock()?;
         layout.recover(&lock)?;
         if let Some(sidecar) = self.sidecar.clone() {
-            self.expected = Some(self.read_sidecar(&layout, &sidecar)?);
+            let mut progress = self.progress.take();
+            let read = self.read_sidecar(&layout, &sidecar, &mut progress);
+            self.progress = progress;
+            self.expected = Some(read?);
         }
         let installed = layout.current();
         let mut report = Report {
@@ -433,14 +475,37 @@ impl<'a> Deploy<'a> {
         Ok(report)
     }
 
+    /// Ties the headers given for the package to its URL's origin, so that
+    /// a mirror, sidecar or signature elsewhere does not get them (a local
+    /// package has no origin: they then go nowhere).
+    fn bind_headers_to_package_origin(&mut self) {
+        let headers = std::mem::take(&mut self.fetch.headers);
+        if let Source::Http(url) = &self.source {
+            let origin = url.origin();
+            self.fetch.origin_headers.splice(
+                0..0,
+                headers
+                    .into_iter()
+                    .map(|(name, value)| (origin.clone(), name, value)),
+            );
+        }
+    }
+
     /// The expected digest, from the sidecar file.
-    fn read_sidecar(&self, layout: &Layout, location: &Source) -> Result<Sha256Digest> {
+    fn read_sidecar(
+        &self,
+        layout: &Layout,
+        location: &Source,
+        progress: &mut Option<ProgressBox<'a>>,
+    ) -> Result<Sha256Digest> {
         let shown = location.redacted();
         let unusable = |reason: String| Error::DigestSidecar {
             url: shown.clone(),
             reason,
         };
-        let bytes = match sidecar::fetch_small(location, &self.fetch, &layout.download_path()) {
+        let scratch = layout.download_path();
+        let heartbeat = progress.as_deref_mut();
+        let bytes = match sidecar::fetch_small(location, &self.fetch, &scratch, heartbeat) {
             Ok(bytes) => bytes,
             Err(Error::LimitExceeded { .. }) => {
                 return Err(unusable(format!(
@@ -614,7 +679,7 @@ impl<'a> Deploy<'a> {
                     sig,
                     format!("{} (cached)", cache.signature_path(&expected).display()),
                 ),
-                None => self.load_signature(key, &self.source, work)?,
+                None => self.load_signature(key, &self.source, work, progress)?,
             });
         }
         let mut verifier = match (&self.minisign_key, &signature) {
@@ -649,6 +714,7 @@ impl<'a> Deploy<'a> {
         key: &signature::PublicKey,
         package: &Source,
         work: &Work<'_>,
+        progress: &mut Option<ProgressBox<'a>>,
     ) -> Result<(signature::Signature, String)> {
         let location = self
             .minisign_sig
@@ -661,7 +727,8 @@ impl<'a> Deploy<'a> {
             reason,
         };
         let scratch = work.layout.download_path();
-        let bytes = match sidecar::fetch_small(&location, &self.fetch, &scratch) {
+        let heartbeat = progress.as_deref_mut();
+        let bytes = match sidecar::fetch_small(&location, &self.fetch, &scratch, heartbeat) {
             Ok(bytes) => bytes,
             Err(Error::HttpStatus {
                 status: status @ (404 | 410),
@@ -692,7 +759,7 @@ impl<'a> Deploy<'a> {
         progress: &mut Option<ProgressBox<'a>>,
     ) -> Result<Obtained> {
         let signature = match &self.minisign_key {
-            Some(key) => Some(self.load_signature(key, source, work)?),
+            Some(key) => Some(self.load_signature(key, source, work, progress)?),
             None => None,
         };
         let mut verifier = match (&self.minisign_key, &signature) {

@@ -43,8 +43,14 @@ impl Progress {
 
 /// A progress callback: return [`ControlFlow::Break`] to cancel the deploy.
 ///
-/// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`] and
-/// the destination is left as it was.
+/// It is called as bytes arrive and entries are extracted, and also as a
+/// heartbeat at least every 100 ms while the network is waited for
+/// (connecting, a stalled server, a backoff between retries): heartbeat
+/// events repeat the last counts. So a cancel takes effect within about
+/// 100 ms, whatever the server does.
+///
+/// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`],
+/// its work files are removed and the destination is left as it was.
 pub type ProgressFn<'a> = dyn FnMut(&Progress) -> ControlFlow<()> + Send + 'a;
 
 /// Calls the callback, if any, and turns a `Break` into [`crate::Error::Cancelled`].

@@ -5,30 +5,39 @@
 //! trusted roots, timeouts) through the same fetch stage, into the state
 //! directory, and are size-limited to [`MAX_SIZE`].
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Limit, Result};
 use crate::fetch::{self, FetchOptions, Source};
+use crate::progress::{Progress, ProgressFn, Stage};
 
 /// Largest sidecar or signature file accepted: 64 KiB.
 pub const MAX_SIZE: u64 = 64 << 10;
 
 /// Fetches a small file into memory, through `scratch` (a path in the state
-/// directory, removed before returning).
+/// directory, removed before returning). `progress` only sees heartbeats
+/// (fetch events with no bytes), so that it can cancel a stalled fetch
+/// without a meter mistaking this file for the package.
 pub(crate) fn fetch_small(
     source: &Source,
     options: &FetchOptions,
     scratch: &Path,
+    mut progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Vec<u8>> {
     let options = FetchOptions {
         max_size: MAX_SIZE,
         ..options.clone()
     };
+    let mut heartbeat = |_: &Progress| match progress.as_deref_mut() {
+        Some(f) => f(&Progress::bytes(Stage::Fetch, 0, None)),
+        None => ControlFlow::Continue(()),
+    };
     let result = match source {
         Source::File(path) => fetch::hash_local(path, &options, None)
             .and_then(|_| std::fs::read(path).map_err(Error::io("read", path))),
-        Source::Http(_) => fetch::fetch_to_file(source, scratch, &options, None)
+        Source::Http(_) => fetch::fetch_to_file(source, scratch, &options, Some(&mut heartbeat))
             .and_then(|_| std::fs::read(scratch).map_err(Error::io("read", scratch))),
     };
     let _ = std::fs::remove_file(scratch);

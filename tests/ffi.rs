@@ -72,6 +72,10 @@ impl Packages {
             "/v1.zip.minisig" => Reply::ok(signature.clone()),
             "/v1.zip.sha256" => Reply::ok(sidecar.clone()),
             "/v2.zip" => Reply::file_with_ranges(req, &v2, "\"v2\""),
+            // A little of the body, then silence: for prompt cancels.
+            "/stalled.zip" => {
+                Reply::ok(v2.clone()).fault(Fault::StallAfter(100, Duration::from_secs(30)))
+            }
             _ => Reply::status(404),
         });
         Packages { server, v1, signer }
@@ -354,7 +358,8 @@ fn c_abi_edge_cases() {
     let output = run(
         c_command(&program)
             .arg(packages.url("/v1.zip"))
-            .arg(tmp.path().join("app")),
+            .arg(tmp.path().join("app"))
+            .arg(packages.url("/stalled.zip")),
         Duration::from_secs(60),
     );
     let (out, _) = expect_exit(&output, 0, "abi");
@@ -412,6 +417,7 @@ fn test_env(cmd: &mut Command, packages: &Packages) {
     cmd.env("ZIPDEPLOY_TEST_URL", packages.url("/v1.zip"))
         .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
         .env("ZIPDEPLOY_TEST_URL_404", packages.url("/missing.zip"))
+        .env("ZIPDEPLOY_TEST_URL_STALLED", packages.url("/stalled.zip"))
         .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1))
         .env(
             "ZIPDEPLOY_TEST_MINISIGN_KEY",
@@ -430,7 +436,7 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 10 tests"), "{err}");
+    assert!(err.contains("Ran 11 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
 }
@@ -496,6 +502,8 @@ fn go_cgo_package() {
         "TestMinisignSignatures",
         "TestTheDigestFromASidecar",
         "TestASyncedRollback",
+        "TestCancellingTheContextEndsAStalledDownloadWithinASecond",
+        "TestTheLowSpeedRuleCutsAStalledDownload",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),

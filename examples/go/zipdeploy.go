@@ -179,9 +179,14 @@ type Options struct {
 	Timeout time.Duration
 	// ConnectTimeout bounds establishing a connection (0: 10 s).
 	ConnectTimeout time.Duration
-	// StallTimeout bounds waiting for bytes once connected (0: 30 s). It also
-	// bounds how long a context cancel takes on a stalled connection.
+	// StallTimeout bounds waiting for bytes once connected (0: 30 s).
 	StallTimeout time.Duration
+	// SpeedLimit and SpeedTime are the low-speed rule (curl's --speed-limit
+	// and --speed-time): a download averaging fewer than SpeedLimit bytes/s
+	// over SpeedTime fails with CodeTimeout and is retried like a timeout
+	// (0: 1024 bytes/s and 30 s; a negative SpeedLimit turns the rule off).
+	SpeedLimit int64
+	SpeedTime  time.Duration
 	// Retries after the first attempt on transient failures (0: the default,
 	// 3; negative: none).
 	Retries int
@@ -197,7 +202,8 @@ type Options struct {
 	// also survives a power cut (slower; off by default).
 	Sync bool
 	// Progress, if set, is called as the deploy advances, on the goroutine
-	// that called Deploy.
+	// that called Deploy, and at least every 100 ms while the network is
+	// waited for (heartbeats repeat the last counts).
 	Progress func(Progress)
 	// Mirrors are further locations of the same package (like URL), tried
 	// in order when the URL and earlier mirrors fail or serve a package that
@@ -278,9 +284,9 @@ func (s *progressState) report(p Progress) (cancel C.int) {
 }
 
 // Deploy fetches, verifies, extracts and installs a package. Cancelling ctx
-// cancels the deploy at its next progress event (an *Error with
-// CodeCancelled that wraps ctx.Err()); on any error the destination is left
-// exactly as it was.
+// cancels the deploy within about 100 ms, even while the server is stalled
+// (an *Error with CodeCancelled that wraps ctx.Err()); on any error the
+// destination is left exactly as it was.
 func Deploy(ctx context.Context, opts Options) (Report, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -417,6 +423,20 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 	if o.StallTimeout > 0 {
 		steps = append(steps, func() error {
 			return check(C.zipdeploy_deploy_set_stall_timeout_ms(d, millis(o.StallTimeout)))
+		})
+	}
+	if o.SpeedLimit != 0 || o.SpeedTime != 0 {
+		limit, window := uint64(1024), C.uint64_t(30000)
+		if o.SpeedLimit > 0 {
+			limit = uint64(o.SpeedLimit)
+		} else if o.SpeedLimit < 0 {
+			limit = 0
+		}
+		if o.SpeedTime > 0 {
+			window = millis(o.SpeedTime)
+		}
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_speed_limit(d, C.uint64_t(limit), window))
 		})
 	}
 	if o.Retries != 0 {

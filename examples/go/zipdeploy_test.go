@@ -162,6 +162,55 @@ func TestCancellingTheContextCancelsTheDeploy(t *testing.T) {
 	}
 }
 
+func TestCancellingTheContextEndsAStalledDownloadWithinASecond(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "app")
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	heartbeats := 0
+	_, err := Deploy(ctx, Options{
+		URL:      env(t, "ZIPDEPLOY_TEST_URL_STALLED"),
+		Dest:     dest,
+		Retries:  -1,
+		Progress: func(Progress) { heartbeats++ },
+	})
+	if took := time.Since(started) - 400*time.Millisecond; took > time.Second {
+		t.Fatalf("the cancel took %v after the deadline", took)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCancelled || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want code 90 wrapping context.DeadlineExceeded, got %v", err)
+	}
+	if heartbeats < 3 {
+		t.Fatalf("only %d progress calls while the server was silent", heartbeats)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("DEST exists after a cancelled first deploy: %v", err)
+	}
+}
+
+func TestTheLowSpeedRuleCutsAStalledDownload(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "app")
+	started := time.Now()
+	_, err := Deploy(context.Background(), Options{
+		URL:        env(t, "ZIPDEPLOY_TEST_URL_STALLED"),
+		Dest:       dest,
+		Retries:    -1,
+		SpeedLimit: 1000,
+		SpeedTime:  500 * time.Millisecond,
+	})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeTimeout || e.Class != ClassNetwork {
+		t.Fatalf("want code 32, got %v", err)
+	}
+	if !strings.Contains(e.Message, "low speed") {
+		t.Fatalf("the error does not name the low speed: %v", err)
+	}
+	if took := time.Since(started); took > 5*time.Second {
+		t.Fatalf("took %v", took)
+	}
+}
+
 func TestAPanicInProgressCancelsAndIsReraised(t *testing.T) {
 	url := env(t, "ZIPDEPLOY_TEST_URL")
 	dest := filepath.Join(t.TempDir(), "app")

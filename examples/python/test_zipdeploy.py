@@ -8,6 +8,7 @@ than skip.
 import os
 import pathlib
 import tempfile
+import time
 import unittest
 
 import zipdeploy
@@ -88,6 +89,29 @@ class DeployTest(unittest.TestCase):
         self.assertEqual((caught.exception.code, caught.exception.cls), (90, 9))
         self.assertEqual(len(calls), 1)
         self.assertEqual(self.version(), "1")
+
+    def test_a_stalled_download_is_cancelled_promptly_or_cut_by_the_speed_limit(self):
+        stalled = env("ZIPDEPLOY_TEST_URL_STALLED")
+        started = time.monotonic()
+        calls = []
+
+        def give_up_after_400ms(p):
+            calls.append(p)
+            return time.monotonic() - started > 0.4
+
+        with self.assertRaises(zipdeploy.DeployCancelled):
+            zipdeploy.deploy(stalled, self.dest, retries=0, progress=give_up_after_400ms)
+        self.assertLess(time.monotonic() - started, 1.4)
+        self.assertGreaterEqual(len(calls), 3, "heartbeats while the server is silent")
+        self.assertFalse(self.dest.exists())
+
+        started = time.monotonic()
+        with self.assertRaises(zipdeploy.NetworkError) as caught:
+            zipdeploy.deploy(stalled, self.dest, retries=0, speed_limit=(1000, 0.5))
+        self.assertEqual(caught.exception.code, 32)
+        self.assertIn("low speed", str(caught.exception))
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertFalse(self.dest.exists())
 
     def test_an_exception_in_progress_cancels_and_propagates(self):
         def boom(_p):

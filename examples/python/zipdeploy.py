@@ -226,6 +226,7 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_connect_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_stall_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_retries": (_I, [_P, _U32]),
+    "zipdeploy_deploy_set_speed_limit": (_I, [_P, _U64, _U64]),
     "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
     "zipdeploy_deploy_set_keep": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
@@ -352,6 +353,7 @@ def deploy(
     *,
     timeout: Optional[float] = None,
     retries: Optional[int] = None,
+    speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
     max_download: Optional[int] = None,
     progress: Optional[Callable[[Progress], object]] = None,
@@ -369,10 +371,15 @@ def deploy(
     ``dest``.
 
     ``timeout`` (seconds) bounds the whole download, ``retries`` the retries
-    on transient failures (default 3), ``headers`` are sent with the request,
+    on transient failures (default 3), ``speed_limit`` is the low-speed rule
+    ``(bytes_per_second, seconds)``: a download averaging less fails as a
+    timeout and is retried (default ``(1024, 30)``; ``(0, 0)`` turns it off).
+    ``headers`` are sent with the request, to the package URL's origin only;
     ``max_download`` caps the package size in bytes. ``progress`` is called
-    with a :class:`Progress` as the deploy advances; a truthy return cancels
-    it (:class:`DeployCancelled`), and an exception it raises cancels it and
+    with a :class:`Progress` as the deploy advances, and at least every
+    100 ms while the network is waited for (with unchanged counts); a truthy
+    return cancels it within about 100 ms, stalled server or not
+    (:class:`DeployCancelled`), and an exception it raises cancels it and
     propagates from ``deploy``. The GIL is released while the library works.
 
     ``sha256_from`` reads the expected digest from a sidecar file
@@ -426,6 +433,10 @@ def deploy(
             if retries < 0:
                 raise UsageError(INVALID_ARGUMENT, "retries must not be negative")
             check(lib.zipdeploy_deploy_set_retries(handle, retries))
+        if speed_limit is not None:
+            limit, seconds = speed_limit
+            window = _millis(seconds) if limit else 0
+            check(lib.zipdeploy_deploy_set_speed_limit(handle, limit, window))
         for name, value in (headers or {}).items():
             check(
                 lib.zipdeploy_deploy_add_header(

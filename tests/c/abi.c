@@ -4,10 +4,15 @@
  * object, cancelling from the progress callback, re-entry from the callback,
  * the report of a deploy and of its no-op repeat, the fleet setters (mirrors,
  * sidecar, minisign key, cache), status and rollback. DEST must not exist.
+ *
+ * abi URL DEST STALLED_URL: also cancels, from the callback, a download from
+ * a server that has stalled mid-body, and checks it ends within a second.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "zipdeploy.h"
 
@@ -45,9 +50,63 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Cancels once `cancel_after` seconds have passed since `started`. */
+struct timed_cancel {
+    double started;
+    double cancel_after;
+    double cancelled_at;
+    int calls;
+};
+
+static int cancel_later(void *userdata, const zipdeploy_progress *p) {
+    struct timed_cancel *t = userdata;
+    (void)p;
+    t->calls++;
+    if (now_s() - t->started < t->cancel_after) {
+        return 0;
+    }
+    if (t->cancelled_at == 0) {
+        t->cancelled_at = now_s();
+    }
+    return 1;
+}
+
+/* A server that sends a little of the body, then nothing: the callback is
+ * still called (heartbeats), and its cancel ends the deploy promptly. */
+static void cancel_a_stalled_download(const char *stalled_url, const char *dest) {
+    char stalled_dest[4096];
+    snprintf(stalled_dest, sizeof stalled_dest, "%s-stalled", dest);
+    zipdeploy_deploy *deploy = zipdeploy_deploy_new();
+    CHECK(zipdeploy_deploy_set_url(deploy, stalled_url) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_dest(deploy, stalled_dest) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_retries(deploy, 0) == ZIPDEPLOY_OK);
+    struct timed_cancel t = {now_s(), 0.4, 0, 0};
+    CHECK(zipdeploy_deploy_set_progress(deploy, cancel_later, &t) == ZIPDEPLOY_OK);
+    zipdeploy_error *error = NULL;
+    CHECK(zipdeploy_deploy_run(deploy, NULL, &error) == ZIPDEPLOY_CANCELLED);
+    double took = now_s() - t.cancelled_at;
+    CHECK(t.cancelled_at > 0);
+    CHECK(took < 1.0);
+    if (took >= 1.0) {
+        fprintf(stderr, "abi: the cancel took %.2f s\n", took);
+    }
+    CHECK(t.calls >= 3); /* heartbeats while the server was silent */
+    CHECK(zipdeploy_error_code(error) == ZIPDEPLOY_CANCELLED);
+    CHECK(!exists(stalled_dest));
+    zipdeploy_error_free(error);
+    zipdeploy_deploy_free(deploy);
+}
+
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s URL DEST\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s URL DEST [STALLED_URL]\n", argv[0]);
         return 2;
     }
     const char *url = argv[1];
@@ -123,6 +182,18 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_deploy_add_header(deploy, "X-Bad", "a\r\nb: c") ==
           ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(zipdeploy_deploy_set_stall_timeout_ms(deploy, 0) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_set_speed_limit(deploy, 1024, 0) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_set_speed_limit(deploy, 0, 0) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_speed_limit(deploy, 1024, 30000) == ZIPDEPLOY_OK);
+    CHECK(zipdeploy_deploy_set_speed_limit(NULL, 1024, 30000) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_add_header_for(deploy, "/not/an/origin", "X-Api-Key", "k") ==
+          ZIPDEPLOY_INVALID_URL);
+    CHECK(zipdeploy_deploy_add_header_for(deploy, "https://mirror.example", "X Bad", "k") ==
+          ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_add_header_for(deploy, NULL, "X-Api-Key", "k") ==
+          ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_add_header_for(deploy, "https://mirror.example", "X-Api-Key", "k") ==
+          ZIPDEPLOY_OK);
     CHECK(zipdeploy_deploy_add_mirror(deploy, "ftp://x/y.zip") == ZIPDEPLOY_INVALID_URL);
     CHECK(zipdeploy_deploy_add_mirror(deploy, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(zipdeploy_deploy_clear_mirrors(deploy) == ZIPDEPLOY_OK);
@@ -231,6 +302,9 @@ int main(int argc, char **argv) {
     CHECK(exists(dest));
 
     zipdeploy_deploy_free(deploy);
+    if (argc == 4) {
+        cancel_a_stalled_download(argv[3], dest);
+    }
     if (failures != 0) {
         fprintf(stderr, "abi: %d checks failed\n", failures);
         return 1;

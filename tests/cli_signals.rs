@@ -1,0 +1,243 @@
+//! The example CLI stopped by a signal mid-deploy, including as PID 1 of a
+//! new PID namespace (a container's entrypoint, where a signal without a
+//! handler is dropped): it must cancel within a second, leave DEST and the
+//! state dir clean, and exit with 128 + the signal. Also the low-speed flags.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zipdeploy::{Deploy, Sha256Digest};
+
+/// `<target>/<profile>/examples/zipdeploy` (built by `cargo test`).
+fn cli_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let cli = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .join("examples")
+        .join("zipdeploy");
+    assert!(
+        cli.is_file(),
+        "{} is missing: run `cargo build --example zipdeploy` first",
+        cli.display()
+    );
+    cli
+}
+
+/// A package big enough that a server stalling after 1000 bytes is caught
+/// mid-body.
+fn big_package() -> Vec<u8> {
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    zip_of(&[
+        Entry::File("VERSION", b"new"),
+        Entry::File("data.bin", &noise),
+    ])
+}
+
+/// A DEST holding a previous deploy, and a server that stalls mid-body.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+    before: Snapshot,
+    server: TestServer,
+    sha256: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app");
+        let old = tmp.path().join("old.zip");
+        std::fs::write(&old, app_zip("old")).unwrap();
+        Deploy::new(old.to_str().unwrap())
+            .unwrap()
+            .dest(&dest)
+            .run()
+            .unwrap();
+        std::fs::remove_file(&old).unwrap();
+        let pkg = big_package();
+        let sha256 = Sha256Digest::of(&pkg).to_hex();
+        let server = TestServer::start(move |_, _| {
+            Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(30)))
+        });
+        Fixture {
+            before: snapshot(&dest),
+            tmp,
+            dest,
+            server,
+            sha256,
+        }
+    }
+
+    /// The deploy command line, after `program`.
+    fn command(&self, program: &[&str]) -> Command {
+        let mut cmd = Command::new(program[0]);
+        cmd.args(&program[1..])
+            .arg(cli_path())
+            .arg("--url")
+            .arg(self.server.url("/app.zip"))
+            .arg("--sha256")
+            .arg(&self.sha256)
+            .arg("--dest")
+            .arg(&self.dest)
+            .args(["--", "true"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Waits until the server has been asked for the package, and a little
+    /// more so that the body has stalled.
+    fn wait_for_the_stall(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.server.requests().is_empty() {
+            assert!(Instant::now() < deadline, "the CLI never asked the server");
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(400));
+    }
+
+    /// DEST is as it was, and the state dir holds no work file.
+    fn assert_intact(&self) {
+        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
+        assert_eq!(names_in(self.tmp.path()), [".app.zipdeploy", "app"]);
+        let work: Vec<_> = names_in(&self.tmp.path().join(".app.zipdeploy"))
+            .into_iter()
+            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
+            .collect();
+        assert!(work.is_empty(), "work files left: {work:?}");
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Waits at most `limit` for `child`; returns its status and how long it took.
+fn wait_at_most(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
+    text
+}
+
+/// The only child of `pid`, once it has one.
+fn only_child(pid: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            return child.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "{pid} has no child");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_cli_as_pid_1_of_a_pid_namespace_within_a_second() {
+    let f = Fixture::new();
+    let mut unshare = f
+        .command(&["unshare", "--pid", "--fork", "--kill-child"])
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    // unshare forks: its child is zipdeploy, PID 1 in the new namespace.
+    let zipdeploy = only_child(unshare.id());
+    let status = std::fs::read_to_string(format!("/proc/{zipdeploy}/status")).unwrap();
+    f.wait_for_the_stall();
+    let nspid = std::fs::read_to_string(format!("/proc/{zipdeploy}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .map(|l| l.split_whitespace().last().unwrap().to_string());
+    assert_eq!(nspid.as_deref(), Some("1"), "{status}");
+
+    kill(zipdeploy, "TERM");
+    let (status, took) = wait_at_most(&mut unshare, Duration::from_secs(5));
+    let stderr = stderr_of(&mut unshare);
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    f.assert_intact();
+}
+
+#[test]
+fn sigint_and_sighup_stop_the_cli_with_128_plus_the_signal() {
+    for (signal, code) in [("INT", 130), ("HUP", 129)] {
+        let f = Fixture::new();
+        let mut cli = f.command(&["env"]).spawn().unwrap();
+        f.wait_for_the_stall();
+        // `env` execs the CLI: same process.
+        kill(cli.id(), signal);
+        let (status, took) = wait_at_most(&mut cli, Duration::from_secs(5));
+        let stderr = stderr_of(&mut cli);
+        assert!(took < Duration::from_secs(1), "SIG{signal} took {took:?}");
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {stderr}");
+        f.assert_intact();
+    }
+}
+
+#[test]
+fn speed_limit_flags_and_variables_reach_the_library() {
+    let pkg = app_zip("new");
+    let server = TestServer::start(move |_, _| {
+        Reply::ok(pkg.clone()).fault(Fault::Trickle(1, Duration::from_millis(200)))
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let base = |cmd: &mut Command| {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--url")
+            .arg(server.url("/app.zip"))
+            .arg("--dest")
+            .arg(tmp.path().join("app"))
+            .args(["--retries", "0"])
+            .stdin(Stdio::null());
+    };
+    let mut by_flag = Command::new(cli_path());
+    base(&mut by_flag);
+    by_flag.args(["--speed-limit", "1K", "--speed-time", "0.6"]);
+    let mut by_env = Command::new(cli_path());
+    base(&mut by_env);
+    by_env
+        .env("ZIPDEPLOY_SPEED_LIMIT", "1000")
+        .env("ZIPDEPLOY_SPEED_TIME", "0.6");
+    for mut cmd in [by_flag, by_env] {
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("low speed"), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!tmp.path().join("app").exists());
+    }
+}

@@ -1,0 +1,336 @@
+//! Network policy against real servers on 127.0.0.1: user headers stay with
+//! their origin, a trickling server is cut by the low-speed rule, and a
+//! cancel through the progress callback takes effect within a second however
+//! stalled the server is — with DEST intact and no work files left.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zipdeploy::{Deploy, Error, ErrorClass, Sha256Digest};
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256Digest::of(bytes).to_hex()
+}
+
+/// A temp dir whose `app` holds a previous deploy, and its snapshot.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dest: PathBuf,
+    before: Snapshot,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app");
+        let pkg = tmp.path().join("old.zip");
+        std::fs::write(&pkg, app_zip("old")).unwrap();
+        Deploy::new(pkg.to_str().unwrap())
+            .unwrap()
+            .dest(&dest)
+            .run()
+            .unwrap();
+        std::fs::remove_file(&pkg).unwrap();
+        let before = snapshot(&dest);
+        Fixture {
+            _tmp: tmp,
+            dest,
+            before,
+        }
+    }
+
+    fn deploy(&self, url: &str) -> Deploy<'static> {
+        Deploy::new(url).unwrap().dest(&self.dest).retries(0)
+    }
+
+    /// DEST is as it was and the state dir holds no work file.
+    fn assert_intact(&self) {
+        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
+        let parent = self.dest.parent().unwrap();
+        assert_eq!(names_in(parent), [".app.zipdeploy", "app"]);
+        let work: Vec<_> = names_in(&parent.join(".app.zipdeploy"))
+            .into_iter()
+            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
+            .collect();
+        assert!(work.is_empty(), "work files left: {work:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Headers go only to their origin.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_header_does_not_follow_a_redirect_to_another_origin() {
+    let pkg = app_zip("new");
+    let other = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| Reply::ok(pkg.clone()))
+    };
+    let target = other.url("/cdn/app.zip");
+    let first = TestServer::start(move |req, _| match req.path.as_str() {
+        "/app.zip" => Reply::status(302).header("Location", "/moved/app.zip"),
+        _ => Reply::status(302).header("Location", &target),
+    });
+    let f = Fixture::new();
+    f.deploy(&first.url("/app.zip"))
+        .header("PRIVATE-TOKEN", "tok-for-first-origin")
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+
+    let seen = first.requests();
+    assert_eq!(seen.len(), 2, "the redirect within the origin is followed");
+    for req in &seen {
+        assert_eq!(
+            req.header("private-token"),
+            Some("tok-for-first-origin"),
+            "{req:?}"
+        );
+    }
+    let elsewhere = other.requests();
+    assert_eq!(elsewhere.len(), 1);
+    assert_eq!(elsewhere[0].header("private-token"), None, "{elsewhere:?}");
+}
+
+#[test]
+fn a_mirror_on_another_origin_gets_only_its_own_headers() {
+    let pkg = app_zip("new");
+    let primary = TestServer::start(|_, _| Reply::status(404));
+    let mirror = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| Reply::ok(pkg.clone()))
+    };
+    let f = Fixture::new();
+    let report = f
+        .deploy(&primary.url("/app.zip"))
+        .header("X-Api-Key", "key-for-primary")
+        .mirror(&mirror.url("/app.zip"))
+        .unwrap()
+        .header_for(&mirror.url("/"), "X-Api-Key", "key-for-mirror")
+        .unwrap()
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(report.mirrors_skipped.len(), 1);
+
+    let asked = primary.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].header("x-api-key"), Some("key-for-primary"));
+    let asked = mirror.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        asked[0].header("x-api-key"),
+        Some("key-for-mirror"),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_mirror_on_the_same_origin_gets_the_package_headers() {
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |req, _| match req.path.as_str() {
+            "/gone.zip" => Reply::status(404),
+            _ => Reply::ok(pkg.clone()),
+        })
+    };
+    let f = Fixture::new();
+    f.deploy(&server.url("/gone.zip"))
+        .header("PRIVATE-TOKEN", "tok")
+        .mirror(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    let asked = server.requests();
+    assert_eq!(asked.len(), 2);
+    assert!(asked
+        .iter()
+        .all(|r| r.header("private-token") == Some("tok")));
+}
+
+#[test]
+fn an_origin_for_headers_must_be_an_http_url() {
+    let err = Deploy::new("https://example.com/app.zip")
+        .unwrap()
+        .header_for("/srv/mirror", "X-Api-Key", "k")
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Usage, "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// The low-speed rule.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_trickling_server_is_cut_by_the_low_speed_rule_and_retried() {
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| {
+            Reply::ok(pkg.clone()).fault(Fault::Trickle(1, Duration::from_millis(200)))
+        })
+    };
+    let f = Fixture::new();
+    let started = Instant::now();
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .retries(1)
+        .speed_limit(1000, Duration::from_millis(800))
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::Network);
+    assert!(err.to_string().contains("low speed"), "{err}");
+    assert_eq!(server.requests().len(), 2, "the first try and one retry");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    f.assert_intact();
+}
+
+#[test]
+fn a_slow_but_steady_server_passes_the_low_speed_rule() {
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| {
+            Reply::ok(pkg.clone()).fault(Fault::Trickle(64, Duration::from_millis(5)))
+        })
+    };
+    let f = Fixture::new();
+    f.deploy(&server.url("/app.zip"))
+        .speed_limit(1000, Duration::from_millis(300))
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(read(f.dest.join("VERSION")), b"new");
+}
+
+// ---------------------------------------------------------------------------
+// A cancel takes effect within a second, however stalled the server is.
+// ---------------------------------------------------------------------------
+
+/// Runs `deploy` with a progress callback that cancels once `cancel_after`
+/// has passed; returns the error and how long the cancel took to end it.
+fn cancel_after(deploy: Deploy<'static>, cancel_after: Duration) -> (Error, Duration) {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let cancelled_at = Arc::new(Mutex::new(None::<Instant>));
+    {
+        let cancel = cancel.clone();
+        let cancelled_at = cancelled_at.clone();
+        thread::spawn(move || {
+            thread::sleep(cancel_after);
+            *cancelled_at.lock().unwrap() = Some(Instant::now());
+            cancel.store(true, Ordering::SeqCst);
+        });
+    }
+    let err = deploy
+        .progress(move |_| {
+            if cancel.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .run()
+        .unwrap_err();
+    let at = cancelled_at
+        .lock()
+        .unwrap()
+        .expect("cancelled before the end");
+    (err, at.elapsed())
+}
+
+#[test]
+fn a_cancel_ends_a_download_stalled_mid_body_within_a_second() {
+    let pkg = app_zip("new");
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| {
+            Reply::ok(pkg.clone()).fault(Fault::StallAfter(100, Duration::from_secs(30)))
+        })
+    };
+    let f = Fixture::new();
+    let (err, took) = cancel_after(
+        f.deploy(&server.url("/app.zip")),
+        Duration::from_millis(400),
+    );
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    f.assert_intact();
+}
+
+#[test]
+fn a_cancel_ends_a_wait_for_the_response_within_a_second() {
+    // Accepts connections, reads the request, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let f = Fixture::new();
+    let (err, took) = cancel_after(
+        f.deploy(&format!("http://{addr}/app.zip")),
+        Duration::from_millis(400),
+    );
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    f.assert_intact();
+}
+
+#[test]
+fn a_cancel_ends_a_backoff_between_retries_within_a_second() {
+    let server = TestServer::start(|_, _| Reply::status(503).header("Retry-After", "30"));
+    let f = Fixture::new();
+    let (err, took) = cancel_after(
+        f.deploy(&server.url("/app.zip")).retries(3),
+        Duration::from_millis(400),
+    );
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    assert_eq!(server.requests().len(), 1);
+    f.assert_intact();
+}
+
+#[test]
+fn a_cancel_ends_a_stalled_sidecar_fetch_within_a_second() {
+    let server = TestServer::start(|req, _| match req.path.as_str() {
+        "/app.zip.sha256" => {
+            Reply::ok(b"0".repeat(64)).fault(Fault::StallAfter(10, Duration::from_secs(30)))
+        }
+        _ => Reply::status(404),
+    });
+    let f = Fixture::new();
+    let (err, took) = cancel_after(
+        f.deploy(&server.url("/app.zip"))
+            .sha256_from(&server.url("/app.zip.sha256"))
+            .unwrap(),
+        Duration::from_millis(400),
+    );
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    f.assert_intact();
+}
