@@ -138,6 +138,18 @@ impl Cache {
             .then_some(path)
     }
 
+    /// The entry of the locked digest, opened if it is a regular file (not
+    /// through a symlink, never blocking on a FIFO). A deploy hashes and
+    /// extracts this one handle, so what it extracts is what it verified,
+    /// whatever is renamed over the entry's path meanwhile.
+    pub fn open_entry(&self, lock: &EntryLock) -> Option<File> {
+        use rustix::fs::{Mode, OFlags};
+        let path = self.entry_path(&lock.digest);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let file = File::from(rustix::fs::open(&path, flags, Mode::empty()).ok()?);
+        file.metadata().is_ok_and(|m| m.is_file()).then_some(file)
+    }
+
     /// Removes the (corrupt) entry of the locked digest.
     pub(crate) fn remove(&self, lock: &EntryLock) {
         let _ = fs::remove_file(self.entry_path(&lock.digest));

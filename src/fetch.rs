@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -286,7 +287,8 @@ pub fn fetch_to_file(
     options: &FetchOptions,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Fetched> {
-    fetch_observed(source, path, options, progress, None, None)
+    let file = open_download(path)?;
+    fetch_observed(source, &file, path, options, progress, None, None)
 }
 
 /// Sees every byte of a package as it is written and hashed, e.g. a
@@ -298,17 +300,20 @@ pub(crate) trait Tap {
     fn restart(&mut self);
 }
 
-/// [`fetch_to_file`], telling `growth` how far the file has been written so
-/// that an extractor can read it while it grows, and `tap` every byte.
+/// [`fetch_to_file`] into the open file `download` (at `path`, named in
+/// errors), telling `growth` how far the file has been written so that an
+/// extractor can read it while it grows, and `tap` every byte. The caller
+/// keeps `download` to extract from: the bytes it reads are the bytes hashed.
 pub(crate) fn fetch_observed(
     source: &Source,
+    download: &File,
     path: &Path,
     options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
     growth: Option<&Growth>,
     tap: Option<&mut dyn Tap>,
 ) -> Result<Fetched> {
-    let file = open_download(path)?;
+    let file = empty_download(download, path)?;
     let mut out = HashingWriter::new(DownloadFile {
         file,
         written: 0,
@@ -317,7 +322,8 @@ pub(crate) fn fetch_observed(
     });
     let (attempts, resumed) = match source {
         Source::File(local) => {
-            let (mut input, len) = open_local(local)?;
+            let (mut input, meta) = open_local(local)?;
+            let len = meta.len();
             let read_err = |e: io::Error| Error::io("read", local)(e);
             pump(
                 &mut input,
@@ -348,17 +354,28 @@ pub fn hash_local(
     options: &FetchOptions,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Fetched> {
-    hash_local_observed(path, options, progress, None)
+    let (file, _) = open_local(path)?;
+    hash_local_observed(&file, path, options, progress, None)
 }
 
-/// [`hash_local`], showing `tap` every byte.
+/// Hashes the open local package `file` (at `path`, named in errors) from
+/// its start, showing `tap` every byte. The pipeline extracts this same
+/// handle afterwards, so a file renamed over `path` meanwhile is never read.
 pub(crate) fn hash_local_observed(
+    file: &File,
     path: &Path,
     options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
     tap: Option<&mut dyn Tap>,
 ) -> Result<Fetched> {
-    let (mut input, len) = open_local(path)?;
+    let len = file
+        .metadata()
+        .map_err(Error::io("stat package", path))?
+        .len();
+    let mut input = file;
+    input
+        .seek(SeekFrom::Start(0))
+        .map_err(Error::io("read", path))?;
     let mut out = HashingWriter::new(TapSink(tap));
     pump(
         &mut input,
@@ -378,27 +395,40 @@ pub(crate) fn hash_local_observed(
     })
 }
 
-/// Opens (creating if need be) the empty file a download is written to.
-///
-/// Never with `O_TRUNC` on an existing file: ext4 then flushes the whole
-/// file when it is closed (its `auto_da_alloc` safeguard for files rewritten
-/// in place), which cost 80 ms per 400 MB package.
+/// Opens (creating if need be) the file a download is written to.
 fn open_download(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(Error::io("create", path))?;
+        .map_err(Error::io("create", path))
+}
+
+/// A handle of its own on the `download` file, emptied, to write through.
+///
+/// Never with `O_TRUNC` on an existing file: ext4 then flushes the whole
+/// file when it is closed (its `auto_da_alloc` safeguard for files rewritten
+/// in place), which cost 80 ms per 400 MB package.
+fn empty_download(download: &File, path: &Path) -> Result<File> {
+    let mut file = download.try_clone().map_err(Error::io("open", path))?;
     let len = file.metadata().map_err(Error::io("stat", path))?.len();
     if len > 0 {
         file.set_len(0).map_err(Error::io("truncate", path))?;
     }
+    file.seek(SeekFrom::Start(0))
+        .map_err(Error::io("seek", path))?;
     Ok(file)
 }
 
-fn open_local(path: &Path) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(Error::io("open package", path))?;
+/// Opens a local package, following a symlink once (a path a user gives may
+/// well be one), without blocking on a FIFO; it must be a regular file.
+pub(crate) fn open_local(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(Error::io("open package", path))?;
     let meta = file.metadata().map_err(Error::io("stat package", path))?;
     if !meta.is_file() {
         return Err(Error::io("open package", path)(io::Error::new(
@@ -406,7 +436,17 @@ fn open_local(path: &Path) -> Result<(File, u64)> {
             "not a regular file",
         )));
     }
-    Ok((file, meta.len()))
+    Ok((file, meta))
+}
+
+/// Whether anyone but this user and root can rewrite the local package with
+/// metadata `meta` in place: it is group- or world-writable, or another user
+/// owns it. An open handle keeps a renamed-over path from mattering, not an
+/// in-place write, so the pipeline copies such a package into its private
+/// state (hashing the copy) instead of hashing it where it is.
+pub(crate) fn others_can_write(meta: &std::fs::Metadata) -> bool {
+    let euid = rustix::process::geteuid().as_raw();
+    meta.mode() & 0o022 != 0 || (meta.uid() != 0 && meta.uid() != euid)
 }
 
 /// Copies `input` into `out` (which hashes), enforcing `max` and reporting

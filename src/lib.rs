@@ -45,6 +45,7 @@ pub mod status;
 
 use std::cell::RefCell;
 use std::ops::ControlFlow;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,9 @@ pub struct Deploy<'a> {
 
 impl<'a> Deploy<'a> {
     /// A deploy of the package at `location`: `http(s)://…`, `file://…` or a
-    /// local path.
+    /// local path. A local package that anyone but this user and root could
+    /// write is copied into the state directory and the copy verified and
+    /// extracted, since it could change between hashing and extraction.
     pub fn new(location: &str) -> Result<Self> {
         Ok(Self::from_source(Source::parse(location)?))
     }
@@ -540,7 +543,7 @@ impl<'a> Deploy<'a> {
 
         let extract_started = Instant::now();
         let streamed = match got.streamer {
-            Some(s) => match s.finish(&got.archive, &work.staging, &self.limits)? {
+            Some(s) => match s.finish(&got.archive, &got.shown, &work.staging, &self.limits)? {
                 Finished::Extracted(done) => Some(done),
                 Finished::SteppedAside(reason) => {
                     report.stream_fallback = Some(reason);
@@ -563,8 +566,9 @@ impl<'a> Deploy<'a> {
                 progress::report(&mut progress.as_deref_mut(), p)?;
                 done
             }
-            None => extract::extract_archive(
+            None => extract::extract_open_archive(
                 &got.archive,
+                &got.shown,
                 &work.staging,
                 &self.limits,
                 progress.as_deref_mut(),
@@ -614,13 +618,14 @@ impl<'a> Deploy<'a> {
             // Held until the deploy is over: one download per digest, and no
             // eviction of the entry while it is extracted.
             let lock = cache.lock(&expected)?;
-            if let Some(path) = cache.lookup(&lock) {
-                match self.verify_cached(cache, &lock, &path, expected, work, progress) {
+            if let Some(file) = cache.open_entry(&lock) {
+                match self.verify_cached(cache, &lock, &file, expected, work, progress) {
                     Ok((fetched, signed_by)) => {
                         cache.touch(&lock);
                         report.cache_hit = true;
                         return Ok(Obtained {
-                            archive: path,
+                            archive: file,
+                            shown: cache.entry_path(&expected),
                             fetched,
                             downloaded: 0,
                             source: self.source.clone(),
@@ -657,12 +662,12 @@ impl<'a> Deploy<'a> {
         Err(Error::MirrorsFailed { failures })
     }
 
-    /// Re-hashes (and checks the signature of) a cache entry.
+    /// Re-hashes (and checks the signature of) the open cache entry `file`.
     fn verify_cached(
         &self,
         cache: &Cache,
         lock: &cache::EntryLock,
-        path: &Path,
+        file: &std::fs::File,
         expected: Sha256Digest,
         work: &Work<'_>,
         progress: &mut Option<ProgressBox<'a>>,
@@ -687,7 +692,8 @@ impl<'a> Deploy<'a> {
             _ => None,
         };
         let fetched = fetch::hash_local_observed(
-            path,
+            file,
+            &cache.entry_path(&expected),
             &self.fetch,
             progress.as_deref_mut(),
             verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
@@ -775,7 +781,16 @@ impl<'a> Deploy<'a> {
                 )
             }
         };
+        let (file, meta) = fetch::open_local(path)?;
+        if fetch::others_can_write(&meta) {
+            // It could be rewritten in place after it is hashed: hash and
+            // extract a private copy instead (not kept in the cache).
+            return self.download(
+                source, None, &mut None, work, progress, verifier, &signature,
+            );
+        }
         let fetched = fetch::hash_local_observed(
+            &file,
             path,
             &self.fetch,
             progress.as_deref_mut(),
@@ -783,7 +798,8 @@ impl<'a> Deploy<'a> {
         )?;
         self.verify(&fetched, verifier.as_mut(), &signature)?;
         Ok(Obtained {
-            archive: path.clone(),
+            archive: file,
+            shown: path.clone(),
             fetched,
             downloaded: 0,
             source: source.clone(),
@@ -793,7 +809,9 @@ impl<'a> Deploy<'a> {
         })
     }
 
-    /// Downloads (extracting while it downloads, when it can) and verifies.
+    /// Downloads (extracting while it downloads, when it can) and verifies;
+    /// a local package is copied the same way. The download file is written,
+    /// hashed and extracted through the one handle opened here.
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -806,13 +824,19 @@ impl<'a> Deploy<'a> {
         signature: &Option<(signature::Signature, String)>,
     ) -> Result<Obtained> {
         let temp = cache.map(Cache::temp).transpose()?;
-        let download = match &temp {
-            Some(temp) => temp.path().to_path_buf(),
+        let (download, path) = match &temp {
+            Some(temp) => (open_cache_temp(temp.path())?, temp.path().to_path_buf()),
             None => {
                 let path = work.layout.download_path();
                 work.temps.borrow_mut().push(path.clone());
-                std::fs::File::create(&path).map_err(Error::io("create", &path))?;
-                path
+                let file = std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(Error::io("create", &path))?;
+                (file, path)
             }
         };
         let mut streamer = None;
@@ -835,6 +859,7 @@ impl<'a> Deploy<'a> {
         let fetched = fetch::fetch_observed(
             source,
             &download,
+            &path,
             &self.fetch,
             Some(&mut forward),
             growth,
@@ -842,23 +867,29 @@ impl<'a> Deploy<'a> {
         )?;
         self.verify(&fetched, verifier.as_mut(), signature)?;
         let mut entry = None;
-        let archive = match (cache, temp) {
+        let shown = match (cache, temp) {
             (Some(cache), Some(temp)) => {
                 let lock = match entry_lock.take() {
                     Some(lock) => lock,
                     None => cache.lock(&fetched.digest)?,
                 };
                 let text = signature.as_ref().map(|(sig, _)| sig.text.as_str());
+                // Renamed into place; extraction still reads `download`.
                 let path = cache.insert(&lock, temp, text)?;
                 entry = Some(lock);
                 path
             }
-            _ => download,
+            _ => path,
+        };
+        let downloaded = match source {
+            Source::Http(_) => fetched.bytes,
+            Source::File(_) => 0,
         };
         Ok(Obtained {
-            archive,
+            archive: download,
+            shown,
             fetched,
-            downloaded: fetched.bytes,
+            downloaded,
             source: source.clone(),
             signed_by: self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
             streamer,
@@ -886,6 +917,24 @@ impl<'a> Deploy<'a> {
         }
         Ok(())
     }
+}
+
+/// Opens the cache's new, empty temp file for reading and writing (its
+/// creator holds it write-only): the download is written, hashed and
+/// extracted through this handle.
+fn open_cache_temp(path: &Path) -> Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = rustix::fs::open(path, flags, Mode::empty())
+        .map(std::fs::File::from)
+        .map_err(|e| Error::io("open", path)(e.into()))?;
+    let meta = file.metadata().map_err(Error::io("stat", path))?;
+    if !meta.is_file() || meta.len() != 0 {
+        return Err(Error::io("open", path)(std::io::Error::other(
+            "not the empty temp file just created",
+        )));
+    }
+    Ok(file)
 }
 
 /// Whether the next location is worth trying after this failure: the
@@ -921,8 +970,11 @@ impl From<Error> for Retry {
 
 /// A verified package ready to extract.
 struct Obtained {
-    /// The file to extract.
-    archive: PathBuf,
+    /// The file to extract, open since it was hashed: extraction reads this
+    /// handle, never the path again, so it extracts the bytes verified.
+    archive: std::fs::File,
+    /// Where that file is, for messages only.
+    shown: PathBuf,
     fetched: Fetched,
     /// Bytes that came over the network.
     downloaded: u64,

@@ -88,9 +88,23 @@ pub fn extract_archive(
     archive: &Path,
     dest: &Path,
     limits: &Limits,
+    progress: Option<&mut ProgressFn<'_>>,
+) -> Result<Extracted> {
+    let file = File::open(archive).map_err(Error::io("open archive", archive))?;
+    extract_open_archive(&file, archive, dest, limits, progress)
+}
+
+/// [`extract_archive`] from the open file `archive` (at `shown`, named in
+/// errors): the pipeline extracts the very handle it hashed, never the
+/// path again.
+pub(crate) fn extract_open_archive(
+    archive: &File,
+    shown: &Path,
+    dest: &Path,
+    limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Extracted> {
-    let (mut zip, plan) = open_and_plan(archive, limits)?;
+    let (mut zip, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
         check_free_space(dest, &plan)?;
     }
@@ -269,14 +283,18 @@ impl Seek for SharedFile {
     }
 }
 
-/// Opens the archive at `path` and plans it: every check that needs only
-/// the central directory and the local headers.
+/// Opens the open archive `file` (at `shown`, named in errors) as a ZIP and
+/// plans it: every check that needs only the central directory and the
+/// local headers.
 pub(crate) fn open_and_plan(
-    path: &Path,
+    file: &File,
+    shown: &Path,
     limits: &Limits,
 ) -> Result<(ZipArchive<SharedFile>, Plan)> {
-    let file = File::open(path).map_err(Error::io("open archive", path))?;
-    let reader = SharedFile::new(file).map_err(Error::io("stat archive", path))?;
+    let reader = file
+        .try_clone()
+        .and_then(SharedFile::new)
+        .map_err(Error::io("open archive", shown))?;
     let handle = reader.clone();
     let planned = open_zip(reader).and_then(|mut zip| {
         let plan = Plan::new(&mut zip, limits)?;

@@ -85,10 +85,10 @@ pub(crate) enum Finished {
 }
 
 impl Streamer {
-    /// Starts extracting the download at `download` (which must exist) into
-    /// `staging` (which must not).
-    pub(crate) fn start(download: &Path, staging: &Path, limits: &Limits) -> io::Result<Streamer> {
-        let file = Arc::new(File::open(download)?);
+    /// Starts extracting the open download file `download` into `staging`
+    /// (which must not exist).
+    pub(crate) fn start(download: &File, staging: &Path, limits: &Limits) -> io::Result<Streamer> {
+        let file = Arc::new(download.try_clone()?);
         let growth = Arc::new(Growth::default());
         let entries = Arc::new(AtomicU64::new(0));
         let walker = Walker {
@@ -131,11 +131,13 @@ impl Streamer {
     /// the walker, then checks what it extracted against the central
     /// directory and finishes the tree (modes, symlinks).
     ///
-    /// An `Err` is the canonical verdict on the archive (the same that
-    /// extracting the complete file gives).
+    /// `archive` is the download file as it was hashed (at `shown`, named in
+    /// errors). An `Err` is the canonical verdict on the archive (the same
+    /// that extracting the complete file gives).
     pub(crate) fn finish(
         mut self,
-        archive: &Path,
+        archive: &File,
+        shown: &Path,
         staging: &Path,
         limits: &Limits,
     ) -> Result<Finished> {
@@ -147,7 +149,7 @@ impl Streamer {
                 return Ok(Finished::SteppedAside("the extractor thread failed".into()))
             }
         };
-        let (zip, plan) = open_and_plan(archive, limits)?;
+        let (zip, plan) = open_and_plan(archive, shown, limits)?;
         if let Err(reason) = agrees(&zip, &plan, &walked) {
             return Ok(Finished::SteppedAside(reason));
         }
