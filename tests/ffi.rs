@@ -585,6 +585,7 @@ package = pathlib.Path(zipdeploy.__file__).resolve().parent
 print("package:", package)
 print("library:", zipdeploy.load_library()._name)
 print("typed:", (package / "py.typed").is_file())
+print("licenses:", all((package / name).is_file() for name in ("LICENSE-MIT", "LICENSE-APACHE")))
 print("version:", zipdeploy.version())
 print("distribution:", importlib.metadata.version("zipdeploy"))
 report = zipdeploy.deploy(url, dest, sha, max_entries=10, stall_timeout=10, retries=0)
@@ -646,6 +647,7 @@ fn python_package_pip_installs_into_a_fresh_venv() {
         "the bundled library"
     );
     assert_eq!(line_value(&out, "typed"), "True");
+    assert_eq!(line_value(&out, "licenses"), "True");
     assert_eq!(line_value(&out, "version"), env!("CARGO_PKG_VERSION"));
     assert_eq!(line_value(&out, "distribution"), env!("CARGO_PKG_VERSION"));
     assert_eq!(line_value(&out, "digest"), sha(&packages.v1));

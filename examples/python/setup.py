@@ -2,9 +2,10 @@
 
 `pip install ./examples/python` (from a checkout of the repository) runs
 `cargo build --lib --profile release` in the repository that holds this
-directory and copies the resulting libzipdeploy.so into the package, next to
-zipdeploy/__init__.py, which loads it from there. The installed package needs
-nothing else at run time; building it needs Rust (cargo).
+directory and copies the resulting libzipdeploy.so (and the license texts)
+into the package, next to zipdeploy/__init__.py, which loads it from there.
+The installed package needs nothing else at run time; building it needs Rust
+(cargo).
 
 The wheel is tagged py3-none-<platform>: it holds a native library but no
 Python extension, so it works with any Python 3 on this platform.
@@ -64,11 +65,14 @@ def build_library() -> pathlib.Path:
 
 
 class BuildWithLibrary(build_py):
-    """build_py, plus the C library copied into the package."""
+    """build_py, plus the C library and its license texts copied into the package."""
 
     def run(self) -> None:
         super().run()
-        self.copy_file(str(build_library()), os.path.join(self.build_lib, "zipdeploy", "libzipdeploy.so"))
+        package = os.path.join(self.build_lib, "zipdeploy")
+        self.copy_file(str(build_library()), os.path.join(package, "libzipdeploy.so"))
+        for license in ("LICENSE-MIT", "LICENSE-APACHE"):
+            self.copy_file(str(REPO / license), os.path.join(package, license))
 
 
 class PlatformWheel(bdist_wheel):

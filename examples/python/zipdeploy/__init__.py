@@ -83,7 +83,8 @@ class ZipDeployError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (zipdeploy error {self.code})"
 
-    def __reduce__(self):  # pickles with both arguments (args holds the message only)
+    def __reduce__(self) -> Tuple[type, Tuple[int, str]]:
+        # Pickles with both arguments (args holds the message only).
         return (type(self), (self.code, self.message))
 
 
@@ -440,6 +441,7 @@ def deploy(
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
     raised: List[BaseException] = []
+    report_progress = progress
 
     def on_progress(_userdata: Optional[int], event: "ctypes._Pointer[_CProgress]") -> int:
         try:
@@ -451,7 +453,8 @@ def deploy(
                 entries=p.entries,
                 total_entries=p.total_entries or None,
             )
-            return 1 if progress(snapshot) else 0
+            assert report_progress is not None  # installed only with a progress callable
+            return 1 if report_progress(snapshot) else 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after the run
             raised.append(exc)
             return 1
