@@ -90,6 +90,7 @@ fn installed(linkage: Linkage) -> &'static Path {
         cmd.arg("--prefix")
             .arg(&prefix)
             .args(["--profile", &profile(), "--library-type", kind])
+            .env("CARGO_TARGET_DIR", target_dir())
             .env_remove("DESTDIR");
         let output = run(&mut cmd, Duration::from_secs(900));
         expect_exit(&output, 0, "install.sh");
@@ -615,6 +616,7 @@ fn python_package_pip_installs_into_a_fresh_venv() {
         .arg(repo().join("examples/python"))
         .current_dir(tmp.path())
         .env("ZIPDEPLOY_CARGO_PROFILE", profile())
+        .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("ZIPDEPLOY_LIB")
         .env_remove("PYTHONPATH");
     let output = run(&mut pip, Duration::from_secs(900));

@@ -31,6 +31,8 @@ missing_packages() {
   # venv needs ensurepip, which Debian ships in python3-venv.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || echo python3-venv
   command -v mount >/dev/null || echo mount
+  # pip fetches setuptools from PyPI over HTTPS.
+  [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
 }
 
 mapfile -t missing < <(missing_packages | sort -u)
