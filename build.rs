@@ -3,8 +3,9 @@
 //!
 //! The SONAME is `libzipdeploy.so.<major>` (`libzipdeploy.so.0`), so a
 //! program linked against the library records that name and keeps working
-//! with any later build of the same major version; `install.sh` installs the
-//! matching symlinks.
+//! with any later build of the same major version (so a change that breaks
+//! the C ABI needs a new major version); `install.sh` installs the matching
+//! symlinks.
 //!
 //! The header is committed, so it must always match the code. The design:
 //!
