@@ -1,5 +1,11 @@
 //! Generates the C header `include/zipdeploy.h` from `src/ffi.rs` with
-//! cbindgen.
+//! cbindgen, and gives the shared library its SONAME.
+//!
+//! The SONAME is `libzipdeploy.so.<major>` (`libzipdeploy.so.0`), so a
+//! program linked against the library records that name and keeps working
+//! with any later build of the same major version (so a change that breaks
+//! the C ABI needs a new major version); `install.sh` installs the matching
+//! symlinks.
 //!
 //! The header is committed, so it must always match the code. The design:
 //!
@@ -7,9 +13,12 @@
 //!   test in `src/ffi.rs` embeds it with `include_str!` and fails when
 //!   `include/zipdeploy.h` differs from it.
 //! - In a developer build, this script also writes `include/zipdeploy.h`
-//!   when (and only when) its content changed, and says so with a cargo
+//!   and the Go module's copy `examples/go/zipdeploy.h` (the module must
+//!   carry its header to build from the module cache or a vendor tree) when
+//!   (and only when) their content changed, and says so with a cargo
 //!   warning, so the header follows the code and the change shows up in
-//!   `git status` to be committed.
+//!   `git status` to be committed. `tests/ffi.rs` fails when the two copies
+//!   differ.
 //! - In check mode (`ZIPDEPLOY_CHECK_HEADER=1`, or `CI` set as CI services
 //!   do; `.ci/run` sets the former) the source tree is never written: the
 //!   test then compares the committed header with what the code generates,
@@ -33,8 +42,12 @@ fn main() {
     // current and stays quiet (cargo would otherwise replay the warning
     // below on every build).
     println!("cargo:rerun-if-changed=include/zipdeploy.h");
+    println!("cargo:rerun-if-changed=examples/go/zipdeploy.h");
     println!("cargo:rerun-if-env-changed=ZIPDEPLOY_CHECK_HEADER");
     println!("cargo:rerun-if-env-changed=CI");
+
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libzipdeploy.so.{major}");
 
     let crate_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -56,11 +69,10 @@ fn main() {
     if check_mode() {
         return;
     }
-    let committed = crate_dir.join("include").join("zipdeploy.h");
-    if write_if_changed(&committed, &header) {
-        println!(
-            "cargo:warning=regenerated include/zipdeploy.h from src/ffi.rs; review and commit it"
-        );
+    for committed in ["include/zipdeploy.h", "examples/go/zipdeploy.h"] {
+        if write_if_changed(&crate_dir.join(committed), &header) {
+            println!("cargo:warning=regenerated {committed} from src/ffi.rs; review and commit it");
+        }
     }
 }
 
@@ -75,10 +87,20 @@ fn check_mode() -> bool {
 /// The header text for the current `src/ffi.rs` and `cbindgen.toml`.
 fn generate(crate_dir: &Path) -> Result<String, String> {
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))?;
-    let version = env::var("CARGO_PKG_VERSION").map_err(|e| e.to_string())?;
+    let var = |name: &str| env::var(name).map_err(|e| format!("{name}: {e}"));
+    let version = var("CARGO_PKG_VERSION")?;
+    let (major, minor, patch) = (
+        var("CARGO_PKG_VERSION_MAJOR")?,
+        var("CARGO_PKG_VERSION_MINOR")?,
+        var("CARGO_PKG_VERSION_PATCH")?,
+    );
     config.after_includes = Some(format!(
         "\n/** The version of the library this header describes; compare with zipdeploy_version(). */\n\
-         #define ZIPDEPLOY_VERSION \"{version}\"\n"
+         #define ZIPDEPLOY_VERSION \"{version}\"\n\
+         /** The same version as numbers, for preprocessor checks. */\n\
+         #define ZIPDEPLOY_VERSION_MAJOR {major}\n\
+         #define ZIPDEPLOY_VERSION_MINOR {minor}\n\
+         #define ZIPDEPLOY_VERSION_PATCH {patch}\n"
     ));
     let bindings = cbindgen::Builder::new()
         .with_config(config)

@@ -36,6 +36,10 @@
 
 /** The version of the library this header describes; compare with zipdeploy_version(). */
 #define ZIPDEPLOY_VERSION "0.1.0"
+/** The same version as numbers, for preprocessor checks. */
+#define ZIPDEPLOY_VERSION_MAJOR 0
+#define ZIPDEPLOY_VERSION_MINOR 1
+#define ZIPDEPLOY_VERSION_PATCH 0
 
 
 /**

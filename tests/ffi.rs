@@ -1,11 +1,15 @@
-//! The C ABI embedded for real: the C example (shared and static library,
-//! and under valgrind), the C edge-case program, the Python ctypes wrapper
-//! and the Go cgo package, all against a real HTTP server on 127.0.0.1.
+//! The C ABI embedded for real, the way users install it: the C library
+//! installed by `install.sh` under a prefix and found with pkg-config (the C
+//! example, shared and static, and under valgrind; the C edge-case program;
+//! the Go module, also from a program outside the repository), and the
+//! Python package installed by pip into a fresh virtualenv, all against a
+//! real HTTP server on 127.0.0.1.
 //!
 //! `cargo test` builds the library's cdylib and staticlib before it builds
-//! this test, which finds them beside its own binary (see [`lib_dir`]). The tools these tests
-//! drive (cc, python3, go, valgrind) are required: a missing tool fails the
-//! test, it never skips it (`.ci/run` installs them).
+//! this test; `install.sh --profile dev` then finds them fresh and installs
+//! them (see [`installed`]). The tools these tests drive (cc, pkg-config,
+//! readelf, python3 with venv, go, valgrind) are required: a missing tool
+//! fails the test, it never skips it (`tests/run.sh` installs them).
 
 mod common;
 
@@ -14,6 +18,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -47,6 +52,73 @@ fn lib_dir() -> PathBuf {
     dir
 }
 
+/// `<target>`, the cargo target directory this test was built in.
+fn target_dir() -> PathBuf {
+    lib_dir().ancestors().nth(2).unwrap().to_path_buf()
+}
+
+/// The cargo profile this test was built with (`dev` for `target/debug`).
+fn profile() -> String {
+    let dir = lib_dir();
+    let name = dir.parent().unwrap().file_name().unwrap().to_str().unwrap();
+    if name == "debug" { "dev" } else { name }.to_string()
+}
+
+/// What `install.sh --library-type` installs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Linkage {
+    /// `both` (the default): the shared and the static library.
+    Shared,
+    /// `static`: no shared library, so `pkg-config --static` links the archive.
+    Static,
+}
+
+/// The prefix `install.sh` installed the library into, once per test run:
+/// `<target>/ffi-install/{both,static}`, a stable path so that Go's build
+/// cache (keyed by the cgo flags) stays warm between runs.
+fn installed(linkage: Linkage) -> &'static Path {
+    static BOTH: OnceLock<PathBuf> = OnceLock::new();
+    static STATIC: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, kind) = match linkage {
+        Linkage::Shared => (&BOTH, "both"),
+        Linkage::Static => (&STATIC, "static"),
+    };
+    cell.get_or_init(|| {
+        let prefix = target_dir().join("ffi-install").join(kind);
+        let _ = fs::remove_dir_all(&prefix);
+        let mut cmd = Command::new(repo().join("install.sh"));
+        cmd.arg("--prefix")
+            .arg(&prefix)
+            .args(["--profile", &profile(), "--library-type", kind])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env_remove("DESTDIR");
+        let output = run(&mut cmd, Duration::from_secs(900));
+        expect_exit(&output, 0, "install.sh");
+        prefix
+    })
+}
+
+/// `pkg-config [--static] --cflags --libs zipdeploy` for an installed prefix.
+fn pkg_config_flags(linkage: Linkage) -> Vec<String> {
+    let mut cmd = Command::new("pkg-config");
+    if linkage == Linkage::Static {
+        cmd.arg("--static");
+    }
+    cmd.args(["--cflags", "--libs", "zipdeploy"])
+        .env("PKG_CONFIG_PATH", installed(linkage).join("lib/pkgconfig"));
+    let (out, _) = expect_exit(&run(&mut cmd, Duration::from_secs(30)), 0, "pkg-config");
+    out.split_whitespace().map(str::to_string).collect()
+}
+
+/// The dynamic section of an ELF file (`readelf -d`).
+fn dynamic_section(file: &Path) -> String {
+    let output = run(
+        Command::new("readelf").arg("-d").arg(file),
+        Duration::from_secs(30),
+    );
+    expect_exit(&output, 0, "readelf -d").0
+}
+
 fn sha(bytes: &[u8]) -> String {
     Sha256Digest::of(bytes).to_hex()
 }
@@ -69,6 +141,9 @@ impl Packages {
         let sidecar = format!("{}  v1.zip\n", sha(&v1));
         let server = TestServer::start(move |req, _| match req.path.as_str() {
             "/v1.zip" => Reply::file_with_ranges(req, &served, "\"v1\""),
+            "/stall.zip" => {
+                Reply::ok(served.clone()).fault(Fault::StallAfter(100, Duration::from_secs(3)))
+            }
             "/v1.zip.minisig" => Reply::ok(signature.clone()),
             "/v1.zip.sha256" => Reply::ok(sidecar.clone()),
             "/v2.zip" => Reply::file_with_ranges(req, &v2, "\"v2\""),
@@ -156,38 +231,23 @@ fn expect_exit(output: &Output, code: i32, what: &str) -> (String, String) {
     (out, err)
 }
 
-#[derive(Clone, Copy)]
-enum Linkage {
-    Shared,
-    Static,
-}
-
-/// Compiles a C program against the library with warnings as errors.
+/// Compiles a C program against the installed library, with warnings as
+/// errors and no flags but pkg-config's for the library.
 fn compile_c(source: &Path, out: &Path, linkage: Linkage) {
-    let lib = lib_dir();
     let mut cc = Command::new("cc");
     cc.args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-pedantic", "-g"])
-        .arg("-I")
-        .arg(repo().join("include"))
         .arg(source)
+        .args(pkg_config_flags(linkage))
         .arg("-o")
         .arg(out);
-    match linkage {
-        Linkage::Shared => {
-            cc.arg(format!("-L{}", lib.display())).arg("-lzipdeploy");
-        }
-        Linkage::Static => {
-            cc.arg(lib.join("libzipdeploy.a"))
-                .args(["-lpthread", "-ldl", "-lm"]);
-        }
-    }
     expect_exit(&run(&mut cc, Duration::from_secs(180)), 0, "cc");
 }
 
-/// A command for a C program linked against the shared library.
+/// A command for a program linked against the installed library: it finds
+/// it by itself (the rpath from zipdeploy.pc), without LD_LIBRARY_PATH.
 fn c_command(program: &Path) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env("LD_LIBRARY_PATH", lib_dir());
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd
 }
 
@@ -203,7 +263,7 @@ fn valgrind(program: &Path, args: &[&OsStr]) -> (i32, String, String) {
     ])
     .arg(program)
     .args(args)
-    .env("LD_LIBRARY_PATH", lib_dir());
+    .env_remove("LD_LIBRARY_PATH");
     let output = run(&mut cmd, Duration::from_secs(300));
     let (out, err) = (text(&output.stdout), text(&output.stderr));
     let code = output.status.code().expect("exit code");
@@ -224,6 +284,82 @@ fn line_value<'a>(stdout: &'a str, key: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
         .unwrap_or_else(|| panic!("no {key:?} line in\n{stdout}"))
+}
+
+#[test]
+fn install_sh_installs_a_versioned_library_header_and_pc_file() {
+    let prefix = installed(Linkage::Shared);
+    let version = env!("CARGO_PKG_VERSION");
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let lib = prefix.join("lib");
+    let real = format!("libzipdeploy.so.{version}");
+    let soname = format!("libzipdeploy.so.{major}");
+    assert!(lib.join(&real).is_file() && !lib.join(&real).is_symlink());
+    assert_eq!(fs::read_link(lib.join(&soname)).unwrap(), Path::new(&real));
+    assert_eq!(
+        fs::read_link(lib.join("libzipdeploy.so")).unwrap(),
+        Path::new(&soname)
+    );
+    assert!(lib.join("libzipdeploy.a").is_file());
+    assert!(dynamic_section(&lib.join(&real)).contains(&format!("Library soname: [{soname}]")));
+    assert_eq!(
+        fs::read(prefix.join("include/zipdeploy.h")).unwrap(),
+        fs::read(repo().join("include/zipdeploy.h")).unwrap()
+    );
+    for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        assert_eq!(
+            fs::read(prefix.join("share/doc/zipdeploy").join(license)).unwrap(),
+            fs::read(repo().join(license)).unwrap()
+        );
+    }
+    let pc = fs::read_to_string(lib.join("pkgconfig/zipdeploy.pc")).unwrap();
+    assert!(
+        pc.starts_with(&format!("prefix={}\n", prefix.display())),
+        "{pc}"
+    );
+    assert!(pc.contains(&format!("\nVersion: {version}\n")), "{pc}");
+    let mut modversion = Command::new("pkg-config");
+    modversion
+        .args(["--modversion", "zipdeploy"])
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"));
+    let (out, _) = expect_exit(
+        &run(&mut modversion, Duration::from_secs(30)),
+        0,
+        "pkg-config",
+    );
+    assert_eq!(out.trim(), version);
+
+    // The numeric version macros agree with the string and the library; a
+    // program built with only pkg-config's flags needs libzipdeploy.so.0,
+    // which it finds without LD_LIBRARY_PATH.
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("version.c");
+    fs::write(
+        &source,
+        r#"#include <stdio.h>
+#include <string.h>
+#include <zipdeploy.h>
+
+int main(void) {
+    char numbers[64];
+    snprintf(numbers, sizeof numbers, "%d.%d.%d", ZIPDEPLOY_VERSION_MAJOR,
+             ZIPDEPLOY_VERSION_MINOR, ZIPDEPLOY_VERSION_PATCH);
+    printf("%s %s %s\n", numbers, ZIPDEPLOY_VERSION, zipdeploy_version());
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let program = tmp.path().join("version");
+    compile_c(&source, &program, Linkage::Shared);
+    let dynamic = dynamic_section(&program);
+    assert!(
+        dynamic.contains(&format!("Shared library: [{soname}]")),
+        "{dynamic}"
+    );
+    let output = run(&mut c_command(&program), Duration::from_secs(30));
+    let (out, _) = expect_exit(&output, 0, "version");
+    assert_eq!(out.trim(), format!("{version} {version} {version}"));
 }
 
 #[test]
@@ -320,7 +456,10 @@ fn c_example_with_the_static_library() {
     );
     let dest = tmp.path().join("app");
 
-    // No LD_LIBRARY_PATH: the library is inside the program.
+    // Linked from libzipdeploy.a: nothing of the library is loaded at run time.
+    let dynamic = dynamic_section(&program);
+    assert!(dynamic.contains("Shared library: [libc.so.6]"), "{dynamic}");
+    assert!(!dynamic.contains("libzipdeploy"), "{dynamic}");
     let output = run(
         Command::new(&program)
             .env_remove("LD_LIBRARY_PATH")
@@ -418,6 +557,7 @@ fn test_env(cmd: &mut Command, packages: &Packages) {
         .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
         .env("ZIPDEPLOY_TEST_URL_404", packages.url("/missing.zip"))
         .env("ZIPDEPLOY_TEST_URL_STALLED", packages.url("/stalled.zip"))
+        .env("ZIPDEPLOY_TEST_URL_STALL", packages.url("/stall.zip"))
         .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1))
         .env(
             "ZIPDEPLOY_TEST_MINISIGN_KEY",
@@ -436,44 +576,139 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 11 tests"), "{err}");
+    assert!(err.contains("Ran 14 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
+}
+
+/// Checks the wrapper that `pip install` put into a virtualenv, run from
+/// outside the repository: argv is URL DEST SHA256 URL_404.
+const PIP_INSTALLED_CHECK: &str = r#"
+import importlib.metadata, pathlib, sys
+import zipdeploy
+
+url, dest, sha, url_404 = sys.argv[1:5]
+package = pathlib.Path(zipdeploy.__file__).resolve().parent
+print("package:", package)
+print("library:", zipdeploy.load_library()._name)
+print("typed:", (package / "py.typed").is_file())
+print("licenses:", all((package / name).is_file() for name in ("LICENSE-MIT", "LICENSE-APACHE")))
+print("version:", zipdeploy.version())
+print("distribution:", importlib.metadata.version("zipdeploy"))
+report = zipdeploy.deploy(url, dest, sha, max_entries=10, stall_timeout=10, retries=0)
+print("digest:", report.digest)
+print("signed_by:", report.signed_by)
+try:
+    zipdeploy.deploy(url_404, dest, retries=0)
+except OSError as err:
+    print("404:", type(err).__name__, err.code)
+"#;
+
+#[test]
+fn python_package_pip_installs_into_a_fresh_venv() {
+    let packages = Packages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let venv = tmp.path().join("venv");
+    let output = run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        Duration::from_secs(300),
+    );
+    expect_exit(&output, 0, "python3 -m venv");
+    // pip builds the package in place: setup.py runs cargo in this checkout
+    // (the profile this test was built with, so nothing is rebuilt) and
+    // bundles libzipdeploy.so. setuptools comes from PyPI.
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args(["install", "--disable-pip-version-check", "--no-input"])
+        .arg(repo().join("examples/python"))
+        .current_dir(tmp.path())
+        .env("ZIPDEPLOY_CARGO_PROFILE", profile())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("ZIPDEPLOY_LIB")
+        .env_remove("PYTHONPATH");
+    let output = run(&mut pip, Duration::from_secs(900));
+    expect_exit(&output, 0, "pip install examples/python");
+
+    let dest = tmp.path().join("app");
+    let mut python = Command::new(venv.join("bin/python"));
+    python
+        .args(["-c", PIP_INSTALLED_CHECK])
+        .arg(packages.url("/v1.zip"))
+        .arg(&dest)
+        .arg(sha(&packages.v1))
+        .arg(packages.url("/missing.zip"))
+        .current_dir(tmp.path())
+        .env_remove("ZIPDEPLOY_LIB")
+        .env_remove("PYTHONPATH")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = run(&mut python, Duration::from_secs(120));
+    let (out, _) = expect_exit(&output, 0, "the pip-installed package");
+    let package = PathBuf::from(line_value(&out, "package"));
+    assert!(
+        package.starts_with(venv.canonicalize().unwrap()),
+        "imported from {} instead of the venv",
+        package.display()
+    );
+    assert_eq!(
+        line_value(&out, "library"),
+        package.join("libzipdeploy.so").display().to_string(),
+        "the bundled library"
+    );
+    assert_eq!(line_value(&out, "typed"), "True");
+    assert_eq!(line_value(&out, "licenses"), "True");
+    assert_eq!(line_value(&out, "version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(line_value(&out, "distribution"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(line_value(&out, "digest"), sha(&packages.v1));
+    assert_eq!(line_value(&out, "signed_by"), "None");
+    assert_eq!(line_value(&out, "404"), "NetworkError 30");
+    assert_eq!(snapshot(&dest), packages.reference_tree());
+}
+
+/// `go ARGS` in `dir`, building against the installed library through
+/// `#cgo pkg-config: zipdeploy` and nothing else: no CGO_* flags, no
+/// LD_LIBRARY_PATH (the rpath from zipdeploy.pc finds the library).
+fn go_command(dir: &Path, args: &[&OsStr]) -> Command {
+    // Go's caches live in <target>/ffi-go, reused between runs.
+    let work = target_dir().join("ffi-go");
+    let mut cmd = Command::new("go");
+    cmd.args(args)
+        .current_dir(dir)
+        .env(
+            "PKG_CONFIG_PATH",
+            installed(Linkage::Shared).join("lib/pkgconfig"),
+        )
+        .env_remove("CGO_CFLAGS")
+        .env_remove("CGO_CPPFLAGS")
+        .env_remove("CGO_LDFLAGS")
+        .env_remove("LD_LIBRARY_PATH")
+        .env("CGO_ENABLED", "1")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOCACHE", work.join("cache"))
+        .env("GOPATH", work.join("path"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOWORK", "off")
+        .env("GO111MODULE", "on");
+    cmd
+}
+
+#[test]
+fn go_module_header_is_the_c_header() {
+    // The Go module carries its own copy (it must build from the module
+    // cache or a vendor tree); build.rs writes both.
+    assert!(
+        fs::read(repo().join("examples/go/zipdeploy.h")).unwrap()
+            == fs::read(repo().join("include/zipdeploy.h")).unwrap(),
+        "examples/go/zipdeploy.h differs from include/zipdeploy.h: run `cargo build` and commit both"
+    );
 }
 
 #[test]
 fn go_cgo_package() {
     let packages = Packages::start();
-    let lib = lib_dir();
     let go_dir = repo().join("examples/go");
-    // Go's caches live in <target>/ffi-go, reused between runs.
-    let work = lib.ancestors().nth(2).unwrap().join("ffi-go");
-    // Go's build cache does not see changes to C headers outside the
-    // package; CGO_CFLAGS is part of its key, so a digest of the header in
-    // it recompiles the cgo code whenever the header changes.
-    let header = fs::read(repo().join("include/zipdeploy.h")).unwrap();
-    let header_id = &sha(&header)[..16];
     let go = |args: &[&OsStr]| {
-        let mut cmd = Command::new("go");
-        cmd.args(args)
-            .current_dir(&go_dir)
-            .env(
-                "CGO_CFLAGS",
-                format!(
-                    "-I{} -DZIPDEPLOY_HEADER_ID={header_id}",
-                    repo().join("include").display()
-                ),
-            )
-            .env("CGO_LDFLAGS", format!("-L{} -lzipdeploy", lib.display()))
-            .env("CGO_ENABLED", "1")
-            .env("LD_LIBRARY_PATH", &lib)
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOCACHE", work.join("cache"))
-            .env("GOPATH", work.join("path"))
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off")
-            .env("GOWORK", "off")
-            .env("GO111MODULE", "on");
+        let mut cmd = go_command(&go_dir, args);
         test_env(&mut cmd, &packages);
         cmd
     };
@@ -504,6 +739,10 @@ fn go_cgo_package() {
         "TestASyncedRollback",
         "TestCancellingTheContextEndsAStalledDownloadWithinASecond",
         "TestTheLowSpeedRuleCutsAStalledDownload",
+        "TestErrorsMatchTheSentinelOfTheirClass",
+        "ExampleDeploy",
+        "ExampleError",
+        "ExampleRollback",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),
@@ -574,4 +813,108 @@ fn go_cgo_package() {
     let (_, err) = expect_exit(&output, 4, "go deploy -sha256-from");
     assert!(err.contains("mismatch"), "{err}");
     assert!(!tmp.path().join("sidecar").exists());
+}
+
+/// What a program outside the repository writes to use the Go module.
+const OUTSIDE_GO_MOD: &str = "module example.com/outside
+
+go 1.19
+
+require github.com/zipdeploy/zipdeploy/examples/go v0.0.0
+
+replace github.com/zipdeploy/zipdeploy/examples/go => REPO/examples/go
+";
+
+const OUTSIDE_MAIN_GO: &str = r#"package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/zipdeploy/zipdeploy/examples/go"
+)
+
+func main() {
+	report, err := zipdeploy.Deploy(context.Background(), zipdeploy.Options{URL: os.Args[1], Dest: os.Args[2], SHA256: os.Args[3]})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("digest:", report.Digest)
+	_, err = zipdeploy.Deploy(context.Background(), zipdeploy.Options{URL: os.Args[4], Dest: os.Args[2], Retries: -1})
+	fmt.Println("404 is ErrNetwork:", errors.Is(err, zipdeploy.ErrNetwork))
+}
+"#;
+
+#[test]
+fn go_module_builds_from_outside_the_repository() {
+    let packages = Packages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(
+        outside.join("go.mod"),
+        OUTSIDE_GO_MOD.replace("REPO", &repo().display().to_string()),
+    )
+    .unwrap();
+    fs::write(outside.join("main.go"), OUTSIDE_MAIN_GO).unwrap();
+    let dest = tmp.path().join("app");
+    let check = |program: &Path| {
+        let _ = fs::remove_dir_all(&dest);
+        let output = run(
+            c_command(program)
+                .arg(packages.url("/v1.zip"))
+                .arg(&dest)
+                .arg(sha(&packages.v1))
+                .arg(packages.url("/missing.zip")),
+            Duration::from_secs(60),
+        );
+        let (out, _) = expect_exit(&output, 0, "outside program");
+        assert_eq!(line_value(&out, "digest"), sha(&packages.v1));
+        assert_eq!(line_value(&out, "404 is ErrNetwork"), "true");
+        assert_eq!(snapshot(&dest), packages.reference_tree());
+    };
+
+    // Through the replace directive.
+    let program = tmp.path().join("outside-mod");
+    let build = [
+        OsStr::new("build"),
+        OsStr::new("-o"),
+        program.as_os_str(),
+        OsStr::new("."),
+    ];
+    expect_exit(
+        &run(&mut go_command(&outside, &build), Duration::from_secs(600)),
+        0,
+        "go build",
+    );
+    check(&program);
+
+    // Vendored: the module's files, header included, copied into vendor/,
+    // and nothing outside it used.
+    let vendor = [OsStr::new("mod"), OsStr::new("vendor")];
+    expect_exit(
+        &run(&mut go_command(&outside, &vendor), Duration::from_secs(120)),
+        0,
+        "go mod vendor",
+    );
+    assert!(outside
+        .join("vendor/github.com/zipdeploy/zipdeploy/examples/go/zipdeploy.h")
+        .is_file());
+    let program = tmp.path().join("outside-vendored");
+    let build = [
+        OsStr::new("build"),
+        OsStr::new("-mod=vendor"),
+        OsStr::new("-o"),
+        program.as_os_str(),
+        OsStr::new("."),
+    ];
+    expect_exit(
+        &run(&mut go_command(&outside, &build), Duration::from_secs(600)),
+        0,
+        "go build -mod=vendor",
+    );
+    check(&program);
 }

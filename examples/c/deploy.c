@@ -5,18 +5,20 @@
  * The exit status is the status class: 0 success, 2 usage, 3 network,
  * 4 digest, 5 archive, 6 limit, 7 filesystem, 8 hook, 9 cancelled, 1 internal.
  *
- * Build (from the repository root, after `cargo build`):
- *   cc -Wall -Wextra -std=c11 -Iinclude examples/c/deploy.c \
- *      -Ltarget/debug -lzipdeploy -o deploy
- *   LD_LIBRARY_PATH=target/debug ./deploy https://example.com/app.zip /srv/app
- * or statically:
- *   cc -Wall -Wextra -std=c11 -Iinclude examples/c/deploy.c \
- *      target/debug/libzipdeploy.a -lpthread -ldl -lm -o deploy
+ * Build (from the repository root) against the installed library:
+ *   ./install.sh --prefix "$HOME/.local"
+ *   export PKG_CONFIG_PATH="$HOME/.local/lib/pkgconfig"
+ *   cc -Wall -Wextra -std=c11 examples/c/deploy.c \
+ *      $(pkg-config --cflags --libs zipdeploy) -o deploy
+ *   ./deploy https://example.com/app.zip /srv/app
+ * or statically (an install with --library-type static):
+ *   cc -Wall -Wextra -std=c11 examples/c/deploy.c \
+ *      $(pkg-config --static --cflags --libs zipdeploy) -o deploy
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "zipdeploy.h"
+#include <zipdeploy.h>
 
 /* Userdata of the progress callback: the stage last shown. */
 struct progress_state {

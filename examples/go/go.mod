@@ -1,3 +1,3 @@
-module zipdeploy.example/zipdeploy
+module github.com/zipdeploy/zipdeploy/examples/go
 
 go 1.19

@@ -10,20 +10,30 @@
 // holds and Rollback (or RollbackWith, to sync it to disk) brings back the
 // release kept before it.
 //
-// Build and test against a built library (from the repository root):
+// The package links the installed C library through pkg-config
+// (`#cgo pkg-config: zipdeploy`): install it once with the repository's
+// install.sh, then build as usual; the header the package was written
+// against, zipdeploy.h, is part of the module. From the repository root:
 //
-//	cargo build
-//	cd examples/go
-//	CGO_LDFLAGS="-L$PWD/../../target/debug" LD_LIBRARY_PATH=$PWD/../../target/debug go test ./...
+//	./install.sh --prefix "$HOME/.local"        # or /usr/local as root
+//	export PKG_CONFIG_PATH="$HOME/.local/lib/pkgconfig"
+//	cd examples/go && go test ./...            # needs the test server: see tests/ffi.rs
 //
-// The header is found through ${SRCDIR}/../../include; the library through
-// CGO_LDFLAGS (-L) at build time and LD_LIBRARY_PATH (or an rpath) at run
-// time.
+// A program outside the repository requires the module and points it at a
+// checkout with a replace directive (or a go.work workspace):
+//
+//	require github.com/zipdeploy/zipdeploy/examples/go v0.0.0
+//	replace github.com/zipdeploy/zipdeploy/examples/go => /path/to/zipdeploy/examples/go
+//
+// Errors are *Error values (errors.As) that also match the sentinel of
+// their class (errors.Is(err, ErrNetwork)).
 package zipdeploy
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -lzipdeploy
+// zipdeploy.h is this package's copy of include/zipdeploy.h (build.rs writes
+// both); CPPFLAGS come before pkg-config's flags, so it is the one included.
+#cgo CPPFLAGS: -I${SRCDIR}
+#cgo pkg-config: zipdeploy
 #include <stdint.h>
 #include <stdlib.h>
 #include "zipdeploy.h"
@@ -47,6 +57,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/cgo"
 	"strings"
@@ -119,6 +130,39 @@ func (e *Error) Error() string {
 // Unwrap returns the context's error (context.Canceled or
 // context.DeadlineExceeded) when the context cancelled the deploy.
 func (e *Error) Unwrap() error { return e.cause }
+
+// Is reports whether target is the sentinel of e's class, so that
+// errors.Is(err, ErrDigest) holds for any digest failure.
+func (e *Error) Is(target error) bool {
+	return e.Class >= 0 && e.Class < len(sentinels) && sentinels[e.Class] != nil && target == sentinels[e.Class]
+}
+
+// Sentinels of the error classes, for errors.Is. Every *Error matches the
+// one of its Class; errors.As with an *Error gives the Code and Message.
+var (
+	ErrInternal   = errors.New("zipdeploy: internal error")   // ClassInternal: a bug
+	ErrUsage      = errors.New("zipdeploy: usage error")      // ClassUsage: bad URL, digest, option or argument
+	ErrNetwork    = errors.New("zipdeploy: network error")    // ClassNetwork: HTTP status, connection, timeout, TLS
+	ErrDigest     = errors.New("zipdeploy: digest error")     // ClassDigest: mismatch, signature, sidecar
+	ErrArchive    = errors.New("zipdeploy: archive refused")  // ClassArchive: not a ZIP, corrupt, unsafe
+	ErrLimit      = errors.New("zipdeploy: limit exceeded")   // ClassLimit
+	ErrFilesystem = errors.New("zipdeploy: filesystem error") // ClassFilesystem: I/O, no space, no release
+	ErrHook       = errors.New("zipdeploy: hook failed")      // ClassHook
+	ErrCancelled  = errors.New("zipdeploy: deploy cancelled") // ClassCancelled
+)
+
+// sentinels by class.
+var sentinels = [...]error{
+	ClassInternal:   ErrInternal,
+	ClassUsage:      ErrUsage,
+	ClassNetwork:    ErrNetwork,
+	ClassDigest:     ErrDigest,
+	ClassArchive:    ErrArchive,
+	ClassLimit:      ErrLimit,
+	ClassFilesystem: ErrFilesystem,
+	ClassHook:       ErrHook,
+	ClassCancelled:  ErrCancelled,
+}
 
 func newError(code C.int, message string) *Error {
 	return &Error{Code: int(code), Class: int(C.zipdeploy_status_class(code)), Message: message}

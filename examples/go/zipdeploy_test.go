@@ -211,6 +211,44 @@ func TestTheLowSpeedRuleCutsAStalledDownload(t *testing.T) {
 	}
 }
 
+func TestErrorsMatchTheSentinelOfTheirClass(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "app")
+	_, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL_404"), Dest: dest, Retries: -1})
+	if !errors.Is(err, ErrNetwork) {
+		t.Fatalf("404: want errors.Is(err, ErrNetwork), got %v", err)
+	}
+	for _, other := range []error{ErrInternal, ErrUsage, ErrDigest, ErrArchive, ErrLimit, ErrFilesystem, ErrHook, ErrCancelled} {
+		if errors.Is(err, other) {
+			t.Fatalf("404 also matches %v", other)
+		}
+	}
+	_, err = Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest, SHA256: strings.Repeat("0", 64)})
+	if !errors.Is(err, ErrDigest) || errors.Is(err, ErrNetwork) {
+		t.Fatalf("mismatch: want ErrDigest only, got %v", err)
+	}
+	_, err = Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest, SHA256: "abc"})
+	if !errors.Is(err, ErrUsage) {
+		t.Fatalf("bad digest: want ErrUsage, got %v", err)
+	}
+	_, err = Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest, MaxEntries: 1})
+	if !errors.Is(err, ErrLimit) {
+		t.Fatalf("MaxEntries 1: want ErrLimit, got %v", err)
+	}
+	_, err = Rollback(dest)
+	if !errors.Is(err, ErrFilesystem) {
+		t.Fatalf("rollback with nothing kept: want ErrFilesystem, got %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Deploy(ctx, Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest})
+	if !errors.Is(err, ErrCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: want ErrCancelled and context.Canceled, got %v", err)
+	}
+	if _, statErr := os.Stat(dest); !os.IsNotExist(statErr) {
+		t.Fatalf("DEST was created: %v", statErr)
+	}
+}
+
 func TestAPanicInProgressCancelsAndIsReraised(t *testing.T) {
 	url := env(t, "ZIPDEPLOY_TEST_URL")
 	dest := filepath.Join(t.TempDir(), "app")

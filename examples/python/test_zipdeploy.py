@@ -28,6 +28,7 @@ class DeployTest(unittest.TestCase):
         self.url_404 = env("ZIPDEPLOY_TEST_URL_404")
         self.sha = env("ZIPDEPLOY_TEST_SHA256")
         self.key = env("ZIPDEPLOY_TEST_MINISIGN_KEY")
+        self.url_stall = env("ZIPDEPLOY_TEST_URL_STALL")
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.dest = pathlib.Path(tmp.name) / "app"
@@ -61,6 +62,8 @@ class DeployTest(unittest.TestCase):
         self.assertEqual([e.stage for e in events][0], "fetch")
         self.assertEqual(events[-1].stage, "install")
         self.assertTrue(all(isinstance(e, zipdeploy.Progress) for e in events))
+        self.assertIsInstance(report.streamed, bool)
+        self.assertIsNone(report.signed_by)  # absent is None, not ""
 
         again = zipdeploy.deploy(self.url, self.dest, self.sha)
         self.assertTrue(again.noop)
@@ -199,6 +202,55 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 23)
         with self.assertRaises(zipdeploy.UsageError):
             zipdeploy.deploy("a\0b", self.dest)
+
+    def test_limits_and_connection_timeouts_are_options(self):
+        with self.assertRaises(zipdeploy.LimitError) as caught:
+            zipdeploy.deploy(self.url, self.dest, max_entries=1)
+        self.assertEqual(caught.exception.code, 60)
+        with self.assertRaises(zipdeploy.LimitError) as caught:
+            zipdeploy.deploy(self.url, self.dest, max_total_size=3)
+        self.assertEqual(caught.exception.code, 60)
+        self.assertFalse(self.dest.exists())
+        report = zipdeploy.deploy(
+            self.url, self.dest, max_entries=5, max_total_size=1 << 20, connect_timeout=5, stall_timeout=5
+        )
+        self.assertEqual(report.entries, 5)
+        for bad in ({"connect_timeout": 0}, {"stall_timeout": -1}, {"max_entries": -1}):
+            with self.assertRaises(ValueError, msg=bad):
+                zipdeploy.deploy(self.url, self.dest, **bad)
+
+    def test_a_stalled_download_is_a_timeout_error(self):
+        with self.assertRaises(TimeoutError) as caught:
+            zipdeploy.deploy(self.url_stall, self.dest, stall_timeout=0.3, retries=0)
+        err = caught.exception
+        self.assertIsInstance(err, zipdeploy.NetworkTimeout)
+        self.assertIsInstance(err, zipdeploy.NetworkError)
+        self.assertIsInstance(err, OSError)
+        self.assertEqual((err.code, err.cls), (32, 3))
+        self.assertFalse(self.dest.exists())
+
+    def test_errors_derive_from_the_builtin_they_mean(self):
+        with self.assertRaises(ValueError) as caught:
+            zipdeploy.deploy(self.url, self.dest, "not a digest")
+        self.assertIsInstance(caught.exception, zipdeploy.UsageError)
+        self.assertEqual(caught.exception.code, 21)
+        with self.assertRaises(OSError) as caught:
+            zipdeploy.deploy(self.url_404, self.dest, retries=0)
+        self.assertIsInstance(caught.exception, zipdeploy.NetworkError)
+        self.assertNotIsInstance(caught.exception, TimeoutError)
+        blocker = self.dest.parent / "file"
+        blocker.write_text("not a directory")
+        with self.assertRaises(OSError) as caught:
+            zipdeploy.deploy(self.url, blocker / "app")
+        self.assertIsInstance(caught.exception, zipdeploy.FilesystemError)
+        self.assertEqual(caught.exception.cls, 7)
+        with self.assertRaises(OSError) as caught:
+            zipdeploy.rollback(self.dest)
+        self.assertEqual(caught.exception.code, 72)
+        with self.assertRaises(zipdeploy.DigestError) as caught:
+            zipdeploy.deploy(self.url, self.dest, "0" * 64)
+        self.assertNotIsInstance(caught.exception, OSError)
+        self.assertIsInstance(zipdeploy.InternalError(10, "bug"), RuntimeError)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"syscall"
 
-	"zipdeploy.example/zipdeploy"
+	"github.com/zipdeploy/zipdeploy/examples/go"
 )
 
 // mirrors collects the repeated -mirror flag.

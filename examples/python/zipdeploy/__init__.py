@@ -15,12 +15,16 @@ A ctypes wrapper over the C ABI (include/zipdeploy.h)::
     zipdeploy.rollback("/srv/app")
 
 Errors raise a subclass of :class:`ZipDeployError` (``.code`` is the stable
-status, ``.cls`` its class, the CLI's exit status). On any error the
-destination is left exactly as it was.
+status, ``.cls`` its class, the CLI's exit status), which also derives from
+the builtin exception it means: a timeout is a :class:`TimeoutError`, a bad
+argument (URL, digest, option) a :class:`ValueError`, a network or
+filesystem failure an :class:`OSError`. On any error the destination is left
+exactly as it was.
 
-The library is ``$ZIPDEPLOY_LIB`` if set, else ``libzipdeploy.so`` in
-``$CARGO_TARGET_DIR`` or the repository's ``target/`` (release, then debug),
-else whatever the dynamic loader finds.
+Install with ``pip install ./examples/python`` from a checkout: the build
+runs cargo and bundles ``libzipdeploy.so`` into the package. The library
+loaded is ``$ZIPDEPLOY_LIB`` if set, else the bundled one, else whatever the
+dynamic loader finds (e.g. installed by the repository's ``install.sh``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import pathlib
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "deploy",
@@ -48,6 +52,7 @@ __all__ = [
     "InternalError",
     "UsageError",
     "NetworkError",
+    "NetworkTimeout",
     "DigestError",
     "ArchiveError",
     "LimitError",
@@ -65,6 +70,10 @@ class ZipDeployError(Exception):
     """A failed deploy: ``code`` is the stable status (e.g. 40), ``cls`` is
     ``code // 10`` (e.g. 4, digest), ``message`` names the cause."""
 
+    code: int
+    cls: int
+    message: str
+
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code = code
@@ -74,17 +83,25 @@ class ZipDeployError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (zipdeploy error {self.code})"
 
+    def __reduce__(self) -> Tuple[type, Tuple[int, str]]:
+        # Pickles with both arguments (args holds the message only).
+        return (type(self), (self.code, self.message))
 
-class InternalError(ZipDeployError):
+
+class InternalError(ZipDeployError, RuntimeError):
     """Class 1: a bug in the library (a caught panic)."""
 
 
-class UsageError(ZipDeployError):
+class UsageError(ZipDeployError, ValueError):
     """Class 2: invalid URL, digest, option or argument."""
 
 
-class NetworkError(ZipDeployError):
+class NetworkError(ZipDeployError, OSError):
     """Class 3: HTTP status, network failure, timeout, truncated body, TLS."""
+
+
+class NetworkTimeout(NetworkError, TimeoutError):
+    """Code 32: a connect, stall or overall timeout expired."""
 
 
 class DigestError(ZipDeployError):
@@ -101,7 +118,7 @@ class LimitError(ZipDeployError):
     """Class 6: a size or count limit was exceeded."""
 
 
-class FilesystemError(ZipDeployError):
+class FilesystemError(ZipDeployError, OSError):
     """Class 7: a local filesystem operation failed, or no space."""
 
 
@@ -126,7 +143,12 @@ _BY_CLASS = {
 }
 
 
+TIMEOUT = 32
+
+
 def _error(code: int, message: str) -> ZipDeployError:
+    if code == TIMEOUT:
+        return NetworkTimeout(code, message)
     return _BY_CLASS.get(code // 10, InternalError)(code, message)
 
 
@@ -152,6 +174,7 @@ class Report:
     source: str
     dest: str
     noop: bool
+    streamed: bool  # entries were extracted while the package downloaded
     bytes_downloaded: int
     package_size: int
     entries: int
@@ -164,7 +187,7 @@ class Report:
     install_ms: int
     total_ms: int
     cache_hit: bool  # came from the download cache (re-verified)
-    signed_by: str  # minisign key id that verified it, or ""
+    signed_by: Optional[str]  # minisign key id that verified it, or None
 
 
 class _CProgress(ctypes.Structure):
@@ -179,11 +202,11 @@ class _CProgress(ctypes.Structure):
 
 @dataclass(frozen=True)
 class Release:
-    """A package record: installed, or kept for rollback. ``digest`` is ""
-    for a kept tree zipdeploy has no record of."""
+    """A package record: installed, or kept for rollback. ``digest`` and
+    ``source`` are None for a kept tree zipdeploy has no record of."""
 
-    digest: str
-    source: str
+    digest: Optional[str]
+    source: Optional[str]
     installed_at: int  # Unix seconds
     package_size: int
 
@@ -196,7 +219,7 @@ class Status:
 
     dest: str
     current: Optional[Release]
-    signed_by: str  # key id that verified the installed package, or ""
+    signed_by: Optional[str]  # key id that verified the installed package, or None
     kept: Tuple[Release, ...]
 
 
@@ -240,6 +263,7 @@ _SIGNATURES = {
     "zipdeploy_report_source": (_P, [_P]),
     "zipdeploy_report_dest": (_P, [_P]),
     "zipdeploy_report_noop": (_I, [_P]),
+    "zipdeploy_report_streamed": (_I, [_P]),
     "zipdeploy_report_cache_hit": (_I, [_P]),
     "zipdeploy_report_signed_by": (_P, [_P]),
     "zipdeploy_report_free": (None, [_P]),
@@ -282,32 +306,31 @@ for _name in _REPORT_NUMBERS:
     _SIGNATURES[f"zipdeploy_report_{_name}"] = (_U64, [_P])
 
 _lock = threading.Lock()
-_loaded: dict = {}
+_loaded: Dict[str, ctypes.CDLL] = {}
+
+#: Where ``pip install`` puts the library built for this package.
+BUNDLED_LIBRARY = pathlib.Path(__file__).resolve().with_name("libzipdeploy.so")
 
 
-def _candidates() -> list:
+def _candidates() -> List[str]:
     env = os.environ.get("ZIPDEPLOY_LIB")
     if env:
         return [env]
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    targets = [os.environ.get("CARGO_TARGET_DIR"), repo / "target"]
-    found = [
-        str(pathlib.Path(t) / profile / "libzipdeploy.so")
-        for t in targets
-        if t
-        for profile in ("release", "debug")
-        if (pathlib.Path(t) / profile / "libzipdeploy.so").is_file()
-    ]
+    if BUNDLED_LIBRARY.is_file():
+        return [str(BUNDLED_LIBRARY)]
     system = ctypes.util.find_library("zipdeploy")
-    return found + ([system] if system else [])
+    return [system] if system else []
 
 
-def load_library(path: Union[str, os.PathLike, None] = None) -> ctypes.CDLL:
-    """Loads (once per path) and declares the C library."""
+def load_library(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
+    """Loads (once per path) and declares the C library: ``path``, else
+    ``$ZIPDEPLOY_LIB``, else the library bundled by ``pip install``, else
+    the one the dynamic loader finds."""
     paths = [os.fspath(path)] if path is not None else _candidates()
     if not paths:
         raise OSError(
-            "libzipdeploy.so not found: build it with `cargo build` or set ZIPDEPLOY_LIB"
+            "libzipdeploy.so not found: install this package with pip (which bundles it), "
+            "install the C library (install.sh), or set ZIPDEPLOY_LIB"
         )
     with _lock:
         if paths[0] in _loaded:
@@ -325,13 +348,18 @@ def _text(pointer: Optional[int]) -> str:
     return ctypes.string_at(pointer).decode("utf-8") if pointer else ""
 
 
-def version(library: Union[str, os.PathLike, ctypes.CDLL, None] = None) -> str:
+def _optional_text(pointer: Optional[int]) -> Optional[str]:
+    """A getter's string, None for the empty string it returns for "absent"."""
+    return _text(pointer) or None
+
+
+def version(library: Union[str, "os.PathLike[str]", ctypes.CDLL, None] = None) -> str:
     """The version of the C library."""
     lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
     return _text(lib.zipdeploy_version())
 
 
-def _c_string(what: str, value: Union[str, os.PathLike]) -> bytes:
+def _c_string(what: str, value: Union[str, "os.PathLike[str]"]) -> bytes:
     text = os.fspath(value)
     if isinstance(text, bytes):
         text = text.decode("utf-8")
@@ -340,43 +368,63 @@ def _c_string(what: str, value: Union[str, os.PathLike]) -> bytes:
     return text.encode("utf-8")
 
 
-def _millis(seconds: float) -> int:
-    if seconds <= 0:
-        raise UsageError(INVALID_ARGUMENT, "timeouts must be positive")
+def _millis(what: str, seconds: float) -> int:
+    if not seconds > 0:
+        raise UsageError(INVALID_ARGUMENT, f"{what} must be positive")
     return max(1, math.ceil(seconds * 1000))
+
+
+def _count(what: str, value: int) -> int:
+    if value < 0:
+        raise UsageError(INVALID_ARGUMENT, f"{what} must not be negative")
+    return value
+
+
+_Library = Union[str, "os.PathLike[str]", ctypes.CDLL, None]
+_Path = Union[str, "os.PathLike[str]"]
 
 
 def deploy(
     url: str,
-    dest: Union[str, os.PathLike],
+    dest: _Path,
     sha256: Optional[str] = None,
     *,
     timeout: Optional[float] = None,
+    connect_timeout: Optional[float] = None,
+    stall_timeout: Optional[float] = None,
     retries: Optional[int] = None,
     speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
     max_download: Optional[int] = None,
+    max_total_size: Optional[int] = None,
+    max_entries: Optional[int] = None,
     progress: Optional[Callable[[Progress], object]] = None,
     sha256_from: Optional[str] = None,
     mirrors: Sequence[str] = (),
     minisign_key: Optional[str] = None,
     minisign_sig: Optional[str] = None,
-    cache: Union[str, os.PathLike, None] = None,
+    cache: Optional[_Path] = None,
     cache_max_size: Optional[int] = None,
     keep: Optional[int] = None,
     sync: bool = False,
-    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+    library: _Library = None,
 ) -> Report:
     """Fetches, verifies, extracts and installs the package at ``url`` into
-    ``dest``.
+    ``dest``. ``None`` (the default of every option) means the library's
+    default.
 
-    ``timeout`` (seconds) bounds the whole download, ``retries`` the retries
-    on transient failures (default 3), ``speed_limit`` is the low-speed rule
-    ``(bytes_per_second, seconds)``: a download averaging less fails as a
-    timeout and is retried (default ``(1024, 30)``; ``(0, 0)`` turns it off).
-    ``headers`` are sent with the request, to the package URL's origin only;
-    ``max_download`` caps the package size in bytes. ``progress`` is called
-    with a :class:`Progress` as the deploy advances, and at least every
+    ``timeout`` (seconds) bounds the whole download, retries included;
+    ``connect_timeout`` establishing a connection (default 10 s);
+    ``stall_timeout`` waiting for bytes once connected (default 30 s).
+    ``retries`` bounds the retries on transient failures (default 3);
+    ``speed_limit`` is the low-speed rule ``(bytes_per_second, seconds)``: a
+    download averaging less fails as a timeout and is retried (default
+    ``(1024, 30)``; ``(0, 0)`` turns it off). ``headers`` are sent with the
+    request, to the package URL's origin only. Limits: ``max_download`` caps
+    the package size in bytes (default 4 GiB), ``max_total_size`` the
+    uncompressed total (8 GiB) and ``max_entries`` the number of entries
+    (1,000,000); exceeding one raises :class:`LimitError`. ``progress`` is
+    called with a :class:`Progress` as the deploy advances, and at least every
     100 ms while the network is waited for (with unchanged counts); a truthy
     return cancels it within about 100 ms, stalled server or not
     (:class:`DeployCancelled`), and an exception it raises cancels it and
@@ -398,9 +446,10 @@ def deploy(
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
-    raised: list = []
+    raised: List[BaseException] = []
+    report_progress = progress
 
-    def on_progress(_userdata, event) -> int:
+    def on_progress(_userdata: Optional[int], event: "ctypes._Pointer[_CProgress]") -> int:
         try:
             p = event.contents
             snapshot = Progress(
@@ -410,7 +459,8 @@ def deploy(
                 entries=p.entries,
                 total_entries=p.total_entries or None,
             )
-            return 1 if progress(snapshot) else 0
+            assert report_progress is not None  # installed only with a progress callable
+            return 1 if report_progress(snapshot) else 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after the run
             raised.append(exc)
             return 1
@@ -428,15 +478,23 @@ def deploy(
         if sha256 is not None:
             check(lib.zipdeploy_deploy_set_sha256(handle, _c_string("sha256", sha256)))
         if timeout is not None:
-            check(lib.zipdeploy_deploy_set_timeout_ms(handle, _millis(timeout)))
+            check(lib.zipdeploy_deploy_set_timeout_ms(handle, _millis("timeout", timeout)))
+        if connect_timeout is not None:
+            check(
+                lib.zipdeploy_deploy_set_connect_timeout_ms(
+                    handle, _millis("connect_timeout", connect_timeout)
+                )
+            )
+        if stall_timeout is not None:
+            check(
+                lib.zipdeploy_deploy_set_stall_timeout_ms(handle, _millis("stall_timeout", stall_timeout))
+            )
         if retries is not None:
-            if retries < 0:
-                raise UsageError(INVALID_ARGUMENT, "retries must not be negative")
-            check(lib.zipdeploy_deploy_set_retries(handle, retries))
+            check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries)))
         if speed_limit is not None:
             limit, seconds = speed_limit
-            window = _millis(seconds) if limit else 0
-            check(lib.zipdeploy_deploy_set_speed_limit(handle, limit, window))
+            window = _millis("speed_limit", seconds) if limit else 0
+            check(lib.zipdeploy_deploy_set_speed_limit(handle, _count("speed_limit", limit), window))
         for name, value in (headers or {}).items():
             check(
                 lib.zipdeploy_deploy_add_header(
@@ -444,7 +502,13 @@ def deploy(
                 )
             )
         if max_download is not None:
-            check(lib.zipdeploy_deploy_set_max_download(handle, max_download))
+            check(lib.zipdeploy_deploy_set_max_download(handle, _count("max_download", max_download)))
+        if max_total_size is not None:
+            check(
+                lib.zipdeploy_deploy_set_max_total_size(handle, _count("max_total_size", max_total_size))
+            )
+        if max_entries is not None:
+            check(lib.zipdeploy_deploy_set_max_entries(handle, _count("max_entries", max_entries)))
         if progress is not None:
             check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
         if sha256_from is not None:
@@ -458,17 +522,15 @@ def deploy(
         if cache is not None:
             check(lib.zipdeploy_deploy_set_cache(handle, _c_string("cache", cache)))
         if cache_max_size is not None:
-            check(lib.zipdeploy_deploy_set_cache_max_size(handle, cache_max_size))
+            check(lib.zipdeploy_deploy_set_cache_max_size(handle, _count("cache_max_size", cache_max_size)))
         if keep is not None:
-            if keep < 0:
-                raise UsageError(INVALID_ARGUMENT, "keep must not be negative")
-            check(lib.zipdeploy_deploy_set_keep(handle, keep))
+            check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep)))
         if sync:
             check(lib.zipdeploy_deploy_set_durable(handle, 1))
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        status = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
+        status: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
         if status != OK:
             try:
                 failure = _error(
@@ -489,8 +551,9 @@ def deploy(
                 source=_text(lib.zipdeploy_report_source(report)),
                 dest=_text(lib.zipdeploy_report_dest(report)),
                 noop=bool(lib.zipdeploy_report_noop(report)),
+                streamed=bool(lib.zipdeploy_report_streamed(report)),
                 cache_hit=bool(lib.zipdeploy_report_cache_hit(report)),
-                signed_by=_text(lib.zipdeploy_report_signed_by(report)),
+                signed_by=_optional_text(lib.zipdeploy_report_signed_by(report)),
                 **numbers,
             )
         finally:
@@ -499,13 +562,13 @@ def deploy(
         lib.zipdeploy_deploy_free(handle)
 
 
-def _status(lib: ctypes.CDLL, handle: int) -> Status:
+def _status(lib: ctypes.CDLL, handle: ctypes.c_void_p) -> Status:
     """Reads a zipdeploy_status and frees it."""
     try:
         kept = tuple(
             Release(
-                digest=_text(lib.zipdeploy_status_kept_digest(handle, i)),
-                source=_text(lib.zipdeploy_status_kept_source(handle, i)),
+                digest=_optional_text(lib.zipdeploy_status_kept_digest(handle, i)),
+                source=_optional_text(lib.zipdeploy_status_kept_source(handle, i)),
                 installed_at=lib.zipdeploy_status_kept_installed_at(handle, i),
                 package_size=lib.zipdeploy_status_kept_package_size(handle, i),
             )
@@ -522,14 +585,14 @@ def _status(lib: ctypes.CDLL, handle: int) -> Status:
         return Status(
             dest=_text(lib.zipdeploy_status_dest(handle)),
             current=current,
-            signed_by=_text(lib.zipdeploy_status_signed_by(handle)),
+            signed_by=_optional_text(lib.zipdeploy_status_signed_by(handle)),
             kept=kept,
         )
     finally:
         lib.zipdeploy_status_free(handle)
 
 
-def _raise_owned(lib: ctypes.CDLL, error: ctypes.c_void_p) -> None:
+def _raise_owned(lib: ctypes.CDLL, error: ctypes.c_void_p) -> NoReturn:
     try:
         failure = _error(lib.zipdeploy_error_code(error), _text(lib.zipdeploy_error_message(error)))
     finally:
@@ -538,9 +601,9 @@ def _raise_owned(lib: ctypes.CDLL, error: ctypes.c_void_p) -> None:
 
 
 def status(
-    dest: Union[str, os.PathLike],
+    dest: _Path,
     *,
-    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+    library: _Library = None,
 ) -> Status:
     """What is installed at ``dest`` (``current`` is None when nothing is)."""
     lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
@@ -553,10 +616,10 @@ def status(
 
 
 def rollback(
-    dest: Union[str, os.PathLike],
+    dest: _Path,
     *,
     sync: bool = False,
-    library: Union[str, os.PathLike, ctypes.CDLL, None] = None,
+    library: _Library = None,
 ) -> Status:
     """Swaps the most recent kept release back into ``dest`` (atomically,
     under its lock) and returns the new status; the replaced tree becomes the

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The test command: runs every test, the C, Python and Go embeddings
+# included, on a Debian or Ubuntu machine that has only Rust.
+#
+#   tests/run.sh [CARGO TEST ARGS...]   install what is missing, then cargo test --no-fail-fast
+#   tests/run.sh --deps                 only install what is missing
+#
+# The suite drives cc, pkg-config, readelf, valgrind, go, python3 (with venv;
+# pip fetches setuptools from PyPI) and mount. Missing ones are installed
+# with apt-get when running as root; otherwise the script names the packages
+# to install and stops. Nothing is skipped: a missing tool would fail the
+# tests that need it, so the script refuses to start without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deps_only=no
+if [[ ${1:-} == --deps ]]; then
+  deps_only=yes
+  shift
+fi
+
+# What is missing, as Debian packages.
+missing_packages() {
+  command -v cc >/dev/null || echo gcc
+  [[ -e /usr/include/stdio.h ]] || echo libc6-dev
+  command -v readelf >/dev/null || echo binutils
+  command -v pkg-config >/dev/null || echo pkg-config
+  command -v valgrind >/dev/null || echo valgrind
+  command -v go >/dev/null || echo golang-go
+  command -v python3 >/dev/null || echo python3
+  # venv needs ensurepip, which Debian ships in python3-venv.
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || echo python3-venv
+  command -v mount >/dev/null || echo mount
+  # pip fetches setuptools from PyPI over HTTPS.
+  [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
+}
+
+mapfile -t missing < <(missing_packages | sort -u)
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "tests/run.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    mapfile -t missing < <(missing_packages | sort -u)
+    if ((${#missing[@]})); then
+      echo "tests/run.sh: still missing after apt-get install: ${missing[*]}" >&2
+      exit 1
+    fi
+  else
+    echo "tests/run.sh: the tests need these Debian packages: ${missing[*]}" >&2
+    echo "  install them with: sudo apt-get install ${missing[*]}" >&2
+    echo "  (or run this script as root, which installs them)" >&2
+    exit 1
+  fi
+fi
+
+for tool in cargo rustc cc pkg-config valgrind python3; do
+  printf '%-10s %s\n' "$tool" "$("$tool" --version 2>&1 | head -n1)"
+done
+printf '%-10s %s\n' go "$(go version)"
+[[ $deps_only == no ]] || exit 0
+
+if [[ ! -d ../shared/corpus/ziplinter ]]; then
+  echo "tests/run.sh: the hostile-archive corpus is missing: expected at $(realpath -m ../shared/corpus/ziplinter)" >&2
+  exit 1
+fi
+
+# --no-fail-fast: a failing test binary does not hide the results of the others.
+exec cargo test --no-fail-fast "$@"
