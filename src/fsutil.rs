@@ -188,6 +188,8 @@ impl TrustedDir {
         )
         .map_err(|e| match e {
             Errno::LOOP => io::Error::new(io::ErrorKind::InvalidData, "is a symlink"),
+            // Opening a FIFO for writing with no reader.
+            Errno::NXIO => io::Error::new(io::ErrorKind::InvalidData, "is not a regular file"),
             e => e.into(),
         })?;
         let st = rfs::fstat(&fd)?;
