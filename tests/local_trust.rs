@@ -238,9 +238,10 @@ fn a_dangling_lock_symlink_is_not_followed() {
     let lock = tmp.path().join(".app.zipdeploy/lock");
     fs::remove_file(&lock).unwrap();
     symlink(guarded.join("created"), &lock).unwrap();
-    let msg = deploy(&app_zip("2"), &dest).unwrap_err().to_string();
-    assert!(msg.contains("lock") && msg.contains("symlink"), "{msg}");
+    let result = deploy(&app_zip("2"), &dest);
     assert!(names_in(&guarded).is_empty(), "created through the symlink");
+    let msg = result.unwrap_err().to_string();
+    assert!(msg.contains("lock") && msg.contains("symlink"), "{msg}");
     assert_eq!(version(&dest), "1");
 }
 
@@ -378,9 +379,9 @@ fn eviction_does_not_follow_a_sha256_symlink() {
         .cache_max_size(1)
         .dest(tmp.path().join("app"))
         .run();
+    assert_eq!(names_in(&victim), ["backup.zip", "photos.zip"]);
     let msg = result.unwrap_err().to_string();
     assert!(msg.contains("sha256") && msg.contains("symlink"), "{msg}");
-    assert_eq!(names_in(&victim), ["backup.zip", "photos.zip"]);
 }
 
 #[test]
