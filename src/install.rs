@@ -186,6 +186,15 @@ impl Layout {
         Ok(StateLock { _file: file, dir })
     }
 
+    /// Fails as [`Layout::lock`] does when the state directory exists but
+    /// may not be trusted; creates nothing.
+    pub(crate) fn check_state(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.state) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            _ => TrustedDir::open(&self.state, false, 0o700).map(drop),
+        }
+    }
+
     /// The state directory, for reading without the lock: `None` if there
     /// is none, or it is not one zipdeploy may trust.
     fn open_state(&self) -> Option<TrustedDir> {

@@ -133,8 +133,13 @@ fn a_state_dir_owned_by_another_user_is_refused_and_left_untouched() {
     assert_eq!(snapshot(&state), before);
     assert_eq!(fs::metadata(&state).unwrap().uid(), NOBODY);
     // Status does not believe it either; rollback refuses.
-    assert!(zipdeploy::status(&dest).unwrap().kept.is_empty());
-    assert!(zipdeploy::rollback(&dest).is_err());
+    for err in [
+        zipdeploy::status(&dest).unwrap_err(),
+        zipdeploy::rollback(&dest).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+    assert_eq!(snapshot(&state), before);
 }
 
 #[test]
@@ -276,35 +281,41 @@ fn a_deep_leftover_is_removed_under_a_small_descriptor_limit() {
     assert_eq!(version(&dest), "2");
 }
 
-#[test]
-fn a_leftover_that_cannot_be_removed_never_blocks_a_deploy() {
-    let tmp = tempfile::tempdir().unwrap();
-    chmod(tmp.path(), 0o755);
-    let parent = tmp.path().join("srv");
+/// A DEST whose parent and state dir belong to uid 65534, with a leftover
+/// that user cannot remove (a root-owned directory inside it), and a
+/// package 65534 can read. Returns (dest, state dir, package).
+fn stuck_leftover(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    chmod(tmp, 0o755);
+    let parent = tmp.join("srv");
     fs::create_dir(&parent).unwrap();
     chown(&parent, NOBODY);
     let state = parent.join(".app.zipdeploy");
     fs::create_dir(&state).unwrap();
     chmod(&state, 0o700);
     chown(&state, NOBODY);
-    // A leftover the deploying user (65534) cannot empty: a root-owned
-    // directory inside it.
     let stuck = state.join("staging-stuck");
     fs::create_dir_all(stuck.join("root-owned")).unwrap();
     fs::write(stuck.join("root-owned/file"), b"x").unwrap();
     chown(&stuck, NOBODY);
-    let pkg = tmp.path().join("v1.zip");
+    let pkg = tmp.join("v1.zip");
     fs::write(&pkg, app_zip("1")).unwrap();
     chmod(&pkg, 0o644);
-    let dest = parent.join("app");
-    let as_nobody = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-    ];
+    (parent.join("app"), state, pkg)
+}
+
+const AS_NOBODY: [&str; 4] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
+
+#[test]
+fn a_leftover_that_cannot_be_removed_never_blocks_a_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dest, state, pkg) = stuck_leftover(tmp.path());
     for _ in 0..2 {
-        let result = run_child(&as_nobody, pkg.to_str().unwrap(), &dest, &[]);
+        let result = run_child(&AS_NOBODY, pkg.to_str().unwrap(), &dest, &[]);
         assert!(result.starts_with("OK ["), "{result}");
         assert!(result.contains("could not remove leftover"), "{result}");
         assert_eq!(version(&dest), "1");
@@ -316,6 +327,53 @@ fn a_leftover_that_cannot_be_removed_never_blocks_a_deploy() {
         "{names:?}"
     );
     assert!(names.iter().any(|n| n.starts_with("trash-")), "{names:?}");
+}
+
+/// `<target>/<profile>/examples/zipdeploy` (built by a plain `cargo test`).
+fn cli_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let cli = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/zipdeploy");
+    assert!(
+        cli.is_file(),
+        "{} is missing: run `cargo build --example zipdeploy`",
+        cli.display()
+    );
+    cli
+}
+
+#[test]
+fn the_cli_reports_a_leftover_it_could_not_remove_and_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dest, _, pkg) = stuck_leftover(tmp.path());
+    let out = Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .arg(cli_path())
+        .args(["--json", "--url"])
+        .arg(&pkg)
+        .arg("--dest")
+        .arg(&dest)
+        .env_clear()
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("zipdeploy: warning: could not remove leftover"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("\"warnings\":[\"could not remove leftover"),
+        "{stdout}"
+    );
+    assert_eq!(version(&dest), "1");
 }
 
 // ---------------------------------------------------------------------------
