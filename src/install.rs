@@ -246,7 +246,9 @@ impl Layout {
         if let Ok(releases) = dir.subdir("releases", false, 0o700) {
             // A prune removes the tree first: a record without one is stale.
             for (name, _) in releases.entries()? {
-                if let Some(id) = name.strip_suffix(".state") {
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    releases.remove_file(&name)?;
+                } else if let Some(id) = name.strip_suffix(".state") {
                     if releases.dir_identity(id).is_none() {
                         releases.remove_file(&name)?;
                     }
@@ -724,6 +726,35 @@ mod tests {
             .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn recover_finishes_an_interrupted_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&dir.path().join("app")).unwrap();
+        let lock = layout.lock().unwrap();
+        for n in 1..=2u8 {
+            let staging = layout.staging_path();
+            tree(&staging, &format!("v{n}"));
+            layout
+                .activate(&lock, &staging, record(n), 1, false)
+                .unwrap();
+        }
+        let [kept] = &layout.releases()[..] else {
+            panic!("one release kept")
+        };
+        assert!(kept.installed.is_some());
+        // Killed mid-prune: the tree renamed to trash, its record still there,
+        // a record being written.
+        let releases = layout.state_dir().join("releases");
+        let trash = layout.state_dir().join("trash-0");
+        fs::rename(releases.join(&kept.id), &trash).unwrap();
+        fs::write(releases.join(".x.state.tmp-1"), b"partial").unwrap();
+        assert!(layout.releases().is_empty(), "a record alone is no release");
+
+        assert!(layout.recover(&lock).unwrap().is_empty());
+        assert!(!trash.exists());
+        assert!(fs::read_dir(&releases).unwrap().next().is_none());
     }
 
     #[test]
