@@ -339,7 +339,7 @@ impl TrustedDir {
 /// Removes `name` in `parent` and, when it is a directory, the whole tree
 /// below it, never following a symlink.
 ///
-/// At most two descriptors are open at any depth: the walk goes down by
+/// At most three descriptors are open at any depth: the walk goes down by
 /// opening a child from the current directory's handle and comes back up
 /// through `..`, checked to be the directory it came from, so a tree of any
 /// depth is removed under any `ulimit -n`. Directories whose modes would
@@ -373,83 +373,111 @@ fn unlink(dir: BorrowedFd<'_>, name: &OsStr, flags: AtFlags) -> io::Result<()> {
 }
 
 /// Opens the directory `name` in `at` for removing its entries, making it
-/// `0700` first if its mode would get in the way.
-fn open_for_removal(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
-    let st = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if !is_dir(&st) {
-        return Err(io::Error::other("changed while being removed"));
-    }
+/// `0700` first if its mode would get in the way; returns it with its
+/// identity.
+fn open_for_removal(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<(OwnedFd, (u64, u64))> {
+    let fd = match rfs::openat(at, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        // Not readable: only a directory we own can be made so.
+        Err(Errno::ACCESS) => {
+            let st = rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if !is_dir(&st) {
+                return Err(io::Error::other("changed while being removed"));
+            }
+            rfs::chmodat(at, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+            rfs::openat(at, name, DIR_FLAGS, Mode::empty())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = rfs::fstat(&fd)?;
     if st.st_mode & 0o700 != 0o700 {
-        rfs::chmodat(at, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o700))?;
     }
-    let fd = rfs::openat(at, name, DIR_FLAGS, Mode::empty())?;
-    if identity(&rfs::fstat(&fd)?) != identity(&st) {
-        return Err(io::Error::other("changed while being removed"));
-    }
-    Ok(fd)
+    Ok((fd, identity(&st)))
 }
 
-/// Removes everything below the directory `name` in `parent` (one pass).
+/// Most subdirectories remembered per level between scans: bounds memory
+/// for very wide trees (the rest are found by the next scan).
+const PENDING_MAX: usize = 4096;
+
+/// Removes everything below the directory `name` in `parent`.
+///
+/// Each directory is scanned once: files and empty subdirectories go at
+/// once, the others are remembered and emptied one after the other, and a
+/// last scan confirms the directory is empty before going back up.
 fn empty_tree(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    let mut here = open_for_removal(parent, name)?;
-    // The way back up: each directory entered, and its parent's identity.
-    let mut trail: Vec<(OsString, (u64, u64))> = Vec::new();
+    let (mut here, mut here_id) = open_for_removal(parent, name)?;
+    let mut pending = scan(here.as_fd())?;
+    // The way back up: for each level above, the directory entered from it,
+    // its identity, and its subdirectories still to empty.
+    let mut trail: Vec<(OsString, (u64, u64), Vec<OsString>)> = Vec::new();
     loop {
-        let fd = here.as_fd();
-        let mut dir = rfs::Dir::read_from(fd)?;
-        let mut descend = None;
-        while let Some(entry) = dir.read() {
-            let entry = entry?;
-            let child = OsStr::from_bytes(entry.file_name().to_bytes());
-            if child == "." || child == ".." {
-                continue;
-            }
-            let child_is_dir = match entry.file_type() {
-                FileType::Directory => true,
-                FileType::Unknown => {
-                    rfs::statat(fd, child, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| is_dir(&st))
-                }
-                _ => false,
+        if let Some(child) = pending.pop() {
+            let (below, below_id) = match open_for_removal(here.as_fd(), &child) {
+                Ok(opened) => opened,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             };
-            if !child_is_dir {
-                unlink(fd, child, AtFlags::empty())?;
-                continue;
-            }
-            match rfs::unlinkat(fd, child, AtFlags::REMOVEDIR) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                Err(Errno::NOTEMPTY | Errno::EXIST) => {
-                    descend = Some(child.to_os_string());
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
+            trail.push((child, here_id, pending));
+            (here, here_id) = (below, below_id);
+            pending = scan(here.as_fd())?;
+            continue;
         }
-        match descend {
-            Some(child) => {
-                drop(dir);
-                let below = open_for_removal(fd, &child)?;
-                trail.push((child, identity(&rfs::fstat(fd)?)));
-                here = below;
+        pending = scan(here.as_fd())?;
+        if !pending.is_empty() {
+            continue;
+        }
+        let Some((child, expected, above)) = trail.pop() else {
+            return Ok(());
+        };
+        let up = rfs::openat(&here, "..", DIR_FLAGS, Mode::empty())?;
+        if identity(&rfs::fstat(&up)?) != expected {
+            return Err(io::Error::other("tree moved while being removed"));
+        }
+        (here, here_id) = (up, expected);
+        // Not empty after all (a writer): the parent's last scan finds it.
+        match rfs::unlinkat(&here, &child, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        pending = above;
+    }
+}
+
+/// One pass over the directory `dir`: removes its files, symlinks and empty
+/// subdirectories, and returns (some of) the subdirectories that are not
+/// empty.
+fn scan(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let mut full = Vec::new();
+    let mut entries = rfs::Dir::read_from(dir)?;
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let child = OsStr::from_bytes(entry.file_name().to_bytes());
+        if child == "." || child == ".." {
+            continue;
+        }
+        let child_is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => {
+                rfs::statat(dir, child, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| is_dir(&st))
             }
-            None => {
-                let Some((child, expected)) = trail.pop() else {
-                    return Ok(());
-                };
-                drop(dir);
-                let up = rfs::openat(fd, "..", DIR_FLAGS, Mode::empty())?;
-                if identity(&rfs::fstat(&up)?) != expected {
-                    return Err(io::Error::other("tree moved while being removed"));
-                }
-                here = up;
-                // Not empty after all (a writer, or readdir skipped an
-                // entry): the next scan of the parent goes down again.
-                match rfs::unlinkat(&here, &child, AtFlags::REMOVEDIR) {
-                    Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
+            _ => false,
+        };
+        if !child_is_dir {
+            unlink(dir, child, AtFlags::empty())?;
+            continue;
+        }
+        match rfs::unlinkat(dir, child, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(Errno::NOTEMPTY | Errno::EXIST) => {
+                if full.len() < PENDING_MAX {
+                    full.push(child.to_os_string());
                 }
             }
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(full)
 }
 
 /// Removes the tree at `path` (see [`remove_tree_at`]), reaching it from its
