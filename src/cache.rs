@@ -130,31 +130,13 @@ impl Cache {
 
     /// Locks the entry of `digest`, waiting while another deploy holds it.
     pub fn lock(&self, digest: &Sha256Digest) -> Result<EntryLock> {
-        let dir = self.entries(true)?;
-        let name = format!("{}.lock", digest.to_hex());
-        let mut junk_removed = false;
-        loop {
-            let file = match dir.lock(&name) {
-                Ok(file) => file,
-                // A symlink, FIFO, ... where the lock file belongs is junk
-                // nobody can have locked: replace it, once.
-                Err(Error::Io { source, .. })
-                    if source.kind() == io::ErrorKind::InvalidData && !junk_removed =>
-                {
-                    junk_removed = true;
-                    dir.remove_tree(&name)?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if same_file(&file, &dir, &name) {
-                return Ok(EntryLock {
-                    _file: file,
-                    digest: *digest,
-                });
-            }
-            // Its holder removed it while we waited: lock the new one.
-        }
+        let file = self
+            .entries(true)?
+            .lock(&format!("{}.lock", digest.to_hex()))?;
+        Ok(EntryLock {
+            _file: file,
+            digest: *digest,
+        })
     }
 
     /// The entry of the locked digest, if there is one (not yet verified):

@@ -204,14 +204,47 @@ impl TrustedDir {
     }
 
     /// Opens (creating it if needed) the lock file `name` and `flock`s it,
-    /// waiting for whoever holds it.
+    /// waiting for whoever holds it. A lock is trusted only if its file is
+    /// still the one at `name` once locked (a holder may remove it), and
+    /// junk at `name` (a symlink, a FIFO, a directory), which nobody can
+    /// have locked, is replaced.
     pub(crate) fn lock(&self, name: &str) -> Result<File> {
         let path = self.join(name);
-        let file = self
-            .open_file(name, OFlags::WRONLY | OFlags::CREATE, 0o600)
-            .map_err(Error::io("open lock", &path))?;
-        file.lock().map_err(Error::io("lock", &path))?;
-        Ok(file)
+        let mut junk_removed = 0;
+        loop {
+            let file = match self.open_file(name, OFlags::WRONLY | OFlags::CREATE, 0o600) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData && junk_removed < 3 => {
+                    junk_removed += 1;
+                    self.remove_junk(name)
+                        .map_err(|e| Error::io("remove", &path)(e))?;
+                    continue;
+                }
+                Err(e) => return Err(Error::io("open lock", &path)(e)),
+            };
+            file.lock().map_err(Error::io("lock", &path))?;
+            let here = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW);
+            let locked = rfs::fstat(&file).map_err(|e| Error::io("stat", &path)(e.into()))?;
+            if here.is_ok_and(|st| identity(&st) == identity(&locked)) {
+                return Ok(file);
+            }
+            // Its holder removed it while we waited: lock the new one.
+        }
+    }
+
+    /// Removes `name` if it is not a regular file. Done under a `flock` of
+    /// the directory, so that two processes replacing the same junk cannot
+    /// remove the lock file the other one created in its place.
+    fn remove_junk(&self, name: &str) -> io::Result<()> {
+        rfs::flock(&self.fd, rfs::FlockOperation::LockExclusive)?;
+        let removed = match rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
+                remove_tree_at(self.fd(), OsStr::new(name))
+            }
+            _ => Ok(()),
+        };
+        let _ = rfs::flock(&self.fd, rfs::FlockOperation::Unlock);
+        removed
     }
 
     /// Reads the small regular file `name`, if there is one.
@@ -569,7 +602,9 @@ mod tests {
         let err = dir.open_file("fifo", OFlags::RDONLY, 0).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         assert!(dir.read("fifo").is_none());
-        assert!(dir.lock("fifo").is_err());
+        // Junk where a lock file belongs is replaced.
+        dir.lock("fifo").unwrap();
+        assert!(dir.join("fifo").is_file());
     }
 
     #[test]

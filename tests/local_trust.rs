@@ -233,7 +233,7 @@ fn a_current_new_symlink_is_replaced_not_written_through() {
 }
 
 #[test]
-fn a_dangling_lock_symlink_is_not_followed() {
+fn a_dangling_lock_symlink_or_a_fifo_lock_is_replaced_not_followed() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("app");
     deploy(&app_zip("1"), &dest).unwrap();
@@ -245,9 +245,27 @@ fn a_dangling_lock_symlink_is_not_followed() {
     symlink(guarded.join("created"), &lock).unwrap();
     let result = deploy(&app_zip("2"), &dest);
     assert!(names_in(&guarded).is_empty(), "created through the symlink");
-    let msg = result.unwrap_err().to_string();
-    assert!(msg.contains("lock") && msg.contains("symlink"), "{msg}");
-    assert_eq!(version(&dest), "1");
+    result.unwrap();
+    assert_eq!(version(&dest), "2");
+    assert!(fs::symlink_metadata(&lock).unwrap().is_file());
+
+    // A FIFO there must not block the deploy (opening it to write would).
+    fs::remove_file(&lock).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&lock)
+        .status()
+        .unwrap()
+        .success());
+    let (done, finished) = mpsc::channel();
+    let dest2 = dest.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(deploy(&app_zip("3"), &dest2).map(|r| r.digest));
+    });
+    let result = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the deploy blocked on a FIFO lock");
+    assert_eq!(result.unwrap().to_hex(), sha(&app_zip("3")));
+    assert!(fs::symlink_metadata(&lock).unwrap().is_file());
 }
 
 // ---------------------------------------------------------------------------
