@@ -1138,6 +1138,9 @@ fn exec_in(dir: &Path, program: &OsStr, args: &[OsString], env: &ChildEnv) -> Fa
 
 /// Tells the caller what happened: JSON on stdout, or a summary on stderr.
 fn announce(cli: &Cli, report: &Report) {
+    for warning in &report.warnings {
+        eprintln!("zipdeploy: warning: {warning}");
+    }
     if cli.json {
         println!("{}", report_json(report));
     } else if !cli.quiet {
@@ -1333,6 +1336,16 @@ fn report_json(report: &Report) -> String {
         })
         .collect();
     let json = json.raw("mirrors_skipped", &format!("[{}]", skipped.join(",")));
+    let warnings: Vec<String> = report
+        .warnings
+        .iter()
+        .map(|why| {
+            let mut s = String::new();
+            escape_json(why, &mut s);
+            s
+        })
+        .collect();
+    let json = json.raw("warnings", &format!("[{}]", warnings.join(",")));
     json.object("timings_ms", timings).finish()
 }
 

@@ -26,15 +26,24 @@
 //! them cannot let two processes hold "the same" lock.
 
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use rustix::fs::{FileType, OFlags};
+
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::TrustedDir;
 
 /// Default largest total size of the entries: 10 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
+
+/// Mode of the cache's directories, whatever the umask: others may read
+/// the verified packages, only the owner may write.
+const DIR_MODE: u32 = 0o755;
+/// Mode of entries and signatures.
+const FILE_MODE: u32 = 0o644;
 
 /// A download cache directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +64,7 @@ pub struct EntryLock {
 #[derive(Debug)]
 pub(crate) struct TempEntry {
     path: PathBuf,
+    name: String,
     _lock: File,
 }
 
@@ -68,6 +78,12 @@ impl TempEntry {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Whether `name` is a temp file: a download (`.tmp-*`) or a signature
+/// being written (`.<hex>.minisig.tmp-*`).
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
 }
 
 impl Cache {
@@ -95,9 +111,16 @@ impl Cache {
         self.dir.join("sha256")
     }
 
+    /// The directory of the entries, opened (created with `create`) and
+    /// checked: the cache and `sha256/` must be owned by the effective user
+    /// and writable by no one else, and neither may be a symlink.
+    fn entries(&self, create: bool) -> Result<TrustedDir> {
+        TrustedDir::open(&self.dir, create, DIR_MODE)?.subdir("sha256", create, DIR_MODE)
+    }
+
     /// Where the package with `digest` is kept.
     pub fn entry_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.entries_dir().join(format!("{}.zip", digest.to_hex()))
+        self.entries_dir().join(entry_name(&digest.to_hex()))
     }
 
     pub(crate) fn signature_path(&self, digest: &Sha256Digest) -> PathBuf {
@@ -105,37 +128,24 @@ impl Cache {
             .join(format!("{}.minisig", digest.to_hex()))
     }
 
-    fn lock_path(&self, hex: &str) -> PathBuf {
-        self.entries_dir().join(format!("{hex}.lock"))
-    }
-
-    fn create(&self) -> Result<()> {
-        let dir = self.entries_dir();
-        fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))
-    }
-
     /// Locks the entry of `digest`, waiting while another deploy holds it.
     pub fn lock(&self, digest: &Sha256Digest) -> Result<EntryLock> {
-        self.create()?;
-        let path = self.lock_path(&digest.to_hex());
-        loop {
-            let file = crate::install::lock_file(&path)?;
-            if same_file(&file, &path) {
-                return Ok(EntryLock {
-                    _file: file,
-                    digest: *digest,
-                });
-            }
-            // Its holder removed it while we waited: lock the new one.
-        }
+        let file = self
+            .entries(true)?
+            .lock(&format!("{}.lock", digest.to_hex()))?;
+        Ok(EntryLock {
+            _file: file,
+            digest: *digest,
+        })
     }
 
-    /// The entry of the locked digest, if there is one (not yet verified).
+    /// The entry of the locked digest, if there is one (not yet verified):
+    /// a regular file, not a symlink.
     pub fn lookup(&self, lock: &EntryLock) -> Option<PathBuf> {
-        let path = self.entry_path(&lock.digest);
-        fs::metadata(&path)
-            .is_ok_and(|m| m.is_file())
-            .then_some(path)
+        let dir = self.entries(false).ok()?;
+        let st = dir.stat(&entry_name(&lock.digest.to_hex()))?;
+        (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+            .then(|| self.entry_path(&lock.digest))
     }
 
     /// The entry of the locked digest, opened if it is a regular file (not
@@ -152,50 +162,44 @@ impl Cache {
 
     /// Removes the (corrupt) entry of the locked digest.
     pub(crate) fn remove(&self, lock: &EntryLock) {
-        let _ = fs::remove_file(self.entry_path(&lock.digest));
-        let _ = fs::remove_file(self.signature_path(&lock.digest));
+        if let Ok(dir) = self.entries(false) {
+            let hex = lock.digest.to_hex();
+            let _ = dir.remove_tree(&entry_name(&hex));
+            let _ = dir.remove_tree(&format!("{hex}.minisig"));
+        }
     }
 
     /// Marks the entry as just used (its mtime orders eviction).
     pub(crate) fn touch(&self, lock: &EntryLock) {
-        let path = self.entry_path(&lock.digest);
-        if let Ok(file) = File::options().write(true).open(&path) {
+        let Ok(dir) = self.entries(false) else {
+            return;
+        };
+        if let Ok(file) = dir.open_file(&entry_name(&lock.digest.to_hex()), OFlags::WRONLY, 0) {
             let _ = file.set_modified(SystemTime::now());
         }
     }
 
-    /// A new temp file in the cache to download into, and removes the temp
-    /// files of downloads that crashed.
-    pub(crate) fn temp(&self) -> Result<TempEntry> {
-        self.create()?;
-        self.remove_stale_temps();
-        let path = self
-            .entries_dir()
-            .join(format!(".tmp-{}.zip", crate::install::unique()));
-        let lock = File::options()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("create", &path))?;
-        lock.lock().map_err(Error::io("lock", &path))?;
-        Ok(TempEntry { path, _lock: lock })
+    /// The signature kept beside the locked entry, if there is one.
+    pub(crate) fn read_signature(&self, lock: &EntryLock) -> Option<Vec<u8>> {
+        self.entries(false)
+            .ok()?
+            .read(&format!("{}.minisig", lock.digest.to_hex()))
     }
 
-    fn remove_stale_temps(&self) {
-        let Ok(entries) = fs::read_dir(self.entries_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                continue;
-            }
-            let path = entry.path();
-            if let Ok(file) = File::open(&path) {
-                if file.try_lock().is_ok() && same_file(&file, &path) {
-                    let _ = fs::remove_file(&path);
-                }
-            }
-        }
+    /// A new temp file in the cache to download into (created exclusively
+    /// under a random name), and removes the temp files of downloads that
+    /// crashed.
+    pub(crate) fn temp(&self) -> Result<TempEntry> {
+        let dir = self.entries(true)?;
+        remove_stale_temps(&dir);
+        let (name, lock) = dir.create_new(".tmp-", ".zip", FILE_MODE)?;
+        let path = dir.join(&name);
+        lock.lock().map_err(Error::io("lock", &path))?;
+        Ok(TempEntry {
+            path,
+            name,
+            _lock: lock,
+        })
     }
 
     /// Makes the verified download `temp` the entry of the locked digest
@@ -206,80 +210,98 @@ impl Cache {
         temp: TempEntry,
         signature: Option<&str>,
     ) -> Result<PathBuf> {
-        let entry = self.entry_path(&lock.digest);
-        fs::rename(&temp.path, &entry).map_err(Error::io("rename", &temp.path))?;
+        let dir = self.entries(false)?;
+        let hex = lock.digest.to_hex();
+        dir.rename(&temp.name, &entry_name(&hex))?;
         drop(temp);
         self.keep_signature(lock, signature);
-        self.evict(&lock.digest);
-        Ok(entry)
+        evict(&dir, self.max_size, &hex);
+        Ok(self.entry_path(&lock.digest))
     }
 
     /// Keeps a verified signature beside the locked entry (best-effort).
     pub(crate) fn keep_signature(&self, lock: &EntryLock, signature: Option<&str>) {
-        if let Some(text) = signature {
-            let path = self.signature_path(&lock.digest);
-            let tmp = path.with_extension(format!("minisig.tmp-{}", std::process::id()));
-            if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &path).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
-    }
-
-    /// Removes least recently used entries until the total size is within
-    /// the bound, never `keep` nor any entry whose lock is held.
-    fn evict(&self, keep: &Sha256Digest) {
-        let Ok(dir) = fs::read_dir(self.entries_dir()) else {
-            return;
-        };
-        let keep = keep.to_hex();
-        let mut entries: Vec<(SystemTime, u64, String)> = dir
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let hex = name.strip_suffix(".zip")?.to_string();
-                if hex.starts_with('.') {
-                    return None;
-                }
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), hex))
-            })
-            .collect();
-        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
-        entries.sort();
-        for (_, len, hex) in entries {
-            if total <= self.max_size {
-                break;
-            }
-            if hex == keep {
-                continue;
-            }
-            let lock_path = self.lock_path(&hex);
-            let Ok(file) = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-            else {
-                continue;
-            };
-            if file.try_lock().is_err() || !same_file(&file, &lock_path) {
-                continue;
-            }
-            let zip = self.entries_dir().join(format!("{hex}.zip"));
-            if fs::remove_file(&zip).is_ok() {
-                total = total.saturating_sub(len);
-            }
-            let _ = fs::remove_file(self.entries_dir().join(format!("{hex}.minisig")));
-            // Removed while locked: whoever waits on it retries (see `lock`).
-            let _ = fs::remove_file(&lock_path);
+        if let (Some(text), Ok(dir)) = (signature, self.entries(false)) {
+            let name = format!("{}.minisig", lock.digest.to_hex());
+            let _ = dir.write_atomic(&name, text.as_bytes(), FILE_MODE, false);
         }
     }
 }
 
-/// Whether `file` is still the file at `path`.
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+fn entry_name(hex: &str) -> String {
+    format!("{hex}.zip")
+}
+
+/// Removes the temp files of crashed downloads: those whose writer's lock
+/// is gone, and anything at a temp name that is not a regular file.
+fn remove_stale_temps(dir: &TrustedDir) {
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    for (name, _) in entries.iter().filter(|(n, _)| is_temp(n)) {
+        match dir.open_file(name, OFlags::RDONLY, 0) {
+            Ok(file) => {
+                if file.try_lock().is_ok() && same_file(&file, dir, name) {
+                    let _ = dir.remove_file(name);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = dir.remove_tree(name);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Removes least recently used entries until the total size is within
+/// `max_size`, never `keep` nor any entry whose lock is held. Only regular
+/// files are counted or removed.
+fn evict(dir: &TrustedDir, max_size: u64, keep: &str) {
+    let Ok(names) = dir.entries() else {
+        return;
+    };
+    let mut entries: Vec<(i64, u64, String)> = names
+        .into_iter()
+        .filter(|(_, kind)| *kind == FileType::RegularFile)
+        .filter_map(|(name, _)| {
+            let hex = name.strip_suffix(".zip")?.to_string();
+            if hex.starts_with('.') {
+                return None;
+            }
+            let st = dir.stat(&name)?;
+            Some((st.st_mtime, st.st_size as u64, hex))
+        })
+        .collect();
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    entries.sort();
+    for (_, len, hex) in entries {
+        if total <= max_size {
+            break;
+        }
+        if hex == keep {
+            continue;
+        }
+        let lock_name = format!("{hex}.lock");
+        let Ok(file) = dir.open_file(&lock_name, OFlags::WRONLY | OFlags::CREATE, 0o600) else {
+            continue;
+        };
+        if file.try_lock().is_err() || !same_file(&file, dir, &lock_name) {
+            continue;
+        }
+        if dir.remove_file(&entry_name(&hex)).is_ok() {
+            total = total.saturating_sub(len);
+        }
+        let _ = dir.remove_file(&format!("{hex}.minisig"));
+        // Removed while locked: whoever waits on it retries (see `lock`).
+        let _ = dir.remove_file(&lock_name);
+    }
+}
+
+/// Whether `file` is still the file `name` in `dir`.
+fn same_file(file: &File, dir: &TrustedDir, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), dir.stat(name)) {
+        (Ok(a), Some(b)) => (a.dev(), a.ino()) == (b.st_dev, b.st_ino),
         _ => false,
     }
 }

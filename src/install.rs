@@ -8,6 +8,7 @@
 //! | `current` | record of the installed package (digest, source, time, size, tree inode) |
 //! | `current.new` | the record being activated; the tree inode says which record is true |
 //! | `staging-*`, `download-*` | work in progress; leftovers of a crash are removed by the next run |
+//! | `trash-*` | trees being removed (a pruned release, a leftover that resisted removal) |
 //! | `releases/<seq>` + `<seq>.state` | previous trees kept for rollback |
 //! | `swap` | journal of the two-rename fallback where `RENAME_EXCHANGE` is missing |
 //!
@@ -16,15 +17,21 @@
 //! tree or the whole new one. Each record carries the inode of the tree it
 //! describes, so a crash between the exchange and the record update can never
 //! make the next run believe the wrong package is installed.
+//!
+//! The state directory must belong to the effective user and be writable by
+//! no one else ([`Layout::lock`] refuses it otherwise), and everything in it
+//! is reached through its directory handle without following symlinks (see
+//! `fsutil`).
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fsutil::{self, TrustedDir};
 
 /// Where DEST and its state live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,14 +116,28 @@ pub struct Release {
     pub installed: Option<Installed>,
 }
 
-/// Holds the deploy lock of one DEST until dropped.
+/// Holds the deploy lock of one DEST until dropped, and the handle of its
+/// checked state directory, through which the deploy reaches its files.
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
+    dir: TrustedDir,
 }
 
 fn identity(meta: &fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
+}
+
+/// The name of `path` in the state directory, which it must be directly in.
+fn name_in<'p>(dir: &TrustedDir, path: &'p Path) -> Result<&'p str> {
+    match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(parent), Some(name)) if parent == dir.path() => Ok(name),
+        _ => Err(Error::Config(format!(
+            "{} is not a work directory of {}",
+            path.display(),
+            dir.path().display()
+        ))),
+    }
 }
 
 impl Layout {
@@ -148,65 +169,98 @@ impl Layout {
         &self.state
     }
 
-    /// Creates the state directory (and DEST's parent) and takes the lock,
-    /// waiting for any other deploy to the same DEST to finish.
+    /// Creates the state directory (mode 0700, and DEST's parent, 0755,
+    /// whatever the umask) and takes the lock, waiting for any other deploy
+    /// to the same DEST to finish.
+    ///
+    /// Fails, changing nothing, when the state directory exists but is a
+    /// symlink, is not owned by the effective user, or is writable by group
+    /// or others: whoever could write it could make the deploy overwrite or
+    /// delete files elsewhere.
     pub fn lock(&self) -> Result<StateLock> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(self.dest.parent().unwrap_or(Path::new("/")))
-            .map_err(Error::io(
-                "create directory",
-                self.dest.parent().unwrap_or(&self.dest),
-            ))?;
-        match fs::DirBuilder::new().mode(0o700).create(&self.state) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io("create directory", &self.state)(e)),
+        if let Some(parent) = self.dest.parent() {
+            fsutil::create_dir_all(parent, 0o755)?;
         }
-        let file = lock_file(&self.state.join("lock"))?;
-        Ok(StateLock { _file: file })
+        let dir = TrustedDir::open(&self.state, true, 0o700)?;
+        let file = dir.lock("lock")?;
+        Ok(StateLock { _file: file, dir })
     }
 
-    /// Completes or undoes an interrupted activation and removes the work
-    /// files a crashed run left. Call with the lock held.
-    pub fn recover(&self, _lock: &StateLock) -> Result<()> {
-        let journal = self.state.join("swap");
-        if let Ok(text) = fs::read_to_string(&journal) {
-            if let Some(aside) = text.lines().find_map(|l| l.strip_prefix("aside=")) {
-                let aside = PathBuf::from(aside);
-                if !self.dest.exists() && aside.exists() {
-                    fs::rename(&aside, &self.dest).map_err(Error::io("rename", &aside))?;
+    /// Fails as [`Layout::lock`] does when the state directory exists but
+    /// may not be trusted; creates nothing.
+    pub(crate) fn check_state(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.state) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            _ => TrustedDir::open(&self.state, false, 0o700).map(drop),
+        }
+    }
+
+    /// The state directory, for reading without the lock: `None` if there
+    /// is none, or it is not one zipdeploy may trust.
+    fn open_state(&self) -> Option<TrustedDir> {
+        TrustedDir::open(&self.state, false, 0o700).ok()
+    }
+
+    /// Completes or undoes an interrupted activation, finishes an
+    /// interrupted prune, and removes the work files a crashed run left.
+    /// Call with the lock held.
+    ///
+    /// A leftover that cannot be removed does not fail the recovery: it is
+    /// set aside as `trash-*` (tried again by every later run) and described
+    /// in the returned warnings.
+    pub fn recover(&self, lock: &StateLock) -> Result<Vec<String>> {
+        let dir = &lock.dir;
+        if let Some(text) = dir.read("swap") {
+            let text = String::from_utf8_lossy(&text);
+            let aside = text
+                .lines()
+                .find_map(|l| l.strip_prefix("aside="))
+                .and_then(|a| Path::new(a).file_name())
+                .and_then(|a| a.to_str());
+            if let Some(aside) = aside {
+                if fs::symlink_metadata(&self.dest).is_err() && dir.dir_identity(aside).is_some() {
+                    rustix::fs::renameat(dir.fd(), aside, rustix::fs::CWD, &self.dest)
+                        .map_err(|e| Error::io("rename", dir.join(aside))(e.into()))?;
                 }
             }
-            remove_file_if_exists(&journal)?;
+            dir.remove_file("swap")?;
         }
-        let new_record = self.state.join("current.new");
-        if let Some(record) = read_record(&new_record) {
+        if let Some(record) = read_record(dir, "current.new") {
             if Some(record.tree) == self.dest_identity() {
-                fs::rename(&new_record, self.state.join("current"))
-                    .map_err(Error::io("rename", &new_record))?;
+                dir.rename("current.new", "current")?;
             }
         }
-        remove_file_if_exists(&new_record)?;
-        let entries =
-            fs::read_dir(&self.state).map_err(Error::io("read directory", &self.state))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("staging-")
-                || name.starts_with("download-")
-                || name.starts_with("old-")
-            {
-                remove_tree(&entry.path())?;
+        dir.remove_file("current.new")?;
+        let mut warnings = Vec::new();
+        for (name, _) in dir.entries()? {
+            let work = ["staging-", "download-", "old-", "trash-"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            let temp = name.starts_with('.') && name.contains(".tmp-");
+            if work || temp {
+                if let Some(warning) = clear(dir, &name) {
+                    warnings.push(warning);
+                }
             }
         }
-        Ok(())
+        if let Ok(releases) = dir.subdir("releases", false, 0o700) {
+            // A prune removes the tree first: a record without one is stale.
+            for (name, _) in releases.entries()? {
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    releases.remove_file(&name)?;
+                } else if let Some(id) = name.strip_suffix(".state") {
+                    if releases.dir_identity(id).is_none() {
+                        releases.remove_file(&name)?;
+                    }
+                }
+            }
+        }
+        Ok(warnings)
     }
 
     /// The record of what is installed, if DEST is the tree it describes.
     pub fn current(&self) -> Option<Installed> {
-        let record = read_record(&self.state.join("current"))?;
+        let record = read_record(&self.open_state()?, "current")?;
         (Some(record.tree) == self.dest_identity()).then_some(record)
     }
 
@@ -218,21 +272,18 @@ impl Layout {
     /// what [`Layout::rollback`] brings back. Reads the records as they are
     /// (they are replaced atomically); takes no lock.
     pub fn releases(&self) -> Vec<Release> {
-        let dir = self.state.join("releases");
-        let mut kept: Vec<(String, PathBuf)> = match fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .collect(),
-            Err(_) => return Vec::new(),
+        let Some(releases) = self
+            .open_state()
+            .and_then(|dir| dir.subdir("releases", false, 0o700).ok())
+        else {
+            return Vec::new();
         };
-        kept.sort();
-        kept.into_iter()
-            .map(|(id, path)| {
-                let identity = fs::symlink_metadata(&path).ok().map(|m| identity(&m));
+        release_ids(&releases)
+            .into_iter()
+            .map(|id| {
+                let tree = releases.dir_identity(&id);
                 let installed =
-                    read_record(&path.with_extension("state")).filter(|r| Some(r.tree) == identity);
+                    read_record(&releases, &format!("{id}.state")).filter(|r| Some(r.tree) == tree);
                 Release { id, installed }
             })
             .collect()
@@ -257,7 +308,9 @@ impl Layout {
                 dest: self.dest.clone(),
             });
         };
-        let path = self.state.join("releases").join(&release.id);
+        let dir = &lock.dir;
+        let releases = dir.subdir("releases", false, 0o700)?;
+        let id = release.id.as_str();
         let previous = self.current();
         let old = match fs::symlink_metadata(&self.dest) {
             Ok(meta) if meta.is_dir() => true,
@@ -270,40 +323,39 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(Error::io("stat", &self.dest)(e)),
         };
-        let new_record = self.state.join("current.new");
         if let Some(record) = &release.installed {
-            write_file(&new_record, record.to_text().as_bytes(), durable)?;
+            dir.write_atomic("current.new", record.to_text().as_bytes(), 0o644, durable)?;
         }
         let swapped = if old {
-            self.exchange(&path)
+            self.exchange(dir, &releases, id)
         } else {
-            fs::rename(&path, &self.dest).map_err(Error::io("rename", &path))
+            self.rename_into_dest(&releases, id)
         };
         if let Err(e) = swapped {
-            let _ = fs::remove_file(&new_record);
+            let _ = dir.remove_file("current.new");
             return Err(e);
         }
         if release.installed.is_some() {
-            if let Err(e) = fs::rename(&new_record, self.state.join("current")) {
+            if let Err(e) = dir.rename("current.new", "current") {
                 // Put the tree back: a failed rollback leaves DEST as it was.
                 if old {
-                    let _ = self.exchange(&path);
+                    let _ = self.exchange(dir, &releases, id);
                 } else {
-                    let _ = fs::rename(&self.dest, &path);
+                    let _ = self.rename_from_dest(&releases, id);
                 }
-                return Err(Error::io("rename", &new_record)(e));
+                return Err(e);
             }
         }
         // The record of the release now in DEST goes with it.
-        let _ = fs::remove_file(path.with_extension("state"));
+        let _ = releases.remove_file(&format!("{id}.state"));
         if durable {
-            sync_dir(&self.state);
+            dir.sync();
             sync_dir(self.dest.parent().unwrap_or(Path::new("/")));
         }
         if old {
-            // `path` now holds the tree DEST had; keep it as the newest
-            // release. Best-effort: the rollback has succeeded.
-            let _ = self.retire(lock, &path, previous.clone(), usize::MAX);
+            // `releases/<id>` now holds the tree DEST had; keep it as the
+            // newest release. Best-effort: the rollback has succeeded.
+            let _ = self.retire(lock, &releases, id, previous.clone(), usize::MAX);
         }
         Ok((previous, release.installed))
     }
@@ -318,10 +370,11 @@ impl Layout {
         self.state.join(format!("download-{}.zip", unique()))
     }
 
-    /// Makes `staging` the tree at DEST in one step and records `record` as
-    /// installed. The previous tree, if any, is kept in `releases/` (at most
-    /// `keep` of them). With `durable`, data is synced to disk before the
-    /// exchange, so a power cut cannot leave a half-written tree active.
+    /// Makes `staging` (a directory in the state directory) the tree at DEST
+    /// in one step and records `record` as installed. The previous tree, if
+    /// any, is kept in `releases/` (at most `keep` of them). With `durable`,
+    /// data is synced to disk before the exchange, so a power cut cannot
+    /// leave a half-written tree active.
     ///
     /// On error DEST is unchanged and `staging` is left for the caller to remove.
     pub fn activate(
@@ -332,6 +385,9 @@ impl Layout {
         keep: usize,
         durable: bool,
     ) -> Result<()> {
+        use rustix::fs::{fchmod, fchown, fstat, openat, Gid, Mode, OFlags, Uid};
+        let dir = &lock.dir;
+        let name = name_in(dir, staging)?;
         let old = match fs::symlink_metadata(&self.dest) {
             Ok(meta) if meta.is_dir() => Some(meta),
             Ok(_) => {
@@ -343,165 +399,196 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("stat", &self.dest)(e)),
         };
+        let staged = openat(
+            dir.fd(),
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", staging)(e.into()))?;
         // DEST keeps its mode and owner; a new DEST is 0755.
         let mode = old.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
-        fs::set_permissions(staging, fs::Permissions::from_mode(mode))
-            .map_err(Error::io("chmod", staging))?;
+        fchmod(&staged, Mode::from_raw_mode(mode))
+            .map_err(|e| Error::io("chmod", staging)(e.into()))?;
+        let st = fstat(&staged).map_err(|e| Error::io("stat", staging)(e.into()))?;
         if let Some(m) = &old {
-            let staged = fs::metadata(staging).map_err(Error::io("stat", staging))?;
-            if (staged.uid(), staged.gid()) != (m.uid(), m.gid()) {
+            if (st.st_uid, st.st_gid) != (m.uid(), m.gid()) {
                 // Only root can give a tree away; others keep their own.
-                let _ = std::os::unix::fs::chown(staging, Some(m.uid()), Some(m.gid()));
+                let _ = fchown(
+                    &staged,
+                    Some(Uid::from_raw(m.uid())),
+                    Some(Gid::from_raw(m.gid())),
+                );
             }
         }
         if durable {
-            let dir = File::open(staging).map_err(Error::io("open", staging))?;
-            rustix::fs::syncfs(&dir).map_err(|e| Error::io("sync", staging)(e.into()))?;
+            rustix::fs::syncfs(&staged).map_err(|e| Error::io("sync", staging)(e.into()))?;
         }
-        let staged = fs::symlink_metadata(staging).map_err(Error::io("stat", staging))?;
-        record.tree = identity(&staged);
-        let new_record = self.state.join("current.new");
-        write_file(&new_record, record.to_text().as_bytes(), durable)?;
+        record.tree = (st.st_dev, st.st_ino);
+        drop(staged);
+        dir.write_atomic("current.new", record.to_text().as_bytes(), 0o644, durable)?;
 
         let swapped = match old {
-            None => fs::rename(staging, &self.dest).map_err(Error::io("rename", staging)),
-            Some(_) => self.exchange(staging),
+            None => self.rename_into_dest(dir, name),
+            Some(_) => self.exchange(dir, dir, name),
         };
         if let Err(e) = swapped {
-            let _ = fs::remove_file(&new_record);
+            let _ = dir.remove_file("current.new");
             return Err(e);
         }
-        let previous = read_record(&self.state.join("current"));
-        let current = self.state.join("current");
-        if let Err(e) = fs::rename(&new_record, &current) {
+        let previous = read_record(dir, "current");
+        if let Err(e) = dir.rename("current.new", "current") {
             // Put the old tree back: a failed deploy leaves DEST as it was.
             if old.is_some() {
-                let _ = self.exchange(staging);
+                let _ = self.exchange(dir, dir, name);
             } else {
-                let _ = fs::rename(&self.dest, staging);
+                let _ = self.rename_from_dest(dir, name);
             }
-            return Err(Error::io("rename", &new_record)(e));
+            return Err(e);
         }
         if durable {
-            sync_dir(&self.state);
+            dir.sync();
             sync_dir(self.dest.parent().unwrap_or(Path::new("/")));
         }
         if old.is_some() {
             // `staging` now holds the previous tree. Keeping it is best-effort:
             // the deploy has succeeded whatever happens here.
-            let _ = self.retire(lock, staging, previous, keep);
+            let _ = self.retire(lock, dir, name, previous, keep);
         }
         Ok(())
     }
 
-    /// Swaps `staging` and DEST: one `renameat2(RENAME_EXCHANGE)`, or two
-    /// renames under a journal where the filesystem lacks it.
-    fn exchange(&self, staging: &Path) -> Result<()> {
+    /// Renames `name` in `at` (the state directory or `releases/`) to DEST,
+    /// which does not exist.
+    fn rename_into_dest(&self, at: &TrustedDir, name: &str) -> Result<()> {
+        rustix::fs::renameat(at.fd(), name, rustix::fs::CWD, &self.dest)
+            .map_err(|e| Error::io("rename", at.join(name))(e.into()))
+    }
+
+    /// Renames DEST back to `name` in `at`.
+    fn rename_from_dest(&self, at: &TrustedDir, name: &str) -> Result<()> {
+        rustix::fs::renameat(rustix::fs::CWD, &self.dest, at.fd(), name)
+            .map_err(|e| Error::io("rename", &self.dest)(e.into()))
+    }
+
+    /// Swaps `name` in `at` (the state directory or `releases/`) and DEST:
+    /// one `renameat2(RENAME_EXCHANGE)`, or two renames under a journal in
+    /// the state directory where the filesystem lacks it.
+    fn exchange(&self, state: &TrustedDir, at: &TrustedDir, name: &str) -> Result<()> {
         use rustix::fs::{renameat_with, RenameFlags, CWD};
         use rustix::io::Errno;
-        match renameat_with(CWD, staging, CWD, &self.dest, RenameFlags::EXCHANGE) {
+        match renameat_with(at.fd(), name, CWD, &self.dest, RenameFlags::EXCHANGE) {
             Ok(()) => return Ok(()),
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
             Err(e) => return Err(Error::io("exchange", &self.dest)(e.into())),
         }
-        let aside = self.state.join(format!("old-{}", unique()));
-        let journal = self.state.join("swap");
-        write_file(
-            &journal,
-            format!("aside={}\n", aside.display()).as_bytes(),
-            true,
-        )?;
-        fs::rename(&self.dest, &aside).map_err(Error::io("rename", &self.dest))?;
-        if let Err(e) = fs::rename(staging, &self.dest) {
-            let _ = fs::rename(&aside, &self.dest);
-            let _ = fs::remove_file(&journal);
-            return Err(Error::io("rename", staging)(e));
+        let aside = format!("old-{}", unique());
+        state.write_atomic("swap", format!("aside={aside}\n").as_bytes(), 0o644, true)?;
+        self.rename_from_dest(state, &aside)?;
+        if let Err(e) = self.rename_into_dest(at, name) {
+            let _ = self.rename_into_dest(state, &aside);
+            let _ = state.remove_file("swap");
+            return Err(e);
         }
-        fs::rename(&aside, staging).map_err(Error::io("rename", &aside))?;
-        remove_file_if_exists(&journal)
+        state.rename_to(&aside, at, name)?;
+        state.remove_file("swap")
     }
 
-    /// Moves the previous tree (now at `old_tree`) into `releases/` and prunes
-    /// releases beyond `keep`, oldest first.
+    /// Moves the previous tree (now `old_tree` in `at`) into `releases/`
+    /// and prunes releases beyond `keep`, oldest first.
     fn retire(
         &self,
-        _lock: &StateLock,
-        old_tree: &Path,
+        lock: &StateLock,
+        at: &TrustedDir,
+        old_tree: &str,
         record: Option<Installed>,
         keep: usize,
     ) -> Result<()> {
-        let releases = self.state.join("releases");
+        let dir = &lock.dir;
         if keep == 0 {
-            remove_tree(old_tree)?;
-        } else {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&releases)
-                .map_err(Error::io("create directory", &releases))?;
-            let seq = unique();
-            let kept = releases.join(&seq);
-            fs::rename(old_tree, &kept).map_err(Error::io("rename", old_tree))?;
-            if let Some(mut record) = record {
-                let meta = fs::symlink_metadata(&kept).map_err(Error::io("stat", &kept))?;
-                record.tree = identity(&meta);
-                write_file(
-                    &releases.join(format!("{seq}.state")),
+            if let Ok(releases) = dir.subdir("releases", false, 0o700) {
+                prune(dir, &releases, 0);
+            }
+            let trash = format!("trash-{}", fsutil::random_hex());
+            at.rename_to(old_tree, dir, &trash)?;
+            clear(dir, &trash);
+            return Ok(());
+        }
+        let releases = dir.subdir("releases", true, 0o700)?;
+        let seq = unique();
+        at.rename_to(old_tree, &releases, &seq)?;
+        if let Some(mut record) = record {
+            if let Some(tree) = releases.dir_identity(&seq) {
+                record.tree = tree;
+                releases.write_atomic(
+                    &format!("{seq}.state"),
                     record.to_text().as_bytes(),
+                    0o644,
                     false,
                 )?;
             }
         }
-        let mut kept: Vec<PathBuf> = match fs::read_dir(&releases) {
-            Ok(entries) => entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_none())
-                .collect(),
-            Err(_) => return Ok(()),
-        };
-        kept.sort();
-        let excess = kept.len().saturating_sub(keep);
-        for old in &kept[..excess] {
-            remove_tree(old)?;
-            remove_file_if_exists(&old.with_extension("state"))?;
-        }
+        prune(dir, &releases, keep);
         Ok(())
     }
 }
 
-/// A name that sorts by creation time and is unique across processes.
+/// The ids of the kept releases (directories, never symlinks), oldest first.
+fn release_ids(releases: &TrustedDir) -> Vec<String> {
+    let mut ids: Vec<String> = releases
+        .entries()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, kind)| *kind == rustix::fs::FileType::Directory && !name.starts_with('.'))
+        .map(|(name, _)| name)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Removes releases beyond `keep`, oldest first. Each is first renamed out
+/// of `releases/` to a `trash-*` name (one atomic step: from then on it is
+/// no release), then its record is removed, then its tree; a run killed
+/// half-way leaves a `trash-*` that the next recovery removes, never a
+/// half-deleted tree that still looks kept.
+fn prune(dir: &TrustedDir, releases: &TrustedDir, keep: usize) {
+    let ids = release_ids(releases);
+    let excess = ids.len().saturating_sub(keep);
+    for id in &ids[..excess] {
+        let trash = format!("trash-{}", fsutil::random_hex());
+        if releases.rename_to(id, dir, &trash).is_err() {
+            continue;
+        }
+        let _ = releases.remove_file(&format!("{id}.state"));
+        clear(dir, &trash);
+    }
+}
+
+/// Removes the state directory's `name` (file or tree). If that fails it
+/// is renamed to a `trash-*` name, which every later recovery tries again,
+/// and the returned warning says so: no leftover blocks a deploy.
+fn clear(dir: &TrustedDir, name: &str) -> Option<String> {
+    let error = dir.remove_tree(name).err()?;
+    let mut warning = format!("could not remove leftover: {error}");
+    if !name.starts_with("trash-") {
+        let trash = format!("trash-{}", fsutil::random_hex());
+        if dir.rename(name, &trash).is_ok() {
+            warning.push_str(&format!("; set aside as {}", dir.join(&trash).display()));
+        }
+    }
+    Some(warning)
+}
+
+/// A name that sorts by creation time and that nobody can guess.
 pub(crate) fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    format!("{nanos:024}-{}", std::process::id())
+    format!("{nanos:024}-{}", fsutil::random_hex())
 }
 
-/// Opens (creating it if needed) and `flock`s a lock file, waiting for
-/// whoever holds it.
-pub(crate) fn lock_file(path: &Path) -> Result<File> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("open lock", path))?;
-    file.lock().map_err(Error::io("lock", path))?;
-    Ok(file)
-}
-
-fn read_record(path: &Path) -> Option<Installed> {
-    Installed::parse(&fs::read_to_string(path).ok()?)
-}
-
-fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let mut file = File::create(path).map_err(Error::io("create", path))?;
-    file.write_all(bytes).map_err(Error::io("write", path))?;
-    if durable {
-        file.sync_all().map_err(Error::io("sync", path))?;
-    }
-    Ok(())
+fn read_record(dir: &TrustedDir, name: &str) -> Option<Installed> {
+    Installed::parse(std::str::from_utf8(&dir.read(name)?).ok()?)
 }
 
 fn sync_dir(path: &Path) {
@@ -510,48 +597,29 @@ fn sync_dir(path: &Path) {
     }
 }
 
-fn remove_file_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// Removes a file or a whole tree, first making read-only directories
-/// writable so the archive's modes cannot block the removal.
+/// Removes a file or a whole tree in the state directory (or anywhere: the
+/// last component is never followed), with a bounded number of open
+/// descriptors whatever its depth, making read-only directories writable
+/// first so the archive's modes cannot block the removal. If it cannot be
+/// removed it is renamed to a `trash-*` name beside it, so its path is free
+/// again and the next recovery retries.
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("stat", path)(e)),
-    };
-    if !meta.is_dir() {
-        return remove_file_if_exists(path);
-    }
-    if fs::remove_dir_all(path).is_ok() {
+    let Err(error) = fsutil::remove_tree_path(path) else {
         return Ok(());
-    }
-    make_writable(path);
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
-        _ => Ok(()),
-    }
-}
-
-fn make_writable(dir: &Path) {
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&entry.path());
-            }
+    };
+    if let (Some(parent), Some(_)) = (path.parent(), path.file_name()) {
+        let trash = parent.join(format!("trash-{}", fsutil::random_hex()));
+        if fs::rename(path, &trash).is_ok() {
+            return Ok(());
         }
     }
+    Err(Error::io("remove", path)(error))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tree(root: &Path, marker: &str) {
         fs::create_dir_all(root.join("sub")).unwrap();
@@ -658,6 +726,35 @@ mod tests {
             .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn recover_finishes_an_interrupted_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&dir.path().join("app")).unwrap();
+        let lock = layout.lock().unwrap();
+        for n in 1..=2u8 {
+            let staging = layout.staging_path();
+            tree(&staging, &format!("v{n}"));
+            layout
+                .activate(&lock, &staging, record(n), 1, false)
+                .unwrap();
+        }
+        let [kept] = &layout.releases()[..] else {
+            panic!("one release kept")
+        };
+        assert!(kept.installed.is_some());
+        // Killed mid-prune: the tree renamed to trash, its record still there,
+        // a record being written.
+        let releases = layout.state_dir().join("releases");
+        let trash = layout.state_dir().join("trash-0");
+        fs::rename(releases.join(&kept.id), &trash).unwrap();
+        fs::write(releases.join(".x.state.tmp-1"), b"partial").unwrap();
+        assert!(layout.releases().is_empty(), "a record alone is no release");
+
+        assert!(layout.recover(&lock).unwrap().is_empty());
+        assert!(!trash.exists());
+        assert!(fs::read_dir(&releases).unwrap().next().is_none());
     }
 
     #[test]

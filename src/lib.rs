@@ -36,6 +36,7 @@ pub mod error;
 pub mod extract;
 pub mod fetch;
 pub mod ffi;
+mod fsutil;
 mod http;
 pub mod install;
 pub mod progress;
@@ -110,6 +111,10 @@ pub struct Report {
     /// Locations tried before the one that served the package, each with
     /// why it was skipped (credentials redacted).
     pub mirrors_skipped: Vec<String>,
+    /// Problems that did not fail the deploy, e.g. a leftover in the state
+    /// directory that could not be removed (it was set aside, and the next
+    /// run tries again).
+    pub warnings: Vec<String>,
     /// Time per stage.
     pub timings: Timings,
 }
@@ -418,7 +423,7 @@ impl<'a> Deploy<'a> {
         self.bind_headers_to_package_origin();
         let layout = Layout::new(&dest)?;
         let lock = layout.lock()?;
-        layout.recover(&lock)?;
+        let warnings = layout.recover(&lock)?;
         if let Some(sidecar) = self.sidecar.clone() {
             let mut progress = self.progress.take();
             let read = self.read_sidecar(&layout, &sidecar, &mut progress);
@@ -443,6 +448,7 @@ impl<'a> Deploy<'a> {
             cache_hit: false,
             signed_by: None,
             mirrors_skipped: Vec::new(),
+            warnings,
             timings: Timings::default(),
         };
         let key_id = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
@@ -675,8 +681,8 @@ impl<'a> Deploy<'a> {
         let mut signature = None;
         let mut kept_signature = false;
         if let Some(key) = &self.minisign_key {
-            let kept = std::fs::read(cache.signature_path(&expected))
-                .ok()
+            let kept = cache
+                .read_signature(lock)
                 .and_then(|text| key.signature(&text, "(cached)").ok());
             kept_signature = kept.is_some();
             signature = Some(match kept {

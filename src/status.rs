@@ -39,9 +39,11 @@ pub struct Rollback {
 
 /// Reads what is installed at `dest`. Writes nothing and takes no lock: it
 /// does not wait for a deploy in progress, and shows the state before or
-/// after its activation (records are replaced atomically).
+/// after its activation (records are replaced atomically). Fails, as a
+/// deploy would, when the state directory may not be trusted.
 pub fn status(dest: impl AsRef<Path>) -> Result<Status> {
     let layout = Layout::new(dest.as_ref())?;
+    layout.check_state()?;
     Ok(status_of(&layout))
 }
 

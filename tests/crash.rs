@@ -198,3 +198,118 @@ fn assert_no_leftovers(parent: &Path) {
         .collect();
     assert!(work.is_empty(), "leftovers: {work:?}");
 }
+
+/// The deploy run by `kill_9_while_pruning_leaves_no_half_deleted_release`
+/// in its child process (a no-op in a normal test run).
+#[test]
+fn prune_child() {
+    let Ok(package) = std::env::var("ZIPDEPLOY_PRUNE_CHILD") else {
+        return;
+    };
+    let dest = std::env::var("ZIPDEPLOY_CRASH_DEST").unwrap();
+    Deploy::new(&package)
+        .unwrap()
+        .dest(dest)
+        .keep(1)
+        .durable(false)
+        .run()
+        .unwrap();
+}
+
+/// Killed while it removes the release it prunes, a deploy must not leave a
+/// half-deleted tree that still looks like a kept release; the next run
+/// finishes the removal.
+#[test]
+fn kill_9_while_pruning_leaves_no_half_deleted_release() {
+    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok()
+        || std::env::var("ZIPDEPLOY_PRUNE_CHILD").is_ok()
+    {
+        return;
+    }
+    const BULK: usize = 3000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let state = tmp.path().join(".app.zipdeploy");
+    let package = |v: &str| {
+        let path = tmp.path().join(format!("{v}.zip"));
+        std::fs::write(&path, app_zip(v)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (v1, v2, v3) = (package("1"), package("2"), package("3"));
+    let deploy = |pkg: &str| {
+        Deploy::new(pkg)
+            .unwrap()
+            .dest(&dest)
+            .keep(1)
+            .durable(false)
+            .run()
+            .unwrap()
+    };
+    deploy(&v1);
+    deploy(&v2);
+    // The kept release (v1) is made big, so removing it takes a while.
+    let kept = Layout::new(&dest).unwrap().releases();
+    assert_eq!(kept.len(), 1);
+    let oldest = kept[0].id.clone();
+    let bulk = state.join("releases").join(&oldest).join("bulk");
+    for i in 0..BULK {
+        let dir = bulk.join(format!("d{i:04}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..3 {
+            std::fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+        }
+    }
+    let count = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "prune_child", "--nocapture", "--test-threads=1"])
+        .env("ZIPDEPLOY_PRUNE_CHILD", &v3)
+        .env("ZIPDEPLOY_CRASH_DEST", &dest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as the kept tree is partly gone, wherever it now is.
+    loop {
+        let mut places = vec![bulk.clone()];
+        places.extend(
+            names_in(&state)
+                .into_iter()
+                .filter(|n| n.starts_with("trash-"))
+                .map(|n| state.join(n).join("bulk")),
+        );
+        if places.iter().any(|p| p.exists() && count(p) < BULK) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the deploy finished before its prune could be interrupted"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // What status shows as kept is complete.
+    for release in Layout::new(&dest).unwrap().releases() {
+        if release.id == oldest {
+            assert_eq!(
+                count(&bulk),
+                BULK,
+                "a half-deleted release is listed as kept: {release:?}"
+            );
+        }
+    }
+    // The next run (a no-op: v3 is installed) finishes the prune.
+    let report = deploy(&v3);
+    assert!(report.noop);
+    let releases = Layout::new(&dest).unwrap().releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_ne!(releases[0].id, oldest);
+    assert!(releases[0].installed.is_some());
+    let names = names_in(&state);
+    assert!(!names.iter().any(|n| n.starts_with("trash-")), "{names:?}");
+    assert_eq!(
+        names_in(&state.join("releases")),
+        [releases[0].id.clone(), format!("{}.state", releases[0].id)]
+    );
+}
