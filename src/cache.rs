@@ -78,6 +78,13 @@ impl TempEntry {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Another handle on the temp file, open for reading and writing since
+    /// its exclusive creation: the download is written, hashed and extracted
+    /// through it, never through a second open by name.
+    pub(crate) fn file(&self) -> Result<File> {
+        self._lock.try_clone().map_err(Error::io("dup", &self.path))
+    }
 }
 
 /// Whether `name` is a temp file: a download (`.tmp-*`) or a signature
@@ -153,11 +160,9 @@ impl Cache {
     /// extracts this one handle, so what it extracts is what it verified,
     /// whatever is renamed over the entry's path meanwhile.
     pub fn open_entry(&self, lock: &EntryLock) -> Option<File> {
-        use rustix::fs::{Mode, OFlags};
-        let path = self.entry_path(&lock.digest);
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let file = File::from(rustix::fs::open(&path, flags, Mode::empty()).ok()?);
-        file.metadata().is_ok_and(|m| m.is_file()).then_some(file)
+        let dir = self.entries(false).ok()?;
+        dir.open_file(&entry_name(&lock.digest.to_hex()), OFlags::RDONLY, 0)
+            .ok()
     }
 
     /// Removes the (corrupt) entry of the locked digest.

@@ -124,6 +124,16 @@ pub struct StateLock {
     dir: TrustedDir,
 }
 
+impl StateLock {
+    /// A new download file in the state directory, created exclusively
+    /// (0600) under a random name and open for reading and writing: the
+    /// download is written, hashed and extracted through this handle.
+    pub(crate) fn create_download(&self) -> Result<(File, PathBuf)> {
+        let (name, file) = self.dir.create_new("download-", ".zip", 0o600)?;
+        Ok((file, self.dir.join(name)))
+    }
+}
+
 fn identity(meta: &fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }

@@ -46,7 +46,6 @@ pub mod status;
 
 use std::cell::RefCell;
 use std::ops::ControlFlow;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -831,17 +830,10 @@ impl<'a> Deploy<'a> {
     ) -> Result<Obtained> {
         let temp = cache.map(Cache::temp).transpose()?;
         let (download, path) = match &temp {
-            Some(temp) => (open_cache_temp(temp.path())?, temp.path().to_path_buf()),
+            Some(temp) => (temp.file()?, temp.path().to_path_buf()),
             None => {
-                let path = work.layout.download_path();
+                let (file, path) = work.lock.create_download()?;
                 work.temps.borrow_mut().push(path.clone());
-                let file = std::fs::File::options()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(Error::io("create", &path))?;
                 (file, path)
             }
         };
@@ -923,24 +915,6 @@ impl<'a> Deploy<'a> {
         }
         Ok(())
     }
-}
-
-/// Opens the cache's new, empty temp file for reading and writing (its
-/// creator holds it write-only): the download is written, hashed and
-/// extracted through this handle.
-fn open_cache_temp(path: &Path) -> Result<std::fs::File> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let file = rustix::fs::open(path, flags, Mode::empty())
-        .map(std::fs::File::from)
-        .map_err(|e| Error::io("open", path)(e.into()))?;
-    let meta = file.metadata().map_err(Error::io("stat", path))?;
-    if !meta.is_file() || meta.len() != 0 {
-        return Err(Error::io("open", path)(std::io::Error::other(
-            "not the empty temp file just created",
-        )));
-    }
-    Ok(file)
 }
 
 /// Whether the next location is worth trying after this failure: the
