@@ -1,4 +1,4 @@
-//! The example CLI (`examples/zipdeploy.rs`) run as a subprocess, the way a
+//! The example CLI (`examples/zipdeploy/`) run as a subprocess, the way a
 //! container runs its entrypoint, against a real HTTP server on 127.0.0.1.
 
 mod common;
