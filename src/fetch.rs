@@ -968,7 +968,10 @@ fn timeout_words(t: ureq::Timeout) -> &'static str {
 
 pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
     let shown = redact_url(url);
-    let reason = scrub(&error.to_string(), url);
+    // ureq prefixes I/O errors with "io: ", a word about its internals.
+    let reason = scrub(&error.to_string(), url)
+        .trim_start_matches("io: ")
+        .to_string();
     match error {
         ureq::Error::Timeout(t) => Error::Timeout {
             url: shown,
@@ -995,10 +998,9 @@ pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
             what: reason,
         },
         // rustls reports handshake and certificate failures as InvalidData.
-        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => Error::Tls {
-            url: shown,
-            reason: reason.trim_start_matches("io: ").to_string(),
-        },
+        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => {
+            Error::Tls { url: shown, reason }
+        }
         _ => Error::Network { url: shown, reason },
     }
 }

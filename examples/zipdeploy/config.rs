@@ -10,7 +10,7 @@ use zipdeploy::Error;
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
-use crate::values::{package_relative, parse_bool, parse_seconds, parse_size, usage};
+use crate::values::{package_relative, parse_bool, parse_size, usage};
 
 /// What zipdeploy is asked to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct Cli {
     pub init: Option<PathBuf>,
     pub headers: Vec<(String, String)>,
     pub timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub stall_timeout: Option<Duration>,
     pub retries: Option<u32>,
     pub speed_limit: Option<u64>,
     pub speed_time: Option<Duration>,
@@ -48,6 +50,7 @@ pub struct Cli {
     pub sync: bool,
     pub progress: bool,
     pub quiet: bool,
+    pub verbose: bool,
     pub json: bool,
     pub command: Vec<OsString>,
     /// The environment of `--init` and COMMAND.
@@ -117,6 +120,10 @@ impl Cli {
             Some(path) => Some(package_relative(&given.values["init"].0, path)?),
             None => None,
         };
+        let (quiet, verbose) = (given.switch("quiet")?, given.switch("verbose")?);
+        if quiet && verbose {
+            return Err(usage("--quiet and --verbose exclude each other".into()));
+        }
         let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &dest);
         Ok(Cli {
             mode,
@@ -130,17 +137,20 @@ impl Cli {
             dest,
             init,
             headers: given.headers()?,
-            timeout: given.parsed("timeout", parse_seconds)?,
+            timeout: given.duration("timeout")?,
+            connect_timeout: given.duration("connect-timeout")?,
+            stall_timeout: given.duration("stall-timeout")?,
             retries: given.parsed("retries", |t| t.parse().ok())?,
             speed_limit: given.parsed("speed-limit", parse_size)?,
-            speed_time: given.parsed("speed-time", parse_seconds)?,
+            speed_time: given.duration("speed-time")?,
             max_size: given.parsed("max-size", parse_size)?,
             max_total_size: given.parsed("max-total-size", parse_size)?,
             max_entries: given.parsed("max-entries", |t| t.parse().ok())?,
             keep: given.parsed("keep", |t| t.parse().ok())?,
             sync: given.switch("sync")?,
             progress: given.switch("progress")?,
-            quiet: given.switch("quiet")?,
+            quiet,
+            verbose,
             json: given.switch("json")?,
             child_env,
             command: given.command,
@@ -148,7 +158,7 @@ impl Cli {
     }
 
     pub fn shows_progress(&self) -> bool {
-        self.progress || (!self.quiet && !self.json && io::stderr().is_terminal())
+        !self.quiet && (self.progress || (!self.json && io::stderr().is_terminal()))
     }
 }
 

@@ -1,41 +1,54 @@
 //! Deploying: options onto the library's builder.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use zipdeploy::{Deploy, Error, FetchOptions, Limits, Report};
+use zipdeploy::{Deploy, Error, FetchOptions, Limits, Notice, NoticeFn, Report};
 
 use crate::child::run_init;
 use crate::config::Cli;
 use crate::failure::Failure;
-use crate::progress::Meter;
+use crate::progress::{Console, SharedConsole};
 use crate::signals::stop_signal;
 use crate::values::usage;
 
 /// Runs the deploy, with the progress meter and the stop signals watched.
 pub fn install(cli: &Cli) -> Result<Report, Failure> {
-    let mut meter = cli.shows_progress().then(Meter::new);
+    let console = Console::shared(cli);
     // The library calls this at least every 100 ms, also while the server
     // is silent: a stop signal cancels the deploy within that.
-    let deploy = configure(cli, Deploy::new(&cli.urls[0])?)?.progress(|p| {
+    let deploy = configure(cli, Deploy::new(&cli.urls[0])?, &console)?.progress(|p| {
         if stop_signal().is_some() {
             return ControlFlow::Break(());
         }
-        match meter.as_mut() {
-            Some(meter) => meter.update(p),
-            None => ControlFlow::Continue(()),
-        }
+        Console::lock(&console).progress(p);
+        ControlFlow::Continue(())
     });
     let result = deploy.run();
-    if let Some(meter) = meter.as_mut() {
-        meter.clear();
+    let mut console = Console::lock(&console);
+    console.end_line();
+    let report = result?;
+    if cli.verbose {
+        for why in &report.mirrors_skipped {
+            console.note(&format!("mirror skipped: {why}"));
+        }
+        if let Some(why) = &report.stream_fallback {
+            console.note(&format!(
+                "extracted after the download instead of during it: {why}"
+            ));
+        }
     }
-    Ok(result?)
+    Ok(report)
 }
 
-pub fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
+pub fn configure<'a>(
+    cli: &Cli,
+    deploy: Deploy<'a>,
+    console: &SharedConsole,
+) -> Result<Deploy<'a>, Error> {
     let mut deploy = deploy
         .dest(&cli.dest)
-        .fetch_options(fetch_options(cli))
+        .fetch_options(fetch_options(cli, console))
         .limits(limits(cli))
         .durable(cli.sync);
     if let Some(hex) = &cli.sha256 {
@@ -64,15 +77,28 @@ pub fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error>
     }
     if let Some(script) = cli.init.clone() {
         let env = cli.child_env.clone();
-        deploy = deploy.before_activate(move |staged| run_init(staged, &script, &env));
+        let console = console.clone();
+        deploy = deploy.before_activate(move |staged| {
+            // The script writes to stderr too: not onto the meter's line.
+            Console::lock(&console).end_line();
+            run_init(staged, &script, &env)
+        });
     }
     Ok(deploy)
 }
 
-pub fn fetch_options(cli: &Cli) -> FetchOptions {
+pub fn fetch_options(cli: &Cli, console: &SharedConsole) -> FetchOptions {
     let defaults = FetchOptions::default();
+    let on_notice = cli.verbose.then(|| {
+        let console = console.clone();
+        Arc::new(move |notice: &Notice| Console::lock(&console).note(&notice.to_string()))
+            as NoticeFn
+    });
     FetchOptions {
         timeout: cli.timeout.or(defaults.timeout),
+        connect_timeout: cli.connect_timeout.unwrap_or(defaults.connect_timeout),
+        stall_timeout: cli.stall_timeout.unwrap_or(defaults.stall_timeout),
+        on_notice,
         retries: cli.retries.unwrap_or(defaults.retries),
         speed_limit: cli.speed_limit.unwrap_or(defaults.speed_limit),
         speed_time: cli.speed_time.unwrap_or(defaults.speed_time),

@@ -6,12 +6,13 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use zipdeploy::Error;
 
-use crate::options::{Opt, OPTIONS};
+use crate::options::{EnvVar, Opt, OPTIONS};
 use crate::secrets::{refuse_value_and_file, values_from_file};
-use crate::values::{invalid, parse_bool, parse_header, usage};
+use crate::values::{invalid, parse_bool, parse_duration, parse_header, usage, DURATION_FORMS};
 
 /// Where a raw option value came from, to name it in error messages.
 #[derive(Clone)]
@@ -192,15 +193,34 @@ impl Given {
     }
 
     pub fn parsed<T>(&self, name: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>, Error> {
+        self.parsed_as(name, parse, None)
+    }
+
+    /// A duration option: a bad value is refused with the forms accepted.
+    pub fn duration(&self, name: &str) -> Result<Option<Duration>, Error> {
+        self.parsed_as(name, parse_duration, Some(DURATION_FORMS))
+    }
+
+    /// The value converted by `parse`; a refusal names the origin and, if
+    /// given, what was `expected`.
+    fn parsed_as<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        expected: Option<&str>,
+    ) -> Result<Option<T>, Error> {
         let Some(text) = self.text(name)? else {
             return Ok(None);
         };
         let origin = &self.values[name].0;
-        let why = match origin {
+        let mut why = match origin {
             // What a file holds is not shown: it may be a secret.
             Origin::File { .. } => "not valid".to_string(),
             _ => format!("{text:?} is not valid"),
         };
+        if let Some(expected) = expected {
+            why.push_str(&format!(" (expected {expected})"));
+        }
         parse(&text).map(Some).ok_or_else(|| invalid(origin, &why))
     }
 
@@ -227,20 +247,30 @@ impl Given {
 pub fn split_flag(arg: &OsStr) -> Result<(&'static Opt, Option<OsString>), Error> {
     let bytes = arg.as_bytes();
     let Some(flag) = bytes.strip_prefix(b"--") else {
-        if bytes == b"-h" {
-            return Ok((Opt::named("help").expect("help option"), None));
-        }
-        return Err(usage(format!(
-            "unexpected argument {:?} (put COMMAND after --)",
-            arg.to_string_lossy()
-        )));
+        let short = match bytes {
+            [b'-', letter] => Opt::by_short(char::from(*letter)),
+            _ => None,
+        };
+        return match short {
+            Some(opt) => Ok((opt, None)),
+            None => Err(usage(format!(
+                "unexpected argument {:?} (put COMMAND after --)",
+                arg.to_string_lossy()
+            ))),
+        };
     };
     let (name, inline) = match flag.iter().position(|&b| b == b'=') {
         Some(eq) => (&flag[..eq], Some(OsStr::from_bytes(&flag[eq + 1..]).into())),
         None => (flag, None),
     };
     let name = String::from_utf8_lossy(name);
-    let opt = Opt::named(&name).ok_or_else(|| usage(format!("unknown option --{name}")))?;
+    let opt = Opt::named(&name).ok_or_else(|| match Opt::closest(&name) {
+        Some(meant) => usage(format!(
+            "unknown option --{name} (did you mean --{}?)",
+            meant.name
+        )),
+        None => usage(format!("unknown option --{name}")),
+    })?;
     Ok((opt, inline))
 }
 
@@ -264,9 +294,17 @@ pub fn unknown_variable(key: &OsStr) -> Error {
     let option = key["ZIPDEPLOY_".len()..]
         .to_ascii_lowercase()
         .replace('_', "-");
-    match Opt::named(&option).and_then(Opt::env_var) {
-        Some(var) => usage(format!(
+    if let Some(var) = Opt::named(&option).and_then(Opt::env_var) {
+        return usage(format!(
             "unknown environment variable {key} (--{option} reads {var})"
+        ));
+    }
+    let meant = Opt::closest(&option)
+        .filter(|opt| matches!(opt.env, EnvVar::Derived))
+        .and_then(Opt::env_var);
+    match meant {
+        Some(var) => usage(format!(
+            "unknown environment variable {key} (did you mean {var}?)"
         )),
         None => usage(format!("unknown environment variable {key}")),
     }

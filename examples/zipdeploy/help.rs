@@ -3,6 +3,7 @@
 use zipdeploy::{ErrorClass, FetchOptions, Limits};
 
 use crate::options::{Opt, OPTIONS};
+use crate::values::human_duration;
 
 /// Exit statuses, by the library's error classes where they apply.
 const EXIT_CODES: &[(u8, &str)] = &[
@@ -52,7 +53,9 @@ pub fn default_shown(opt: &Opt) -> Option<String> {
         "timeout" => "none".into(),
         "retries" => fetch.retries.to_string(),
         "speed-limit" => human_size(fetch.speed_limit),
-        "speed-time" => format!("{}", fetch.speed_time.as_secs_f64()),
+        "speed-time" => human_duration(fetch.speed_time),
+        "connect-timeout" => human_duration(fetch.connect_timeout),
+        "stall-timeout" => human_duration(fetch.stall_timeout),
         "max-size" => human_size(fetch.max_size),
         "max-total-size" => human_size(limits.max_total_size),
         "max-entries" => limits.max_entries.to_string(),
@@ -87,11 +90,15 @@ pub fn help_text() -> String {
          Options (a flag beats its environment variable; --opt=value also works):\n",
     );
     for opt in OPTIONS {
-        let flag = match opt.value {
-            Some(value) => format!("--{} {value}", opt.name),
-            None => format!("--{}", opt.name),
+        let short = match opt.short {
+            Some(letter) => format!("-{letter}, "),
+            None => "    ".into(),
         };
-        text.push_str(&format!("  {flag:<24}{}\n", opt.help));
+        let flag = match opt.value {
+            Some(value) => format!("{short}--{} {value}", opt.name),
+            None => format!("{short}--{}", opt.name),
+        };
+        text.push_str(&format!("  {flag:<28}{}\n", opt.help));
         let mut notes = Vec::new();
         if let Some(var) = opt.env_var() {
             notes.push(format!("env {var}"));
@@ -100,11 +107,12 @@ pub fn help_text() -> String {
             notes.push(format!("default {default}"));
         }
         if !notes.is_empty() {
-            text.push_str(&format!("  {:<24}[{}]\n", "", notes.join(", ")));
+            text.push_str(&format!("  {:<28}[{}]\n", "", notes.join(", ")));
         }
     }
     text.push_str(
-        "\nSizes take a K, M, G or T suffix (powers of 1024); switches read 1/0, true/false,\n\
+        "\nSizes take a K, M, G or T suffix (powers of 1024). Times are seconds (30, 2.5) or\n\
+         take units: 500ms, 30s, 5m, 1h, 1m30s. Switches read 1/0, true/false,\n\
          yes/no or on/off from their variables. Empty variables count as unset; other\n\
          ZIPDEPLOY_* variables are refused. PACKAGE_ZIP_URL may hold several URLs (the URL\n\
          and its mirrors, tried in order) separated by whitespace.\n\n\
@@ -114,7 +122,12 @@ pub fn help_text() -> String {
          error; errors name the file, never its content. --init and COMMAND do not see\n\
          zipdeploy's variables (PACKAGE_ZIP_URL, PACKAGE_SHA256, PACKAGE_DIR, ZIPDEPLOY_*\n\
          and their _FILE forms) unless --pass-env; PACKAGE_DIR is set for them to DEST's\n\
-         absolute path.\n\nExit status:\n",
+         absolute path.\n\n\
+         Output: errors, the summary and --verbose notes go to stderr, one line each;\n\
+         stdout is left to --json and --status. Progress is shown on a terminal (or with\n\
+         --progress): redrawn in place there, elsewhere (docker logs, a file) as plain\n\
+         lines at each stage and every 5 s or 10%. --quiet leaves only errors.\n\n\
+         Exit status:\n",
     );
     for (code, meaning) in EXIT_CODES {
         text.push_str(&format!("  {code:<5}{meaning}\n"));

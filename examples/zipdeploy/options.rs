@@ -10,6 +10,8 @@ pub struct Opt {
     pub env: EnvVar,
     /// May be given more than once.
     pub repeatable: bool,
+    /// The one-letter form, e.g. `v` for `-v`.
+    pub short: Option<char>,
     pub help: &'static str,
 }
 
@@ -101,9 +103,21 @@ pub const OPTIONS: &[Opt] = &[
     ),
     Opt::value(
         "timeout",
-        "SECS",
+        "TIME",
         EnvVar::Derived,
         "deadline for the whole download, retries included",
+    ),
+    Opt::value(
+        "connect-timeout",
+        "TIME",
+        EnvVar::Derived,
+        "time allowed to connect (TCP and TLS), per attempt",
+    ),
+    Opt::value(
+        "stall-timeout",
+        "TIME",
+        EnvVar::Derived,
+        "longest wait for the response or any byte of it, per attempt",
     ),
     Opt::value(
         "retries",
@@ -119,7 +133,7 @@ pub const OPTIONS: &[Opt] = &[
     ),
     Opt::value(
         "speed-time",
-        "SECS",
+        "TIME",
         EnvVar::Derived,
         "the window --speed-limit averages over",
     ),
@@ -179,18 +193,35 @@ pub const OPTIONS: &[Opt] = &[
         EnvVar::Derived,
         "show progress on stderr even when it is not a terminal",
     ),
-    Opt::switch(
-        "quiet",
-        EnvVar::Derived,
-        "no summary line and no automatic progress on stderr",
-    ),
+    Opt {
+        short: Some('q'),
+        ..Opt::switch(
+            "quiet",
+            EnvVar::Derived,
+            "only errors on stderr: no progress, summary or notes",
+        )
+    },
+    Opt {
+        short: Some('v'),
+        ..Opt::switch(
+            "verbose",
+            EnvVar::Derived,
+            "one line on stderr per retry, redirect and fallback",
+        )
+    },
     Opt::switch(
         "json",
         EnvVar::Derived,
         "print a one-line JSON report (or error) on stdout",
     ),
-    Opt::switch("version", EnvVar::None, "print the version and exit"),
-    Opt::switch("help", EnvVar::None, "print this help and exit (also -h)"),
+    Opt {
+        short: Some('V'),
+        ..Opt::switch("version", EnvVar::None, "print the version and exit")
+    },
+    Opt {
+        short: Some('h'),
+        ..Opt::switch("help", EnvVar::None, "print this help and exit")
+    },
 ];
 
 impl Opt {
@@ -205,6 +236,7 @@ impl Opt {
             value: Some(value),
             env,
             repeatable: false,
+            short: None,
             help,
         }
     }
@@ -215,12 +247,29 @@ impl Opt {
             value: None,
             env,
             repeatable: false,
+            short: None,
             help,
         }
     }
 
     pub fn named(name: &str) -> Option<&'static Opt> {
         OPTIONS.iter().find(|opt| opt.name == name)
+    }
+
+    pub fn by_short(letter: char) -> Option<&'static Opt> {
+        OPTIONS.iter().find(|opt| opt.short == Some(letter))
+    }
+
+    /// The option a misspelt `name` most likely meant: one or two typing
+    /// errors away (one for short names), like git's "did you mean".
+    pub fn closest(name: &str) -> Option<&'static Opt> {
+        let allowed = if name.len() <= 4 { 1 } else { 2 };
+        OPTIONS
+            .iter()
+            .map(|opt| (edit_distance(name, opt.name), opt))
+            .filter(|(distance, _)| *distance <= allowed)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, opt)| opt)
     }
 
     pub fn env_var(&self) -> Option<String> {
@@ -242,6 +291,63 @@ impl Opt {
         match self.env {
             EnvVar::FileOf(option) => Opt::named(option),
             _ => None,
+        }
+    }
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`:
+/// the optimal string alignment distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_typos() {
+        assert_eq!(edit_distance("dest", "dest"), 0);
+        assert_eq!(edit_distance("dset", "dest"), 1);
+        assert_eq!(edit_distance("sha265", "sha256"), 1);
+        assert_eq!(edit_distance("retry", "retries"), 3);
+        assert_eq!(edit_distance("", "url"), 3);
+    }
+
+    #[test]
+    fn misspelt_options_find_their_name() {
+        let closest = |name| Opt::closest(name).map(|opt| opt.name);
+        assert_eq!(closest("dset"), Some("dest"));
+        assert_eq!(closest("timout"), Some("timeout"));
+        assert_eq!(closest("sha265"), Some("sha256"));
+        assert_eq!(closest("verbos"), Some("verbose"));
+        assert_eq!(closest("frobnicate"), None);
+    }
+
+    #[test]
+    fn short_forms_are_unique() {
+        for opt in OPTIONS.iter().filter(|opt| opt.short.is_some()) {
+            assert_eq!(Opt::by_short(opt.short.unwrap()).unwrap().name, opt.name);
         }
     }
 }

@@ -1,63 +1,152 @@
-//! The progress meter on stderr.
+//! stderr while deploying: the progress meter and the notes beside it.
 
-use std::io::{self, Write};
-use std::ops::ControlFlow;
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use zipdeploy::{Progress, Stage};
 
-/// Progress on stderr, redrawn in place with `\r` at most ten times a second.
-pub struct Meter {
+use crate::config::Cli;
+
+/// stderr as the progress meter, the `--verbose` notes and the `--init`
+/// script share it: whatever is printed starts on a line of its own.
+pub struct Console {
+    meter: Option<Meter>,
+}
+
+/// The console, shared by the deploy's callbacks (the fetch may notify from
+/// another thread).
+pub type SharedConsole = Arc<Mutex<Console>>;
+
+impl Console {
+    /// A console with a meter when `cli` shows progress.
+    pub fn shared(cli: &Cli) -> SharedConsole {
+        let style = match io::stderr().is_terminal() {
+            true => Style::Redraw,
+            false => Style::Lines,
+        };
+        let meter = cli.shows_progress().then(|| Meter::new(style));
+        Arc::new(Mutex::new(Console { meter }))
+    }
+
+    /// Locks the console; a callback that panicked leaves it usable.
+    pub fn lock(console: &SharedConsole) -> MutexGuard<'_, Console> {
+        console
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn progress(&mut self, progress: &Progress) {
+        if let Some(meter) = self.meter.as_mut() {
+            meter.update(progress);
+        }
+    }
+
+    /// Prints `zipdeploy: LINE` on a line of its own.
+    pub fn note(&mut self, line: &str) {
+        self.end_line();
+        eprintln!("zipdeploy: {line}");
+    }
+
+    /// Leaves stderr at the start of a clean line, for whatever comes next.
+    pub fn end_line(&mut self) {
+        if let Some(meter) = self.meter.as_mut() {
+            meter.clear();
+        }
+    }
+}
+
+/// How progress is drawn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// A terminal: one line redrawn in place with `\r`, ten times a second.
+    Redraw,
+    /// A log (`docker logs`, a file), where every `\r` frame would show:
+    /// plain lines, at the start of each stage, then every 5 s or tenth of
+    /// the stage.
+    Lines,
+}
+
+/// The progress meter on stderr.
+struct Meter {
+    style: Style,
     stage: Option<Stage>,
     stage_started: Instant,
     last_draw: Option<Instant>,
+    /// The tenth of the stage done at the last plain line.
+    last_tenth: Option<u64>,
     /// Width of the line on screen, to blank what a shorter one leaves.
     width: usize,
 }
 
 impl Meter {
-    const INTERVAL: Duration = Duration::from_millis(100);
+    const REDRAW_EVERY: Duration = Duration::from_millis(100);
+    const LINE_EVERY: Duration = Duration::from_secs(5);
 
-    pub fn new() -> Self {
+    fn new(style: Style) -> Self {
         Meter {
+            style,
             stage: None,
             stage_started: Instant::now(),
             last_draw: None,
+            last_tenth: None,
             width: 0,
         }
     }
 
-    pub fn update(&mut self, progress: &Progress) -> ControlFlow<()> {
+    fn update(&mut self, progress: &Progress) {
         let now = Instant::now();
         let new_stage = self.stage != Some(progress.stage);
         if new_stage {
             self.stage = Some(progress.stage);
             self.stage_started = now;
+            self.last_tenth = None;
         }
-        let due = self.last_draw.is_none_or(|t| now - t >= Self::INTERVAL);
+        let since_draw = |every| self.last_draw.is_none_or(|t| now - t >= every);
+        let due = match self.style {
+            Style::Redraw => since_draw(Self::REDRAW_EVERY),
+            Style::Lines => since_draw(Self::LINE_EVERY) || tenth(progress) > self.last_tenth,
+        };
         if new_stage || due {
             self.draw(&progress_line(progress, now - self.stage_started));
             self.last_draw = Some(now);
+            self.last_tenth = tenth(progress);
         }
-        ControlFlow::Continue(())
     }
 
-    pub fn draw(&mut self, line: &str) {
-        let width = line.chars().count();
-        let blank = " ".repeat(self.width.saturating_sub(width));
+    fn draw(&mut self, line: &str) {
         let mut err = io::stderr().lock();
-        let _ = write!(err, "\r{line}{blank}");
+        match self.style {
+            Style::Redraw => {
+                let width = line.chars().count();
+                let blank = " ".repeat(self.width.saturating_sub(width));
+                let _ = write!(err, "\r{line}{blank}");
+                self.width = width;
+            }
+            Style::Lines => {
+                let _ = writeln!(err, "{line}");
+            }
+        }
         let _ = err.flush();
-        self.width = width;
     }
 
-    /// Blanks the line so the next message starts clean.
-    pub fn clear(&mut self) {
+    /// Blanks a redrawn line so the next message starts clean.
+    fn clear(&mut self) {
         if self.width > 0 {
             let _ = write!(io::stderr(), "\r{}\r", " ".repeat(self.width));
             self.width = 0;
         }
     }
+}
+
+/// Which tenth of its stage `p` has done, when the total is known.
+fn tenth(p: &Progress) -> Option<u64> {
+    let (done, total) = match (p.total_bytes, p.total_entries) {
+        (Some(total), _) if total > 0 => (p.bytes, total),
+        (_, Some(total)) if total > 0 => (p.entries, total),
+        _ => return None,
+    };
+    Some((done.min(total) as u128 * 10 / total as u128) as u64)
 }
 
 pub fn progress_line(p: &Progress, elapsed: Duration) -> String {
