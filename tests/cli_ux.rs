@@ -323,3 +323,43 @@ fn progress_in_a_log_is_plain_lines_apart_from_the_init_output() {
     // A small package: a line per stage and tenth at most, no flood.
     assert!(lines.len() < 40, "{lines:#?}");
 }
+
+#[test]
+fn a_refused_connection_names_no_library_internals() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/app.zip");
+    let out = run(zipdeploy().args(["--url", &url, "--dest", &dest_in(&tmp), "--retries", "0"]))
+        .expect(3);
+    let line = out.error_line();
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(!line.contains("io: "), "{line}");
+}
+
+#[test]
+fn verbose_names_a_mirror_skipped() {
+    let server = TestServer::start(|req, _| match req.path.as_str() {
+        "/gone.zip" => Reply::status(404),
+        _ => Reply::ok(app_zip("1")),
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(zipdeploy()
+        .args([
+            "--url",
+            &server.url("/gone.zip"),
+            "--url",
+            &server.url("/app.zip"),
+        ])
+        .args(["--dest", &dest_in(&tmp), "--verbose"]))
+    .expect(0);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("zipdeploy: mirror skipped: ") && lines[0].contains("404"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("zipdeploy: installed "), "{lines:#?}");
+}
