@@ -844,7 +844,9 @@ fn http_attempt(
                 url: shown.clone(),
                 what: format!("{} ({:?})", timeout_words(t), options.stall_timeout),
             },
-            None if e.kind() == io::ErrorKind::TimedOut || reason.contains("timeout") => {
+            None if e.kind() == io::ErrorKind::TimedOut
+                || reason.to_lowercase().contains("timeout") =>
+            {
                 Error::Timeout {
                     url: shown.clone(),
                     what: format!("{reason} (stall timeout {:?})", options.stall_timeout),

@@ -134,13 +134,14 @@ fn a_stalled_body_is_named_in_plain_words() {
 }
 
 #[test]
-fn notices_name_each_retry_and_redirect() {
+fn notices_name_each_retry_and_redirect_without_secrets() {
     let pkg = app_zip("new");
     let package_requests = Arc::new(AtomicUsize::new(0));
     let server = {
         let package_requests = package_requests.clone();
         TestServer::start(move |req, _| match req.path.as_str() {
-            "/latest" => Reply::status(302).header("Location", "/app.zip"),
+            // A presigned target: its query is a secret.
+            "/latest" => Reply::status(302).header("Location", "/app.zip?token=s3cret"),
             _ if package_requests.fetch_add(1, Ordering::SeqCst) == 0 => Reply::status(503),
             _ => Reply::ok(pkg.clone()),
         })
@@ -172,7 +173,8 @@ fn notices_name_each_retry_and_redirect() {
         lines[0].starts_with("redirect 302 from http://127.0.0.1:"),
         "{lines:?}"
     );
-    assert!(lines[0].ends_with("/app.zip"), "{lines:?}");
+    assert!(lines[0].ends_with("/app.zip?token=***"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("s3cret")), "{lines:?}");
     assert!(lines[1].contains("503"), "{lines:?}");
     assert!(lines[1].contains("retry 1/2"), "{lines:?}");
 }
