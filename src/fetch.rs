@@ -18,7 +18,7 @@ use url::Url;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, Result};
 use crate::http;
-use crate::progress::{report, Progress, ProgressFn, Stage};
+use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 
 /// Size of the buffer bytes are pumped through.
 const CHUNK: usize = 256 * 1024;
@@ -208,6 +208,9 @@ pub struct FetchOptions {
     /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
     /// otherwise Mozilla's roots (webpki-roots) are used.
     pub root_certs_pem: Vec<Vec<u8>>,
+    /// Called with each retry and each redirect followed, for a verbose
+    /// log (curl `-v`). Default none.
+    pub on_notice: Option<NoticeFn>,
 }
 
 /// Header values are secrets: shown as `***`.
@@ -232,6 +235,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("header_names", &headers)
             .field("origin_header_names", &origin_headers)
             .field("root_certs_pem", &self.root_certs_pem.len())
+            .field("on_notice", &self.on_notice.is_some())
             .finish()
     }
 }
@@ -251,6 +255,7 @@ impl Default for FetchOptions {
             headers: Vec::new(),
             origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),
+            on_notice: None,
         }
     }
 }
@@ -678,6 +683,13 @@ fn http_fetch(
         if let Some(d) = deadline {
             delay = delay.min(d.saturating_duration_since(now));
         }
+        notify(&options.on_notice, || Notice::Retry {
+            url: redact_url(url),
+            attempt: attempts,
+            retries: options.retries,
+            delay,
+            error: err.to_string(),
+        });
         let still = Progress::bytes(Stage::Fetch, out.written(), state.total);
         http::pause(delay, &mut || report(progress, still))?;
     }
@@ -787,8 +799,7 @@ fn http_attempt(
             .map(str::to_string)
     };
     state.retry_after = header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(300)));
+        .and_then(|v| crate::retry_after::delay(&v, std::time::SystemTime::now()));
     let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
     match status {
         200 => {
@@ -824,16 +835,27 @@ fn http_attempt(
     let received_before = out.written();
     let read_err = |e: io::Error| {
         let reason = scrub(&e.to_string(), url);
-        if e.kind() == io::ErrorKind::TimedOut || reason.to_lowercase().contains("timeout") {
-            Error::Timeout {
+        match timeout_of(&e) {
+            Some(ureq::Timeout::Global) => Error::Timeout {
                 url: shown.clone(),
-                what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
+                what: timeout_words(ureq::Timeout::Global).into(),
+            },
+            Some(t) => Error::Timeout {
+                url: shown.clone(),
+                what: format!("{} ({:?})", timeout_words(t), options.stall_timeout),
+            },
+            None if e.kind() == io::ErrorKind::TimedOut
+                || reason.to_lowercase().contains("timeout") =>
+            {
+                Error::Timeout {
+                    url: shown.clone(),
+                    what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
+                }
             }
-        } else {
-            Error::Network {
+            None => Error::Network {
                 url: shown.clone(),
                 reason: format!("body read failed after {received_before} bytes: {reason}"),
-            }
+            },
         }
     };
     let result = receive_body(
@@ -925,13 +947,37 @@ fn parse_content_range_start(value: &str) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
+/// Which of ureq's timeouts ended a body read, if one did.
+fn timeout_of(e: &io::Error) -> Option<ureq::Timeout> {
+    match e.get_ref()?.downcast_ref::<ureq::Error>()? {
+        ureq::Error::Timeout(t) => Some(*t),
+        _ => None,
+    }
+}
+
+/// A ureq timeout in the words of [`FetchOptions`] (ureq's own names, such
+/// as "global", mean nothing to a user).
+fn timeout_words(t: ureq::Timeout) -> &'static str {
+    match t {
+        ureq::Timeout::Global => "the overall deadline (timeout) passed",
+        ureq::Timeout::Resolve => "the host name lookup took too long",
+        ureq::Timeout::Connect => "no connection within the connect timeout",
+        ureq::Timeout::RecvResponse => "no response within the stall timeout",
+        ureq::Timeout::PerRead | ureq::Timeout::RecvBody => "no data within the stall timeout",
+        _ => "the request could not be sent in time",
+    }
+}
+
 pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
     let shown = redact_url(url);
-    let reason = scrub(&error.to_string(), url);
+    // ureq prefixes I/O errors with "io: ", a word about its internals.
+    let reason = scrub(&error.to_string(), url)
+        .trim_start_matches("io: ")
+        .to_string();
     match error {
         ureq::Error::Timeout(t) => Error::Timeout {
             url: shown,
-            what: t.to_string(),
+            what: timeout_words(t).into(),
         },
         ureq::Error::TooManyRedirects => Error::Redirect {
             url: shown,
@@ -954,10 +1000,9 @@ pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
             what: reason,
         },
         // rustls reports handshake and certificate failures as InvalidData.
-        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => Error::Tls {
-            url: shown,
-            reason: reason.trim_start_matches("io: ").to_string(),
-        },
+        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => {
+            Error::Tls { url: shown, reason }
+        }
         _ => Error::Network { url: shown, reason },
     }
 }

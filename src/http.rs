@@ -242,6 +242,11 @@ pub(crate) fn open(
         if redirects > options.max_redirects {
             return Err(refused("too many redirects (or a redirect loop)".into()));
         }
+        crate::progress::notify(&options.on_notice, || crate::progress::Notice::Redirect {
+            status: head.status.as_u16(),
+            from: crate::fetch::redact_url(&hop),
+            to: crate::fetch::redact_url(&next),
+        });
         hop = next;
     }
 }

@@ -40,6 +40,7 @@ mod fsutil;
 mod http;
 pub mod install;
 pub mod progress;
+mod retry_after;
 pub mod sidecar;
 pub mod signature;
 pub mod status;
@@ -57,7 +58,7 @@ pub use error::{Error, ErrorClass, Limit, Result};
 pub use extract::{Extracted, Limits};
 pub use fetch::{FetchOptions, Fetched, Source};
 pub use install::{Installed, Layout, Release};
-pub use progress::{Progress, Stage};
+pub use progress::{Notice, NoticeFn, Progress, Stage};
 pub use status::{rollback, status, Rollback, Status};
 
 /// Time spent in each stage of a deploy.

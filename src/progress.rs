@@ -1,6 +1,9 @@
 //! Progress reporting shared by the stages.
 
+use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The stage a [`Progress`] event comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,5 +64,67 @@ pub(crate) fn report(progress: &mut Option<&mut ProgressFn<'_>>, p: Progress) ->
             ControlFlow::Break(()) => Err(crate::Error::Cancelled),
         },
         None => Ok(()),
+    }
+}
+
+/// Something a fetch did on the way that a user may want to see, as curl
+/// shows under `-v`. Its `Display` is one line; URLs have their credentials
+/// redacted and no header value appears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// An attempt failed with a transient error; the next starts after `delay`.
+    Retry {
+        /// The URL fetched.
+        url: String,
+        /// The attempt that failed (1 is the first).
+        attempt: u32,
+        /// The retries allowed ([`crate::FetchOptions::retries`]).
+        retries: u32,
+        /// The wait before the next attempt (backoff, or `Retry-After`).
+        delay: Duration,
+        /// Why the attempt failed.
+        error: String,
+    },
+    /// A redirect is being followed.
+    Redirect {
+        /// The HTTP status of the redirect (301, 302, 303, 307, 308).
+        status: u16,
+        /// The URL that redirected.
+        from: String,
+        /// Where it points.
+        to: String,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Retry {
+                attempt,
+                retries,
+                delay,
+                error,
+                ..
+            } => write!(
+                f,
+                "{error}; retry {attempt}/{retries} in {:.1} s",
+                delay.as_secs_f64()
+            ),
+            Notice::Redirect { status, from, to } => {
+                write!(f, "redirect {status} from {from} to {to}")
+            }
+        }
+    }
+}
+
+/// A notice callback ([`crate::FetchOptions::on_notice`]). It may be called
+/// from the fetching thread while a progress callback is also in use.
+pub type NoticeFn = Arc<dyn Fn(&Notice) + Send + Sync>;
+
+/// Calls the notice callback, if any (`notice` is built only then).
+pub(crate) fn notify(hook: &Option<NoticeFn>, notice: impl FnOnce() -> Notice) {
+    if let Some(hook) = hook {
+        hook(&notice());
     }
 }
