@@ -194,6 +194,12 @@ const OPTIONS: &[Opt] = &[
         "read headers from FILE, one 'Name: value' a line, # comments",
     ),
     Opt::value(
+        "cacert",
+        "FILE",
+        EnvVar::Derived,
+        "also trust the CA certificate(s) in this PEM file for https",
+    ),
+    Opt::value(
         "timeout",
         "SECS",
         EnvVar::Derived,
@@ -828,6 +834,7 @@ struct Cli {
     dest: PathBuf,
     init: Option<PathBuf>,
     headers: Vec<(String, String)>,
+    cacert: Option<PathBuf>,
     timeout: Option<Duration>,
     retries: Option<u32>,
     speed_limit: Option<u64>,
@@ -921,6 +928,7 @@ impl Cli {
             dest,
             init,
             headers: given.headers()?,
+            cacert: given.path("cacert"),
             timeout: given.parsed("timeout", parse_seconds)?,
             retries: given.parsed("retries", |t| t.parse().ok())?,
             speed_limit: given.parsed("speed-limit", parse_size)?,
@@ -988,6 +996,9 @@ fn configure<'a>(cli: &Cli, deploy: Deploy<'a>) -> Result<Deploy<'a>, Error> {
         .durable(cli.sync);
     if let Some(hex) = &cli.sha256 {
         deploy = deploy.sha256(hex)?;
+    }
+    if let Some(path) = &cli.cacert {
+        deploy = deploy.cacert_file(path)?;
     }
     for mirror in &cli.urls[1..] {
         deploy = deploy.mirror(mirror)?;

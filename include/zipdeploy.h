@@ -485,6 +485,28 @@ int zipdeploy_deploy_add_header_for(struct zipdeploy_deploy *deploy,
 int zipdeploy_deploy_clear_headers(struct zipdeploy_deploy *deploy);
 
 /**
+ * Trusts the CA certificate(s) in the PEM file at `path` for https, in
+ * addition to the host's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+ * the system's): for package servers behind a private CA or a
+ * TLS-intercepting proxy, like curl's `--cacert`. The file is read now;
+ * call again to add more.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_IO` (the file cannot be read),
+ * `ZIPDEPLOY_CONFIG` (no PEM certificate in it), `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL.
+ */
+int zipdeploy_deploy_add_cacert_file(struct zipdeploy_deploy *deploy, const char *path);
+
+/**
+ * Removes every CA certificate added with
+ * `zipdeploy_deploy_add_cacert_file`.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL.
+ */
+int zipdeploy_deploy_clear_cacerts(struct zipdeploy_deploy *deploy);
+
+/**
  * Sets how many previous releases are kept in the state directory for
  * rollback (default 1; 0 keeps none).
  *

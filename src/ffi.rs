@@ -970,6 +970,47 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_headers(deploy: *mut zipdeploy_d
     }
 }
 
+/// Trusts the CA certificate(s) in the PEM file at `path` for https, in
+/// addition to the host's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+/// the system's): for package servers behind a private CA or a
+/// TLS-intercepting proxy, like curl's `--cacert`. The file is read now;
+/// call again to add more.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_IO` (the file cannot be read),
+/// `ZIPDEPLOY_CONFIG` (no PEM certificate in it), `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_add_cacert_file(
+    deploy: *mut zipdeploy_deploy,
+    path: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `path` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            let path = PathBuf::from(str_arg(path, "CA certificate file")?);
+            let pem = crate::fetch::read_cacert_file(&path)?;
+            s.fetch.root_certs_pem.push(pem);
+            Ok(())
+        })
+    }
+}
+
+/// Removes every CA certificate added with
+/// `zipdeploy_deploy_add_cacert_file`.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_clear_cacerts(deploy: *mut zipdeploy_deploy) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.fetch.root_certs_pem.clear();
+            Ok(())
+        })
+    }
+}
+
 /// Sets how many previous releases are kept in the state directory for
 /// rollback (default 1; 0 keeps none).
 ///

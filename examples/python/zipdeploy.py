@@ -228,6 +228,7 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_retries": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_speed_limit": (_I, [_P, _U64, _U64]),
     "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
+    "zipdeploy_deploy_add_cacert_file": (_I, [_P, _S]),
     "zipdeploy_deploy_set_keep": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
     "zipdeploy_deploy_set_progress": (_I, [_P, _CALLBACK, _P]),
@@ -355,6 +356,7 @@ def deploy(
     retries: Optional[int] = None,
     speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
+    cacert: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None] = None,
     max_download: Optional[int] = None,
     progress: Optional[Callable[[Progress], object]] = None,
     sha256_from: Optional[str] = None,
@@ -375,6 +377,8 @@ def deploy(
     ``(bytes_per_second, seconds)``: a download averaging less fails as a
     timeout and is retried (default ``(1024, 30)``; ``(0, 0)`` turns it off).
     ``headers`` are sent with the request, to the package URL's origin only;
+    ``cacert`` is a PEM file (or a list of them) of CA certificates trusted
+    for https in addition to the host's store, like curl's ``--cacert``;
     ``max_download`` caps the package size in bytes. ``progress`` is called
     with a :class:`Progress` as the deploy advances, and at least every
     100 ms while the network is waited for (with unchanged counts); a truthy
@@ -443,6 +447,9 @@ def deploy(
                     handle, _c_string("header name", name), _c_string("header value", value)
                 )
             )
+        cacerts = [cacert] if isinstance(cacert, (str, os.PathLike)) else (cacert or [])
+        for path in cacerts:
+            check(lib.zipdeploy_deploy_add_cacert_file(handle, _c_string("cacert", path)))
         if max_download is not None:
             check(lib.zipdeploy_deploy_set_max_download(handle, max_download))
         if progress is not None:
