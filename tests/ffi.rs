@@ -504,6 +504,7 @@ fn go_cgo_package() {
         "TestASyncedRollback",
         "TestCancellingTheContextEndsAStalledDownloadWithinASecond",
         "TestTheLowSpeedRuleCutsAStalledDownload",
+        "TestCACertFilesMakeAPrivateCATrusted",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),
