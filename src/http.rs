@@ -8,9 +8,10 @@
 //!   on an exchange shuts its sockets down (`ureq::Agent::shutdown`), which
 //!   ends a read blocked on a stalled server at once; a connect in progress
 //!   is left to its own timeout on the helper thread, which then ends.
-//! - Redirects are followed here, not by ureq, so that the headers sent are
-//!   decided again at every hop: a header goes only to the origin (scheme,
-//!   host, port) it was given for.
+//! - Redirects are followed here, not by ureq, so that the headers sent and
+//!   the proxy used are decided again at every hop: a header goes only to
+//!   the origin (scheme, host, port) it was given for, and `NO_PROXY` is
+//!   checked against each hop's host.
 //! - [`LowSpeed`] is curl's `--speed-limit`/`--speed-time` rule.
 
 use std::io::{self, Read};
