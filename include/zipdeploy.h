@@ -316,7 +316,10 @@ const char *zipdeploy_status_str(int status);
  * of 4 GiB download / 8 GiB uncompressed / 1,000,000 entries, connect
  * timeout 10 s, stall timeout 30 s, no overall deadline, 3 retries, one
  * previous release kept, no sync before activation (see
- * `zipdeploy_deploy_set_durable`), no progress callback.
+ * `zipdeploy_deploy_set_durable`), no progress callback. The proxy
+ * variables (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl
+ * reads them) are read now; the TLS trust store (`SSL_CERT_FILE`,
+ * `SSL_CERT_DIR`, else the system's) when an https request is made.
  *
  * Returns a new handle the caller owns and must release with
  * `zipdeploy_deploy_free`, or NULL if it could not be created.
