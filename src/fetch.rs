@@ -713,8 +713,8 @@ fn restart(out: &mut HashingWriter<DownloadFile<'_, '_>>, path: &Path) -> Result
 
 /// Builds the configuration of each request of a fetch, redirect hops
 /// included ([`http::open`] asks once per hop): the proxy is chosen for the
-/// hop's URL, and the TLS roots are loaded on the first `https://` hop, then
-/// reused.
+/// hop's URL, and the TLS roots are loaded on the first hop that needs them
+/// (an `https://` URL or an `https://` proxy), then reused.
 pub(crate) struct Requests<'o> {
     options: &'o FetchOptions,
     /// Whether the URL fetched is https: no hop may then be plain http.
@@ -741,8 +741,13 @@ impl<'o> Requests<'o> {
     /// The configuration of a request for `hop`.
     pub(crate) fn hop(&self, hop: &Url) -> Result<Hop<'o>> {
         let options = self.options;
+        let spec = options.proxy.proxy_for(hop);
+        let proxy = spec.map(proxy::ureq_proxy).transpose()?;
+        let tls_to_proxy = proxy
+            .as_ref()
+            .is_some_and(|p| p.protocol() == ureq::ProxyProtocol::Https);
         let mut builder = ureq::Agent::config_builder();
-        if hop.scheme() == "https" {
+        if hop.scheme() == "https" || tls_to_proxy {
             let roots = match self.roots.get() {
                 Some(roots) => roots.clone(),
                 None => {
@@ -753,8 +758,6 @@ impl<'o> Requests<'o> {
             let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
             builder = builder.tls_config(tls);
         }
-        let spec = options.proxy.proxy_for(hop);
-        let proxy = spec.map(proxy::ureq_proxy).transpose()?;
         let config = builder
             // Chosen here for this hop, never ureq's own reading of the
             // environment.

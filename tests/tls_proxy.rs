@@ -352,6 +352,94 @@ fn proxy_credentials_never_appear_in_errors() {
     assert!(server.requests().is_empty());
 }
 
+/// A proxy that speaks TLS (the test CA's certificate for 127.0.0.1) and
+/// answers every request with 407: enough to see whether a client trusted
+/// it and sent its request.
+fn start_tls_proxy_answering_407() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixture("tls/server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(fixture("tls/server.key")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let (config, log) = (config.clone(), log.clone());
+            thread::spawn(move || {
+                let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, client));
+                let mut line = String::new();
+                if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                log.lock().unwrap().push(line.trim().to_string());
+                let mut h = String::new();
+                while tls.read_line(&mut h).unwrap_or(0) > 0 && !h.trim().is_empty() {
+                    h.clear();
+                }
+                let tls = tls.get_mut();
+                let _ = tls.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+                let _ = tls.flush();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn an_https_proxy_is_verified_with_the_same_trust_as_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serving(app_zip("never"));
+    let (proxy, seen) = start_tls_proxy_answering_407();
+    let proxies = ProxyConfig {
+        http: Some(format!("https://{proxy}")),
+        ..ProxyConfig::none()
+    };
+    // An http:// package URL, but TLS to the proxy: not trusted by default.
+    let err = deploy_to(&tmp.path().join("app"), &made_up(&server, "/app.zip"))
+        .proxy(proxies.clone())
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 35, "{err}");
+    assert!(seen.lock().unwrap().is_empty());
+    // With the test CA, the proxy is trusted and gets the CONNECT.
+    let err = deploy_to(&tmp.path().join("app"), &made_up(&server, "/app.zip"))
+        .proxy(proxies)
+        .root_certificate_pem(test_ca_pem())
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 31, "{err}");
+    assert!(err.to_string().contains("407"), "{err}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!(
+            "CONNECT pkg.zipdeploy.test:{} HTTP/1.1",
+            server.addr().port()
+        )]
+    );
+    assert!(server.requests().is_empty());
+}
+
 // ---------------------------------------------------------------------------
 // Trust: the CLI as a child process (the variables are process-wide).
 // ---------------------------------------------------------------------------
