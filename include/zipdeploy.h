@@ -320,7 +320,10 @@ const char *zipdeploy_status_str(int status);
  * of 4 GiB download / 8 GiB uncompressed / 1,000,000 entries, connect
  * timeout 10 s, stall timeout 30 s, no overall deadline, 3 retries, one
  * previous release kept, no sync before activation (see
- * `zipdeploy_deploy_set_durable`), no progress callback.
+ * `zipdeploy_deploy_set_durable`), no progress callback. The proxy
+ * variables (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl
+ * reads them) are read now; the TLS trust store (`SSL_CERT_FILE`,
+ * `SSL_CERT_DIR`, else the system's) when an https request is made.
  *
  * Returns a new handle the caller owns and must release with
  * `zipdeploy_deploy_free`, or NULL if it could not be created.
@@ -487,6 +490,28 @@ int zipdeploy_deploy_add_header_for(struct zipdeploy_deploy *deploy,
  * NULL.
  */
 int zipdeploy_deploy_clear_headers(struct zipdeploy_deploy *deploy);
+
+/**
+ * Trusts the CA certificate(s) in the PEM file at `path` for https, in
+ * addition to the host's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+ * the system's): for package servers behind a private CA or a
+ * TLS-intercepting proxy, like curl's `--cacert`. The file is read now;
+ * call again to add more.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_IO` (the file cannot be read),
+ * `ZIPDEPLOY_CONFIG` (no PEM certificate in it), `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL.
+ */
+int zipdeploy_deploy_add_cacert_file(struct zipdeploy_deploy *deploy, const char *path);
+
+/**
+ * Removes every CA certificate added with
+ * `zipdeploy_deploy_add_cacert_file`.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL.
+ */
+int zipdeploy_deploy_clear_cacerts(struct zipdeploy_deploy *deploy);
 
 /**
  * Sets how many previous releases are kept in the state directory for

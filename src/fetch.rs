@@ -19,6 +19,10 @@ use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, Result};
 use crate::http;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
+use crate::proxy;
+pub use crate::proxy::ProxyConfig;
+use crate::trust;
+pub use crate::trust::read_cacert_file;
 
 /// Size of the buffer bytes are pumped through.
 const CHUNK: usize = 256 * 1024;
@@ -204,13 +208,18 @@ pub struct FetchOptions {
     /// [`crate::Deploy::header_for`].
     pub origin_headers: Vec<(url::Origin, String, String)>,
     /// Extra trusted root certificates (PEM), for servers behind a private
-    /// CA. When any are given, they are trusted together with the system's CA
-    /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
-    /// otherwise Mozilla's roots (webpki-roots) are used.
+    /// CA or a TLS-intercepting proxy, trusted in addition to the host's
+    /// store: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the system's
+    /// CA bundle, else (none on the system) Mozilla's roots built in — those
+    /// only when no certificate is given here.
     pub root_certs_pem: Vec<Vec<u8>>,
     /// Called with each retry and each redirect followed, for a verbose
     /// log (curl `-v`). Default none.
     pub on_notice: Option<NoticeFn>,
+    /// The proxies to go through, chosen per request URL with curl's rules.
+    /// Default: [`ProxyConfig::from_env`], read when the options are
+    /// created.
+    pub proxy: ProxyConfig,
 }
 
 /// Header values are secrets: shown as `***`.
@@ -236,6 +245,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("origin_header_names", &origin_headers)
             .field("root_certs_pem", &self.root_certs_pem.len())
             .field("on_notice", &self.on_notice.is_some())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -256,6 +266,7 @@ impl Default for FetchOptions {
             origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),
             on_notice: None,
+            proxy: ProxyConfig::from_env(),
         }
     }
 }
@@ -651,7 +662,7 @@ fn http_fetch(
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
 ) -> Result<(u32, u32)> {
-    let config = config_for(url, options)?;
+    let requests = Requests::new(url, options);
     let deadline = options.timeout.map(|t| Instant::now() + t);
     let mut state = ResumeState::default();
     let mut attempts = 0;
@@ -666,7 +677,7 @@ fn http_fetch(
             resumed += 1;
         }
         let result = http_attempt(
-            &config, url, out, path, options, deadline, &mut state, progress,
+            &requests, url, out, path, options, deadline, &mut state, progress,
         );
         let err = match result {
             Ok(()) => return Ok((attempts, resumed)),
@@ -712,64 +723,78 @@ fn restart(out: &mut HashingWriter<DownloadFile<'_, '_>>, path: &Path) -> Result
     out.get_mut().restart().map_err(Error::io("truncate", path))
 }
 
-/// The trust roots: Mozilla's by default; extra PEM roots plus the system
-/// bundle when the caller gave any.
-fn root_certs(options: &FetchOptions) -> Result<ureq::tls::RootCerts> {
-    use ureq::tls::{parse_pem, PemItem, RootCerts};
-    if options.root_certs_pem.is_empty() {
-        return Ok(RootCerts::WebPki);
-    }
-    let mut certs = Vec::new();
-    for pem in &options.root_certs_pem {
-        for item in parse_pem(pem) {
-            match item {
-                Ok(PemItem::Certificate(cert)) => certs.push(cert),
-                Ok(_) => {}
-                Err(e) => return Err(Error::Config(format!("bad root certificate PEM: {e}"))),
-            }
-        }
-    }
-    if certs.is_empty() {
-        return Err(Error::Config(
-            "no certificate in the root certificate PEM".into(),
-        ));
-    }
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-    if let Ok(bundle) = std::fs::read(&system) {
-        certs.extend(parse_pem(&bundle).filter_map(|item| match item {
-            Ok(PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        }));
-    }
-    Ok(RootCerts::from(certs))
+/// Builds the configuration of each request of a fetch, redirect hops
+/// included ([`http::open`] asks once per hop): the proxy is chosen for the
+/// hop's URL, and the TLS roots are loaded on the first hop that needs them
+/// (an `https://` URL or an `https://` proxy), then reused.
+pub(crate) struct Requests<'o> {
+    options: &'o FetchOptions,
+    /// Whether the URL fetched is https: no hop may then be plain http.
+    https_only: bool,
+    roots: std::cell::OnceCell<ureq::tls::RootCerts>,
 }
 
-/// The configuration of every request of a fetch. Redirects are followed by
-/// [`http::open`], which decides the headers of each hop.
-fn config_for(url: &Url, options: &FetchOptions) -> Result<ureq::config::Config> {
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(root_certs(options)?)
-        .build();
-    Ok(ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .https_only(url.scheme() == "https")
-        .max_redirects(0)
-        .timeout_connect(Some(options.connect_timeout))
-        .timeout_recv_response(Some(options.stall_timeout))
-        .timeout_per_read(Some(options.stall_timeout))
-        .accept_encoding("identity")
-        // Large reads from the socket: fewer syscalls per package byte.
-        .input_buffer_size(512 * 1024)
-        .user_agent(concat!("zipdeploy/", env!("CARGO_PKG_VERSION")))
-        .build())
+/// One hop's configuration, and the proxy it goes through (as given, so
+/// that messages can be scrubbed of its credentials).
+pub(crate) struct Hop<'o> {
+    pub(crate) config: ureq::config::Config,
+    pub(crate) proxy: Option<&'o str>,
+}
+
+impl<'o> Requests<'o> {
+    pub(crate) fn new(url: &Url, options: &'o FetchOptions) -> Requests<'o> {
+        Requests {
+            options,
+            https_only: url.scheme() == "https",
+            roots: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The configuration of a request for `hop`.
+    pub(crate) fn hop(&self, hop: &Url) -> Result<Hop<'o>> {
+        let options = self.options;
+        let spec = options.proxy.proxy_for(hop);
+        let proxy = spec.map(proxy::ureq_proxy).transpose()?;
+        let tls_to_proxy = proxy
+            .as_ref()
+            .is_some_and(|p| p.protocol() == ureq::ProxyProtocol::Https);
+        let mut builder = ureq::Agent::config_builder();
+        if hop.scheme() == "https" || tls_to_proxy {
+            let roots = match self.roots.get() {
+                Some(roots) => roots.clone(),
+                None => {
+                    let roots = trust::root_certs(&options.root_certs_pem)?;
+                    self.roots.get_or_init(|| roots).clone()
+                }
+            };
+            let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+            builder = builder.tls_config(tls);
+        }
+        let config = builder
+            // Chosen here for this hop, never ureq's own reading of the
+            // environment.
+            .proxy(proxy)
+            .http_status_as_error(false)
+            .https_only(self.https_only)
+            .max_redirects(0)
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_recv_response(Some(options.stall_timeout))
+            .timeout_per_read(Some(options.stall_timeout))
+            .accept_encoding("identity")
+            // Large reads from the socket: fewer syscalls per package byte.
+            .input_buffer_size(512 * 1024)
+            .user_agent(concat!("zipdeploy/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Hop {
+            config,
+            proxy: spec,
+        })
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn http_attempt(
-    config: &ureq::config::Config,
+    requests: &Requests<'_>,
     url: &Url,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
@@ -788,7 +813,7 @@ fn http_attempt(
         }
     }
     let waiting = Progress::bytes(Stage::Fetch, have, state.total);
-    let (mut exchange, head) = http::open(config, url, options, &extra, deadline, &mut || {
+    let (mut exchange, head) = http::open(requests, url, options, &extra, deadline, &mut || {
         report(progress, waiting)
     })?;
     let status = head.status.as_u16();

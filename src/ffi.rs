@@ -594,7 +594,10 @@ pub extern "C" fn zipdeploy_status_str(status: c_int) -> *const c_char {
 /// of 4 GiB download / 8 GiB uncompressed / 1,000,000 entries, connect
 /// timeout 10 s, stall timeout 30 s, no overall deadline, 3 retries, one
 /// previous release kept, no sync before activation (see
-/// `zipdeploy_deploy_set_durable`), no progress callback.
+/// `zipdeploy_deploy_set_durable`), no progress callback. The proxy
+/// variables (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl
+/// reads them) are read now; the TLS trust store (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, else the system's) when an https request is made.
 ///
 /// Returns a new handle the caller owns and must release with
 /// `zipdeploy_deploy_free`, or NULL if it could not be created.
@@ -965,6 +968,47 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_headers(deploy: *mut zipdeploy_d
         set(deploy, |s| {
             s.fetch.headers.clear();
             s.fetch.origin_headers.clear();
+            Ok(())
+        })
+    }
+}
+
+/// Trusts the CA certificate(s) in the PEM file at `path` for https, in
+/// addition to the host's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+/// the system's): for package servers behind a private CA or a
+/// TLS-intercepting proxy, like curl's `--cacert`. The file is read now;
+/// call again to add more.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_IO` (the file cannot be read),
+/// `ZIPDEPLOY_CONFIG` (no PEM certificate in it), `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if an argument is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_add_cacert_file(
+    deploy: *mut zipdeploy_deploy,
+    path: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `path` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            let path = PathBuf::from(str_arg(path, "CA certificate file")?);
+            let pem = crate::fetch::read_cacert_file(&path)?;
+            s.fetch.root_certs_pem.push(pem);
+            Ok(())
+        })
+    }
+}
+
+/// Removes every CA certificate added with
+/// `zipdeploy_deploy_add_cacert_file`.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_clear_cacerts(deploy: *mut zipdeploy_deploy) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.fetch.root_certs_pem.clear();
             Ok(())
         })
     }

@@ -8,9 +8,10 @@
 //!   on an exchange shuts its sockets down (`ureq::Agent::shutdown`), which
 //!   ends a read blocked on a stalled server at once; a connect in progress
 //!   is left to its own timeout on the helper thread, which then ends.
-//! - Redirects are followed here, not by ureq, so that the headers sent are
-//!   decided again at every hop: a header goes only to the origin (scheme,
-//!   host, port) it was given for.
+//! - Redirects are followed here, not by ureq, so that the headers sent and
+//!   the proxy used are decided again at every hop: a header goes only to
+//!   the origin (scheme, host, port) it was given for, and `NO_PROXY` is
+//!   checked against each hop's host.
 //! - [`LowSpeed`] is curl's `--speed-limit`/`--speed-time` rule.
 
 use std::io::{self, Read};
@@ -22,7 +23,7 @@ use ureq::http::StatusCode;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::FetchOptions;
+use crate::fetch::{FetchOptions, Hop, Requests};
 
 /// Longest the caller's thread waits for the network before it calls the
 /// heartbeat again (and so, about the longest a cancel takes).
@@ -190,7 +191,7 @@ pub(crate) fn headers_for(hop: &Url, first: &Url, options: &FetchOptions) -> Vec
 /// user headers each hop's origin may get plus `extra` (e.g. `Range`).
 /// Returns the exchange and the head of the final response.
 pub(crate) fn open(
-    config: &ureq::config::Config,
+    requests: &Requests<'_>,
     url: &Url,
     options: &FetchOptions,
     extra: &[(String, String)],
@@ -207,10 +208,17 @@ pub(crate) fn open(
     loop {
         let mut headers = headers_for(&hop, url, options);
         headers.extend(extra.iter().cloned());
-        let mut exchange = Exchange::start(config, &hop, &shown, headers, deadline)?;
+        let Hop { config, proxy } = requests.hop(&hop)?;
+        let mut exchange = Exchange::start(&config, &hop, &shown, headers, deadline)?;
         let head = match exchange.next(heartbeat)? {
             Message::Head(Ok(head)) => head,
-            Message::Head(Err(e)) => return Err(crate::fetch::map_ureq_error(e, url)),
+            Message::Head(Err(e)) => {
+                let err = crate::fetch::map_ureq_error(e, url);
+                return Err(match proxy {
+                    Some(spec) => via_proxy(err, spec),
+                    None => err,
+                });
+            }
             Message::Body(_) => {
                 return Err(Error::Network {
                     url: shown,
@@ -249,6 +257,43 @@ pub(crate) fn open(
         });
         hop = next;
     }
+}
+
+/// `err` of a request that went through the proxy `spec`: the message
+/// names the proxy, and no credential of `spec` survives in it.
+fn via_proxy(err: Error, spec: &str) -> Error {
+    let shown = crate::proxy::shown_proxy(spec);
+    let note = |reason: String| format!("{} (via proxy {shown})", scrub_proxy(&reason, spec));
+    match err {
+        Error::Network { url, reason } => Error::Network {
+            url,
+            reason: note(reason),
+        },
+        Error::Timeout { url, what } => Error::Timeout {
+            url,
+            what: note(what),
+        },
+        Error::Tls { url, reason } => Error::Tls {
+            url,
+            reason: note(reason),
+        },
+        other => other,
+    }
+}
+
+/// Removes the user name and password of the proxy URL `spec` from
+/// `message`.
+fn scrub_proxy(message: &str, spec: &str) -> String {
+    let rest = spec.split_once("://").map_or(spec, |(_, rest)| rest);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return message.to_string();
+    };
+    let mut out = message.to_string();
+    for secret in userinfo.split(':').filter(|s| s.len() >= 3) {
+        out = out.replace(secret, "***");
+    }
+    out
 }
 
 /// curl's low-speed rule: the transfer fails when fewer than `limit` bytes

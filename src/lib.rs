@@ -40,10 +40,12 @@ mod fsutil;
 mod http;
 pub mod install;
 pub mod progress;
+mod proxy;
 mod retry_after;
 pub mod sidecar;
 pub mod signature;
 pub mod status;
+mod trust;
 
 use std::cell::RefCell;
 use std::ops::ControlFlow;
@@ -56,7 +58,7 @@ pub use cache::Cache;
 pub use digest::Sha256Digest;
 pub use error::{Error, ErrorClass, Limit, Result};
 pub use extract::{Extracted, Limits};
-pub use fetch::{FetchOptions, Fetched, Source};
+pub use fetch::{FetchOptions, Fetched, ProxyConfig, Source};
 pub use install::{Installed, Layout, Release};
 pub use progress::{Notice, NoticeFn, Progress, Stage};
 pub use status::{rollback, status, Rollback, Status};
@@ -304,10 +306,27 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// Trusts the root certificate(s) in `pem` in addition to the system's
-    /// CA bundle, for package servers behind a private CA.
+    /// Trusts the root certificate(s) in `pem` in addition to the host's
+    /// trust store, for package servers behind a private CA or a
+    /// TLS-intercepting proxy (see [`FetchOptions::root_certs_pem`]).
     pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.fetch.root_certs_pem.push(pem.into());
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file at `path` in addition to
+    /// the host's trust store (curl's `--cacert` replaces the store; this
+    /// adds to it, so public mirrors still verify). The file is read now: an unreadable one is an
+    /// [`Error::Io`], one without a certificate an [`Error::Config`].
+    pub fn cacert_file(self, path: impl AsRef<Path>) -> Result<Self> {
+        Ok(self.root_certificate_pem(fetch::read_cacert_file(path.as_ref())?))
+    }
+
+    /// Sets the proxies, instead of those of the environment
+    /// ([`ProxyConfig::from_env`], read when the builder was created).
+    /// `ProxyConfig::none()` connects directly.
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.fetch.proxy = proxy;
         self
     }
 

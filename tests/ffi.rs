@@ -743,6 +743,7 @@ fn go_cgo_package() {
         "ExampleDeploy",
         "ExampleError",
         "ExampleRollback",
+        "TestCACertFilesMakeAPrivateCATrusted",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),

@@ -236,6 +236,12 @@ type Options struct {
 	Retries int
 	// Headers are extra request headers, e.g. "Authorization".
 	Headers map[string]string
+	// CACertFiles are PEM files of CA certificates trusted for https in
+	// addition to the host's store (SSL_CERT_FILE / SSL_CERT_DIR, else the
+	// system's), like curl's --cacert: for a private CA or a TLS-intercepting
+	// proxy. Each is read when the deploy starts (unreadable: CodeIO; no
+	// certificate in it: CodeConfig).
+	CACertFiles []string
 	// MaxDownload, MaxTotalSize and MaxEntries are limits (0: 4 GiB, 8 GiB,
 	// 1,000,000).
 	MaxDownload, MaxTotalSize, MaxEntries uint64
@@ -455,6 +461,11 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 				return C.zipdeploy_deploy_add_header(d, s[0], s[1])
 			})
 		})
+	}
+	for _, path := range o.CACertFiles {
+		steps = append(steps, withString("CACertFiles", path, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_add_cacert_file(d, s)
+		}))
 	}
 	if o.Timeout > 0 {
 		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_timeout_ms(d, millis(o.Timeout))) })

@@ -7,6 +7,7 @@ package zipdeploy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -274,6 +275,47 @@ func TestNULInAStringIsRefused(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != CodeInvalidArgument {
 		t.Fatalf("want code 23, got %v", err)
 	}
+}
+
+func TestCACertFilesMakeAPrivateCATrusted(t *testing.T) {
+	resp, err := http.Get(env(t, "ZIPDEPLOY_TEST_URL"))
+	if err != nil {
+		t.Fatalf("fetching the package: %v", err)
+	}
+	pkg, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the package: %v", err)
+	}
+	// The repository's test CA signed this certificate for 127.0.0.1.
+	fixtures := filepath.Join("..", "..", "tests", "fixtures", "tls")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(fixtures, "server.pem"), filepath.Join(fixtures, "server.key"))
+	if err != nil {
+		t.Fatalf("loading the test certificate: %v", err)
+	}
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(pkg)
+	}))
+	server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	server.StartTLS()
+	defer server.Close()
+	opts := Options{URL: server.URL + "/app.zip", Dest: filepath.Join(t.TempDir(), "app"), Retries: -1}
+
+	_, err = Deploy(context.Background(), opts)
+	if e := wantCode(t, err, CodeTLS); e.Class != ClassNetwork {
+		t.Fatalf("untrusted: class %d", e.Class)
+	}
+	opts.CACertFiles = []string{filepath.Join(fixtures, "ca.pem")}
+	if _, err := Deploy(context.Background(), opts); err != nil {
+		t.Fatalf("Deploy with the test CA: %v", err)
+	}
+	if v := readVersion(t, opts.Dest); v != "1" {
+		t.Fatalf("VERSION %q", v)
+	}
+	opts.CACertFiles = []string{filepath.Join(fixtures, "server.key")}
+	wantCode(t, func() error { _, err := Deploy(context.Background(), opts); return err }(), CodeConfig)
+	opts.CACertFiles = []string{filepath.Join(fixtures, "missing.pem")}
+	wantCode(t, func() error { _, err := Deploy(context.Background(), opts); return err }(), CodeIO)
 }
 
 // wantCode fails unless err is an *Error with that code.

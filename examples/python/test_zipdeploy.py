@@ -202,6 +202,19 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 23)
         with self.assertRaises(zipdeploy.UsageError):
             zipdeploy.deploy("a\0b", self.dest)
+        # A CA file is read before anything is fetched: missing, or no
+        # certificate in it.
+        with self.assertRaises(zipdeploy.FilesystemError) as caught:
+            zipdeploy.deploy(self.url, self.dest, cacert=str(self.dest.parent / "missing.pem"))
+        self.assertEqual(caught.exception.code, 70)
+        not_pem = self.dest.parent / "not.pem"
+        with open(not_pem, "w") as f:
+            f.write("not a certificate\n")
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, cacert=[not_pem])
+        self.assertEqual(caught.exception.code, 22)
+        self.assertIn("not.pem", caught.exception.message)
+        self.assertFalse(os.path.exists(self.dest))
 
     def test_limits_and_connection_timeouts_are_options(self):
         with self.assertRaises(zipdeploy.LimitError) as caught:

@@ -54,6 +54,9 @@ pub fn configure<'a>(
     if let Some(hex) = &cli.sha256 {
         deploy = deploy.sha256(hex)?;
     }
+    if let Some(path) = &cli.cacert {
+        deploy = deploy.cacert_file(path)?;
+    }
     for mirror in &cli.urls[1..] {
         deploy = deploy.mirror(mirror)?;
     }

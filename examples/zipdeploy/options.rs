@@ -102,6 +102,12 @@ pub const OPTIONS: &[Opt] = &[
         "read headers from FILE, one 'Name: value' a line, # comments",
     ),
     Opt::value(
+        "cacert",
+        "FILE",
+        EnvVar::Derived,
+        "also trust the CA certificate(s) in this PEM file for https",
+    ),
+    Opt::value(
         "timeout",
         "TIME",
         EnvVar::Derived,
