@@ -3,12 +3,13 @@
 //! path (after the download, or while it streams) applies.
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
+use super::times::{entry_time, EntryTime};
 use super::{Limits, SharedFile};
 use crate::error::{Error, Limit, Result};
 
@@ -34,7 +35,8 @@ pub(crate) struct Planned {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
     pub(crate) mode: Option<u32>,
-    pub(crate) mtime: Option<SystemTime>,
+    /// Modification time, by the rule of `times.rs`.
+    pub(crate) mtime: EntryTime,
 }
 
 /// The checked plan of an archive: what to create, in which order.
@@ -44,13 +46,22 @@ pub(crate) struct Plan {
     pub(crate) dirs: BTreeSet<PathBuf>,
     /// Permission bits the archive gives its directories.
     pub(crate) dir_modes: Vec<(PathBuf, u32)>,
+    /// Every directory's modification time: its entry's, or for one the
+    /// archive does not list, the newest time of anything below it.
+    pub(crate) dir_times: Vec<(PathBuf, EntryTime)>,
     pub(crate) files: Vec<Planned>,
     pub(crate) symlinks: Vec<Planned>,
     pub(crate) total_size: u64,
 }
 
 impl Plan {
-    pub(crate) fn new(zip: &mut ZipArchive<SharedFile>, limits: &Limits) -> Result<Plan> {
+    /// Plans `zip`; `central` reads the same file (for the raw central
+    /// directory records, whose extra fields hold the UTC timestamps).
+    pub(crate) fn new(
+        zip: &mut ZipArchive<SharedFile>,
+        central: &mut SharedFile,
+        limits: &Limits,
+    ) -> Result<Plan> {
         let count = zip.len() as u64;
         if count > limits.max_entries {
             return Err(Error::LimitExceeded {
@@ -62,6 +73,7 @@ impl Plan {
         }
         let mut plan = Plan::default();
         let mut kinds: HashMap<PathBuf, Kind> = HashMap::with_capacity(zip.len());
+        let mut dir_times: HashMap<PathBuf, EntryTime> = HashMap::new();
         for index in 0..zip.len() {
             let entry = zip
                 .by_index_data(index)
@@ -86,19 +98,27 @@ impl Plan {
             let mode = (entry.system() == zip::System::Unix)
                 .then(|| entry.external_attributes() >> 16)
                 .filter(|m| *m != 0);
+            let size = entry.size();
             let kind = match mode.map(|m| m & 0o170000) {
                 None | Some(0) if named_dir => Kind::Dir,
                 None | Some(0) => Kind::File,
                 Some(0o040000) => Kind::Dir,
                 Some(0o100000) if !named_dir => Kind::File,
                 Some(0o120000) if !named_dir => Kind::Symlink,
-                Some(0o100000 | 0o120000) => {
+                // FIFOs and devices are never created. One that carries data
+                // is a regular file, as unzip makes it (Info-ZIP's
+                // `cmd | zip x.zip -` stores the pipe's mode); an empty one
+                // is refused, as nothing tells it from a real special file.
+                Some(0o010000 | 0o020000 | 0o060000) if size > 0 && !named_dir => Kind::File,
+                Some(0o100000 | 0o120000 | 0o010000 | 0o020000 | 0o060000) if named_dir => {
                     return Err(unsafe_entry(
                         "name ends in '/' but the mode is not a directory",
                     ));
                 }
-                Some(0o010000) => return Err(unsafe_entry("FIFOs are refused")),
-                Some(0o020000 | 0o060000) => return Err(unsafe_entry("device files are refused")),
+                Some(0o010000) => return Err(unsafe_entry("FIFOs are refused (no data)")),
+                Some(0o020000 | 0o060000) => {
+                    return Err(unsafe_entry("device files are refused (no data)"))
+                }
                 Some(0o140000) => return Err(unsafe_entry("sockets are refused")),
                 Some(t) => return Err(unsafe_entry(&format!("unknown file type {t:o}"))),
             };
@@ -115,7 +135,6 @@ impl Plan {
                     reason: format!("compression method {method} is not supported"),
                 });
             }
-            let size = entry.size();
             plan.total_size = plan.total_size.saturating_add(size);
             if plan.total_size > limits.max_total_size {
                 return Err(Error::LimitExceeded {
@@ -137,6 +156,16 @@ impl Plan {
             if kind == Kind::Symlink && size > MAX_LINK_TARGET {
                 return Err(unsafe_entry("symlink target longer than 4096 bytes"));
             }
+            if path.as_os_str().is_empty() {
+                // `./` (bsdtar's `-C dir .`): the root itself, which the
+                // archive cannot describe; it adds nothing.
+                if kind != Kind::Dir {
+                    return Err(unsafe_entry(
+                        "names the root directory but is not a directory",
+                    ));
+                }
+                continue;
+            }
             if let Some(previous) = kinds.insert(path.clone(), kind) {
                 return Err(Error::CorruptArchive(if previous == kind {
                     format!("duplicate entry {name:?}")
@@ -145,19 +174,26 @@ impl Plan {
                 }));
             }
             let perm = mode.map(|m| m & 0o777);
+            let dos = entry
+                .last_modified()
+                .map_or((0, 0), |t| (t.datepart(), t.timepart()));
+            let extra = central_extra(central, entry.central_header_start()).map_err(|e| {
+                Error::CorruptArchive(format!("entry {name:?}: central directory record: {e}"))
+            })?;
             let planned = Planned {
                 index,
                 name,
                 path,
                 size,
                 mode: perm,
-                mtime: entry.last_modified().and_then(dos_time_to_system),
+                mtime: entry_time(dos, &extra),
             };
             match kind {
                 Kind::Dir => {
                     if let Some(m) = perm {
                         plan.dir_modes.push((planned.path.clone(), m));
                     }
+                    dir_times.insert(planned.path.clone(), planned.mtime);
                     plan.dirs.insert(planned.path);
                 }
                 Kind::File => plan.files.push(planned),
@@ -194,7 +230,34 @@ impl Plan {
                 }
             }
         }
+        // A directory the archive does not list takes the newest time below
+        // it: deterministic, and what a build that wrote the tree would show.
+        for dir in &implied {
+            dir_times.entry(dir.clone()).or_insert(EntryTime {
+                secs: i64::MIN,
+                nanos: 0,
+            });
+        }
+        let listed: HashMap<&Path, EntryTime> = plan
+            .files
+            .iter()
+            .chain(&plan.symlinks)
+            .map(|p| (p.path.as_path(), p.mtime))
+            .chain(plan.dirs.iter().map(|d| (d.as_path(), dir_times[d])))
+            .collect();
+        for (path, time) in listed {
+            for ancestor in path.ancestors().skip(1) {
+                if kinds.contains_key(ancestor) || ancestor.as_os_str().is_empty() {
+                    continue; // listed (or the root): its own time stands
+                }
+                if let Some(t) = dir_times.get_mut(ancestor) {
+                    *t = (*t).max(time);
+                }
+            }
+        }
         plan.dirs.extend(implied);
+        plan.dir_times = dir_times.into_iter().collect();
+        plan.dir_times.sort();
         plan.dir_modes.sort();
         // Duplicates, local/central mismatches, overlapping entries (Fifield
         // bombs) and hidden local headers: the zip crate checks them all.
@@ -238,7 +301,9 @@ pub(crate) fn zip_reason(e: &ZipError) -> String {
 
 /// Checks an entry name and turns it into a relative path; the flag says the
 /// name ends in `/`. The rules are strict on purpose: anything an extractor
-/// could read two ways is refused.
+/// could read two ways is refused. `.` components (bsdtar writes `./a`) are
+/// dropped, so `a` and `./a` are one path; `./` alone is the root (an empty
+/// path).
 pub(crate) fn check_name(name: &str) -> std::result::Result<(PathBuf, bool), String> {
     if name.is_empty() {
         return Err("empty name".into());
@@ -261,7 +326,7 @@ pub(crate) fn check_name(name: &str) -> std::result::Result<(PathBuf, bool), Str
     for component in body.split('/') {
         match component {
             "" => return Err("empty path component ('//')".into()),
-            "." => return Err("'.' path component".into()),
+            "." => {}
             ".." => return Err("'..' path component".into()),
             c if c.len() > MAX_COMPONENT => {
                 return Err(format!("path component longer than {MAX_COMPONENT} bytes"))
@@ -340,30 +405,17 @@ pub(crate) fn check_free_space(dest: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Converts a ZIP (MS-DOS) timestamp, taken as UTC, to a `SystemTime`.
-pub(crate) fn dos_time_to_system(t: zip::DateTime) -> Option<SystemTime> {
-    let (y, m, d) = (
-        i64::from(t.year()),
-        i64::from(t.month()),
-        i64::from(t.day()),
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400
-        + i64::from(t.hour()) * 3600
-        + i64::from(t.minute()) * 60
-        + i64::from(t.second());
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+/// The extra fields of the central directory record at `offset`.
+fn central_extra(central: &mut SharedFile, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut fixed = [0u8; 46];
+    central.seek(SeekFrom::Start(offset))?;
+    central.read_exact(&mut fixed)?;
+    let name_len = i64::from(u16::from_le_bytes([fixed[28], fixed[29]]));
+    let extra_len = usize::from(u16::from_le_bytes([fixed[30], fixed[31]]));
+    central.seek(SeekFrom::Current(name_len))?;
+    let mut extra = vec![0u8; extra_len];
+    central.read_exact(&mut extra)?;
+    Ok(extra)
 }
 
 #[cfg(test)]
@@ -376,7 +428,6 @@ mod tests {
             "/etc/passwd",
             "../x",
             "a/../../x",
-            "a/./b",
             "a//b",
             "..\\..\\x",
             "C:/Windows/x",
@@ -416,13 +467,14 @@ mod tests {
     }
 
     #[test]
-    fn dos_times_convert_to_unix_seconds() {
-        let t = zip::DateTime::from_date_and_time(2010, 9, 5, 4, 12, 0).unwrap();
-        let secs = dos_time_to_system(t)
-            .unwrap()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        assert_eq!(secs, 1_283_659_920);
+    fn dot_components_are_dropped_and_dot_slash_is_the_root() {
+        let plain = check_name("a/b").unwrap();
+        assert_eq!(check_name("./a/b").unwrap(), plain);
+        assert_eq!(check_name("a/./b").unwrap(), plain);
+        assert_eq!(check_name("./").unwrap(), (PathBuf::new(), true));
+        assert_eq!(check_name(".").unwrap(), (PathBuf::new(), false));
+        assert_eq!(check_name("./d/").unwrap(), (PathBuf::from("d"), true));
+        assert!(check_name("./../x").is_err());
+        assert!(check_name(".//x").is_err());
     }
 }

@@ -37,8 +37,11 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
-use super::plan::{check_link_target, check_name, dos_time_to_system, Kind, Plan, MAX_LINK_TARGET};
-use super::{apply_dir_modes, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
+use super::plan::{check_link_target, check_name, Kind, Plan, MAX_LINK_TARGET};
+use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
+use super::{
+    apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
+};
 use crate::error::{Error, Result};
 use crate::fetch::{Growth, GrowthEnd};
 
@@ -64,6 +67,9 @@ struct Streamed {
     size: u64,
     dos_time: (u16, u16),
     is_dir: bool,
+    /// The time the file was given, from the local header; the central
+    /// directory's (which may differ) is applied at the end.
+    mtime: EntryTime,
 }
 
 /// Why streaming stepped aside (shown in the report).
@@ -148,10 +154,11 @@ impl Streamer {
             }
         };
         let (zip, plan) = open_and_plan(archive, limits)?;
-        if let Err(reason) = agrees(&zip, &plan, &walked) {
-            return Ok(Finished::SteppedAside(reason));
-        }
-        complete_tree(&plan, staging)?;
+        let streamed_times = match agrees(&zip, &plan, &walked) {
+            Ok(times) => times,
+            Err(reason) => return Ok(Finished::SteppedAside(reason)),
+        };
+        complete_tree(&plan, staging, &streamed_times)?;
         Ok(Finished::Extracted(Extracted {
             entries: zip.len() as u64,
             files: plan.files.len() as u64,
@@ -170,12 +177,13 @@ impl Drop for Streamer {
 
 /// Checks that the central directory describes exactly what was extracted:
 /// the same entries at the same offsets, with the same names, sizes, CRCs,
-/// methods and times, and the same kinds.
+/// methods and times, and the same kinds. Returns the time each entry was
+/// given while streaming, by index.
 fn agrees(
     zip: &ZipArchive<SharedFile>,
     plan: &Plan,
     walked: &HashMap<u64, Streamed>,
-) -> std::result::Result<(), StepAside> {
+) -> std::result::Result<Vec<EntryTime>, StepAside> {
     if zip.len() != walked.len() {
         return Err(format!(
             "the central directory lists {} entries, the local headers {}",
@@ -186,6 +194,7 @@ fn agrees(
     let mut kinds: HashMap<usize, Kind> = HashMap::with_capacity(zip.len());
     kinds.extend(plan.files.iter().map(|f| (f.index, Kind::File)));
     kinds.extend(plan.symlinks.iter().map(|f| (f.index, Kind::Symlink)));
+    let mut times = Vec::with_capacity(zip.len());
     for index in 0..zip.len() {
         let entry = zip
             .by_index_data(index)
@@ -208,19 +217,24 @@ fn agrees(
                 String::from_utf8_lossy(entry.name_raw())
             ));
         }
+        times.push(local.mtime);
     }
-    Ok(())
+    Ok(times)
 }
 
-/// Applies what only the central directory knows: file modes, symlinks
-/// (streamed as files holding their target) and directory modes.
-fn complete_tree(plan: &Plan, staging: &Path) -> Result<()> {
+/// Applies what only the central directory knows: file modes and times
+/// (where its times differ from the local headers'), symlinks (streamed as
+/// files holding their target), directory modes and times.
+fn complete_tree(plan: &Plan, staging: &Path, streamed_times: &[EntryTime]) -> Result<()> {
     let created_mode = STREAM_FILE_MODE & !umask();
     for file in &plan.files {
+        let path = staging.join(&file.path);
         if let Some(mode) = file.mode.filter(|m| *m != created_mode) {
-            let path = staging.join(&file.path);
             fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                 .map_err(Error::io("chmod", &path))?;
+        }
+        if streamed_times.get(file.index) != Some(&file.mtime) {
+            set_path_time(&path, file.mtime).map_err(Error::io("set the time of", &path))?;
         }
     }
     for link in &plan.symlinks {
@@ -236,8 +250,10 @@ fn complete_tree(plan: &Plan, staging: &Path) -> Result<()> {
             })?;
         fs::remove_file(&path).map_err(Error::io("remove", &path))?;
         std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
+        set_path_time(&path, link.mtime).map_err(Error::io("set the time of", &path))?;
     }
-    apply_dir_modes(plan, staging)
+    apply_dir_modes(plan, staging)?;
+    apply_dir_times(plan, staging)
 }
 
 /// Reads a download file while it grows: waits for bytes not yet written,
@@ -547,6 +563,7 @@ impl Walker {
                 return Err("a name has control characters".into());
             }
             let (path, is_dir) = check_name(text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            let mtime = entry_time(dos_time, &extra);
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
             if count > self.limits.max_entries || total_size > self.limits.max_total_size {
@@ -558,7 +575,9 @@ impl Walker {
             if !space.room_for(size, self) {
                 return Err("too little free space to extract while downloading".into());
             }
-            self.claim(&mut kinds, &path, is_dir)?;
+            if !path.as_os_str().is_empty() {
+                self.claim(&mut kinds, &path, is_dir)?;
+            }
             let streamed = Streamed {
                 name,
                 method,
@@ -567,9 +586,17 @@ impl Walker {
                 size,
                 dos_time,
                 is_dir,
+                mtime,
             };
             walked.insert(pos, streamed.clone());
-            if is_dir {
+            if path.as_os_str().is_empty() {
+                // `./`: the root, which planning skips too (a `.` file it
+                // refuses, so step aside for one).
+                if !is_dir {
+                    return Err("an entry names the root but is not a directory".into());
+                }
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            } else if is_dir {
                 self.entries.fetch_add(1, Ordering::Relaxed);
             } else {
                 let inline = window
@@ -723,12 +750,7 @@ impl Walker {
         if written != s.size || crc.finalize() != s.crc {
             return Err(fail("length or CRC-32 does not match".into()));
         }
-        if let Some(mtime) = zip::DateTime::try_from_msdos(s.dos_time.0, s.dos_time.1)
-            .ok()
-            .and_then(dos_time_to_system)
-        {
-            let _ = out.set_modified(mtime);
-        }
+        set_file_time(&out, s.mtime).map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
 }
