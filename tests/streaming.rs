@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{RawEntry, RawZip};
+use common::raw::{raw_zip, RawEntry, RawZip};
 use common::*;
 use zipdeploy::{Deploy, Sha256Digest};
 
@@ -64,17 +64,95 @@ fn modes_and_symlinks_come_from_the_central_directory() {
 }
 
 #[test]
-fn data_descriptors_fall_back_to_extracting_after_the_download() {
+fn entries_with_data_descriptors_stream() {
+    // jar, Go, bsdtar and Python to a pipe write sizes after the data; the
+    // walker inflates such entries itself to find where they end.
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut z = RawZip::new();
     z.add(&RawEntry::deflated("VERSION", b"described").with_descriptor());
     z.add(&RawEntry::stored("b.txt", b"plain"));
+    z.add(&RawEntry::deflated("dir/big.bin", &big).with_descriptor());
+    z.add(&RawEntry::dir("empty/").with_descriptor());
+    z.add(&RawEntry::deflated("empty.txt", b"").with_descriptor());
+    let pkg = z.finish();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"described");
+    assert_eq!(read(tmp.path().join("app/b.txt")), b"plain");
+    assert_eq!(read(tmp.path().join("app/dir/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
+#[test]
+fn a_stored_file_with_a_data_descriptor_falls_back() {
+    // Nothing but the sizes that follow it says where its data ends.
+    let mut z = RawZip::new();
+    z.add(&RawEntry::stored("VERSION", b"stored, described").with_descriptor());
     let pkg = z.finish();
     let (tmp, report) = deploy_over_http(&pkg, true);
     assert!(!report.streamed);
     let why = report.stream_fallback.unwrap();
-    assert!(why.contains("data descriptors"), "{why}");
-    assert_eq!(read(tmp.path().join("app/VERSION")), b"described");
-    assert_eq!(read(tmp.path().join("app/b.txt")), b"plain");
+    assert!(why.contains("data descriptor"), "{why}");
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"stored, described");
+}
+
+#[test]
+fn a_descriptor_that_disagrees_with_the_data_falls_back_and_is_refused() {
+    let mut entry = RawEntry::deflated("VERSION", b"described").with_descriptor();
+    entry.crc ^= 1; // in the descriptor and the central directory
+    let pkg = raw_zip(&[entry]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serving(pkg);
+    let err = Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 51, "{err}");
+    assert!(!tmp.path().join("app").exists());
+}
+
+#[test]
+fn names_without_the_utf8_flag_stream_and_decode_as_after_the_download() {
+    // Info-ZIP on Linux: UTF-8 bytes without the flag; old DOS tools: CP437.
+    let pkg = raw_zip(&[
+        RawEntry::stored("caf\u{e9}/men\u{fc}.txt", b"utf8"),
+        RawEntry::stored(b"r\x82sum\x82.txt", b"cp437"),
+    ]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(
+        read(tmp.path().join("app/caf\u{e9}/men\u{fc}.txt")),
+        b"utf8"
+    );
+    assert_eq!(read(tmp.path().join("app/r\u{e9}sum\u{e9}.txt")), b"cp437");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
+#[test]
+fn bzip2_lzma_and_deflate64_entries_stream() {
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ziplinter");
+    let found_me = read(corpus.join("found-me.txt"));
+    for method in ["bzip2", "deflate64", "lzma"] {
+        let pkg = read(corpus.join(format!("found-me-{method}.zip")));
+        let (tmp, report) = deploy_over_http(&pkg, true);
+        assert!(report.streamed, "{method}: {:?}", report.stream_fallback);
+        assert_eq!(
+            read(tmp.path().join("app/found-me.txt")),
+            found_me,
+            "{method}"
+        );
+    }
 }
 
 #[test]

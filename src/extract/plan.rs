@@ -90,10 +90,7 @@ impl Plan {
             if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
                 return Err(unsafe_entry("control character in name"));
             }
-            let decoded = entry
-                .name()
-                .map_err(|_| unsafe_entry("name is not valid in its declared encoding"))?
-                .into_owned();
+            let decoded = decode_name(raw);
             let (path, named_dir) = check_name(&decoded).map_err(|r| unsafe_entry(&r))?;
             let mode = (entry.system() == zip::System::Unix)
                 .then(|| entry.external_attributes() >> 16)
@@ -281,6 +278,36 @@ pub(crate) fn display_name(raw: &[u8]) -> String {
     format!("{head}… ({} bytes)", raw.len())
 }
 
+/// An entry name as text: UTF-8 where the bytes are valid UTF-8 (whatever
+/// the flag says: Info-ZIP on Linux and macOS stores UTF-8 names without
+/// it), else code page 437, the ZIP default. The zip crate reads names the
+/// same way; both extraction paths use this one function.
+pub(crate) fn decode_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.into(),
+        Err(_) => raw
+            .iter()
+            .map(|&b| match b {
+                0..=0x7f => char::from(b),
+                _ => CP437_HIGH.chars().nth(usize::from(b - 0x80)).unwrap_or('?'),
+            })
+            .collect::<String>()
+            .into(),
+    }
+}
+
+/// Code page 437, bytes 0x80 to 0xff.
+const CP437_HIGH: &str = concat!(
+    "ÇüéâäàåçêëèïîìÄÅ",
+    "ÉæÆôöòûùÿÖÜ¢£¥₧ƒ",
+    "áíóúñÑªº¿⌐¬½¼¡«»",
+    "░▒▓│┤╡╢╖╕╣║╗╝╜╛┐",
+    "└┴┬├─┼╞╟╚╔╩╦╠═╬╧",
+    "╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀",
+    "αßΓπΣσµτΦΘΩδ∞φε∩",
+    "≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}",
+);
+
 pub(crate) fn supported(method: CompressionMethod) -> bool {
     matches!(
         method,
@@ -464,6 +491,15 @@ mod tests {
         assert!(check_link_target(link, b"c/../d").is_err());
         assert!(check_link_target(Path::new("top"), b"..").is_err());
         assert!(check_link_target(link, b"").is_err());
+    }
+
+    #[test]
+    fn names_decode_as_utf8_else_code_page_437() {
+        assert_eq!(CP437_HIGH.chars().count(), 128);
+        assert_eq!(decode_name(b"plain/a.txt"), "plain/a.txt");
+        assert_eq!(decode_name("caf\u{e9}.txt".as_bytes()), "caf\u{e9}.txt");
+        assert_eq!(decode_name(b"caf\x82.txt"), "caf\u{e9}.txt");
+        assert_eq!(decode_name(b"\x80\xe1\xff"), "\u{c7}\u{df}\u{a0}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
-use super::plan::{check_link_target, check_name, Kind, Plan, MAX_LINK_TARGET};
+use super::plan::{check_link_target, check_name, decode_name, Kind, Plan, MAX_LINK_TARGET};
 use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
 use super::{
     apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
@@ -53,6 +53,9 @@ const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
 /// The mode files get while streaming; the real one comes from the central
 /// directory at the end.
 const STREAM_FILE_MODE: u32 = 0o644;
+
+/// Entries smaller than this are never refused for their ratio.
+const RATIO_MIN_SIZE: u64 = 1 << 20;
 
 /// Free space streaming always leaves beside what the download still needs.
 const SPACE_RESERVE: u64 = 1 << 20;
@@ -287,6 +290,9 @@ impl Read for GrowingReader<'_> {
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
+    /// Offset of the local header (other methods than stored and deflate
+    /// are decoded by the zip crate, which reads it again).
+    header: u64,
     data_start: u64,
     /// The entry's compressed data when the walker already read it (small
     /// entries), which spares the worker a `pread`.
@@ -510,6 +516,8 @@ impl Walker {
         let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
+        // For the entries the walker extracts itself (data descriptors).
+        let mut own_tools: Option<WorkerTools> = None;
         let mut pos = 0u64;
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -540,29 +548,39 @@ impl Walker {
             if flags & 1 != 0 {
                 return Err("an entry is encrypted".into());
             }
-            if flags & 8 != 0 {
-                return Err("entry sizes follow the data (data descriptors)".into());
-            }
+            // Sizes and CRC after the data (jar, Go, bsdtar, Python to a
+            // pipe): the entry is extracted here, to find where it ends.
+            let described = flags & 8 != 0;
             let method = match method {
                 0 => CompressionMethod::Stored,
                 8 => CompressionMethod::Deflated,
+                9 if !described => CompressionMethod::Deflate64,
+                12 if !described => CompressionMethod::Bzip2,
+                14 if !described => CompressionMethod::Lzma,
+                other if described => {
+                    return Err(format!("compression method {other} with a data descriptor"))
+                }
                 other => return Err(format!("compression method {other}")),
             };
             let mut name = vec![0u8; name_len as usize];
             window.read_at(self, pos + 30, &mut name)?;
             let mut extra = vec![0u8; extra_len as usize];
             window.read_at(self, pos + 30 + name_len, &mut extra)?;
-            let (compressed, size) = sizes(u32_at(14), u32_at(18), &extra)?;
+            let (compressed, size) = if described {
+                (0, 0) // known once the entry is extracted
+            } else {
+                sizes(u32_at(14), u32_at(18), &extra)?
+            };
             let data_start = pos + 30 + name_len + extra_len;
 
-            let text = match std::str::from_utf8(&name) {
-                Ok(t) if flags & 0x800 != 0 || t.is_ascii() => t,
-                _ => return Err("a name is not UTF-8".into()),
-            };
             if name.iter().any(|&b| b < 0x20 || b == 0x7f) {
                 return Err("a name has control characters".into());
             }
-            let (path, is_dir) = check_name(text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            let text = decode_name(&name);
+            let (path, is_dir) = check_name(&text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            if described && method == CompressionMethod::Stored && !is_dir {
+                return Err("a stored entry's size follows its data (data descriptor)".into());
+            }
             let mtime = entry_time(dos_time, &extra);
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
@@ -578,7 +596,7 @@ impl Walker {
             if !path.as_os_str().is_empty() {
                 self.claim(&mut kinds, &path, is_dir)?;
             }
-            let streamed = Streamed {
+            let mut streamed = Streamed {
                 name,
                 method,
                 crc,
@@ -588,6 +606,23 @@ impl Walker {
                 is_dir,
                 mtime,
             };
+            if described {
+                batch.send(jobs)?; // the walker may now wait for the download
+                let budget = self.limits.max_total_size - total_size;
+                let tools = own_tools.get_or_insert_with(WorkerTools::new);
+                let described = Described {
+                    path: &path,
+                    data_start,
+                    zip64: has_zip64_field(&extra),
+                };
+                let end =
+                    self.extract_described(&described, &mut streamed, tools, budget, &mut space)?;
+                total_size += streamed.size;
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                walked.insert(pos, streamed);
+                pos = end;
+                continue;
+            }
             walked.insert(pos, streamed.clone());
             if path.as_os_str().is_empty() {
                 // `./`: the root, which planning skips too (a `.` file it
@@ -605,6 +640,7 @@ impl Walker {
                 let large = inline.is_none();
                 batch.push(Job {
                     path,
+                    header: pos,
                     data_start,
                     inline,
                     streamed,
@@ -615,6 +651,76 @@ impl Walker {
             }
             pos = data_start + compressed;
         }
+    }
+
+    /// Extracts an entry whose sizes and CRC follow its data, in the walker:
+    /// only inflating it finds where it ends. Fills in `streamed` from what
+    /// was extracted and returns the offset after the data descriptor, whose
+    /// fields must agree.
+    fn extract_described(
+        &self,
+        entry: &Described<'_>,
+        streamed: &mut Streamed,
+        tools: &mut WorkerTools,
+        budget: u64,
+        space: &mut SpaceCheck,
+    ) -> std::result::Result<u64, StepAside> {
+        let fail = |what: String| format!("entry {:?}: {what}", entry.path.display().to_string());
+        let root = entry.path.as_os_str().is_empty();
+        // Directories hold no data; files are written as they inflate.
+        let mut out = match streamed.is_dir || root {
+            true => None,
+            false => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(STREAM_FILE_MODE)
+                    .open(self.staging.join(entry.path))
+                    .map_err(|e| fail(e.to_string()))?,
+            ),
+        };
+        let mut crc = crc32fast::Hasher::new();
+        let mut written = 0u64;
+        let mut emit = |bytes: &[u8]| {
+            written += bytes.len() as u64;
+            if written > budget {
+                return Err("a limit would be exceeded".to_string());
+            }
+            if !space.room_for(bytes.len() as u64, self) {
+                return Err("too little free space to extract while downloading".into());
+            }
+            self.written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            crc.update(bytes);
+            match &mut out {
+                Some(out) => out.write_all(bytes).map_err(|e| fail(e.to_string())),
+                None if bytes.is_empty() => Ok(()),
+                None => Err(fail("a directory with data".into())),
+            }
+        };
+        let compressed = match streamed.method {
+            CompressionMethod::Deflated => {
+                let mut raw = self.reader(entry.data_start, u64::MAX);
+                tools
+                    .inflate(&mut raw, u64::MAX, self.limits.max_ratio, &mut emit)
+                    .map_err(fail)?;
+                tools.inflater.total_in()
+            }
+            _ => 0, // a stored directory
+        };
+        let crc = crc.finalize();
+        if let Some(out) = &out {
+            set_file_time(out, streamed.mtime).map_err(|e| fail(e.to_string()))?;
+        }
+        streamed.crc = crc;
+        streamed.compressed = compressed;
+        streamed.size = written;
+        let at = entry.data_start + compressed;
+        let mut descriptor = [0u8; 24];
+        read_exact_at(self, at, &mut descriptor)?;
+        descriptor_len(&descriptor, streamed, entry.zip64)
+            .map(|len| at + len)
+            .ok_or_else(|| fail("the data descriptor does not match the data".into()))
     }
 
     /// Records `path` and creates its directories, stepping aside on any
@@ -737,15 +843,23 @@ impl Walker {
         };
         match s.method {
             CompressionMethod::Deflated => tools
-                .inflate(raw, s.compressed, &mut emit)
+                .inflate(raw, s.compressed, u64::MAX, &mut emit)
                 .map_err(|e| fail(e.to_string()))?,
-            _ => loop {
-                let n = read_some(raw, &mut tools.output).map_err(|e| fail(e.to_string()))?;
-                if n == 0 {
-                    break;
-                }
-                emit(&tools.output[..n])?;
-            },
+            CompressionMethod::Stored => copy(raw, &mut tools.output, &mut emit)?,
+            // bzip2, LZMA, Deflate64: the zip crate's decoders, as when
+            // extracting after the download.
+            _ => {
+                let mut from_header = self.reader(job.header, u64::MAX);
+                let options = zip::read::ZipReadOptions::new()
+                    .override_compressed_size(s.compressed)
+                    .override_uncompressed_size(s.size)
+                    .override_crc(s.crc);
+                let mut entry =
+                    zip::read::read_zipfile_from_stream_with_options(&mut from_header, options)
+                        .map_err(|e| fail(e.to_string()))?
+                        .ok_or_else(|| fail("no local header".into()))?;
+                copy(&mut entry, &mut tools.output, &mut emit)?;
+            }
         }
         if written != s.size || crc.finalize() != s.crc {
             return Err(fail("length or CRC-32 does not match".into()));
@@ -773,12 +887,15 @@ impl WorkerTools {
         }
     }
 
-    /// Inflates the `compressed` raw-deflate bytes of `raw`, handing the
-    /// output to `emit` piece by piece.
+    /// Inflates the `compressed` raw-deflate bytes of `raw` (at most; the
+    /// stream ends itself), handing the output to `emit` piece by piece.
+    /// Past 1 MiB of output, more than `max_ratio` times the input consumed
+    /// is refused (entries whose sizes are known were checked before).
     fn inflate(
         &mut self,
         raw: &mut dyn Read,
         compressed: u64,
+        max_ratio: u64,
         emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
     ) -> std::result::Result<(), StepAside> {
         self.inflater.reset(false);
@@ -803,6 +920,10 @@ impl WorkerTools {
             let made = (self.inflater.total_out() - before_out) as usize;
             start += used;
             emit(&self.output[..made])?;
+            let (total_in, total_out) = (self.inflater.total_in(), self.inflater.total_out());
+            if total_out >= RATIO_MIN_SIZE && total_out / total_in.max(1) > max_ratio {
+                return Err("an entry's compression ratio is over the limit".into());
+            }
             match status {
                 flate2::Status::StreamEnd => return Ok(()),
                 // No progress: the input ran out before the stream's end.
@@ -810,6 +931,81 @@ impl WorkerTools {
                 _ => {}
             }
         }
+    }
+}
+
+/// Where an entry with a data descriptor is and how its descriptor is laid.
+struct Described<'a> {
+    path: &'a Path,
+    data_start: u64,
+    /// The local header has a zip64 field: the descriptor's sizes are 8
+    /// bytes each, most likely.
+    zip64: bool,
+}
+
+/// Reads `buf.len()` bytes at `pos` from the growing download.
+fn read_exact_at(walker: &Walker, pos: u64, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
+    walker
+        .reader(pos, buf.len() as u64)
+        .read_exact(buf)
+        .map_err(read_failure)
+}
+
+/// The length of the data descriptor at the start of `bytes` whose CRC and
+/// sizes are those of `streamed`: its signature is optional and its sizes
+/// are 4 or 8 bytes, and writers differ, so each layout is tried.
+fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<u64> {
+    const SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()));
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    let widths: [bool; 2] = if zip64 { [true, false] } else { [false, true] };
+    for signed in [true, false] {
+        if signed && bytes[..4] != SIGNATURE {
+            continue;
+        }
+        let at = if signed { 4 } else { 0 };
+        for wide in widths {
+            let (compressed, size, len) = match wide {
+                true => (u64_at(at + 4), u64_at(at + 12), at + 20),
+                false => (u32_at(at + 4), u32_at(at + 8), at + 12),
+            };
+            if u32_at(at) == u64::from(streamed.crc)
+                && compressed == streamed.compressed
+                && size == streamed.size
+            {
+                return Some(len as u64);
+            }
+        }
+    }
+    None
+}
+
+/// Whether an extra-field block holds a zip64 field.
+fn has_zip64_field(extra: &[u8]) -> bool {
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let id = u16::from_le_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        if id == 1 {
+            return true;
+        }
+        rest = rest.get(4 + len..).unwrap_or_default();
+    }
+    false
+}
+
+/// Copies `input` to `emit` through `buf`.
+fn copy(
+    input: &mut (impl Read + ?Sized),
+    buf: &mut [u8],
+    emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+) -> std::result::Result<(), StepAside> {
+    loop {
+        let n = read_some(input, buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        emit(&buf[..n])?;
     }
 }
 
@@ -886,10 +1082,15 @@ mod tests {
     fn inflate_all(tools: &mut WorkerTools, compressed: &[u8]) -> Result<Vec<u8>, StepAside> {
         let mut out = Vec::new();
         let mut raw: &[u8] = compressed;
-        tools.inflate(&mut raw, compressed.len() as u64, &mut |b: &[u8]| {
-            out.extend_from_slice(b);
-            Ok(())
-        })?;
+        tools.inflate(
+            &mut raw,
+            compressed.len() as u64,
+            u64::MAX,
+            &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
