@@ -156,15 +156,31 @@ fn bzip2_lzma_and_deflate64_entries_stream() {
 }
 
 #[test]
-fn bytes_before_the_first_entry_fall_back() {
-    // A self-extracting stub in front of the archive.
-    let mut pkg = b"#!/bin/sh\nexit 0\n".to_vec();
+fn bytes_before_the_first_entry_are_skipped_while_streaming() {
+    // A launcher script in front of the archive, offsets fixed (`zip -A`)
+    // or not: the central directory must agree with the headers found.
+    let stub = b"#!/bin/sh\nexec java -jar \"$0\" \"$@\"\n".to_vec();
     let mut z = RawZip::new();
     z.add(&RawEntry::stored("VERSION", b"sfx"));
+    z.add(&RawEntry::deflated("lib/app.txt", b"app").with_descriptor());
     let archive = z.finish();
-    pkg.extend_from_slice(&archive);
+    let pkg = [stub.clone(), archive].concat();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"sfx");
+    assert_eq!(read(tmp.path().join("app/lib/app.txt")), b"app");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
+#[test]
+fn a_prefix_without_any_local_header_falls_back() {
+    let pkg = [vec![b'x'; 2 << 20], app_zip("late")].concat();
     let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::serving(pkg.clone());
+    let server = TestServer::serving(pkg);
     let result = Deploy::new(&server.url("/app.zip"))
         .unwrap()
         .dest(tmp.path().join("app"))
@@ -173,8 +189,8 @@ fn bytes_before_the_first_entry_fall_back() {
     match result {
         Ok(report) => {
             assert!(!report.streamed);
-            assert!(report.stream_fallback.unwrap().contains("no local header"));
-            assert_eq!(read(tmp.path().join("app/VERSION")), b"sfx");
+            let why = report.stream_fallback.unwrap();
+            assert!(why.contains("no local header"), "{why}");
         }
         Err(e) => assert_eq!(e.class(), zipdeploy::ErrorClass::Archive, "{e}"),
     }

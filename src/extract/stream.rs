@@ -54,6 +54,9 @@ const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
 /// directory at the end.
 const STREAM_FILE_MODE: u32 = 0o644;
 
+/// Most bytes before the first entry that streaming skips.
+const MAX_PREFIX: u64 = 1 << 20;
+
 /// Entries smaller than this are never refused for their ratio.
 const RATIO_MIN_SIZE: u64 = 1 << 20;
 
@@ -534,6 +537,10 @@ impl Walker {
                     batch.send(jobs)?;
                     return Ok(walked);
                 }
+                _ if pos == 0 => {
+                    pos = self.first_header()?;
+                    continue;
+                }
                 _ => return Err(format!("no local header at offset {pos}")),
             }
             let mut fixed = [0u8; 26];
@@ -650,6 +657,25 @@ impl Walker {
                 }
             }
             pos = data_start + compressed;
+        }
+    }
+
+    /// The offset of the first local header of an archive with bytes before
+    /// its first entry (a self-extracting stub, a launcher script). A false
+    /// match in those bytes is harmless: the central directory's offsets
+    /// must agree with where the walker found its entries.
+    fn first_header(&self) -> std::result::Result<u64, StepAside> {
+        let mut head = Vec::new();
+        self.reader(0, MAX_PREFIX)
+            .read_to_end(&mut head)
+            .map_err(read_failure)?;
+        let signature = LOCAL_HEADER.to_le_bytes();
+        match head.windows(4).position(|w| w == signature) {
+            Some(at) if at > 0 => Ok(at as u64),
+            _ => Err(format!(
+                "no local header in the first {} KiB",
+                MAX_PREFIX >> 10
+            )),
         }
     }
 
