@@ -18,12 +18,22 @@
 //! file through a 64 KiB window and sends small entries, with their data, to
 //! the workers in batches; large ones go alone and are read from the file.
 //!
-//! Any doubt makes the walker step aside: a layout it does not handle (data
-//! descriptors, encryption, compression other than stored or deflate, bytes
-//! before the first entry, names not in UTF-8 or ASCII), a name, clash or
-//! limit that planning would refuse, a failed entry, or a download that
-//! restarted. The caller then removes the staging directory and extracts the
-//! complete file the ordinary way, which gives the canonical result or error.
+//! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
+//! Python writing to a pipe) are deflated ones in practice: the walker
+//! inflates those itself, since only the end of the deflate stream says
+//! where the next header is, and checks the descriptor against what it
+//! wrote. bzip2, LZMA and Deflate64 entries go to the workers like the
+//! others and are decoded by the zip crate, as after the download. Bytes
+//! before the first entry (a launcher script) are skipped up to the first
+//! local header within 1 MiB.
+//!
+//! Any doubt makes the walker step aside: a layout it does not handle (a
+//! stored file or a method other than deflate with a data descriptor,
+//! encryption, an unknown method, no local header in the first MiB), a
+//! name, clash or limit that planning would refuse, a failed entry, or a
+//! download that restarted. The caller then removes the staging directory
+//! and extracts the complete file the ordinary way, which gives the
+//! canonical result or error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
