@@ -152,10 +152,15 @@ fn writers() -> Vec<Writer> {
             fidelity: EXACT,
             streams: true,
         },
-        // Go: data descriptors, 0x5455 times (Deflate; Go's default Store
-        // with data descriptors is extracted after the download instead).
+        // Go: data descriptors, 0x5455 times; Deflate as most tools set it,
+        // and FileInfoHeader's default Store.
         Writer {
             name: "go",
+            fidelity: EXACT,
+            streams: true,
+        },
+        Writer {
+            name: "go-store",
             fidelity: EXACT,
             streams: true,
         },
@@ -171,9 +176,18 @@ fn writers() -> Vec<Writer> {
             },
             streams: true,
         },
-        // Python zipfile writing to a pipe: data descriptors, local DOS times.
+        // Python zipfile writing to a pipe: data descriptors, local DOS
+        // times; deflated, and stored (zipfile's default).
         Writer {
             name: "python",
+            fidelity: Fidelity {
+                utc_times: false,
+                ..EXACT
+            },
+            streams: true,
+        },
+        Writer {
+            name: "python-stored",
             fidelity: Fidelity {
                 utc_times: false,
                 ..EXACT
@@ -226,12 +240,13 @@ fn pack(writer: &str, src: &Path, out: &Path, work: &Path) {
                 .current_dir(src),
             "7zz",
         ),
-        "go" => run(
+        "go" | "go-store" => run(
             Command::new("go")
                 .arg("run")
                 .arg(here.join("zip_writer.go"))
                 .arg(src)
                 .arg(out)
+                .args((writer == "go-store").then_some("store"))
                 .current_dir(work),
             "go",
         ),
@@ -244,11 +259,12 @@ fn pack(writer: &str, src: &Path, out: &Path, work: &Path) {
                 .arg("."),
             "jar",
         ),
-        "python" => {
+        "python" | "python-stored" => {
             // To a pipe, so that zipfile cannot seek back.
             let mut child = Command::new("python3")
                 .arg(here.join("zip_writer.py"))
                 .arg(src)
+                .args((writer == "python-stored").then_some("stored"))
                 .env("TZ", WRITER_ZONE)
                 .stdout(Stdio::piped())
                 .spawn()

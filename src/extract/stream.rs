@@ -19,17 +19,18 @@
 //! the workers in batches; large ones go alone and are read from the file.
 //!
 //! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
-//! Python writing to a pipe) are deflated ones in practice: the walker
-//! inflates those itself, since only the end of the deflate stream says
-//! where the next header is, and checks the descriptor against what it
-//! wrote. bzip2, LZMA and Deflate64 entries go to the workers like the
+//! Python writing to a pipe) are extracted by the walker itself, since only
+//! their data says where the next header is: a deflated one ends where its
+//! deflate stream does; a stored one at the first signed descriptor that
+//! describes the bytes before it. Either way the descriptor must match what
+//! was written. bzip2, LZMA and Deflate64 entries go to the workers like the
 //! others and are decoded by the zip crate, as after the download. Bytes
 //! before the first entry (a launcher script) are skipped up to the first
 //! local header within 1 MiB.
 //!
 //! Any doubt makes the walker step aside: a layout it does not handle (a
-//! stored file or a method other than deflate with a data descriptor,
-//! encryption, an unknown method, no local header in the first MiB), a
+//! method other than stored or deflate with a data descriptor, a stored one
+//! whose descriptor lacks its signature, encryption, an unknown method, no local header in the first MiB), a
 //! name, clash or limit that planning would refuse, a failed entry, or a
 //! download that restarted. The caller then removes the staging directory
 //! and extracts the complete file the ordinary way, which gives the
@@ -595,9 +596,6 @@ impl Walker {
             }
             let text = decode_name(&name);
             let (path, is_dir) = check_name(&text).map_err(|r| format!("entry {text:?}: {r}"))?;
-            if described && method == CompressionMethod::Stored && !is_dir {
-                return Err("a stored entry's size follows its data (data descriptor)".into());
-            }
             let mtime = entry_time(dos_time, &extra);
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
@@ -715,6 +713,7 @@ impl Walker {
                     .map_err(|e| fail(e.to_string()))?,
             ),
         };
+        let is_file = out.is_some();
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
         let mut emit = |bytes: &[u8]| {
@@ -741,6 +740,10 @@ impl Walker {
                     .inflate(&mut raw, u64::MAX, self.limits.max_ratio, &mut emit)
                     .map_err(fail)?;
                 tools.inflater.total_in()
+            }
+            CompressionMethod::Stored if is_file => {
+                let mut raw = self.reader(entry.data_start, u64::MAX);
+                copy_to_descriptor(&mut raw, tools, &mut emit)?
             }
             _ => 0, // a stored directory
         };
@@ -991,12 +994,11 @@ fn read_exact_at(walker: &Walker, pos: u64, buf: &mut [u8]) -> std::result::Resu
 /// sizes are those of `streamed`: its signature is optional and its sizes
 /// are 4 or 8 bytes, and writers differ, so each layout is tried.
 fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<u64> {
-    const SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
     let u32_at = |i: usize| u64::from(u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()));
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
     let widths: [bool; 2] = if zip64 { [true, false] } else { [false, true] };
     for signed in [true, false] {
-        if signed && bytes[..4] != SIGNATURE {
+        if signed && bytes[..4] != DESCRIPTOR_SIGNATURE {
             continue;
         }
         let at = if signed { 4 } else { 0 };
@@ -1014,6 +1016,69 @@ fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<
         }
     }
     None
+}
+
+/// Signature of a data descriptor.
+const DESCRIPTOR_SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
+
+/// Copies the data of a stored entry with a data descriptor to `emit`, up
+/// to the first signed descriptor that describes the bytes before it (CRC
+/// and both sizes: jszip's `streamFiles`, Python's zipfile on a pipe, Go
+/// with `Store`); returns their length. Data that happens to hold such a
+/// descriptor of its own prefix is cut there, and then the central
+/// directory disagrees and streaming steps aside.
+fn copy_to_descriptor(
+    raw: &mut dyn Read,
+    tools: &mut WorkerTools,
+    emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+) -> std::result::Result<u64, StepAside> {
+    /// A signed zip64 descriptor: signature, CRC, two 8-byte sizes.
+    const LONGEST: usize = 24;
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + LONGEST);
+    let mut crc = crc32fast::Hasher::new();
+    let mut length = 0u64;
+    let mut ended = false;
+    loop {
+        while !ended && pending.len() < CHUNK {
+            let n = read_some(raw, &mut tools.input).map_err(read_failure)?;
+            ended = n == 0;
+            pending.extend_from_slice(&tools.input[..n]);
+        }
+        // Candidates whose whole descriptor is in `pending`.
+        let searched = if ended {
+            pending.len()
+        } else {
+            pending.len() - LONGEST
+        };
+        let mut prefix = crc.clone();
+        let mut hashed = 0;
+        for at in 0..searched {
+            if pending[at..].starts_with(&DESCRIPTOR_SIGNATURE) {
+                prefix.update(&pending[hashed..at]);
+                hashed = at;
+                let size = length + at as u64;
+                let fields = &pending[at + 4..];
+                let u32_at = |i: usize| fields.get(i..i + 4).map(|b| b.try_into().unwrap());
+                let u64_at = |i: usize| fields.get(i..i + 8).map(|b| b.try_into().unwrap());
+                let narrow = u32::try_from(size).ok().map(u32::to_le_bytes);
+                let matches = u32_at(0) == Some(prefix.clone().finalize().to_le_bytes())
+                    && ((narrow.is_some() && u32_at(4) == narrow && u32_at(8) == narrow)
+                        || (u64_at(4) == Some(size.to_le_bytes())
+                            && u64_at(12) == Some(size.to_le_bytes())));
+                if matches {
+                    emit(&pending[..at])?;
+                    return Ok(size);
+                }
+            }
+        }
+        if ended {
+            return Err("no data descriptor follows a stored entry".into());
+        }
+        emit(&pending[..searched])?;
+        crc.update(&pending[..searched]);
+        length += searched as u64;
+        pending.drain(..searched);
+    }
 }
 
 /// Whether an extra-field block holds a zip64 field.

@@ -1,5 +1,6 @@
 // Writes the tree at os.Args[1] into the ZIP os.Args[2] with archive/zip,
-// as Go tools do: FileInfoHeader (mode, UTC time), Deflate, data descriptors.
+// as Go tools do: FileInfoHeader (mode, UTC time), data descriptors, and
+// Deflate unless os.Args[3] is "store" (FileInfoHeader's default).
 package main
 
 import (
@@ -29,7 +30,7 @@ func main() {
 		hdr.Name = filepath.ToSlash(rel)
 		if d.IsDir() {
 			hdr.Name += "/"
-		} else {
+		} else if len(os.Args) < 4 || os.Args[3] != "store" {
 			hdr.Method = zip.Deflate
 		}
 		dst, err := w.CreateHeader(hdr)
