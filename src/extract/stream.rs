@@ -29,12 +29,12 @@
 //! local header within 1 MiB.
 //!
 //! Any doubt makes the walker step aside: a layout it does not handle (a
-//! method other than stored or deflate with a data descriptor, a stored one
-//! whose descriptor lacks its signature, encryption, an unknown method, no local header in the first MiB), a
-//! name, clash or limit that planning would refuse, a failed entry, or a
-//! download that restarted. The caller then removes the staging directory
-//! and extracts the complete file the ordinary way, which gives the
-//! canonical result or error.
+//! method other than stored or deflate with a data descriptor, a stored
+//! entry whose descriptor lacks its signature, encryption, an unknown
+//! method, no local header in the first MiB), a name, clash or limit that
+//! planning would refuse, a failed entry, or a download that restarted. The
+//! caller then removes the staging directory and extracts the complete file
+//! the ordinary way, which gives the canonical result or error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
