@@ -177,6 +177,28 @@ fn names_without_the_utf8_flag_stream_and_decode_as_after_the_download() {
 }
 
 #[test]
+fn a_directory_listed_after_its_contents_streams() {
+    let pkg = raw_zip(&[
+        RawEntry::stored("conf/app.ini", b"x=1"),
+        RawEntry::dir("conf/").mode(0o040750),
+    ]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    let tree = snapshot(&tmp.path().join("app"));
+    assert_eq!(tree[std::path::Path::new("conf")].1, 0o750);
+    // Listed twice is a duplicate, refused as after the download.
+    let twice = raw_zip(&[RawEntry::dir("conf/"), RawEntry::dir("conf/")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serving(twice);
+    let err = Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 51, "{err}");
+}
+
+#[test]
 fn bzip2_lzma_and_deflate64_entries_stream() {
     let corpus =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ziplinter");

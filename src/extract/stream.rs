@@ -26,7 +26,7 @@
 //! was written. bzip2, LZMA and Deflate64 entries go to the workers like the
 //! others and are decoded by the zip crate, as after the download. Bytes
 //! before the first entry (a launcher script) are skipped up to the first
-//! local header within 1 MiB.
+//! local header within 1 MiB; bytes after the last one end the walk.
 //!
 //! Any doubt makes the walker step aside: a layout it does not handle (a
 //! method other than stored or deflate with a data descriptor, a stored
@@ -301,6 +301,15 @@ impl Read for GrowingReader<'_> {
     }
 }
 
+/// What the walker has met at a path.
+enum Seen {
+    File,
+    /// A directory, created for its own entry (`listed`) or for one below.
+    Dir {
+        listed: bool,
+    },
+}
+
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
@@ -527,7 +536,7 @@ impl Walker {
         let mut window = Window::default();
         let mut batch = Batch::default();
         let mut walked = HashMap::new();
-        let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
+        let mut kinds: HashMap<PathBuf, Seen> = HashMap::new();
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
         // For the entries the walker extracts itself (data descriptors).
@@ -552,7 +561,13 @@ impl Walker {
                     pos = self.first_header()?;
                     continue;
                 }
-                _ => return Err(format!("no local header at offset {pos}")),
+                // Bytes after the last entry (before the central
+                // directory): the entries end here. Any the central
+                // directory lists beyond are missed, so it disagrees.
+                _ => {
+                    batch.send(jobs)?;
+                    return Ok(walked);
+                }
             }
             let mut fixed = [0u8; 26];
             window.read_at(self, pos + 4, &mut fixed)?;
@@ -766,7 +781,7 @@ impl Walker {
     /// clash planning would refuse.
     fn claim(
         &self,
-        kinds: &mut HashMap<PathBuf, bool>,
+        kinds: &mut HashMap<PathBuf, Seen>,
         path: &Path,
         is_dir: bool,
     ) -> std::result::Result<(), StepAside> {
@@ -784,21 +799,27 @@ impl Walker {
                 break;
             }
             match kinds.get(dir) {
-                Some(true) => break,
-                Some(false) => return Err(clash()),
+                Some(Seen::Dir { .. }) => break,
+                Some(Seen::File) => return Err(clash()),
                 None => missing.push(dir),
             }
         }
         for dir in missing.into_iter().rev() {
             self.mkdir(dir)?;
-            kinds.insert(dir.to_path_buf(), true);
+            kinds.insert(dir.to_path_buf(), Seen::Dir { listed: false });
         }
         match kinds.get(path) {
+            // Made for an entry below it, listed later (Windows tools).
+            Some(Seen::Dir { listed: false }) if is_dir => {}
             Some(_) => return Err(clash()),
             None if is_dir => self.mkdir(path)?,
             None => {}
         }
-        kinds.insert(path.to_path_buf(), is_dir);
+        let seen = match is_dir {
+            true => Seen::Dir { listed: true },
+            false => Seen::File,
+        };
+        kinds.insert(path.to_path_buf(), seen);
         Ok(())
     }
 
