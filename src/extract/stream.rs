@@ -432,6 +432,14 @@ impl Window {
         self.bytes.get(from..to)
     }
 
+    /// The bytes the window holds from `pos` on (none if it starts after).
+    fn tail(&self, pos: u64) -> &[u8] {
+        pos.checked_sub(self.start)
+            .and_then(|from| usize::try_from(from).ok())
+            .and_then(|from| self.bytes.get(from..))
+            .unwrap_or_default()
+    }
+
     /// A small entry's data, if the window holds all of it.
     fn small_slice(&self, pos: u64, len: u64) -> Option<&[u8]> {
         (len <= INLINE_MAX).then(|| self.slice(pos, len)).flatten()
@@ -645,8 +653,14 @@ impl Walker {
                     data_start,
                     zip64: has_zip64_field(&extra),
                 };
-                let end =
-                    self.extract_described(&described, &mut streamed, tools, budget, &mut space)?;
+                let end = self.extract_described(
+                    &described,
+                    &mut streamed,
+                    &mut window,
+                    tools,
+                    budget,
+                    &mut space,
+                )?;
                 total_size += streamed.size;
                 self.entries.fetch_add(1, Ordering::Relaxed);
                 walked.insert(pos, streamed);
@@ -710,6 +724,7 @@ impl Walker {
         &self,
         entry: &Described<'_>,
         streamed: &mut Streamed,
+        window: &mut Window,
         tools: &mut WorkerTools,
         budget: u64,
         space: &mut SpaceCheck,
@@ -748,18 +763,18 @@ impl Walker {
                 None => Err(fail("a directory with data".into())),
             }
         };
+        // What the window holds of the data first (all of it for small
+        // entries), then the download.
+        let ahead = window.tail(entry.data_start);
+        let mut raw = ahead.chain(self.reader(entry.data_start + ahead.len() as u64, u64::MAX));
         let compressed = match streamed.method {
             CompressionMethod::Deflated => {
-                let mut raw = self.reader(entry.data_start, u64::MAX);
                 tools
                     .inflate(&mut raw, u64::MAX, self.limits.max_ratio, &mut emit)
                     .map_err(fail)?;
                 tools.inflater.total_in()
             }
-            CompressionMethod::Stored if is_file => {
-                let mut raw = self.reader(entry.data_start, u64::MAX);
-                copy_to_descriptor(&mut raw, tools, &mut emit)?
-            }
+            CompressionMethod::Stored if is_file => copy_to_descriptor(&mut raw, tools, &mut emit)?,
             _ => 0, // a stored directory
         };
         let crc = crc.finalize();
@@ -771,7 +786,7 @@ impl Walker {
         streamed.size = written;
         let at = entry.data_start + compressed;
         let mut descriptor = [0u8; 24];
-        read_exact_at(self, at, &mut descriptor)?;
+        window.read_at(self, at, &mut descriptor)?;
         descriptor_len(&descriptor, streamed, entry.zip64)
             .map(|len| at + len)
             .ok_or_else(|| fail("the data descriptor does not match the data".into()))
@@ -1001,14 +1016,6 @@ struct Described<'a> {
     /// The local header has a zip64 field: the descriptor's sizes are 8
     /// bytes each, most likely.
     zip64: bool,
-}
-
-/// Reads `buf.len()` bytes at `pos` from the growing download.
-fn read_exact_at(walker: &Walker, pos: u64, buf: &mut [u8]) -> std::result::Result<(), StepAside> {
-    walker
-        .reader(pos, buf.len() as u64)
-        .read_exact(buf)
-        .map_err(read_failure)
 }
 
 /// The length of the data descriptor at the start of `bytes` whose CRC and
@@ -1271,6 +1278,9 @@ mod tests {
         }
         window.read_at(&walker, 100, &mut [0u8; 4]).unwrap();
         assert_eq!(window.small_slice(200, 1000), Some(&data[200..1200]));
+        assert_eq!(window.tail(200), &data[200..100 + WINDOW]);
+        assert_eq!(window.tail(99), b"", "before the window");
+        assert_eq!(window.tail(100 + WINDOW as u64 + 1), b"", "after it");
         assert_eq!(window.small_slice(200, INLINE_MAX + 1), None);
         let err = window
             .read_at(&walker, 199_995, &mut [0u8; 10])
