@@ -113,6 +113,10 @@ struct Fidelity {
     symlinks: bool,
     /// A UTC time stored; without, the DOS time in the writer's zone.
     utc_times: bool,
+    /// Only regular files, no time at all (a zero DOS date, as in Go module
+    /// zips): links and empty directories are lost, every time is
+    /// 1980-01-01 00:00:00 UTC.
+    files_only_no_time: bool,
     /// Entries the writer adds (jar's manifest), checked apart.
     added: &'static [&'static str],
 }
@@ -128,6 +132,7 @@ const EXACT: Fidelity = Fidelity {
     modes: true,
     symlinks: true,
     utc_times: true,
+    files_only_no_time: false,
     added: &[],
 };
 
@@ -164,6 +169,17 @@ fn writers() -> Vec<Writer> {
             fidelity: EXACT,
             streams: true,
         },
+        // A Go module zip (`zip.Writer.Create`, as golang.org/x/mod/zip):
+        // files only, no modes, a zero (invalid) DOS date.
+        Writer {
+            name: "go-module",
+            fidelity: Fidelity {
+                modes: false,
+                files_only_no_time: true,
+                ..EXACT
+            },
+            streams: true,
+        },
         // jar: no modes, no links (it follows them), local DOS times, data
         // descriptors, a manifest of its own.
         Writer {
@@ -172,6 +188,7 @@ fn writers() -> Vec<Writer> {
                 modes: false,
                 symlinks: false,
                 utc_times: false,
+                files_only_no_time: false,
                 added: &["META-INF", "META-INF/MANIFEST.MF"],
             },
             streams: true,
@@ -240,13 +257,13 @@ fn pack(writer: &str, src: &Path, out: &Path, work: &Path) {
                 .current_dir(src),
             "7zz",
         ),
-        "go" | "go-store" => run(
+        "go" | "go-store" | "go-module" => run(
             Command::new("go")
                 .arg("run")
                 .arg(here.join("zip_writer.go"))
                 .arg(src)
                 .arg(out)
-                .args((writer == "go-store").then_some("store"))
+                .args(writer.strip_prefix("go-"))
                 .current_dir(work),
             "go",
         ),
@@ -281,6 +298,21 @@ fn pack(writer: &str, src: &Path, out: &Path, work: &Path) {
 /// The tree a writer's archive should install as: the source, less what the
 /// writer does not store.
 fn reference(source: &Tree, fidelity: &Fidelity, umask: u32) -> Tree {
+    if fidelity.files_only_no_time {
+        let files = source.iter().filter(|(_, node)| node.kind == 'f');
+        let parents = files.clone().flat_map(|(path, _)| path.ancestors().skip(1));
+        let dirs = parents.filter(|p| !p.as_os_str().is_empty());
+        let node = |kind: char, mode: u32, data: &[u8]| Node {
+            kind,
+            mode: mode & !umask,
+            data: data.to_vec(),
+            mtime: 315_532_800, // 1980-01-01T00:00:00Z
+        };
+        return dirs
+            .map(|dir| (dir.to_path_buf(), node('d', 0o755, b"")))
+            .chain(files.map(|(path, f)| (path.clone(), node('f', 0o644, &f.data))))
+            .collect();
+    }
     source
         .iter()
         .map(|(path, node)| {

@@ -1,6 +1,8 @@
 // Writes the tree at os.Args[1] into the ZIP os.Args[2] with archive/zip,
 // as Go tools do: FileInfoHeader (mode, UTC time), data descriptors, and
-// Deflate unless os.Args[3] is "store" (FileInfoHeader's default).
+// Deflate unless os.Args[3] is "store" (FileInfoHeader's default). With
+// "module", as Go module zips are made: regular files only, through
+// Writer.Create (no mode, no time).
 package main
 
 import (
@@ -23,6 +25,20 @@ func main() {
 		}
 		info, err := os.Lstat(path)
 		check(err)
+		if mode() == "module" {
+			if !info.Mode().IsRegular() {
+				return nil
+			}
+			rel, err := filepath.Rel(root, path)
+			check(err)
+			dst, err := w.Create(filepath.ToSlash(rel))
+			check(err)
+			src, err := os.Open(path)
+			check(err)
+			_, err = io.Copy(dst, src)
+			check(err)
+			return src.Close()
+		}
 		hdr, err := zip.FileInfoHeader(info)
 		check(err)
 		rel, err := filepath.Rel(root, path)
@@ -30,7 +46,7 @@ func main() {
 		hdr.Name = filepath.ToSlash(rel)
 		if d.IsDir() {
 			hdr.Name += "/"
-		} else if len(os.Args) < 4 || os.Args[3] != "store" {
+		} else if mode() != "store" {
 			hdr.Method = zip.Deflate
 		}
 		dst, err := w.CreateHeader(hdr)
@@ -52,6 +68,14 @@ func main() {
 	}))
 	check(w.Close())
 	check(f.Close())
+}
+
+// mode is the optional third argument.
+func mode() string {
+	if len(os.Args) < 4 {
+		return ""
+	}
+	return os.Args[3]
 }
 
 func check(err error) {
