@@ -158,17 +158,23 @@ fn a_descriptor_that_disagrees_with_the_data_falls_back_and_is_refused() {
 #[test]
 fn names_without_the_utf8_flag_stream_and_decode_as_after_the_download() {
     // Info-ZIP on Linux: UTF-8 bytes without the flag; old DOS tools: CP437.
+    // Info-ZIP on Windows: an OEM name with a Unicode Path field (0x7075).
+    let oem = b"na\x8bve.txt";
+    let mut unicode = vec![1];
+    unicode.extend_from_slice(&common::raw::crc32(oem).to_le_bytes());
+    unicode.extend_from_slice("na\u{ef}ve-\u{65e5}\u{672c}.txt".as_bytes());
     let pkg = raw_zip(&[
         RawEntry::stored("caf\u{e9}/men\u{fc}.txt", b"utf8"),
         RawEntry::stored(b"r\x82sum\x82.txt", b"cp437"),
+        RawEntry::stored(oem, b"unicode path").extra_field(0x7075, &unicode),
     ]);
     let (tmp, report) = deploy_over_http(&pkg, true);
     assert!(report.streamed, "{:?}", report.stream_fallback);
-    assert_eq!(
-        read(tmp.path().join("app/caf\u{e9}/men\u{fc}.txt")),
-        b"utf8"
-    );
-    assert_eq!(read(tmp.path().join("app/r\u{e9}sum\u{e9}.txt")), b"cp437");
+    let app = tmp.path().join("app");
+    assert_eq!(read(app.join("caf\u{e9}/men\u{fc}.txt")), b"utf8");
+    assert_eq!(read(app.join("r\u{e9}sum\u{e9}.txt")), b"cp437");
+    let unicode_name = "na\u{ef}ve-\u{65e5}\u{672c}.txt";
+    assert_eq!(read(app.join(unicode_name)), b"unicode path");
     let (plain, _) = deploy_over_http(&pkg, false);
     assert_eq!(
         snapshot(&tmp.path().join("app")),

@@ -281,7 +281,8 @@ pub(crate) fn display_name(raw: &[u8]) -> String {
 /// An entry name as text: UTF-8 where the bytes are valid UTF-8 (whatever
 /// the flag says: Info-ZIP on Linux and macOS stores UTF-8 names without
 /// it), else code page 437, the ZIP default. The zip crate reads names the
-/// same way; both extraction paths use this one function.
+/// same way; both extraction paths use this one function. (`raw` is the
+/// name after `unicode_path`.)
 pub(crate) fn decode_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(raw) {
         Ok(text) => text.into(),
@@ -294,6 +295,27 @@ pub(crate) fn decode_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
             .collect::<String>()
             .into(),
     }
+}
+
+/// The name an Info-ZIP Unicode Path extra field (0x7075) gives the entry
+/// named `raw`, if it has a valid one: version 1, the CRC-32 of `raw`, a
+/// UTF-8 name. The zip crate applies it the same way.
+pub(crate) fn unicode_path(raw: &[u8], extra: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let id = u16::from_le_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        let body = rest.get(4..4 + len)?;
+        if id == 0x7075 && body.len() >= 5 && body[0] == 1 {
+            let crc = u32::from_le_bytes([body[1], body[2], body[3], body[4]]);
+            let name = &body[5..];
+            if crc == crc32fast::hash(raw) && std::str::from_utf8(name).is_ok() {
+                return Some(name.to_vec());
+            }
+        }
+        rest = &rest[4 + len..];
+    }
+    None
 }
 
 /// Code page 437, bytes 0x80 to 0xff.
@@ -437,12 +459,14 @@ fn central_extra(central: &mut SharedFile, offset: u64) -> std::io::Result<Vec<u
     let mut fixed = [0u8; 46];
     central.seek(SeekFrom::Start(offset))?;
     central.read_exact(&mut fixed)?;
-    let name_len = i64::from(u16::from_le_bytes([fixed[28], fixed[29]]));
+    let name_len = usize::from(u16::from_le_bytes([fixed[28], fixed[29]]));
     let extra_len = usize::from(u16::from_le_bytes([fixed[30], fixed[31]]));
-    central.seek(SeekFrom::Current(name_len))?;
-    let mut extra = vec![0u8; extra_len];
-    central.read_exact(&mut extra)?;
-    Ok(extra)
+    let mut record = vec![0u8; name_len + extra_len];
+    central.read_exact(&mut record)?;
+    if fixed[..4] != 0x0201_4b50u32.to_le_bytes() {
+        return Err(std::io::Error::other("no record at its offset"));
+    }
+    Ok(record.split_off(name_len))
 }
 
 #[cfg(test)]

@@ -48,7 +48,9 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
-use super::plan::{check_link_target, check_name, decode_name, Kind, Plan, MAX_LINK_TARGET};
+use super::plan::{
+    check_link_target, check_name, decode_name, unicode_path, Kind, Plan, MAX_LINK_TARGET,
+};
 use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
 use super::{
     apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
@@ -613,7 +615,7 @@ impl Walker {
                 sizes(u32_at(14), u32_at(18), &extra)?
             };
             let data_start = pos + 30 + name_len + extra_len;
-
+            let name = unicode_path(&name, &extra).unwrap_or(name);
             if name.iter().any(|&b| b < 0x20 || b == 0x7f) {
                 return Err("a name has control characters".into());
             }
