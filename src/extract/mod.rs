@@ -2,10 +2,13 @@
 //!
 //! Extraction happens in two phases. *Planning* reads only the central
 //! directory and refuses, before a byte is written, every entry that is
-//! unsafe (absolute, `..`, NUL or control characters, backslashes, devices,
-//! FIFOs, entries below a symlink or a file), ambiguous (duplicates, a file
-//! and a directory with one name, local/central header mismatch, overlapping
-//! entries), unsupported (encryption, exotic compression) or over a limit.
+//! unsafe (absolute, `..`, NUL or control characters, backslashes, empty
+//! devices and FIFOs, sockets, entries below a symlink or a file),
+//! ambiguous (duplicates, `./a` beside `a`, a file and a directory with one
+//! name, local/central header mismatch, overlapping entries), unsupported
+//! (encryption, exotic compression) or over a limit. A device or FIFO entry
+//! that carries data is planned as a regular file; nothing special is ever
+//! created.
 //! *Writing* then creates directories, fills files on all cores (each created
 //! with `O_EXCL`, so nothing is ever written through a link), checks each
 //! entry's length and CRC, creates symlinks last (each target checked to stay
