@@ -134,7 +134,6 @@ fn traversal_absolute_and_drive_letter_names_are_refused() {
     for (name, why) in [
         ("../escaped", "'..' path component"),
         ("a/../../escaped", "'..' path component"),
-        ("./a", "'.' path component"),
         ("/tmp/zipdeploy-hostile-abs", "absolute path"),
         ("C:/escaped", "drive letter"),
         ("..\\..\\escaped", "backslash"),

@@ -6,7 +6,8 @@
 #   tests/run.sh --deps                 only install what is missing
 #
 # The suite drives cc, pkg-config, readelf, valgrind, go, python3 (with venv;
-# pip fetches setuptools from PyPI) and mount. Missing ones are installed
+# pip fetches setuptools from PyPI), mount, setpriv and unshare, and the archive
+# writers zip, bsdtar, 7zz and jar. Missing ones are installed
 # with apt-get when running as root; otherwise the script names the packages
 # to install and stops. Nothing is skipped: a missing tool would fail the
 # tests that need it, so the script refuses to start without it.
@@ -31,6 +32,13 @@ missing_packages() {
   # venv needs ensurepip, which Debian ships in python3-venv.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || echo python3-venv
   command -v mount >/dev/null || echo mount
+  command -v setpriv >/dev/null || echo util-linux
+  command -v unshare >/dev/null || echo util-linux
+  # The archive writers of tests/writers.rs.
+  command -v zip >/dev/null || echo zip
+  command -v bsdtar >/dev/null || echo libarchive-tools
+  command -v 7zz >/dev/null || echo 7zip
+  command -v jar >/dev/null || echo default-jdk-headless
   # pip fetches setuptools from PyPI over HTTPS.
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{RawEntry, RawZip};
+use common::raw::{raw_zip, RawEntry, RawZip};
 use common::*;
 use zipdeploy::{Deploy, Sha256Digest};
 
@@ -64,29 +64,189 @@ fn modes_and_symlinks_come_from_the_central_directory() {
 }
 
 #[test]
-fn data_descriptors_fall_back_to_extracting_after_the_download() {
+fn entries_with_data_descriptors_stream() {
+    // jar, Go, bsdtar and Python to a pipe write sizes after the data; the
+    // walker inflates such entries itself to find where they end.
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut z = RawZip::new();
     z.add(&RawEntry::deflated("VERSION", b"described").with_descriptor());
     z.add(&RawEntry::stored("b.txt", b"plain"));
+    z.add(&RawEntry::deflated("dir/big.bin", &big).with_descriptor());
+    z.add(&RawEntry::dir("empty/").with_descriptor());
+    z.add(&RawEntry::deflated("empty.txt", b"").with_descriptor());
     let pkg = z.finish();
     let (tmp, report) = deploy_over_http(&pkg, true);
-    assert!(!report.streamed);
-    let why = report.stream_fallback.unwrap();
-    assert!(why.contains("data descriptors"), "{why}");
+    assert!(report.streamed, "{:?}", report.stream_fallback);
     assert_eq!(read(tmp.path().join("app/VERSION")), b"described");
     assert_eq!(read(tmp.path().join("app/b.txt")), b"plain");
+    assert_eq!(read(tmp.path().join("app/dir/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
 }
 
 #[test]
-fn bytes_before_the_first_entry_fall_back() {
-    // A self-extracting stub in front of the archive.
-    let mut pkg = b"#!/bin/sh\nexit 0\n".to_vec();
+fn stored_entries_with_data_descriptors_stream() {
+    // jszip's streamFiles, Python's zipfile on a pipe, Go's default Store:
+    // the data ends at the first descriptor that describes it.
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let inner_zip = {
+        // A jar in a jar: descriptor signatures of its own.
+        let mut inner = RawZip::new();
+        inner.add(&RawEntry::deflated("a.txt", b"inner").with_descriptor());
+        inner.add(&RawEntry::stored("b.txt", b"stored").with_descriptor());
+        inner.finish()
+    };
+    let mut fake = b"before".to_vec();
+    fake.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+    fake.extend_from_slice(&[0xff; 12]);
+    fake.extend_from_slice(b"after");
+    let mut z = RawZip::new();
+    z.add(&RawEntry::stored("big.bin", &big).with_descriptor());
+    z.add(&RawEntry::stored("empty.txt", b"").with_descriptor());
+    z.add(&RawEntry::stored("lib/inner.zip", &inner_zip).with_descriptor());
+    z.add(&RawEntry::stored("fake.txt", &fake).with_descriptor());
+    z.add(&RawEntry::deflated("VERSION", b"mixed").with_descriptor());
+    let pkg = z.finish();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    assert_eq!(read(tmp.path().join("app/lib/inner.zip")), inner_zip);
+    assert_eq!(read(tmp.path().join("app/fake.txt")), fake);
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"mixed");
+}
+
+#[test]
+fn stored_data_holding_its_own_descriptor_falls_back() {
+    // Data that contains a valid descriptor of its own first bytes: the
+    // walker cuts it there, the central directory disagrees, and the
+    // archive is extracted after the download, correctly.
+    let head = b"head".to_vec();
+    let mut data = head.clone();
+    data.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+    data.extend_from_slice(&common::raw::crc32(&head).to_le_bytes());
+    data.extend_from_slice(&4u32.to_le_bytes());
+    data.extend_from_slice(&4u32.to_le_bytes());
+    data.extend_from_slice(b"tail");
+    let pkg = raw_zip(&[RawEntry::stored("tricky.bin", &data).with_descriptor()]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(!report.streamed);
+    assert!(report.stream_fallback.is_some());
+    assert_eq!(read(tmp.path().join("app/tricky.bin")), data);
+}
+
+#[test]
+fn a_descriptor_that_disagrees_with_the_data_falls_back_and_is_refused() {
+    let mut entry = RawEntry::deflated("VERSION", b"described").with_descriptor();
+    entry.crc ^= 1; // in the descriptor and the central directory
+    let pkg = raw_zip(&[entry]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serving(pkg);
+    let err = Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 51, "{err}");
+    assert!(!tmp.path().join("app").exists());
+}
+
+#[test]
+fn names_without_the_utf8_flag_stream_and_decode_as_after_the_download() {
+    // Info-ZIP on Linux: UTF-8 bytes without the flag; old DOS tools: CP437.
+    // Info-ZIP on Windows: an OEM name with a Unicode Path field (0x7075).
+    let oem = b"na\x8bve.txt";
+    let mut unicode = vec![1];
+    unicode.extend_from_slice(&common::raw::crc32(oem).to_le_bytes());
+    unicode.extend_from_slice("na\u{ef}ve-\u{65e5}\u{672c}.txt".as_bytes());
+    let pkg = raw_zip(&[
+        RawEntry::stored("caf\u{e9}/men\u{fc}.txt", b"utf8"),
+        RawEntry::stored(b"r\x82sum\x82.txt", b"cp437"),
+        RawEntry::stored(oem, b"unicode path").extra_field(0x7075, &unicode),
+    ]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    let app = tmp.path().join("app");
+    assert_eq!(read(app.join("caf\u{e9}/men\u{fc}.txt")), b"utf8");
+    assert_eq!(read(app.join("r\u{e9}sum\u{e9}.txt")), b"cp437");
+    let unicode_name = "na\u{ef}ve-\u{65e5}\u{672c}.txt";
+    assert_eq!(read(app.join(unicode_name)), b"unicode path");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
+#[test]
+fn a_directory_listed_after_its_contents_streams() {
+    let pkg = raw_zip(&[
+        RawEntry::stored("conf/app.ini", b"x=1"),
+        RawEntry::dir("conf/").mode(0o040750),
+    ]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    let tree = snapshot(&tmp.path().join("app"));
+    assert_eq!(tree[std::path::Path::new("conf")].1, 0o750);
+    // Listed twice is a duplicate, refused as after the download.
+    let twice = raw_zip(&[RawEntry::dir("conf/"), RawEntry::dir("conf/")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serving(twice);
+    let err = Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap_err();
+    assert_eq!(err.code(), 51, "{err}");
+}
+
+#[test]
+fn bzip2_lzma_and_deflate64_entries_stream() {
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ziplinter");
+    let found_me = read(corpus.join("found-me.txt"));
+    for method in ["bzip2", "deflate64", "lzma"] {
+        let pkg = read(corpus.join(format!("found-me-{method}.zip")));
+        let (tmp, report) = deploy_over_http(&pkg, true);
+        assert!(report.streamed, "{method}: {:?}", report.stream_fallback);
+        assert_eq!(
+            read(tmp.path().join("app/found-me.txt")),
+            found_me,
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn bytes_before_the_first_entry_are_skipped_while_streaming() {
+    // A launcher script in front of the archive, offsets fixed (`zip -A`)
+    // or not: the central directory must agree with the headers found.
+    let stub = b"#!/bin/sh\nexec java -jar \"$0\" \"$@\"\n".to_vec();
     let mut z = RawZip::new();
     z.add(&RawEntry::stored("VERSION", b"sfx"));
+    z.add(&RawEntry::deflated("lib/app.txt", b"app").with_descriptor());
     let archive = z.finish();
-    pkg.extend_from_slice(&archive);
+    let pkg = [stub.clone(), archive].concat();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"sfx");
+    assert_eq!(read(tmp.path().join("app/lib/app.txt")), b"app");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
+#[test]
+fn a_prefix_without_any_local_header_falls_back() {
+    let pkg = [vec![b'x'; 2 << 20], app_zip("late")].concat();
     let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::serving(pkg.clone());
+    let server = TestServer::serving(pkg);
     let result = Deploy::new(&server.url("/app.zip"))
         .unwrap()
         .dest(tmp.path().join("app"))
@@ -95,8 +255,8 @@ fn bytes_before_the_first_entry_fall_back() {
     match result {
         Ok(report) => {
             assert!(!report.streamed);
-            assert!(report.stream_fallback.unwrap().contains("no local header"));
-            assert_eq!(read(tmp.path().join("app/VERSION")), b"sfx");
+            let why = report.stream_fallback.unwrap();
+            assert!(why.contains("no local header"), "{why}");
         }
         Err(e) => assert_eq!(e.class(), zipdeploy::ErrorClass::Archive, "{e}"),
     }

@@ -2,17 +2,21 @@
 //!
 //! Extraction happens in two phases. *Planning* reads only the central
 //! directory and refuses, before a byte is written, every entry that is
-//! unsafe (absolute, `..`, NUL or control characters, backslashes, devices,
-//! FIFOs, entries below a symlink or a file), ambiguous (duplicates, a file
-//! and a directory with one name, local/central header mismatch, overlapping
-//! entries), unsupported (encryption, exotic compression) or over a limit.
+//! unsafe (absolute, `..`, NUL or control characters, backslashes, empty
+//! devices and FIFOs, sockets, entries below a symlink or a file),
+//! ambiguous (duplicates, `./a` beside `a`, a file and a directory with one
+//! name, local/central header mismatch, overlapping entries), unsupported
+//! (encryption, exotic compression) or over a limit. A device or FIFO entry
+//! that carries data is planned as a regular file; nothing special is ever
+//! created.
 //! *Writing* then creates directories, fills files on all cores (each created
 //! with `O_EXCL`, so nothing is ever written through a link), checks each
 //! entry's length and CRC, creates symlinks last (each target checked to stay
-//! inside the tree) and finally applies directory modes.
+//! inside the tree) and finally applies directory modes and times.
 
 mod plan;
 pub(crate) mod stream;
+mod times;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -26,6 +30,7 @@ use zip::ZipArchive;
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
 use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
+use times::{set_file_time, set_path_time};
 
 /// Size of each extraction worker's copy buffer.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -131,6 +136,7 @@ pub(crate) fn extract_open_archive(
         extracted.symlinks += 1;
     }
     apply_dir_modes(&plan, dest)?;
+    apply_dir_times(&plan, dest)?;
     report(
         &mut progress,
         Progress {
@@ -144,20 +150,37 @@ pub(crate) fn extract_open_archive(
     Ok(extracted)
 }
 
-/// Gives directories the modes the archive says (never less than owner
-/// rwx), deepest first so a read-only parent never blocks its children.
+/// Gives directories the modes the archive says, never less than owner rwx
+/// and with the search bit wherever the read bit is (a directory stored
+/// 0644 becomes 0755: a web server running as another user can enter it),
+/// deepest first so a read-only parent never blocks its children.
 /// Directories were created with 0755 less the umask; those that already
 /// have their mode are left alone (one `chmod` fewer per directory).
 pub(crate) fn apply_dir_modes(plan: &Plan, dest: &Path) -> Result<()> {
     let created = 0o755 & !umask();
     for (dir, mode) in plan.dir_modes.iter().rev() {
-        let mode = mode | 0o700;
+        let mode = dir_mode(*mode);
         if mode == created {
             continue;
         }
         let path = dest.join(dir);
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .map_err(Error::io("chmod", &path))?;
+    }
+    Ok(())
+}
+
+/// The mode a directory stored with `mode` gets: owner rwx, and x wherever r.
+pub(crate) fn dir_mode(mode: u32) -> u32 {
+    mode | 0o700 | ((mode & 0o444) >> 2)
+}
+
+/// Gives every directory its time (see `times.rs`), once nothing more is
+/// created in it.
+pub(crate) fn apply_dir_times(plan: &Plan, dest: &Path) -> Result<()> {
+    for (dir, time) in &plan.dir_times {
+        let path = dest.join(dir);
+        set_path_time(&path, *time).map_err(Error::io("set the time of", &path))?;
     }
     Ok(())
 }
@@ -296,8 +319,9 @@ pub(crate) fn open_and_plan(
         .and_then(SharedFile::new)
         .map_err(Error::io("open archive", shown))?;
     let handle = reader.clone();
+    let mut central = reader.clone();
     let planned = open_zip(reader).and_then(|mut zip| {
-        let plan = Plan::new(&mut zip, limits)?;
+        let plan = Plan::new(&mut zip, &mut central, limits)?;
         Ok((zip, plan))
     });
     handle.stop_reading_ahead(); // extraction reads each entry once
@@ -468,9 +492,7 @@ fn write_file(
         out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(Error::io("chmod", &path))?;
     }
-    if let Some(mtime) = planned.mtime {
-        let _ = out.set_modified(mtime);
-    }
+    set_file_time(&out, planned.mtime).map_err(Error::io("set the time of", &path))?;
     Ok(written)
 }
 
@@ -500,7 +522,8 @@ fn write_symlink(zip: &mut ZipArchive<SharedFile>, planned: &Planned, dest: &Pat
             reason: format!("symlink {reason}"),
         })?;
     let path = dest.join(&planned.path);
-    std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))
+    std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
+    set_path_time(&path, planned.mtime).map_err(Error::io("set the time of", &path))
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! path (after the download, or while it streams) applies.
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
+use super::times::{entry_time, EntryTime};
 use super::{Limits, SharedFile};
 use crate::error::{Error, Limit, Result};
 
@@ -34,7 +35,8 @@ pub(crate) struct Planned {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
     pub(crate) mode: Option<u32>,
-    pub(crate) mtime: Option<SystemTime>,
+    /// Modification time, by the rule of `times.rs`.
+    pub(crate) mtime: EntryTime,
 }
 
 /// The checked plan of an archive: what to create, in which order.
@@ -44,13 +46,22 @@ pub(crate) struct Plan {
     pub(crate) dirs: BTreeSet<PathBuf>,
     /// Permission bits the archive gives its directories.
     pub(crate) dir_modes: Vec<(PathBuf, u32)>,
+    /// Every directory's modification time: its entry's, or for one the
+    /// archive does not list, the newest time of anything below it.
+    pub(crate) dir_times: Vec<(PathBuf, EntryTime)>,
     pub(crate) files: Vec<Planned>,
     pub(crate) symlinks: Vec<Planned>,
     pub(crate) total_size: u64,
 }
 
 impl Plan {
-    pub(crate) fn new(zip: &mut ZipArchive<SharedFile>, limits: &Limits) -> Result<Plan> {
+    /// Plans `zip`; `central` reads the same file (for the raw central
+    /// directory records, whose extra fields hold the UTC timestamps).
+    pub(crate) fn new(
+        zip: &mut ZipArchive<SharedFile>,
+        central: &mut SharedFile,
+        limits: &Limits,
+    ) -> Result<Plan> {
         let count = zip.len() as u64;
         if count > limits.max_entries {
             return Err(Error::LimitExceeded {
@@ -62,6 +73,7 @@ impl Plan {
         }
         let mut plan = Plan::default();
         let mut kinds: HashMap<PathBuf, Kind> = HashMap::with_capacity(zip.len());
+        let mut dir_times: HashMap<PathBuf, EntryTime> = HashMap::new();
         for index in 0..zip.len() {
             let entry = zip
                 .by_index_data(index)
@@ -78,27 +90,32 @@ impl Plan {
             if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
                 return Err(unsafe_entry("control character in name"));
             }
-            let decoded = entry
-                .name()
-                .map_err(|_| unsafe_entry("name is not valid in its declared encoding"))?
-                .into_owned();
+            let decoded = decode_name(raw);
             let (path, named_dir) = check_name(&decoded).map_err(|r| unsafe_entry(&r))?;
             let mode = (entry.system() == zip::System::Unix)
                 .then(|| entry.external_attributes() >> 16)
                 .filter(|m| *m != 0);
+            let size = entry.size();
             let kind = match mode.map(|m| m & 0o170000) {
                 None | Some(0) if named_dir => Kind::Dir,
                 None | Some(0) => Kind::File,
                 Some(0o040000) => Kind::Dir,
                 Some(0o100000) if !named_dir => Kind::File,
                 Some(0o120000) if !named_dir => Kind::Symlink,
-                Some(0o100000 | 0o120000) => {
+                // FIFOs and devices are never created. One that carries data
+                // is a regular file, as unzip makes it (Info-ZIP's
+                // `cmd | zip x.zip -` stores the pipe's mode); an empty one
+                // is refused, as nothing tells it from a real special file.
+                Some(0o010000 | 0o020000 | 0o060000) if size > 0 && !named_dir => Kind::File,
+                Some(0o100000 | 0o120000 | 0o010000 | 0o020000 | 0o060000) if named_dir => {
                     return Err(unsafe_entry(
                         "name ends in '/' but the mode is not a directory",
                     ));
                 }
-                Some(0o010000) => return Err(unsafe_entry("FIFOs are refused")),
-                Some(0o020000 | 0o060000) => return Err(unsafe_entry("device files are refused")),
+                Some(0o010000) => return Err(unsafe_entry("FIFOs are refused (no data)")),
+                Some(0o020000 | 0o060000) => {
+                    return Err(unsafe_entry("device files are refused (no data)"))
+                }
                 Some(0o140000) => return Err(unsafe_entry("sockets are refused")),
                 Some(t) => return Err(unsafe_entry(&format!("unknown file type {t:o}"))),
             };
@@ -115,7 +132,6 @@ impl Plan {
                     reason: format!("compression method {method} is not supported"),
                 });
             }
-            let size = entry.size();
             plan.total_size = plan.total_size.saturating_add(size);
             if plan.total_size > limits.max_total_size {
                 return Err(Error::LimitExceeded {
@@ -137,6 +153,16 @@ impl Plan {
             if kind == Kind::Symlink && size > MAX_LINK_TARGET {
                 return Err(unsafe_entry("symlink target longer than 4096 bytes"));
             }
+            if path.as_os_str().is_empty() {
+                // `./` (bsdtar's `-C dir .`): the root itself, which the
+                // archive cannot describe; it adds nothing.
+                if kind != Kind::Dir {
+                    return Err(unsafe_entry(
+                        "names the root directory but is not a directory",
+                    ));
+                }
+                continue;
+            }
             if let Some(previous) = kinds.insert(path.clone(), kind) {
                 return Err(Error::CorruptArchive(if previous == kind {
                     format!("duplicate entry {name:?}")
@@ -145,19 +171,26 @@ impl Plan {
                 }));
             }
             let perm = mode.map(|m| m & 0o777);
+            let dos = entry
+                .last_modified()
+                .map_or((0, 0), |t| (t.datepart(), t.timepart()));
+            let extra = central_extra(central, entry.central_header_start()).map_err(|e| {
+                Error::CorruptArchive(format!("entry {name:?}: central directory record: {e}"))
+            })?;
             let planned = Planned {
                 index,
                 name,
                 path,
                 size,
                 mode: perm,
-                mtime: entry.last_modified().and_then(dos_time_to_system),
+                mtime: entry_time(dos, &extra),
             };
             match kind {
                 Kind::Dir => {
                     if let Some(m) = perm {
                         plan.dir_modes.push((planned.path.clone(), m));
                     }
+                    dir_times.insert(planned.path.clone(), planned.mtime);
                     plan.dirs.insert(planned.path);
                 }
                 Kind::File => plan.files.push(planned),
@@ -194,7 +227,34 @@ impl Plan {
                 }
             }
         }
+        // A directory the archive does not list takes the newest time below
+        // it: deterministic, and what a build that wrote the tree would show.
+        for dir in &implied {
+            dir_times.entry(dir.clone()).or_insert(EntryTime {
+                secs: i64::MIN,
+                nanos: 0,
+            });
+        }
+        let listed: HashMap<&Path, EntryTime> = plan
+            .files
+            .iter()
+            .chain(&plan.symlinks)
+            .map(|p| (p.path.as_path(), p.mtime))
+            .chain(plan.dirs.iter().map(|d| (d.as_path(), dir_times[d])))
+            .collect();
+        for (path, time) in listed {
+            for ancestor in path.ancestors().skip(1) {
+                if kinds.contains_key(ancestor) || ancestor.as_os_str().is_empty() {
+                    continue; // listed (or the root): its own time stands
+                }
+                if let Some(t) = dir_times.get_mut(ancestor) {
+                    *t = (*t).max(time);
+                }
+            }
+        }
         plan.dirs.extend(implied);
+        plan.dir_times = dir_times.into_iter().collect();
+        plan.dir_times.sort();
         plan.dir_modes.sort();
         // Duplicates, local/central mismatches, overlapping entries (Fifield
         // bombs) and hidden local headers: the zip crate checks them all.
@@ -218,6 +278,58 @@ pub(crate) fn display_name(raw: &[u8]) -> String {
     format!("{head}… ({} bytes)", raw.len())
 }
 
+/// An entry name as text: UTF-8 where the bytes are valid UTF-8 (whatever
+/// the flag says: Info-ZIP on Linux and macOS stores UTF-8 names without
+/// it), else code page 437, the ZIP default. The zip crate reads names the
+/// same way; both extraction paths use this one function. (`raw` is the
+/// name after `unicode_path`.)
+pub(crate) fn decode_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.into(),
+        Err(_) => raw
+            .iter()
+            .map(|&b| match b {
+                0..=0x7f => char::from(b),
+                _ => CP437_HIGH.chars().nth(usize::from(b - 0x80)).unwrap_or('?'),
+            })
+            .collect::<String>()
+            .into(),
+    }
+}
+
+/// The name an Info-ZIP Unicode Path extra field (0x7075) gives the entry
+/// named `raw`, if it has a valid one: version 1, the CRC-32 of `raw`, a
+/// UTF-8 name. The zip crate applies it the same way.
+pub(crate) fn unicode_path(raw: &[u8], extra: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let id = u16::from_le_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        let body = rest.get(4..4 + len)?;
+        if id == 0x7075 && body.len() >= 5 && body[0] == 1 {
+            let crc = u32::from_le_bytes([body[1], body[2], body[3], body[4]]);
+            let name = &body[5..];
+            if crc == crc32fast::hash(raw) && std::str::from_utf8(name).is_ok() {
+                return Some(name.to_vec());
+            }
+        }
+        rest = &rest[4 + len..];
+    }
+    None
+}
+
+/// Code page 437, bytes 0x80 to 0xff.
+const CP437_HIGH: &str = concat!(
+    "ÇüéâäàåçêëèïîìÄÅ",
+    "ÉæÆôöòûùÿÖÜ¢£¥₧ƒ",
+    "áíóúñÑªº¿⌐¬½¼¡«»",
+    "░▒▓│┤╡╢╖╕╣║╗╝╜╛┐",
+    "└┴┬├─┼╞╟╚╔╩╦╠═╬╧",
+    "╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀",
+    "αßΓπΣσµτΦΘΩδ∞φε∩",
+    "≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}",
+);
+
 pub(crate) fn supported(method: CompressionMethod) -> bool {
     matches!(
         method,
@@ -238,7 +350,9 @@ pub(crate) fn zip_reason(e: &ZipError) -> String {
 
 /// Checks an entry name and turns it into a relative path; the flag says the
 /// name ends in `/`. The rules are strict on purpose: anything an extractor
-/// could read two ways is refused.
+/// could read two ways is refused. `.` components (bsdtar writes `./a`) are
+/// dropped, so `a` and `./a` are one path; `./` alone is the root (an empty
+/// path).
 pub(crate) fn check_name(name: &str) -> std::result::Result<(PathBuf, bool), String> {
     if name.is_empty() {
         return Err("empty name".into());
@@ -261,7 +375,7 @@ pub(crate) fn check_name(name: &str) -> std::result::Result<(PathBuf, bool), Str
     for component in body.split('/') {
         match component {
             "" => return Err("empty path component ('//')".into()),
-            "." => return Err("'.' path component".into()),
+            "." => {}
             ".." => return Err("'..' path component".into()),
             c if c.len() > MAX_COMPONENT => {
                 return Err(format!("path component longer than {MAX_COMPONENT} bytes"))
@@ -340,30 +454,19 @@ pub(crate) fn check_free_space(dest: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Converts a ZIP (MS-DOS) timestamp, taken as UTC, to a `SystemTime`.
-pub(crate) fn dos_time_to_system(t: zip::DateTime) -> Option<SystemTime> {
-    let (y, m, d) = (
-        i64::from(t.year()),
-        i64::from(t.month()),
-        i64::from(t.day()),
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
+/// The extra fields of the central directory record at `offset`.
+fn central_extra(central: &mut SharedFile, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut fixed = [0u8; 46];
+    central.seek(SeekFrom::Start(offset))?;
+    central.read_exact(&mut fixed)?;
+    let name_len = usize::from(u16::from_le_bytes([fixed[28], fixed[29]]));
+    let extra_len = usize::from(u16::from_le_bytes([fixed[30], fixed[31]]));
+    let mut record = vec![0u8; name_len + extra_len];
+    central.read_exact(&mut record)?;
+    if fixed[..4] != 0x0201_4b50u32.to_le_bytes() {
+        return Err(std::io::Error::other("no record at its offset"));
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400
-        + i64::from(t.hour()) * 3600
-        + i64::from(t.minute()) * 60
-        + i64::from(t.second());
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    Ok(record.split_off(name_len))
 }
 
 #[cfg(test)]
@@ -376,7 +479,6 @@ mod tests {
             "/etc/passwd",
             "../x",
             "a/../../x",
-            "a/./b",
             "a//b",
             "..\\..\\x",
             "C:/Windows/x",
@@ -416,13 +518,23 @@ mod tests {
     }
 
     #[test]
-    fn dos_times_convert_to_unix_seconds() {
-        let t = zip::DateTime::from_date_and_time(2010, 9, 5, 4, 12, 0).unwrap();
-        let secs = dos_time_to_system(t)
-            .unwrap()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        assert_eq!(secs, 1_283_659_920);
+    fn names_decode_as_utf8_else_code_page_437() {
+        assert_eq!(CP437_HIGH.chars().count(), 128);
+        assert_eq!(decode_name(b"plain/a.txt"), "plain/a.txt");
+        assert_eq!(decode_name("caf\u{e9}.txt".as_bytes()), "caf\u{e9}.txt");
+        assert_eq!(decode_name(b"caf\x82.txt"), "caf\u{e9}.txt");
+        assert_eq!(decode_name(b"\x80\xe1\xff"), "\u{c7}\u{df}\u{a0}");
+    }
+
+    #[test]
+    fn dot_components_are_dropped_and_dot_slash_is_the_root() {
+        let plain = check_name("a/b").unwrap();
+        assert_eq!(check_name("./a/b").unwrap(), plain);
+        assert_eq!(check_name("a/./b").unwrap(), plain);
+        assert_eq!(check_name("./").unwrap(), (PathBuf::new(), true));
+        assert_eq!(check_name(".").unwrap(), (PathBuf::new(), false));
+        assert_eq!(check_name("./d/").unwrap(), (PathBuf::from("d"), true));
+        assert!(check_name("./../x").is_err());
+        assert!(check_name(".//x").is_err());
     }
 }

@@ -18,12 +18,23 @@
 //! file through a 64 KiB window and sends small entries, with their data, to
 //! the workers in batches; large ones go alone and are read from the file.
 //!
-//! Any doubt makes the walker step aside: a layout it does not handle (data
-//! descriptors, encryption, compression other than stored or deflate, bytes
-//! before the first entry, names not in UTF-8 or ASCII), a name, clash or
-//! limit that planning would refuse, a failed entry, or a download that
-//! restarted. The caller then removes the staging directory and extracts the
-//! complete file the ordinary way, which gives the canonical result or error.
+//! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
+//! Python writing to a pipe) are extracted by the walker itself, since only
+//! their data says where the next header is: a deflated one ends where its
+//! deflate stream does; a stored one at the first signed descriptor that
+//! describes the bytes before it. Either way the descriptor must match what
+//! was written. bzip2, LZMA and Deflate64 entries go to the workers like the
+//! others and are decoded by the zip crate, as after the download. Bytes
+//! before the first entry (a launcher script) are skipped up to the first
+//! local header within 1 MiB; bytes after the last one end the walk.
+//!
+//! Any doubt makes the walker step aside: a layout it does not handle (a
+//! method other than stored or deflate with a data descriptor, a stored
+//! entry whose descriptor lacks its signature, encryption, an unknown
+//! method, no local header in the first MiB), a name, clash or limit that
+//! planning would refuse, a failed entry, or a download that restarted. The
+//! caller then removes the staging directory and extracts the complete file
+//! the ordinary way, which gives the canonical result or error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -37,8 +48,13 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
-use super::plan::{check_link_target, check_name, dos_time_to_system, Kind, Plan, MAX_LINK_TARGET};
-use super::{apply_dir_modes, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
+use super::plan::{
+    check_link_target, check_name, decode_name, unicode_path, Kind, Plan, MAX_LINK_TARGET,
+};
+use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
+use super::{
+    apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
+};
 use crate::error::{Error, Result};
 use crate::fetch::{Growth, GrowthEnd};
 
@@ -50,6 +66,12 @@ const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
 /// The mode files get while streaming; the real one comes from the central
 /// directory at the end.
 const STREAM_FILE_MODE: u32 = 0o644;
+
+/// Most bytes before the first entry that streaming skips.
+const MAX_PREFIX: u64 = 1 << 20;
+
+/// Entries smaller than this are never refused for their ratio.
+const RATIO_MIN_SIZE: u64 = 1 << 20;
 
 /// Free space streaming always leaves beside what the download still needs.
 const SPACE_RESERVE: u64 = 1 << 20;
@@ -64,6 +86,9 @@ struct Streamed {
     size: u64,
     dos_time: (u16, u16),
     is_dir: bool,
+    /// The time the file was given, from the local header; the central
+    /// directory's (which may differ) is applied at the end.
+    mtime: EntryTime,
 }
 
 /// Why streaming stepped aside (shown in the report).
@@ -150,10 +175,11 @@ impl Streamer {
             }
         };
         let (zip, plan) = open_and_plan(archive, shown, limits)?;
-        if let Err(reason) = agrees(&zip, &plan, &walked) {
-            return Ok(Finished::SteppedAside(reason));
-        }
-        complete_tree(&plan, staging)?;
+        let streamed_times = match agrees(&zip, &plan, &walked) {
+            Ok(times) => times,
+            Err(reason) => return Ok(Finished::SteppedAside(reason)),
+        };
+        complete_tree(&plan, staging, &streamed_times)?;
         Ok(Finished::Extracted(Extracted {
             entries: zip.len() as u64,
             files: plan.files.len() as u64,
@@ -172,12 +198,13 @@ impl Drop for Streamer {
 
 /// Checks that the central directory describes exactly what was extracted:
 /// the same entries at the same offsets, with the same names, sizes, CRCs,
-/// methods and times, and the same kinds.
+/// methods and times, and the same kinds. Returns the time each entry was
+/// given while streaming, by index.
 fn agrees(
     zip: &ZipArchive<SharedFile>,
     plan: &Plan,
     walked: &HashMap<u64, Streamed>,
-) -> std::result::Result<(), StepAside> {
+) -> std::result::Result<Vec<EntryTime>, StepAside> {
     if zip.len() != walked.len() {
         return Err(format!(
             "the central directory lists {} entries, the local headers {}",
@@ -188,6 +215,7 @@ fn agrees(
     let mut kinds: HashMap<usize, Kind> = HashMap::with_capacity(zip.len());
     kinds.extend(plan.files.iter().map(|f| (f.index, Kind::File)));
     kinds.extend(plan.symlinks.iter().map(|f| (f.index, Kind::Symlink)));
+    let mut times = Vec::with_capacity(zip.len());
     for index in 0..zip.len() {
         let entry = zip
             .by_index_data(index)
@@ -210,19 +238,24 @@ fn agrees(
                 String::from_utf8_lossy(entry.name_raw())
             ));
         }
+        times.push(local.mtime);
     }
-    Ok(())
+    Ok(times)
 }
 
-/// Applies what only the central directory knows: file modes, symlinks
-/// (streamed as files holding their target) and directory modes.
-fn complete_tree(plan: &Plan, staging: &Path) -> Result<()> {
+/// Applies what only the central directory knows: file modes and times
+/// (where its times differ from the local headers'), symlinks (streamed as
+/// files holding their target), directory modes and times.
+fn complete_tree(plan: &Plan, staging: &Path, streamed_times: &[EntryTime]) -> Result<()> {
     let created_mode = STREAM_FILE_MODE & !umask();
     for file in &plan.files {
+        let path = staging.join(&file.path);
         if let Some(mode) = file.mode.filter(|m| *m != created_mode) {
-            let path = staging.join(&file.path);
             fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                 .map_err(Error::io("chmod", &path))?;
+        }
+        if streamed_times.get(file.index) != Some(&file.mtime) {
+            set_path_time(&path, file.mtime).map_err(Error::io("set the time of", &path))?;
         }
     }
     for link in &plan.symlinks {
@@ -238,8 +271,10 @@ fn complete_tree(plan: &Plan, staging: &Path) -> Result<()> {
             })?;
         fs::remove_file(&path).map_err(Error::io("remove", &path))?;
         std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
+        set_path_time(&path, link.mtime).map_err(Error::io("set the time of", &path))?;
     }
-    apply_dir_modes(plan, staging)
+    apply_dir_modes(plan, staging)?;
+    apply_dir_times(plan, staging)
 }
 
 /// Reads a download file while it grows: waits for bytes not yet written,
@@ -270,9 +305,21 @@ impl Read for GrowingReader<'_> {
     }
 }
 
+/// What the walker has met at a path.
+enum Seen {
+    File,
+    /// A directory, created for its own entry (`listed`) or for one below.
+    Dir {
+        listed: bool,
+    },
+}
+
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
+    /// Offset of the local header (other methods than stored and deflate
+    /// are decoded by the zip crate, which reads it again).
+    header: u64,
     data_start: u64,
     /// The entry's compressed data when the walker already read it (small
     /// entries), which spares the worker a `pread`.
@@ -389,6 +436,14 @@ impl Window {
         self.bytes.get(from..to)
     }
 
+    /// The bytes the window holds from `pos` on (none if it starts after).
+    fn tail(&self, pos: u64) -> &[u8] {
+        pos.checked_sub(self.start)
+            .and_then(|from| usize::try_from(from).ok())
+            .and_then(|from| self.bytes.get(from..))
+            .unwrap_or_default()
+    }
+
     /// A small entry's data, if the window holds all of it.
     fn small_slice(&self, pos: u64, len: u64) -> Option<&[u8]> {
         (len <= INLINE_MAX).then(|| self.slice(pos, len)).flatten()
@@ -493,9 +548,11 @@ impl Walker {
         let mut window = Window::default();
         let mut batch = Batch::default();
         let mut walked = HashMap::new();
-        let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
+        let mut kinds: HashMap<PathBuf, Seen> = HashMap::new();
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
+        // For the entries the walker extracts itself (data descriptors).
+        let mut own_tools: Option<WorkerTools> = None;
         let mut pos = 0u64;
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -512,7 +569,17 @@ impl Walker {
                     batch.send(jobs)?;
                     return Ok(walked);
                 }
-                _ => return Err(format!("no local header at offset {pos}")),
+                _ if pos == 0 => {
+                    pos = self.first_header()?;
+                    continue;
+                }
+                // Bytes after the last entry (before the central
+                // directory): the entries end here. Any the central
+                // directory lists beyond are missed, so it disagrees.
+                _ => {
+                    batch.send(jobs)?;
+                    return Ok(walked);
+                }
             }
             let mut fixed = [0u8; 26];
             window.read_at(self, pos + 4, &mut fixed)?;
@@ -526,29 +593,37 @@ impl Walker {
             if flags & 1 != 0 {
                 return Err("an entry is encrypted".into());
             }
-            if flags & 8 != 0 {
-                return Err("entry sizes follow the data (data descriptors)".into());
-            }
+            // Sizes and CRC after the data (jar, Go, bsdtar, Python to a
+            // pipe): the entry is extracted here, to find where it ends.
+            let described = flags & 8 != 0;
             let method = match method {
                 0 => CompressionMethod::Stored,
                 8 => CompressionMethod::Deflated,
+                9 if !described => CompressionMethod::Deflate64,
+                12 if !described => CompressionMethod::Bzip2,
+                14 if !described => CompressionMethod::Lzma,
+                other if described => {
+                    return Err(format!("compression method {other} with a data descriptor"))
+                }
                 other => return Err(format!("compression method {other}")),
             };
             let mut name = vec![0u8; name_len as usize];
             window.read_at(self, pos + 30, &mut name)?;
             let mut extra = vec![0u8; extra_len as usize];
             window.read_at(self, pos + 30 + name_len, &mut extra)?;
-            let (compressed, size) = sizes(u32_at(14), u32_at(18), &extra)?;
-            let data_start = pos + 30 + name_len + extra_len;
-
-            let text = match std::str::from_utf8(&name) {
-                Ok(t) if flags & 0x800 != 0 || t.is_ascii() => t,
-                _ => return Err("a name is not UTF-8".into()),
+            let (compressed, size) = if described {
+                (0, 0) // known once the entry is extracted
+            } else {
+                sizes(u32_at(14), u32_at(18), &extra)?
             };
+            let data_start = pos + 30 + name_len + extra_len;
+            let name = unicode_path(&name, &extra).unwrap_or(name);
             if name.iter().any(|&b| b < 0x20 || b == 0x7f) {
                 return Err("a name has control characters".into());
             }
-            let (path, is_dir) = check_name(text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            let text = decode_name(&name);
+            let (path, is_dir) = check_name(&text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            let mtime = entry_time(dos_time, &extra);
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
             if count > self.limits.max_entries || total_size > self.limits.max_total_size {
@@ -560,8 +635,10 @@ impl Walker {
             if !space.room_for(size, self) {
                 return Err("too little free space to extract while downloading".into());
             }
-            self.claim(&mut kinds, &path, is_dir)?;
-            let streamed = Streamed {
+            if !path.as_os_str().is_empty() {
+                self.claim(&mut kinds, &path, is_dir)?;
+            }
+            let mut streamed = Streamed {
                 name,
                 method,
                 crc,
@@ -569,9 +646,40 @@ impl Walker {
                 size,
                 dos_time,
                 is_dir,
+                mtime,
             };
+            if described {
+                batch.send(jobs)?; // the walker may now wait for the download
+                let budget = self.limits.max_total_size - total_size;
+                let tools = own_tools.get_or_insert_with(WorkerTools::new);
+                let described = Described {
+                    path: &path,
+                    data_start,
+                    zip64: has_zip64_field(&extra),
+                };
+                let end = self.extract_described(
+                    &described,
+                    &mut streamed,
+                    &mut window,
+                    tools,
+                    budget,
+                    &mut space,
+                )?;
+                total_size += streamed.size;
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                walked.insert(pos, streamed);
+                pos = end;
+                continue;
+            }
             walked.insert(pos, streamed.clone());
-            if is_dir {
+            if path.as_os_str().is_empty() {
+                // `./`: the root, which planning skips too (a `.` file it
+                // refuses, so step aside for one).
+                if !is_dir {
+                    return Err("an entry names the root but is not a directory".into());
+                }
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            } else if is_dir {
                 self.entries.fetch_add(1, Ordering::Relaxed);
             } else {
                 let inline = window
@@ -580,6 +688,7 @@ impl Walker {
                 let large = inline.is_none();
                 batch.push(Job {
                     path,
+                    header: pos,
                     data_start,
                     inline,
                     streamed,
@@ -592,11 +701,106 @@ impl Walker {
         }
     }
 
+    /// The offset of the first local header of an archive with bytes before
+    /// its first entry (a self-extracting stub, a launcher script). A false
+    /// match in those bytes is harmless: the central directory's offsets
+    /// must agree with where the walker found its entries.
+    fn first_header(&self) -> std::result::Result<u64, StepAside> {
+        let mut head = Vec::new();
+        self.reader(0, MAX_PREFIX)
+            .read_to_end(&mut head)
+            .map_err(read_failure)?;
+        let signature = LOCAL_HEADER.to_le_bytes();
+        match head.windows(4).position(|w| w == signature) {
+            Some(at) if at > 0 => Ok(at as u64),
+            _ => Err(format!(
+                "no local header in the first {} KiB",
+                MAX_PREFIX >> 10
+            )),
+        }
+    }
+
+    /// Extracts an entry whose sizes and CRC follow its data, in the walker:
+    /// only inflating it finds where it ends. Fills in `streamed` from what
+    /// was extracted and returns the offset after the data descriptor, whose
+    /// fields must agree.
+    fn extract_described(
+        &self,
+        entry: &Described<'_>,
+        streamed: &mut Streamed,
+        window: &mut Window,
+        tools: &mut WorkerTools,
+        budget: u64,
+        space: &mut SpaceCheck,
+    ) -> std::result::Result<u64, StepAside> {
+        let fail = |what: String| format!("entry {:?}: {what}", entry.path.display().to_string());
+        let root = entry.path.as_os_str().is_empty();
+        // Directories hold no data; files are written as they inflate.
+        let mut out = match streamed.is_dir || root {
+            true => None,
+            false => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(STREAM_FILE_MODE)
+                    .open(self.staging.join(entry.path))
+                    .map_err(|e| fail(e.to_string()))?,
+            ),
+        };
+        let is_file = out.is_some();
+        let mut crc = crc32fast::Hasher::new();
+        let mut written = 0u64;
+        let mut emit = |bytes: &[u8]| {
+            written += bytes.len() as u64;
+            if written > budget {
+                return Err("a limit would be exceeded".to_string());
+            }
+            if !space.room_for(bytes.len() as u64, self) {
+                return Err("too little free space to extract while downloading".into());
+            }
+            self.written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            crc.update(bytes);
+            match &mut out {
+                Some(out) => out.write_all(bytes).map_err(|e| fail(e.to_string())),
+                None if bytes.is_empty() => Ok(()),
+                None => Err(fail("a directory with data".into())),
+            }
+        };
+        // What the window holds of the data first (all of it for small
+        // entries), then the download.
+        let ahead = window.tail(entry.data_start);
+        let mut raw = ahead.chain(self.reader(entry.data_start + ahead.len() as u64, u64::MAX));
+        let compressed = match streamed.method {
+            CompressionMethod::Deflated => {
+                tools
+                    .inflate(&mut raw, u64::MAX, self.limits.max_ratio, &mut emit)
+                    .map_err(fail)?;
+                tools.inflater.total_in()
+            }
+            CompressionMethod::Stored if is_file => copy_to_descriptor(&mut raw, tools, &mut emit)?,
+            _ => 0, // a stored directory
+        };
+        let crc = crc.finalize();
+        if let Some(out) = &out {
+            set_file_time(out, streamed.mtime).map_err(|e| fail(e.to_string()))?;
+        }
+        streamed.crc = crc;
+        streamed.compressed = compressed;
+        streamed.size = written;
+        let at = entry.data_start + compressed;
+        let mut descriptor = [0u8; 24];
+        window.read_at(self, at, &mut descriptor)?;
+        descriptor_len(&descriptor, streamed, entry.zip64)
+            .map(|len| at + len)
+            .ok_or_else(|| fail("the data descriptor does not match the data".into()))
+    }
+
     /// Records `path` and creates its directories, stepping aside on any
     /// clash planning would refuse.
     fn claim(
         &self,
-        kinds: &mut HashMap<PathBuf, bool>,
+        kinds: &mut HashMap<PathBuf, Seen>,
         path: &Path,
         is_dir: bool,
     ) -> std::result::Result<(), StepAside> {
@@ -614,21 +818,27 @@ impl Walker {
                 break;
             }
             match kinds.get(dir) {
-                Some(true) => break,
-                Some(false) => return Err(clash()),
+                Some(Seen::Dir { .. }) => break,
+                Some(Seen::File) => return Err(clash()),
                 None => missing.push(dir),
             }
         }
         for dir in missing.into_iter().rev() {
             self.mkdir(dir)?;
-            kinds.insert(dir.to_path_buf(), true);
+            kinds.insert(dir.to_path_buf(), Seen::Dir { listed: false });
         }
         match kinds.get(path) {
+            // Made for an entry below it, listed later (Windows tools).
+            Some(Seen::Dir { listed: false }) if is_dir => {}
             Some(_) => return Err(clash()),
             None if is_dir => self.mkdir(path)?,
             None => {}
         }
-        kinds.insert(path.to_path_buf(), is_dir);
+        let seen = match is_dir {
+            true => Seen::Dir { listed: true },
+            false => Seen::File,
+        };
+        kinds.insert(path.to_path_buf(), seen);
         Ok(())
     }
 
@@ -712,25 +922,28 @@ impl Walker {
         };
         match s.method {
             CompressionMethod::Deflated => tools
-                .inflate(raw, s.compressed, &mut emit)
+                .inflate(raw, s.compressed, u64::MAX, &mut emit)
                 .map_err(|e| fail(e.to_string()))?,
-            _ => loop {
-                let n = read_some(raw, &mut tools.output).map_err(|e| fail(e.to_string()))?;
-                if n == 0 {
-                    break;
-                }
-                emit(&tools.output[..n])?;
-            },
+            CompressionMethod::Stored => copy(raw, &mut tools.output, &mut emit)?,
+            // bzip2, LZMA, Deflate64: the zip crate's decoders, as when
+            // extracting after the download.
+            _ => {
+                let mut from_header = self.reader(job.header, u64::MAX);
+                let options = zip::read::ZipReadOptions::new()
+                    .override_compressed_size(s.compressed)
+                    .override_uncompressed_size(s.size)
+                    .override_crc(s.crc);
+                let mut entry =
+                    zip::read::read_zipfile_from_stream_with_options(&mut from_header, options)
+                        .map_err(|e| fail(e.to_string()))?
+                        .ok_or_else(|| fail("no local header".into()))?;
+                copy(&mut entry, &mut tools.output, &mut emit)?;
+            }
         }
         if written != s.size || crc.finalize() != s.crc {
             return Err(fail("length or CRC-32 does not match".into()));
         }
-        if let Some(mtime) = zip::DateTime::try_from_msdos(s.dos_time.0, s.dos_time.1)
-            .ok()
-            .and_then(dos_time_to_system)
-        {
-            let _ = out.set_modified(mtime);
-        }
+        set_file_time(&out, s.mtime).map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
 }
@@ -753,12 +966,15 @@ impl WorkerTools {
         }
     }
 
-    /// Inflates the `compressed` raw-deflate bytes of `raw`, handing the
-    /// output to `emit` piece by piece.
+    /// Inflates the `compressed` raw-deflate bytes of `raw` (at most; the
+    /// stream ends itself), handing the output to `emit` piece by piece.
+    /// Past 1 MiB of output, more than `max_ratio` times the input consumed
+    /// is refused (entries whose sizes are known were checked before).
     fn inflate(
         &mut self,
         raw: &mut dyn Read,
         compressed: u64,
+        max_ratio: u64,
         emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
     ) -> std::result::Result<(), StepAside> {
         self.inflater.reset(false);
@@ -783,6 +999,10 @@ impl WorkerTools {
             let made = (self.inflater.total_out() - before_out) as usize;
             start += used;
             emit(&self.output[..made])?;
+            let (total_in, total_out) = (self.inflater.total_in(), self.inflater.total_out());
+            if total_out >= RATIO_MIN_SIZE && total_out / total_in.max(1) > max_ratio {
+                return Err("an entry's compression ratio is over the limit".into());
+            }
             match status {
                 flate2::Status::StreamEnd => return Ok(()),
                 // No progress: the input ran out before the stream's end.
@@ -790,6 +1010,135 @@ impl WorkerTools {
                 _ => {}
             }
         }
+    }
+}
+
+/// Where an entry with a data descriptor is and how its descriptor is laid.
+struct Described<'a> {
+    path: &'a Path,
+    data_start: u64,
+    /// The local header has a zip64 field: the descriptor's sizes are 8
+    /// bytes each, most likely.
+    zip64: bool,
+}
+
+/// The length of the data descriptor at the start of `bytes` whose CRC and
+/// sizes are those of `streamed`: its signature is optional and its sizes
+/// are 4 or 8 bytes, and writers differ, so each layout is tried.
+fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<u64> {
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()));
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    let widths: [bool; 2] = if zip64 { [true, false] } else { [false, true] };
+    for signed in [true, false] {
+        if signed && bytes[..4] != DESCRIPTOR_SIGNATURE {
+            continue;
+        }
+        let at = if signed { 4 } else { 0 };
+        for wide in widths {
+            let (compressed, size, len) = match wide {
+                true => (u64_at(at + 4), u64_at(at + 12), at + 20),
+                false => (u32_at(at + 4), u32_at(at + 8), at + 12),
+            };
+            if u32_at(at) == u64::from(streamed.crc)
+                && compressed == streamed.compressed
+                && size == streamed.size
+            {
+                return Some(len as u64);
+            }
+        }
+    }
+    None
+}
+
+/// Signature of a data descriptor.
+const DESCRIPTOR_SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
+
+/// Copies the data of a stored entry with a data descriptor to `emit`, up
+/// to the first signed descriptor that describes the bytes before it (CRC
+/// and both sizes: jszip's `streamFiles`, Python's zipfile on a pipe, Go
+/// with `Store`); returns their length. Data that happens to hold such a
+/// descriptor of its own prefix is cut there, and then the central
+/// directory disagrees and streaming steps aside.
+fn copy_to_descriptor(
+    raw: &mut dyn Read,
+    tools: &mut WorkerTools,
+    emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+) -> std::result::Result<u64, StepAside> {
+    /// A signed zip64 descriptor: signature, CRC, two 8-byte sizes.
+    const LONGEST: usize = 24;
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + LONGEST);
+    let mut crc = crc32fast::Hasher::new();
+    let mut length = 0u64;
+    let mut ended = false;
+    loop {
+        while !ended && pending.len() < CHUNK {
+            let n = read_some(raw, &mut tools.input).map_err(read_failure)?;
+            ended = n == 0;
+            pending.extend_from_slice(&tools.input[..n]);
+        }
+        // Candidates whose whole descriptor is in `pending`.
+        let searched = if ended {
+            pending.len()
+        } else {
+            pending.len() - LONGEST
+        };
+        let mut prefix = crc.clone();
+        let mut hashed = 0;
+        for at in 0..searched {
+            if pending[at..].starts_with(&DESCRIPTOR_SIGNATURE) {
+                prefix.update(&pending[hashed..at]);
+                hashed = at;
+                let size = length + at as u64;
+                let fields = &pending[at + 4..];
+                let u32_at = |i: usize| fields.get(i..i + 4).map(|b| b.try_into().unwrap());
+                let u64_at = |i: usize| fields.get(i..i + 8).map(|b| b.try_into().unwrap());
+                let narrow = u32::try_from(size).ok().map(u32::to_le_bytes);
+                let matches = u32_at(0) == Some(prefix.clone().finalize().to_le_bytes())
+                    && ((narrow.is_some() && u32_at(4) == narrow && u32_at(8) == narrow)
+                        || (u64_at(4) == Some(size.to_le_bytes())
+                            && u64_at(12) == Some(size.to_le_bytes())));
+                if matches {
+                    emit(&pending[..at])?;
+                    return Ok(size);
+                }
+            }
+        }
+        if ended {
+            return Err("no data descriptor follows a stored entry".into());
+        }
+        emit(&pending[..searched])?;
+        crc.update(&pending[..searched]);
+        length += searched as u64;
+        pending.drain(..searched);
+    }
+}
+
+/// Whether an extra-field block holds a zip64 field.
+fn has_zip64_field(extra: &[u8]) -> bool {
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let id = u16::from_le_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        if id == 1 {
+            return true;
+        }
+        rest = rest.get(4 + len..).unwrap_or_default();
+    }
+    false
+}
+
+/// Copies `input` to `emit` through `buf`.
+fn copy(
+    input: &mut (impl Read + ?Sized),
+    buf: &mut [u8],
+    emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+) -> std::result::Result<(), StepAside> {
+    loop {
+        let n = read_some(input, buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        emit(&buf[..n])?;
     }
 }
 
@@ -866,10 +1215,15 @@ mod tests {
     fn inflate_all(tools: &mut WorkerTools, compressed: &[u8]) -> Result<Vec<u8>, StepAside> {
         let mut out = Vec::new();
         let mut raw: &[u8] = compressed;
-        tools.inflate(&mut raw, compressed.len() as u64, &mut |b: &[u8]| {
-            out.extend_from_slice(b);
-            Ok(())
-        })?;
+        tools.inflate(
+            &mut raw,
+            compressed.len() as u64,
+            u64::MAX,
+            &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -928,6 +1282,9 @@ mod tests {
         }
         window.read_at(&walker, 100, &mut [0u8; 4]).unwrap();
         assert_eq!(window.small_slice(200, 1000), Some(&data[200..1200]));
+        assert_eq!(window.tail(200), &data[200..100 + WINDOW]);
+        assert_eq!(window.tail(99), b"", "before the window");
+        assert_eq!(window.tail(100 + WINDOW as u64 + 1), b"", "after it");
         assert_eq!(window.small_slice(200, INLINE_MAX + 1), None);
         let err = window
             .read_at(&walker, 199_995, &mut [0u8; 10])

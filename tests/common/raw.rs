@@ -24,6 +24,10 @@ pub struct RawEntry {
     /// Sizes and CRC in a data descriptor after the data (flag bit 3), with
     /// zeros in the local header, as streaming writers do.
     pub descriptor: bool,
+    /// MS-DOS (date, time) in both headers.
+    pub dos: (u16, u16),
+    /// Extra fields, in both headers.
+    pub extra: Vec<u8>,
 }
 
 impl RawEntry {
@@ -41,6 +45,8 @@ impl RawEntry {
             flags: 0,
             mode: 0o100644,
             descriptor: false,
+            dos: (0x5b21, 0), // 2025-09-01 00:00:00
+            extra: Vec::new(),
         }
     }
 
@@ -76,6 +82,21 @@ impl RawEntry {
         self
     }
 
+    /// Sets the MS-DOS date and time fields.
+    pub fn dos_time(mut self, date: u16, time: u16) -> Self {
+        self.dos = (date, time);
+        self
+    }
+
+    /// Adds an extra field (to both headers).
+    pub fn extra_field(mut self, id: u16, body: &[u8]) -> Self {
+        self.extra.extend_from_slice(&id.to_le_bytes());
+        self.extra
+            .extend_from_slice(&(body.len() as u16).to_le_bytes());
+        self.extra.extend_from_slice(body);
+        self
+    }
+
     /// Moves sizes and CRC to a data descriptor (sets flag bit 3).
     pub fn with_descriptor(mut self) -> Self {
         self.descriptor = true;
@@ -108,14 +129,15 @@ impl RawZip {
         b.extend_from_slice(&20u16.to_le_bytes());
         b.extend_from_slice(&e.flags.to_le_bytes());
         b.extend_from_slice(&e.local_method.unwrap_or(e.method).to_le_bytes());
-        b.extend_from_slice(&0u16.to_le_bytes()); // time
-        b.extend_from_slice(&0x5b21u16.to_le_bytes()); // date 2025-09-01
+        b.extend_from_slice(&e.dos.1.to_le_bytes());
+        b.extend_from_slice(&e.dos.0.to_le_bytes());
         b.extend_from_slice(&hidden(e.crc).to_le_bytes());
         b.extend_from_slice(&hidden(e.compressed_size).to_le_bytes());
         b.extend_from_slice(&hidden(e.size).to_le_bytes());
         b.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
-        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&(e.extra.len() as u16).to_le_bytes());
         b.extend_from_slice(&e.name);
+        b.extend_from_slice(&e.extra);
         b.extend_from_slice(&e.data);
         if e.descriptor {
             b.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
@@ -136,19 +158,20 @@ impl RawZip {
         c.extend_from_slice(&20u16.to_le_bytes());
         c.extend_from_slice(&e.flags.to_le_bytes());
         c.extend_from_slice(&e.method.to_le_bytes());
-        c.extend_from_slice(&0u16.to_le_bytes());
-        c.extend_from_slice(&0x5b21u16.to_le_bytes());
+        c.extend_from_slice(&e.dos.1.to_le_bytes());
+        c.extend_from_slice(&e.dos.0.to_le_bytes());
         c.extend_from_slice(&e.crc.to_le_bytes());
         c.extend_from_slice(&e.compressed_size.to_le_bytes());
         c.extend_from_slice(&e.size.to_le_bytes());
         c.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        c.extend_from_slice(&0u16.to_le_bytes()); // extra
+        c.extend_from_slice(&(e.extra.len() as u16).to_le_bytes());
         c.extend_from_slice(&0u16.to_le_bytes()); // comment
         c.extend_from_slice(&0u16.to_le_bytes()); // disk
         c.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
         c.extend_from_slice(&(e.mode << 16).to_le_bytes());
         c.extend_from_slice(&offset.to_le_bytes());
         c.extend_from_slice(name);
+        c.extend_from_slice(&e.extra);
         self.count += 1;
     }
 
