@@ -11,6 +11,8 @@
 //! entry's length and CRC, creates symlinks last (each target checked to stay
 //! inside the tree) and finally applies directory modes.
 
+mod dirs;
+mod limits;
 mod plan;
 pub(crate) mod stream;
 
@@ -36,7 +38,10 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 pub struct Limits {
     /// Sum of the uncompressed sizes of all entries. Default 8 GiB.
     pub max_total_size: u64,
-    /// Number of entries. Default 1,000,000.
+    /// Number of entries, counting the directories the archive implies
+    /// (`a/b/c` implies `a` and `a/b`) and checked against the end of
+    /// central directory record before the zip crate parses the records.
+    /// Default 1,000,000.
     pub max_entries: u64,
     /// Uncompressed/compressed ratio of one entry larger than 1 MiB.
     /// Default 2,000 (deflate cannot exceed about 1,032).
@@ -44,6 +49,18 @@ pub struct Limits {
     /// Refuse to start when the filesystem lacks the space or inodes the
     /// archive declares. Default on.
     pub check_free_space: bool,
+    /// Components in one entry's path. Default 256: far deeper than real
+    /// trees, shallow enough that a refused tree can always be removed.
+    pub max_path_depth: u64,
+    /// Bytes in one entry's path. Default 4096 (Linux `PATH_MAX`); longer
+    /// paths cannot be opened by name at all.
+    pub max_path_length: u64,
+    /// Bytes of extra fields and comments in the central directory, summed
+    /// over all entries, each extra field counted 32 bytes more (what the
+    /// zip crate spends parsing it). The zip crate keeps all of it in memory
+    /// while extracting; zipdeploy uses none of the comments. Default
+    /// 64 MiB (real archives carry 20 to 70 bytes per entry).
+    pub max_metadata: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +70,9 @@ impl Default for Limits {
             max_entries: 1_000_000,
             max_ratio: 2_000,
             check_free_space: true,
+            max_path_depth: 256,
+            max_path_length: 4096,
+            max_metadata: 64 << 20,
         }
     }
 }
@@ -278,7 +298,7 @@ pub(crate) fn open_and_plan(
     let file = File::open(path).map_err(Error::io("open archive", path))?;
     let reader = SharedFile::new(file).map_err(Error::io("stat archive", path))?;
     let handle = reader.clone();
-    let planned = open_zip(reader).and_then(|mut zip| {
+    let planned = open_zip(reader, limits).and_then(|mut zip| {
         let plan = Plan::new(&mut zip, limits)?;
         Ok((zip, plan))
     });
@@ -286,13 +306,15 @@ pub(crate) fn open_and_plan(
     planned
 }
 
-fn open_zip(mut reader: SharedFile) -> Result<ZipArchive<SharedFile>> {
+fn open_zip(mut reader: SharedFile, limits: &Limits) -> Result<ZipArchive<SharedFile>> {
     let mut head = [0u8; 512];
     let n = reader.read(&mut head).unwrap_or(0);
     let _ = reader.seek(SeekFrom::Start(0));
     if n == 0 {
         return Err(Error::NotZip("the package is empty (0 bytes)".into()));
     }
+    // Before the zip crate reads (and keeps) every central record.
+    limits::check_central_directory(&mut reader, limits)?;
     ZipArchive::new(reader).map_err(|e| {
         let text = String::from_utf8_lossy(&head[..n])
             .trim_start()

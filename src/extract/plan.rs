@@ -2,13 +2,15 @@
 //! written, and the rules for names and link targets that every extraction
 //! path (after the download, or while it streams) applies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
+use super::dirs::Dirs;
+use super::limits::check_path;
 use super::{Limits, SharedFile};
 use crate::error::{Error, Limit, Result};
 
@@ -41,7 +43,7 @@ pub(crate) struct Planned {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     /// Every directory to create, explicit or implied, parents first.
-    pub(crate) dirs: BTreeSet<PathBuf>,
+    pub(crate) dirs: Dirs,
     /// Permission bits the archive gives its directories.
     pub(crate) dir_modes: Vec<(PathBuf, u32)>,
     pub(crate) files: Vec<Planned>,
@@ -62,6 +64,7 @@ impl Plan {
         }
         let mut plan = Plan::default();
         let mut kinds: HashMap<PathBuf, Kind> = HashMap::with_capacity(zip.len());
+        let mut explicit_dirs = Vec::new();
         for index in 0..zip.len() {
             let entry = zip
                 .by_index_data(index)
@@ -83,6 +86,7 @@ impl Plan {
                 .map_err(|_| unsafe_entry("name is not valid in its declared encoding"))?
                 .into_owned();
             let (path, named_dir) = check_name(&decoded).map_err(|r| unsafe_entry(&r))?;
+            check_path(decoded.as_bytes(), limits)?;
             let mode = (entry.system() == zip::System::Unix)
                 .then(|| entry.external_attributes() >> 16)
                 .filter(|m| *m != 0);
@@ -158,43 +162,23 @@ impl Plan {
                     if let Some(m) = perm {
                         plan.dir_modes.push((planned.path.clone(), m));
                     }
-                    plan.dirs.insert(planned.path);
+                    explicit_dirs.push(planned.path);
                 }
                 Kind::File => plan.files.push(planned),
                 Kind::Symlink => plan.symlinks.push(planned),
             }
         }
-        // Every ancestor must be a real directory: never a file, never a link.
-        let all = plan.files.iter().chain(&plan.symlinks).map(|p| &p.path);
-        let mut implied = Vec::new();
-        for path in all.chain(plan.dirs.iter()) {
-            for ancestor in path.ancestors().skip(1) {
-                if ancestor.as_os_str().is_empty() {
-                    break;
-                }
-                match kinds.get(ancestor) {
-                    Some(Kind::Dir) => {}
-                    None => implied.push(ancestor.to_path_buf()),
-                    Some(Kind::File) => {
-                        return Err(Error::CorruptArchive(format!(
-                            "entry {:?} is below {:?}, which is a file",
-                            path.display().to_string(),
-                            ancestor.display().to_string()
-                        )))
-                    }
-                    Some(Kind::Symlink) => {
-                        return Err(Error::UnsafeEntry {
-                            entry: path.display().to_string(),
-                            reason: format!(
-                                "would be written through the symlink {:?}",
-                                ancestor.display().to_string()
-                            ),
-                        })
-                    }
-                }
-            }
+        let implied;
+        (plan.dirs, implied) = check_ancestors(&plan, explicit_dirs, &kinds)?;
+        let all = count + implied;
+        if all > limits.max_entries {
+            return Err(Error::LimitExceeded {
+                limit: Limit::Entries,
+                max: limits.max_entries,
+                actual: all,
+                entry: None,
+            });
         }
-        plan.dirs.extend(implied);
         plan.dir_modes.sort();
         // Duplicates, local/central mismatches, overlapping entries (Fifield
         // bombs) and hidden local headers: the zip crate checks them all.
@@ -204,6 +188,51 @@ impl Plan {
         plan.files.sort_by_key(|p| std::cmp::Reverse(p.size));
         Ok(plan)
     }
+}
+
+/// Collects the directories to create and checks that every ancestor of
+/// every entry is a real directory: never a file, never a link. Returns them
+/// with the number the archive only implies.
+fn check_ancestors(
+    plan: &Plan,
+    explicit_dirs: Vec<PathBuf>,
+    kinds: &HashMap<PathBuf, Kind>,
+) -> Result<(Dirs, u64)> {
+    let mut leaves = explicit_dirs;
+    let others = plan.files.iter().chain(&plan.symlinks);
+    leaves.extend(
+        others
+            .filter_map(|p| p.path.parent())
+            .map(Path::to_path_buf),
+    );
+    let dirs = Dirs::new(leaves);
+    let mut implied = 0;
+    for dir in &dirs {
+        let kind = match kinds.get(&dir) {
+            Some(Kind::Dir) => continue,
+            None => {
+                implied += 1;
+                continue;
+            }
+            Some(kind) => *kind,
+        };
+        // Name an entry below it (a linear search, on this error only).
+        let below = kinds
+            .keys()
+            .filter(|p| p.starts_with(&dir) && **p != dir)
+            .min()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let dir = dir.display().to_string();
+        return Err(if kind == Kind::File {
+            Error::CorruptArchive(format!("entry {below:?} is below {dir:?}, which is a file"))
+        } else {
+            Error::UnsafeEntry {
+                entry: below,
+                reason: format!("would be written through the symlink {dir:?}"),
+            }
+        });
+    }
+    Ok((dirs, implied))
 }
 
 /// An entry name fit for a one-line message: lossily decoded, and cut

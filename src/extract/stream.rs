@@ -37,6 +37,8 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
+use super::dirs::SeenPaths;
+use super::limits::check_path;
 use super::plan::{check_link_target, check_name, dos_time_to_system, Kind, Plan, MAX_LINK_TARGET};
 use super::{apply_dir_modes, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
 use crate::error::{Error, Result};
@@ -491,7 +493,7 @@ impl Walker {
         let mut window = Window::default();
         let mut batch = Batch::default();
         let mut walked = HashMap::new();
-        let mut kinds: HashMap<PathBuf, bool> = HashMap::new(); // path → is_dir
+        let mut kinds = SeenPaths::default();
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
         let mut pos = 0u64;
@@ -547,6 +549,7 @@ impl Walker {
                 return Err("a name has control characters".into());
             }
             let (path, is_dir) = check_name(text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            check_path(&name, &self.limits).map_err(|e| e.to_string())?;
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
             if count > self.limits.max_entries || total_size > self.limits.max_total_size {
@@ -594,7 +597,7 @@ impl Walker {
     /// clash planning would refuse.
     fn claim(
         &self,
-        kinds: &mut HashMap<PathBuf, bool>,
+        kinds: &mut SeenPaths,
         path: &Path,
         is_dir: bool,
     ) -> std::result::Result<(), StepAside> {
@@ -617,16 +620,20 @@ impl Walker {
                 None => missing.push(dir),
             }
         }
+        // Implied directories count as entries (as planning counts them).
+        if (kinds.len() + missing.len() + 1) as u64 > self.limits.max_entries {
+            return Err("a limit would be exceeded".into());
+        }
         for dir in missing.into_iter().rev() {
             self.mkdir(dir)?;
-            kinds.insert(dir.to_path_buf(), true);
+            kinds.insert(dir, true);
         }
         match kinds.get(path) {
             Some(_) => return Err(clash()),
             None if is_dir => self.mkdir(path)?,
             None => {}
         }
-        kinds.insert(path.to_path_buf(), is_dir);
+        kinds.insert(path, is_dir);
         Ok(())
     }
 
