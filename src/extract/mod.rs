@@ -42,6 +42,12 @@ pub struct Limits {
     /// (`a/b/c` implies `a` and `a/b`) and checked against the end of
     /// central directory record before the zip crate parses the records.
     /// Default 1,000,000.
+    ///
+    /// Memory grows with entries, not with depth: the parsed central
+    /// directory and the plan take about 0.5 KB an entry (measured: 200,000
+    /// tiny entries peak at 106 MB RSS, 8.5 MB of it the process; 2,000
+    /// entries 255 directories deep with 4 KB names at 49 MB, where storing
+    /// every ancestor's path took 1.1 GB).
     pub max_entries: u64,
     /// Uncompressed/compressed ratio of one entry larger than 1 MiB.
     /// Default 2,000 (deflate cannot exceed about 1,032).
@@ -53,7 +59,9 @@ pub struct Limits {
     /// trees, shallow enough that a refused tree can always be removed.
     pub max_path_depth: u64,
     /// Bytes in one entry's path. Default 4096 (Linux `PATH_MAX`); longer
-    /// paths cannot be opened by name at all.
+    /// paths cannot be opened by name at all. (The staging directory's own
+    /// path comes on top where a path is opened whole: a path near the limit
+    /// may still fail to be created, as a filesystem error.)
     pub max_path_length: u64,
     /// Bytes of extra fields and comments in the central directory, summed
     /// over all entries, each extra field counted 32 bytes more (what the

@@ -200,11 +200,12 @@ fn check_ancestors(
 ) -> Result<(Dirs, u64)> {
     let mut leaves = explicit_dirs;
     let others = plan.files.iter().chain(&plan.symlinks);
-    leaves.extend(
-        others
-            .filter_map(|p| p.path.parent())
-            .map(Path::to_path_buf),
-    );
+    for parent in others.filter_map(|p| p.path.parent()) {
+        // Siblings are usually listed together: one parent for them all.
+        if leaves.last().is_none_or(|last| last != parent) {
+            leaves.push(parent.to_path_buf());
+        }
+    }
     let dirs = Dirs::new(leaves);
     let mut implied = 0;
     for dir in &dirs {
