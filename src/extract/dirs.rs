@@ -23,14 +23,23 @@ pub(crate) struct Dirs {
 
 impl Dirs {
     /// The directories `leaves` and all their ancestors (`leaves` are the
-    /// explicit directories and the parents of the other entries).
-    pub(crate) fn new(mut leaves: Vec<PathBuf>) -> Dirs {
+    /// explicit directories and the parents of the other entries), or, if
+    /// they are more than `max`, `Err` with how many were counted (`max` + 1:
+    /// counting stops there, however many a hostile archive implies).
+    pub(crate) fn new(mut leaves: Vec<PathBuf>, max: u64) -> Result<Dirs, u64> {
         leaves.retain(|p| !p.as_os_str().is_empty());
         leaves.sort_unstable();
         leaves.dedup();
         let mut dirs = Dirs { leaves, count: 0 };
-        dirs.count = dirs.iter().count();
-        dirs
+        let mut count = 0;
+        for _ in dirs.iter() {
+            count += 1;
+            if count as u64 > max {
+                return Err(count as u64);
+            }
+        }
+        dirs.count = count;
+        Ok(dirs)
     }
 
     /// Directories in all.
@@ -132,7 +141,9 @@ mod tests {
     #[test]
     fn every_directory_comes_once_after_its_parent() {
         let leaves = ["a/b/c", "a", "x", "a/b-2", "a/b/d/e", "", "a/b/c", "x/y"];
-        let dirs = Dirs::new(leaves.iter().map(PathBuf::from).collect());
+        let leaves = leaves.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(Dirs::new(leaves.clone(), 7).unwrap_err(), 8);
+        let dirs = Dirs::new(leaves, 8).unwrap();
         let all: Vec<PathBuf> = dirs.iter().collect();
         let expected = ["a", "a/b", "a/b/c", "a/b/d", "a/b/d/e", "a/b-2", "x", "x/y"];
         assert_eq!(all, expected.map(PathBuf::from));
@@ -143,7 +154,7 @@ mod tests {
     #[test]
     fn a_deep_path_is_held_once() {
         let deep: PathBuf = (0..2000).map(|i| format!("d{i}")).collect();
-        let dirs = Dirs::new(vec![deep.clone()]);
+        let dirs = Dirs::new(vec![deep.clone()], u64::MAX).unwrap();
         assert_eq!(dirs.leaves.len(), 1);
         assert_eq!(dirs.len(), 2000);
         assert_eq!(dirs.iter().last(), Some(deep));

@@ -168,17 +168,7 @@ impl Plan {
                 Kind::Symlink => plan.symlinks.push(planned),
             }
         }
-        let implied;
-        (plan.dirs, implied) = check_ancestors(&plan, explicit_dirs, &kinds)?;
-        let all = count + implied;
-        if all > limits.max_entries {
-            return Err(Error::LimitExceeded {
-                limit: Limit::Entries,
-                max: limits.max_entries,
-                actual: all,
-                entry: None,
-            });
-        }
+        plan.dirs = check_ancestors(&plan, explicit_dirs, &kinds, limits)?;
         plan.dir_modes.sort();
         // Duplicates, local/central mismatches, overlapping entries (Fifield
         // bombs) and hidden local headers: the zip crate checks them all.
@@ -191,13 +181,14 @@ impl Plan {
 }
 
 /// Collects the directories to create and checks that every ancestor of
-/// every entry is a real directory: never a file, never a link. Returns them
-/// with the number the archive only implies.
+/// every entry is a real directory: never a file, never a link. Directories
+/// the archive only implies count as entries.
 fn check_ancestors(
     plan: &Plan,
     explicit_dirs: Vec<PathBuf>,
     kinds: &HashMap<PathBuf, Kind>,
-) -> Result<(Dirs, u64)> {
+    limits: &Limits,
+) -> Result<Dirs> {
     let mut leaves = explicit_dirs;
     let others = plan.files.iter().chain(&plan.symlinks);
     for parent in others.filter_map(|p| p.path.parent()) {
@@ -206,15 +197,17 @@ fn check_ancestors(
             leaves.push(parent.to_path_buf());
         }
     }
-    let dirs = Dirs::new(leaves);
-    let mut implied = 0;
+    let not_dirs = (plan.files.len() + plan.symlinks.len()) as u64;
+    let room = limits.max_entries.saturating_sub(not_dirs);
+    let dirs = Dirs::new(leaves, room).map_err(|dirs| Error::LimitExceeded {
+        limit: Limit::Entries,
+        max: limits.max_entries,
+        actual: not_dirs + dirs,
+        entry: None,
+    })?;
     for dir in &dirs {
         let kind = match kinds.get(&dir) {
-            Some(Kind::Dir) => continue,
-            None => {
-                implied += 1;
-                continue;
-            }
+            None | Some(Kind::Dir) => continue,
             Some(kind) => *kind,
         };
         // Name an entry below it (a linear search, on this error only).
@@ -233,7 +226,7 @@ fn check_ancestors(
             }
         });
     }
-    Ok((dirs, implied))
+    Ok(dirs)
 }
 
 /// An entry name fit for a one-line message: lossily decoded, and cut
