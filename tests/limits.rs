@@ -111,8 +111,9 @@ fn streaming_32000_deep_entries_under_a_capped_address_space_hits_the_limit() {
 /// Writes an archive of `entries` central records straight to `path`: one
 /// empty stored file that every record points to, and ZIP64 end records.
 /// The records are valid one by one (the zip crate parses them all); only
-/// their overlap is wrong, which planning would find later.
-fn write_many_entries(path: &Path, entries: u64) {
+/// their overlap is wrong, which planning would find later. Each record
+/// carries a comment of `comment` bytes.
+fn write_many_entries(path: &Path, entries: u64, comment: u16) {
     let mut out = BufWriter::new(File::create(path).unwrap());
     let mut put = |bytes: &[u8]| out.write_all(bytes).unwrap();
     // The local header of "f" at offset 0.
@@ -131,11 +132,14 @@ fn write_many_entries(path: &Path, entries: u64) {
         put(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0x5b]);
         put(&[0; 12]); // CRC, sizes
         put(&(name.len() as u16).to_le_bytes());
-        put(&[0; 8]); // extra, comment, disk, internal attributes
+        put(&0u16.to_le_bytes()); // extra
+        put(&comment.to_le_bytes());
+        put(&[0; 4]); // disk, internal attributes
         put(&(0o100644u32 << 16).to_le_bytes());
         put(&0u32.to_le_bytes()); // local header offset
         put(name.as_bytes());
-        cd_size += 46 + name.len() as u64;
+        put(&vec![b'c'; usize::from(comment)]);
+        cd_size += 46 + name.len() as u64 + u64::from(comment);
     }
     let zip64_end = cd_start + cd_size;
     put(&0x0606_4b50u32.to_le_bytes());
@@ -162,7 +166,7 @@ fn write_many_entries(path: &Path, entries: u64) {
 fn two_million_entries_are_refused_from_the_end_record_under_a_capped_address_space() {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = tmp.path().join("many.zip");
-    write_many_entries(&pkg, 2_000_000);
+    write_many_entries(&pkg, 2_000_000, 0);
     let dest = tmp.path().join("app");
     let out = capped_cli(
         &[ADDRESS_SPACE],
@@ -174,6 +178,30 @@ fn two_million_entries_are_refused_from_the_end_record_under_a_capped_address_sp
         ],
     );
     assert_limit_exit(&out, "entry count limit exceeded: 2000000 > 1000000");
+    assert!(!dest.exists());
+}
+
+#[test]
+fn entry_comments_are_refused_before_the_parser_keeps_them_under_a_capped_address_space() {
+    // 2,100 comments of 64 KiB: 137 MB the zip crate would keep, over the
+    // default 64 MiB of metadata.
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("comments.zip");
+    write_many_entries(&pkg, 2_100, u16::MAX);
+    let dest = tmp.path().join("app");
+    let out = capped_cli(
+        &["--as=134217728"], // 128 MiB
+        &[
+            "--url",
+            pkg.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_limit_exit(
+        &out,
+        "central directory metadata limit exceeded: 67173375 > 67108864 (entry \"0001024\")",
+    );
     assert!(!dest.exists());
 }
 
