@@ -150,8 +150,14 @@ fn end_record<R: Read + Seek>(reader: &mut R, len: u64) -> io::Result<Option<End
         size: u32_at(12),
         offset: u32_at(16),
     };
-    if let Some(zip64) = zip64_end_record(reader, end.at)? {
-        end = zip64;
+    match zip64_end_record(reader, end.at)? {
+        Some(zip64) => end = zip64,
+        // Fields that say "see ZIP64" without a ZIP64 record this pass can
+        // find: nothing to check them against; the zip crate decides.
+        None if end.size == u64::from(u32::MAX) || end.offset == u64::from(u32::MAX) => {
+            return Ok(None)
+        }
+        None => {}
     }
     Ok(Some(end))
 }
