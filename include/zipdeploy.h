@@ -162,7 +162,8 @@
 #define ZIPDEPLOY_UNSUPPORTED_ENTRY 53
 
 /**
- * A resource limit was exceeded (download, total size, entries, ratio).
+ * A resource limit was exceeded (download, total size, entries, ratio,
+ * path depth or length, central directory metadata).
  */
 #define ZIPDEPLOY_LIMIT_EXCEEDED 60
 
@@ -401,6 +402,35 @@ int zipdeploy_deploy_set_max_total_size(struct zipdeploy_deploy *deploy, uint64_
  * or `entries` is 0.
  */
 int zipdeploy_deploy_set_max_entries(struct zipdeploy_deploy *deploy, uint64_t entries);
+
+/**
+ * Sets the most components one entry's path may have (default 256); a
+ * deeper entry fails with `ZIPDEPLOY_LIMIT_EXCEEDED` before anything is
+ * created.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+ * or `components` is 0.
+ */
+int zipdeploy_deploy_set_max_path_depth(struct zipdeploy_deploy *deploy, uint64_t components);
+
+/**
+ * Sets the most bytes one entry's path may have (default 4096); a longer
+ * one fails with `ZIPDEPLOY_LIMIT_EXCEEDED` before anything is created.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+ * or `bytes` is 0.
+ */
+int zipdeploy_deploy_set_max_path_length(struct zipdeploy_deploy *deploy, uint64_t bytes);
+
+/**
+ * Sets the most bytes of extra fields and comments the central directory
+ * may hold, summed over all entries, each extra field counted 32 bytes more
+ * (default 64 MiB): the ZIP parser keeps them in memory.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+ * or `bytes` is 0.
+ */
+int zipdeploy_deploy_set_max_metadata(struct zipdeploy_deploy *deploy, uint64_t bytes);
 
 /**
  * Sets the deadline for the whole download, retries included, in

@@ -24,6 +24,12 @@ pub enum Limit {
     Entries,
     /// Uncompressed/compressed ratio of one entry.
     Ratio,
+    /// Components in one entry's path.
+    PathDepth,
+    /// Bytes in one entry's path.
+    PathLength,
+    /// Extra fields and comments of the central directory.
+    Metadata,
 }
 
 impl fmt::Display for Limit {
@@ -33,6 +39,9 @@ impl fmt::Display for Limit {
             Limit::TotalSize => "total uncompressed size",
             Limit::Entries => "entry count",
             Limit::Ratio => "compression ratio",
+            Limit::PathDepth => "path depth",
+            Limit::PathLength => "path length",
+            Limit::Metadata => "central directory metadata",
         })
     }
 }

@@ -92,7 +92,8 @@ pub const ZIPDEPLOY_CORRUPT_ARCHIVE: c_int = 51;
 pub const ZIPDEPLOY_UNSAFE_ENTRY: c_int = 52;
 /// An entry uses a feature that is not extracted (encryption, ...).
 pub const ZIPDEPLOY_UNSUPPORTED_ENTRY: c_int = 53;
-/// A resource limit was exceeded (download, total size, entries, ratio).
+/// A resource limit was exceeded (download, total size, entries, ratio,
+/// path depth or length, central directory metadata).
 pub const ZIPDEPLOY_LIMIT_EXCEEDED: c_int = 60;
 /// A filesystem operation failed.
 pub const ZIPDEPLOY_IO: c_int = 70;
@@ -764,6 +765,65 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_entries(
     unsafe {
         set(deploy, |s| {
             s.limits.max_entries = positive(entries, "max_entries")?;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the most components one entry's path may have (default 256); a
+/// deeper entry fails with `ZIPDEPLOY_LIMIT_EXCEEDED` before anything is
+/// created.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+/// or `components` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_depth(
+    deploy: *mut zipdeploy_deploy,
+    components: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.limits.max_path_depth = positive(components, "max_path_depth")?;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the most bytes one entry's path may have (default 4096); a longer
+/// one fails with `ZIPDEPLOY_LIMIT_EXCEEDED` before anything is created.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+/// or `bytes` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_length(
+    deploy: *mut zipdeploy_deploy,
+    bytes: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.limits.max_path_length = positive(bytes, "max_path_length")?;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the most bytes of extra fields and comments the central directory
+/// may hold, summed over all entries, each extra field counted 32 bytes more
+/// (default 64 MiB): the ZIP parser keeps them in memory.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL
+/// or `bytes` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_max_metadata(
+    deploy: *mut zipdeploy_deploy,
+    bytes: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.limits.max_metadata = positive(bytes, "max_metadata")?;
             Ok(())
         })
     }
@@ -2106,6 +2166,14 @@ mod tests {
                 zipdeploy_deploy_set_max_entries(d, 0),
                 ZIPDEPLOY_INVALID_ARGUMENT
             );
+            for set_path_limit in [
+                zipdeploy_deploy_set_max_path_depth,
+                zipdeploy_deploy_set_max_path_length,
+                zipdeploy_deploy_set_max_metadata,
+            ] {
+                assert_eq!(set_path_limit(d, 0), ZIPDEPLOY_INVALID_ARGUMENT);
+                assert_eq!(set_path_limit(d, 300), ZIPDEPLOY_OK);
+            }
             assert_eq!(
                 zipdeploy_deploy_set_connect_timeout_ms(d, 0),
                 ZIPDEPLOY_INVALID_ARGUMENT

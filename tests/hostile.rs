@@ -326,6 +326,45 @@ fn bombs_hit_the_limits_before_filling_the_disk() {
 }
 
 #[test]
+fn paths_too_deep_or_too_long_are_refused_before_anything_is_created() {
+    let site = Site::new();
+    let deep = format!("{}f", "d/".repeat(300));
+    let archive = raw_zip(&[ok_entry(), RawEntry::stored(&deep, b"deep")]);
+    site.assert_refused(
+        &archive,
+        60,
+        "path depth limit exceeded: 301 > 256 (entry \"d/d/",
+    );
+    // A directory's trailing '/' is not a component: 256 deep is fine.
+    let at_limit = format!("{}f", "d/".repeat(255));
+    let archive = raw_zip(&[
+        RawEntry::dir(&"d/".repeat(255)),
+        RawEntry::stored(&at_limit, b"ok"),
+    ]);
+    site.deploy(&archive).unwrap();
+    assert_eq!(read(site.dest().join(&at_limit)), b"ok");
+    site.deploy(&app_zip("old")).unwrap();
+
+    let long = format!("{}/f", vec!["x".repeat(250); 17].join("/"));
+    let archive = raw_zip(&[RawEntry::stored(&long, b"long")]);
+    site.assert_refused(&archive, 60, "path length limit exceeded: 4268 > 4096");
+    let shallow = Limits {
+        max_path_depth: 2,
+        max_path_length: 8,
+        ..Limits::default()
+    };
+    let archive = raw_zip(&[RawEntry::stored("a/b/c", b"")]);
+    site.assert_refused_with(
+        &archive,
+        shallow.clone(),
+        60,
+        "path depth limit exceeded: 3 > 2",
+    );
+    let archive = raw_zip(&[RawEntry::stored("a/bcdefgh", b"")]);
+    site.assert_refused_with(&archive, shallow, 60, "path length limit exceeded: 9 > 8");
+}
+
+#[test]
 fn sizes_that_lie_either_way_are_refused() {
     let site = Site::new();
     let data = vec![7u8; 5000];

@@ -27,7 +27,7 @@ const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         ErrorClass::Limit as u8,
-        "limit: --max-size, --max-total-size, --max-entries, ratio",
+        "limit: --max-size, --max-total-size, --max-entries, ratio, path depth or length, metadata",
     ),
     (
         ErrorClass::Filesystem as u8,

@@ -2,13 +2,15 @@
 //! written, and the rules for names and link targets that every extraction
 //! path (after the download, or while it streams) applies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
+use super::dirs::{DirTimes, Dirs};
+use super::limits::check_path;
 use super::times::{entry_time, EntryTime};
 use super::{Limits, SharedFile};
 use crate::error::{Error, Limit, Result};
@@ -43,12 +45,12 @@ pub(crate) struct Planned {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     /// Every directory to create, explicit or implied, parents first.
-    pub(crate) dirs: BTreeSet<PathBuf>,
+    pub(crate) dirs: Dirs,
     /// Permission bits the archive gives its directories.
     pub(crate) dir_modes: Vec<(PathBuf, u32)>,
     /// Every directory's modification time: its entry's, or for one the
     /// archive does not list, the newest time of anything below it.
-    pub(crate) dir_times: Vec<(PathBuf, EntryTime)>,
+    pub(crate) dir_times: DirTimes,
     pub(crate) files: Vec<Planned>,
     pub(crate) symlinks: Vec<Planned>,
     pub(crate) total_size: u64,
@@ -73,7 +75,7 @@ impl Plan {
         }
         let mut plan = Plan::default();
         let mut kinds: HashMap<PathBuf, Kind> = HashMap::with_capacity(zip.len());
-        let mut dir_times: HashMap<PathBuf, EntryTime> = HashMap::new();
+        let mut explicit_dirs = Vec::new();
         for index in 0..zip.len() {
             let entry = zip
                 .by_index_data(index)
@@ -92,6 +94,7 @@ impl Plan {
             }
             let decoded = decode_name(raw);
             let (path, named_dir) = check_name(&decoded).map_err(|r| unsafe_entry(&r))?;
+            check_path(path.as_os_str().as_encoded_bytes(), limits)?;
             let mode = (entry.system() == zip::System::Unix)
                 .then(|| entry.external_attributes() >> 16)
                 .filter(|m| *m != 0);
@@ -190,71 +193,24 @@ impl Plan {
                     if let Some(m) = perm {
                         plan.dir_modes.push((planned.path.clone(), m));
                     }
-                    dir_times.insert(planned.path.clone(), planned.mtime);
-                    plan.dirs.insert(planned.path);
+                    plan.dir_times.list(&planned.path, planned.mtime);
+                    explicit_dirs.push(planned.path);
                 }
                 Kind::File => plan.files.push(planned),
                 Kind::Symlink => plan.symlinks.push(planned),
             }
         }
-        // Every ancestor must be a real directory: never a file, never a link.
-        let all = plan.files.iter().chain(&plan.symlinks).map(|p| &p.path);
-        let mut implied = Vec::new();
-        for path in all.chain(plan.dirs.iter()) {
-            for ancestor in path.ancestors().skip(1) {
-                if ancestor.as_os_str().is_empty() {
-                    break;
-                }
-                match kinds.get(ancestor) {
-                    Some(Kind::Dir) => {}
-                    None => implied.push(ancestor.to_path_buf()),
-                    Some(Kind::File) => {
-                        return Err(Error::CorruptArchive(format!(
-                            "entry {:?} is below {:?}, which is a file",
-                            path.display().to_string(),
-                            ancestor.display().to_string()
-                        )))
-                    }
-                    Some(Kind::Symlink) => {
-                        return Err(Error::UnsafeEntry {
-                            entry: path.display().to_string(),
-                            reason: format!(
-                                "would be written through the symlink {:?}",
-                                ancestor.display().to_string()
-                            ),
-                        })
-                    }
-                }
-            }
-        }
+        plan.dirs = check_ancestors(&plan, explicit_dirs, &kinds, limits)?;
         // A directory the archive does not list takes the newest time below
         // it: deterministic, and what a build that wrote the tree would show.
-        for dir in &implied {
-            dir_times.entry(dir.clone()).or_insert(EntryTime {
-                secs: i64::MIN,
-                nanos: 0,
-            });
+        for entry in plan.files.iter().chain(&plan.symlinks) {
+            plan.dir_times.below(&entry.path, entry.mtime);
         }
-        let listed: HashMap<&Path, EntryTime> = plan
-            .files
-            .iter()
-            .chain(&plan.symlinks)
-            .map(|p| (p.path.as_path(), p.mtime))
-            .chain(plan.dirs.iter().map(|d| (d.as_path(), dir_times[d])))
-            .collect();
-        for (path, time) in listed {
-            for ancestor in path.ancestors().skip(1) {
-                if kinds.contains_key(ancestor) || ancestor.as_os_str().is_empty() {
-                    continue; // listed (or the root): its own time stands
-                }
-                if let Some(t) = dir_times.get_mut(ancestor) {
-                    *t = (*t).max(time);
-                }
+        for dir in &plan.dirs {
+            if let Some(time) = plan.dir_times.listed(&dir) {
+                plan.dir_times.below(&dir, time);
             }
         }
-        plan.dirs.extend(implied);
-        plan.dir_times = dir_times.into_iter().collect();
-        plan.dir_times.sort();
         plan.dir_modes.sort();
         // Duplicates, local/central mismatches, overlapping entries (Fifield
         // bombs) and hidden local headers: the zip crate checks them all.
@@ -264,6 +220,55 @@ impl Plan {
         plan.files.sort_by_key(|p| std::cmp::Reverse(p.size));
         Ok(plan)
     }
+}
+
+/// Collects the directories to create and checks that every ancestor of
+/// every entry is a real directory: never a file, never a link. Directories
+/// the archive only implies count as entries.
+fn check_ancestors(
+    plan: &Plan,
+    explicit_dirs: Vec<PathBuf>,
+    kinds: &HashMap<PathBuf, Kind>,
+    limits: &Limits,
+) -> Result<Dirs> {
+    let mut leaves = explicit_dirs;
+    let others = plan.files.iter().chain(&plan.symlinks);
+    for parent in others.filter_map(|p| p.path.parent()) {
+        // Siblings are usually listed together: one parent for them all.
+        if leaves.last().is_none_or(|last| last != parent) {
+            leaves.push(parent.to_path_buf());
+        }
+    }
+    let not_dirs = (plan.files.len() + plan.symlinks.len()) as u64;
+    let room = limits.max_entries.saturating_sub(not_dirs);
+    let dirs = Dirs::new(leaves, room).map_err(|dirs| Error::LimitExceeded {
+        limit: Limit::Entries,
+        max: limits.max_entries,
+        actual: not_dirs + dirs,
+        entry: None,
+    })?;
+    for dir in &dirs {
+        let kind = match kinds.get(&dir) {
+            None | Some(Kind::Dir) => continue,
+            Some(kind) => *kind,
+        };
+        // Name an entry below it (a linear search, on this error only).
+        let below = kinds
+            .keys()
+            .filter(|p| p.starts_with(&dir) && **p != dir)
+            .min()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let dir = dir.display().to_string();
+        return Err(if kind == Kind::File {
+            Error::CorruptArchive(format!("entry {below:?} is below {dir:?}, which is a file"))
+        } else {
+            Error::UnsafeEntry {
+                entry: below,
+                reason: format!("would be written through the symlink {dir:?}"),
+            }
+        });
+    }
+    Ok(dirs)
 }
 
 /// An entry name fit for a one-line message: lossily decoded, and cut

@@ -48,6 +48,8 @@ use std::thread::JoinHandle;
 
 use zip::{CompressionMethod, ZipArchive};
 
+use super::dirs::{Seen, SeenPaths};
+use super::limits::check_path;
 use super::plan::{
     check_link_target, check_name, decode_name, unicode_path, Kind, Plan, MAX_LINK_TARGET,
 };
@@ -305,15 +307,6 @@ impl Read for GrowingReader<'_> {
     }
 }
 
-/// What the walker has met at a path.
-enum Seen {
-    File,
-    /// A directory, created for its own entry (`listed`) or for one below.
-    Dir {
-        listed: bool,
-    },
-}
-
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
@@ -548,7 +541,7 @@ impl Walker {
         let mut window = Window::default();
         let mut batch = Batch::default();
         let mut walked = HashMap::new();
-        let mut kinds: HashMap<PathBuf, Seen> = HashMap::new();
+        let mut kinds = SeenPaths::default();
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
         // For the entries the walker extracts itself (data descriptors).
@@ -623,6 +616,8 @@ impl Walker {
             }
             let text = decode_name(&name);
             let (path, is_dir) = check_name(&text).map_err(|r| format!("entry {text:?}: {r}"))?;
+            check_path(path.as_os_str().as_encoded_bytes(), &self.limits)
+                .map_err(|e| e.to_string())?;
             let mtime = entry_time(dos_time, &extra);
             total_size = total_size.saturating_add(size);
             let count = walked.len() as u64 + 1;
@@ -800,7 +795,7 @@ impl Walker {
     /// clash planning would refuse.
     fn claim(
         &self,
-        kinds: &mut HashMap<PathBuf, Seen>,
+        kinds: &mut SeenPaths,
         path: &Path,
         is_dir: bool,
     ) -> std::result::Result<(), StepAside> {
@@ -823,9 +818,13 @@ impl Walker {
                 None => missing.push(dir),
             }
         }
+        // Implied directories count as entries (as planning counts them).
+        if (kinds.len() + missing.len() + 1) as u64 > self.limits.max_entries {
+            return Err("a limit would be exceeded".into());
+        }
         for dir in missing.into_iter().rev() {
             self.mkdir(dir)?;
-            kinds.insert(dir.to_path_buf(), Seen::Dir { listed: false });
+            kinds.insert(dir, Seen::Dir { listed: false });
         }
         match kinds.get(path) {
             // Made for an entry below it, listed later (Windows tools).
@@ -838,7 +837,7 @@ impl Walker {
             true => Seen::Dir { listed: true },
             false => Seen::File,
         };
-        kinds.insert(path.to_path_buf(), seen);
+        kinds.insert(path, seen);
         Ok(())
     }
 
