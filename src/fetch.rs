@@ -30,10 +30,13 @@ pub enum Source {
     Http(Url),
     /// A local file, given as a path or a `file://` URL.
     File(PathBuf),
+    /// An object in S3 or an S3-compatible store: `s3://bucket/key`.
+    S3(crate::s3::S3Location),
 }
 
 impl Source {
-    /// Parses a package location: `http(s)://…`, `file://…` or a plain path.
+    /// Parses a package location: `http(s)://…`, `s3://bucket/key`,
+    /// `file://…` or a plain path.
     ///
     /// ```
     /// use zipdeploy::Source;
@@ -62,6 +65,12 @@ impl Source {
         if !location.contains("://") {
             return Ok(Source::File(PathBuf::from(location)));
         }
+        if location
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("s3://"))
+        {
+            return crate::s3::S3Location::parse(location).map(Source::S3);
+        }
         let invalid = |reason: String| Error::InvalidUrl {
             url: redact_str(location),
             reason,
@@ -88,6 +97,7 @@ impl Source {
         match self {
             Source::Http(url) => redact_url(url),
             Source::File(path) => path.display().to_string(),
+            Source::S3(location) => location.to_string(),
         }
     }
 }
@@ -103,7 +113,7 @@ impl Source {
 pub fn parse_origin(url: &str) -> Result<url::Origin> {
     match Source::parse(url)? {
         Source::Http(url) => Ok(url.origin()),
-        Source::File(_) => Err(Error::InvalidUrl {
+        Source::File(_) | Source::S3(_) => Err(Error::InvalidUrl {
             url: redact_str(url),
             reason: "an origin is an http(s):// URL".into(),
         }),
@@ -131,7 +141,7 @@ pub(crate) fn redact_url(url: &Url) -> String {
 
 /// Redacts a location that may not even parse: drops everything between
 /// `://` and the last `@` of the authority.
-fn redact_str(location: &str) -> String {
+pub(crate) fn redact_str(location: &str) -> String {
     if let Ok(url) = Url::parse(location) {
         return redact_url(&url);
     }
@@ -208,6 +218,9 @@ pub struct FetchOptions {
     /// bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`);
     /// otherwise Mozilla's roots (webpki-roots) are used.
     pub root_certs_pem: Vec<Vec<u8>>,
+    /// How `s3://` locations are reached and signed (endpoint, addressing,
+    /// region, credentials). Read only for `s3://` locations.
+    pub s3: crate::s3::S3Options,
 }
 
 /// Header values are secrets: shown as `***`.
@@ -232,6 +245,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("header_names", &headers)
             .field("origin_header_names", &origin_headers)
             .field("root_certs_pem", &self.root_certs_pem.len())
+            .field("s3", &self.s3)
             .finish()
     }
 }
@@ -251,6 +265,7 @@ impl Default for FetchOptions {
             headers: Vec::new(),
             origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),
+            s3: crate::s3::S3Options::default(),
         }
     }
 }
@@ -336,7 +351,11 @@ pub(crate) fn fetch_observed(
             )?;
             (1, 0)
         }
-        Source::Http(url) => http_fetch(url, &mut out, path, options, &mut progress)?,
+        Source::Http(url) => http_fetch(url, None, &mut out, path, options, &mut progress)?,
+        Source::S3(location) => {
+            let (url, signer) = crate::s3::prepare(location, &options.s3)?;
+            http_fetch(&url, Some(&signer), &mut out, path, options, &mut progress)?
+        }
     };
     let bytes = out.written();
     let (digest, _file) = out.finish();
@@ -639,8 +658,10 @@ struct ResumeState {
     retry_after: Option<Duration>,
 }
 
+/// Fetches `url`; `signer` signs the requests to an S3 endpoint.
 fn http_fetch(
     url: &Url,
+    signer: Option<&crate::s3::Signer>,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
@@ -661,7 +682,7 @@ fn http_fetch(
             resumed += 1;
         }
         let result = http_attempt(
-            &config, url, out, path, options, deadline, &mut state, progress,
+            &config, url, signer, out, path, options, deadline, &mut state, progress,
         );
         let err = match result {
             Ok(()) => return Ok((attempts, resumed)),
@@ -759,6 +780,7 @@ fn config_for(url: &Url, options: &FetchOptions) -> Result<ureq::config::Config>
 fn http_attempt(
     config: &ureq::config::Config,
     url: &Url,
+    signer: Option<&crate::s3::Signer>,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
@@ -776,9 +798,10 @@ fn http_attempt(
         }
     }
     let waiting = Progress::bytes(Stage::Fetch, have, state.total);
-    let (mut exchange, head) = http::open(config, url, options, &extra, deadline, &mut || {
-        report(progress, waiting)
-    })?;
+    let (mut exchange, head) =
+        http::open(config, url, signer, options, &extra, deadline, &mut || {
+            report(progress, waiting)
+        })?;
     let status = head.status.as_u16();
     let header = |name: &str| {
         head.headers
@@ -980,6 +1003,10 @@ mod tests {
             Source::parse("http://127.0.0.1:8080/a.zip").unwrap(),
             Source::Http(_)
         ));
+        let s3 = Source::parse("s3://releases/app.zip").unwrap();
+        assert!(matches!(&s3, Source::S3(l) if l.key() == "app.zip"));
+        assert_eq!(s3.redacted(), "s3://releases/app.zip");
+        assert!(parse_origin("s3://releases/app.zip").is_err());
         let err = Source::parse("ftp://u:hunter22@h/a.zip").unwrap_err();
         assert_eq!(err.code(), 20);
         assert!(!err.to_string().contains("hunter22"), "{err}");

@@ -39,6 +39,7 @@ pub mod ffi;
 mod http;
 pub mod install;
 pub mod progress;
+pub mod s3;
 pub mod sidecar;
 pub mod signature;
 pub mod status;
@@ -775,7 +776,7 @@ impl<'a> Deploy<'a> {
         let signed_by = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
         let path = match source {
             Source::File(path) => path,
-            Source::Http(_) => {
+            Source::Http(_) | Source::S3(_) => {
                 return self.download(
                     source, cache, entry_lock, work, progress, verifier, &signature,
                 )
@@ -882,7 +883,7 @@ impl<'a> Deploy<'a> {
             _ => path,
         };
         let downloaded = match source {
-            Source::Http(_) => fetched.bytes,
+            Source::Http(_) | Source::S3(_) => fetched.bytes,
             Source::File(_) => 0,
         };
         Ok(Obtained {
