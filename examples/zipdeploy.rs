@@ -128,7 +128,7 @@ const OPTIONS: &[Opt] = &[
             "url",
             "URL",
             EnvVar::Named("PACKAGE_ZIP_URL"),
-            "package: http(s)://..., file://... or a path; repeat for mirrors",
+            "package: http(s)://..., s3://BUCKET/KEY, file://... or a path; repeat for mirrors",
         )
     },
     Opt::value(
@@ -192,6 +192,17 @@ const OPTIONS: &[Opt] = &[
         "FILE",
         EnvVar::FileOf("header"),
         "read headers from FILE, one 'Name: value' a line, # comments",
+    ),
+    Opt::value(
+        "s3-endpoint",
+        "URL",
+        EnvVar::Derived,
+        "S3-compatible endpoint for s3:// (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS)",
+    ),
+    Opt::switch(
+        "s3-path-style",
+        EnvVar::Derived,
+        "address s3:// objects as ENDPOINT/BUCKET/KEY on AWS too",
     ),
     Opt::value(
         "timeout",
@@ -828,6 +839,8 @@ struct Cli {
     dest: PathBuf,
     init: Option<PathBuf>,
     headers: Vec<(String, String)>,
+    s3_endpoint: Option<url::Url>,
+    s3_path_style: bool,
     timeout: Option<Duration>,
     retries: Option<u32>,
     speed_limit: Option<u64>,
@@ -921,6 +934,11 @@ impl Cli {
             dest,
             init,
             headers: given.headers()?,
+            s3_endpoint: given
+                .text("s3-endpoint")?
+                .map(|e| zipdeploy::s3::parse_endpoint(&e))
+                .transpose()?,
+            s3_path_style: given.switch("s3-path-style")?,
             timeout: given.parsed("timeout", parse_seconds)?,
             retries: given.parsed("retries", |t| t.parse().ok())?,
             speed_limit: given.parsed("speed-limit", parse_size)?,
@@ -1026,6 +1044,11 @@ fn fetch_options(cli: &Cli) -> FetchOptions {
         speed_time: cli.speed_time.unwrap_or(defaults.speed_time),
         max_size: cli.max_size.unwrap_or(defaults.max_size),
         headers: cli.headers.clone(),
+        s3: zipdeploy::s3::S3Options {
+            endpoint: cli.s3_endpoint.clone(),
+            path_style: cli.s3_path_style,
+            ..defaults.s3.clone()
+        },
         ..defaults
     }
 }

@@ -143,10 +143,11 @@ pub struct Deploy<'a> {
 }
 
 impl<'a> Deploy<'a> {
-    /// A deploy of the package at `location`: `http(s)://…`, `file://…` or a
-    /// local path. A local package that anyone but this user and root could
-    /// write is copied into the state directory and the copy verified and
-    /// extracted, since it could change between hashing and extraction.
+    /// A deploy of the package at `location`: `http(s)://…`,
+    /// `s3://bucket/key` (see [`s3`]), `file://…` or a local path. A local
+    /// package that anyone but this user and root could write is copied into
+    /// the state directory and the copy verified and extracted, since it
+    /// could change between hashing and extraction.
     pub fn new(location: &str) -> Result<Self> {
         Ok(Self::from_source(Source::parse(location)?))
     }
@@ -304,6 +305,21 @@ impl<'a> Deploy<'a> {
     /// CA bundle, for package servers behind a private CA.
     pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.fetch.root_certs_pem.push(pem.into());
+        self
+    }
+
+    /// Fetches `s3://` locations from this S3-compatible endpoint
+    /// (`http(s)://host[:port]`: MinIO, Ceph, R2, …), path-style, instead of
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` or AWS. See [`s3`].
+    pub fn s3_endpoint(mut self, endpoint: &str) -> Result<Self> {
+        self.fetch.s3.endpoint = Some(s3::parse_endpoint(endpoint)?);
+        Ok(self)
+    }
+
+    /// Addresses `s3://` objects path-style on AWS too
+    /// (`https://s3.REGION.amazonaws.com/BUCKET/KEY`).
+    pub fn s3_path_style(mut self, path_style: bool) -> Self {
+        self.fetch.s3.path_style = path_style;
         self
     }
 
