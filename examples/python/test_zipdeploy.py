@@ -199,6 +199,10 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 23)
         with self.assertRaises(zipdeploy.UsageError):
             zipdeploy.deploy("a\0b", self.dest)
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy("s3://b/app.zip", self.dest, s3_endpoint="ftp://x", s3_path_style=True)
+        self.assertEqual(caught.exception.code, 20)
+        self.assertIn("endpoint", str(caught.exception))
 
 
 if __name__ == "__main__":
