@@ -155,9 +155,10 @@ pub(crate) fn lookup(
         let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "zipdeploy".into());
         let sts = match &options.sts_endpoint {
             Some(url) => url.clone(),
-            None => match env("AWS_ENDPOINT_URL_STS") {
-                Some(e) => super::parse_endpoint(&e)
-                    .map_err(|_| "AWS_ENDPOINT_URL_STS is not an http(s) URL".to_string())?,
+            None => match env("AWS_ENDPOINT_URL_STS").or_else(|| env("AWS_ENDPOINT_URL")) {
+                Some(e) => super::parse_endpoint(&e).map_err(|_| {
+                    "AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL is not an http(s) URL".to_string()
+                })?,
                 None => url::Url::parse(&format!("https://sts.{region}.amazonaws.com/"))
                     .map_err(|e| e.to_string())?,
             },
@@ -298,6 +299,47 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("without AWS_ACCESS_KEY_ID"), "{err}");
         assert!(!err.contains("s-only-secret"));
+    }
+
+    #[test]
+    fn web_identity_before_the_container_and_sts_from_aws_endpoint_url() {
+        use super::super::remote::tests::{serve, JSON};
+        let (sts, _) = serve(|r| {
+            let ok = r.path == "/" && r.body.contains("RoleSessionName=zipdeploy");
+            let xml = "<Credentials><AccessKeyId>ASIASTS</AccessKeyId>\
+                       <SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken></Credentials>";
+            (if ok { 200 } else { 400 }, xml.into())
+        });
+        let (container, seen) = serve(|_| (200, JSON.into()));
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "jwt").unwrap();
+        let options = S3Options {
+            container_base: Some(container.clone()),
+            ..S3Options::default()
+        };
+        let mut vars = vec![
+            ("HOME", "/nonexistent".to_string()),
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/creds".to_string(),
+            ),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r".to_string()),
+            ("AWS_ENDPOINT_URL", sts.to_string()),
+        ];
+        let c = {
+            let env = env_of(&vars);
+            lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap()
+        };
+        assert_eq!(c.access_key_id, "ASIASTS");
+        assert!(seen.lock().unwrap().is_empty(), "web identity came first");
+
+        vars.retain(|(n, _)| !n.starts_with("AWS_WEB") && *n != "AWS_ROLE_ARN");
+        let env = env_of(&vars);
+        let c = lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap();
+        assert_eq!(c.access_key_id, "ASIAEXAMPLE");
+        assert_eq!(seen.lock().unwrap()[0].path, "/v2/creds");
     }
 
     #[test]

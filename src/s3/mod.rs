@@ -162,7 +162,8 @@ pub struct S3Options {
     /// Credentials to use instead of looking them up.
     pub credentials: Option<Credentials>,
     /// The STS endpoint for web identity credentials. Default:
-    /// `AWS_ENDPOINT_URL_STS`, else `https://sts.REGION.amazonaws.com`.
+    /// `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else
+    /// `https://sts.REGION.amazonaws.com`.
     pub sts_endpoint: Option<Url>,
     /// For tests only: the base that `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`
     /// is relative to, instead of `http://169.254.170.2`.
@@ -237,7 +238,8 @@ fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Res
         return Err(Error::Config(format!("bad AWS region {region:?}")));
     }
     let endpoint = match &options.endpoint {
-        Some(url) => Some(url.clone()),
+        // Checked again: a URL set directly may carry user info.
+        Some(url) => Some(parse_endpoint(url.as_str())?),
         None => env("AWS_ENDPOINT_URL_S3")
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .map(|e| parse_endpoint(&e))
@@ -373,6 +375,18 @@ mod tests {
         let elsewhere = Url::parse("http://127.0.0.1:10/b/app.zip").unwrap();
         assert!(signer.headers_for(&elsewhere).is_empty());
         assert_eq!(format!("{:?}", signer.credentials), "Credentials(***)");
+    }
+
+    #[test]
+    fn refuses_an_endpoint_with_user_info_set_directly() {
+        let options = S3Options {
+            endpoint: Some(Url::parse("http://minio:hunter22@127.0.0.1:9").unwrap()),
+            credentials: Some(Credentials::new("a", "b", None)),
+            ..S3Options::default()
+        };
+        let err = prepare_with(&loc("s3://b/k"), &options, &|_| None).unwrap_err();
+        assert_eq!(err.code(), 20);
+        assert!(!err.to_string().contains("hunter22"), "{err}");
     }
 
     #[test]

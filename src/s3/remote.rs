@@ -308,7 +308,7 @@ fn xml_text(text: &str, tag: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
@@ -316,15 +316,15 @@ mod tests {
 
     /// A request a [`serve`] server saw: method, path, headers, body.
     #[derive(Debug, Clone)]
-    struct Seen {
-        method: String,
-        path: String,
+    pub(in crate::s3) struct Seen {
+        pub(in crate::s3) method: String,
+        pub(in crate::s3) path: String,
         headers: Vec<(String, String)>,
-        body: String,
+        pub(in crate::s3) body: String,
     }
 
     impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
+        pub(in crate::s3) fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -332,10 +332,12 @@ mod tests {
         }
     }
 
-    type Seens = Arc<Mutex<Vec<Seen>>>;
+    pub(in crate::s3) type Seens = Arc<Mutex<Vec<Seen>>>;
 
     /// A tiny HTTP/1.1 server on 127.0.0.1 answering with `handler`.
-    fn serve(handler: impl Fn(&Seen) -> (u16, String) + Send + 'static) -> (Url, Seens) {
+    pub(in crate::s3) fn serve(
+        handler: impl Fn(&Seen) -> (u16, String) + Send + 'static,
+    ) -> (Url, Seens) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         let seen: Seens = Arc::default();
@@ -384,7 +386,7 @@ mod tests {
         (url, seen)
     }
 
-    const JSON: &str = r#"{"Code":"Success","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"se\/cret\u0041","Token":"tok\"en","Expiration":"2030-01-01T00:00:00Z"}"#;
+    pub(in crate::s3) const JSON: &str = r#"{"Code":"Success","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"se\/cret\u0041","Token":"tok\"en","Expiration":"2030-01-01T00:00:00Z"}"#;
 
     #[test]
     fn container_endpoint_relative_to_the_overridden_base_with_a_token() {
