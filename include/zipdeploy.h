@@ -343,9 +343,9 @@ struct zipdeploy_deploy *zipdeploy_deploy_new(void);
 void zipdeploy_deploy_free(struct zipdeploy_deploy *deploy);
 
 /**
- * Sets the package location: `http://…`, `https://…`, `file://…` or a local
- * path. Credentials in the URL (`user:password@`) are sent but never shown
- * in messages or reports.
+ * Sets the package location: `http://…`, `https://…`, `s3://bucket/key`,
+ * `file://…` or a local path. Credentials in the URL (`user:password@`)
+ * are sent but never shown in messages or reports.
  *
  * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL` (unparsable or
  * unsupported scheme; the previous URL is kept), `ZIPDEPLOY_INVALID_UTF8`,
@@ -561,6 +561,28 @@ int zipdeploy_deploy_set_keep(struct zipdeploy_deploy *deploy, uint32_t releases
  * NULL.
  */
 int zipdeploy_deploy_set_durable(struct zipdeploy_deploy *deploy, int durable);
+
+/**
+ * Fetches `s3://` locations from this S3-compatible endpoint
+ * (`http(s)://host[:port]`: MinIO, Ceph, R2, ...), addressed path-style,
+ * instead of `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` or AWS. NULL
+ * restores that default. Credentials and the region come from the standard
+ * AWS variables and files (see the README).
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+ * or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+ */
+int zipdeploy_deploy_set_s3_endpoint(struct zipdeploy_deploy *deploy, const char *endpoint);
+
+/**
+ * Sets whether `s3://` objects on AWS are addressed path-style
+ * (`https://s3.REGION.amazonaws.com/BUCKET/KEY`): non-zero yes, 0 no (the
+ * default: virtual-hosted style; a custom endpoint is always path-style).
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL.
+ */
+int zipdeploy_deploy_set_s3_path_style(struct zipdeploy_deploy *deploy, int path_style);
 
 /**
  * Sets the progress callback and its `userdata` (passed back unchanged as

@@ -34,10 +34,13 @@ pub enum Source {
     Http(Url),
     /// A local file, given as a path or a `file://` URL.
     File(PathBuf),
+    /// An object in S3 or an S3-compatible store: `s3://bucket/key`.
+    S3(crate::s3::S3Location),
 }
 
 impl Source {
-    /// Parses a package location: `http(s)://…`, `file://…` or a plain path.
+    /// Parses a package location: `http(s)://…`, `s3://bucket/key`,
+    /// `file://…` or a plain path.
     ///
     /// ```
     /// use zipdeploy::Source;
@@ -66,6 +69,12 @@ impl Source {
         if !location.contains("://") {
             return Ok(Source::File(PathBuf::from(location)));
         }
+        if location
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("s3://"))
+        {
+            return crate::s3::S3Location::parse(location).map(Source::S3);
+        }
         let invalid = |reason: String| Error::InvalidUrl {
             url: redact_str(location),
             reason,
@@ -92,6 +101,7 @@ impl Source {
         match self {
             Source::Http(url) => redact_url(url),
             Source::File(path) => path.display().to_string(),
+            Source::S3(location) => location.to_string(),
         }
     }
 }
@@ -107,7 +117,7 @@ impl Source {
 pub fn parse_origin(url: &str) -> Result<url::Origin> {
     match Source::parse(url)? {
         Source::Http(url) => Ok(url.origin()),
-        Source::File(_) => Err(Error::InvalidUrl {
+        Source::File(_) | Source::S3(_) => Err(Error::InvalidUrl {
             url: redact_str(url),
             reason: "an origin is an http(s):// URL".into(),
         }),
@@ -135,7 +145,7 @@ pub(crate) fn redact_url(url: &Url) -> String {
 
 /// Redacts a location that may not even parse: drops everything between
 /// `://` and the last `@` of the authority.
-fn redact_str(location: &str) -> String {
+pub(crate) fn redact_str(location: &str) -> String {
     if let Ok(url) = Url::parse(location) {
         return redact_url(&url);
     }
@@ -220,6 +230,9 @@ pub struct FetchOptions {
     /// Default: [`ProxyConfig::from_env`], read when the options are
     /// created.
     pub proxy: ProxyConfig,
+    /// How `s3://` locations are reached and signed (endpoint, addressing,
+    /// region, credentials). Read only for `s3://` locations.
+    pub s3: crate::s3::S3Options,
 }
 
 /// Header values are secrets: shown as `***`.
@@ -246,6 +259,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("root_certs_pem", &self.root_certs_pem.len())
             .field("on_notice", &self.on_notice.is_some())
             .field("proxy", &self.proxy)
+            .field("s3", &self.s3)
             .finish()
     }
 }
@@ -267,6 +281,7 @@ impl Default for FetchOptions {
             root_certs_pem: Vec::new(),
             on_notice: None,
             proxy: ProxyConfig::from_env(),
+            s3: crate::s3::S3Options::default(),
         }
     }
 }
@@ -352,7 +367,11 @@ pub(crate) fn fetch_observed(
             )?;
             (1, 0)
         }
-        Source::Http(url) => http_fetch(url, &mut out, path, options, &mut progress)?,
+        Source::Http(url) => http_fetch(url, None, &mut out, path, options, &mut progress)?,
+        Source::S3(location) => {
+            let (url, signer) = crate::s3::prepare(location, &options.s3)?;
+            http_fetch(&url, Some(&signer), &mut out, path, options, &mut progress)?
+        }
     };
     let bytes = out.written();
     let (digest, _file) = out.finish();
@@ -655,8 +674,10 @@ struct ResumeState {
     retry_after: Option<Duration>,
 }
 
+/// Fetches `url`; `signer` signs the requests to an S3 endpoint.
 fn http_fetch(
     url: &Url,
+    signer: Option<&crate::s3::Signer>,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
@@ -677,7 +698,7 @@ fn http_fetch(
             resumed += 1;
         }
         let result = http_attempt(
-            &requests, url, out, path, options, deadline, &mut state, progress,
+            &requests, url, signer, out, path, options, deadline, &mut state, progress,
         );
         let err = match result {
             Ok(()) => return Ok((attempts, resumed)),
@@ -796,6 +817,7 @@ impl<'o> Requests<'o> {
 fn http_attempt(
     requests: &Requests<'_>,
     url: &Url,
+    signer: Option<&crate::s3::Signer>,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     path: &Path,
     options: &FetchOptions,
@@ -813,9 +835,15 @@ fn http_attempt(
         }
     }
     let waiting = Progress::bytes(Stage::Fetch, have, state.total);
-    let (mut exchange, head) = http::open(requests, url, options, &extra, deadline, &mut || {
-        report(progress, waiting)
-    })?;
+    let (mut exchange, head) = http::open(
+        requests,
+        url,
+        signer,
+        options,
+        &extra,
+        deadline,
+        &mut || report(progress, waiting),
+    )?;
     let status = head.status.as_u16();
     let header = |name: &str| {
         head.headers
@@ -1050,6 +1078,10 @@ mod tests {
             Source::parse("http://127.0.0.1:8080/a.zip").unwrap(),
             Source::Http(_)
         ));
+        let s3 = Source::parse("s3://releases/app.zip").unwrap();
+        assert!(matches!(&s3, Source::S3(l) if l.key() == "app.zip"));
+        assert_eq!(s3.redacted(), "s3://releases/app.zip");
+        assert!(parse_origin("s3://releases/app.zip").is_err());
         let err = Source::parse("ftp://u:hunter22@h/a.zip").unwrap_err();
         assert_eq!(err.code(), 20);
         assert!(!err.to_string().contains("hunter22"), "{err}");

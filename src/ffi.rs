@@ -638,9 +638,9 @@ pub unsafe extern "C" fn zipdeploy_deploy_free(deploy: *mut zipdeploy_deploy) {
     })
 }
 
-/// Sets the package location: `http://…`, `https://…`, `file://…` or a local
-/// path. Credentials in the URL (`user:password@`) are sent but never shown
-/// in messages or reports.
+/// Sets the package location: `http://…`, `https://…`, `s3://bucket/key`,
+/// `file://…` or a local path. Credentials in the URL (`user:password@`)
+/// are sent but never shown in messages or reports.
 ///
 /// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL` (unparsable or
 /// unsupported scheme; the previous URL is kept), `ZIPDEPLOY_INVALID_UTF8`,
@@ -1108,6 +1108,56 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_durable(
     unsafe {
         set(deploy, |s| {
             s.durable = Some(durable != 0);
+            Ok(())
+        })
+    }
+}
+
+/// Fetches `s3://` locations from this S3-compatible endpoint
+/// (`http(s)://host[:port]`: MinIO, Ceph, R2, ...), addressed path-style,
+/// instead of `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` or AWS. NULL
+/// restores that default. Credentials and the region come from the standard
+/// AWS variables and files (see the README).
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_URL`, `ZIPDEPLOY_INVALID_UTF8`,
+/// or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_s3_endpoint(
+    deploy: *mut zipdeploy_deploy,
+    endpoint: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `endpoint` is NULL or a NUL-terminated
+    // string.
+    unsafe {
+        set(deploy, |s| {
+            s.fetch.s3.endpoint = if endpoint.is_null() {
+                None
+            } else {
+                Some(crate::s3::parse_endpoint(str_arg(
+                    endpoint,
+                    "s3 endpoint",
+                )?)?)
+            };
+            Ok(())
+        })
+    }
+}
+
+/// Sets whether `s3://` objects on AWS are addressed path-style
+/// (`https://s3.REGION.amazonaws.com/BUCKET/KEY`): non-zero yes, 0 no (the
+/// default: virtual-hosted style; a custom endpoint is always path-style).
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_s3_path_style(
+    deploy: *mut zipdeploy_deploy,
+    path_style: c_int,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            s.fetch.s3.path_style = path_style != 0;
             Ok(())
         })
     }
@@ -2107,6 +2157,43 @@ mod tests {
             assert_eq!(text(zipdeploy_deploy_last_error(d)), "url is NULL");
             assert_eq!(
                 zipdeploy_deploy_add_header(d, url.as_ptr(), std::ptr::null()),
+                ZIPDEPLOY_INVALID_ARGUMENT
+            );
+            zipdeploy_deploy_free(d);
+        }
+    }
+
+    #[test]
+    fn s3_setters_validate_and_reach_the_fetch_options() {
+        let bad = cs("ftp://u:hunter22@x");
+        let good = cs("http://127.0.0.1:9000");
+        // SAFETY: `d` is a live handle from `zipdeploy_deploy_new`; the
+        // strings outlive the calls.
+        unsafe {
+            let d = zipdeploy_deploy_new();
+            assert_eq!(
+                zipdeploy_deploy_set_s3_endpoint(d, bad.as_ptr()),
+                ZIPDEPLOY_INVALID_URL
+            );
+            assert!(!text(zipdeploy_deploy_last_error(d)).contains("hunter22"));
+            assert_eq!(
+                zipdeploy_deploy_set_s3_endpoint(d, good.as_ptr()),
+                ZIPDEPLOY_OK
+            );
+            assert_eq!(zipdeploy_deploy_set_s3_path_style(d, 1), ZIPDEPLOY_OK);
+            {
+                let state = (*d).state.lock().unwrap();
+                let endpoint = state.fetch.s3.endpoint.as_ref().map(|u| u.as_str());
+                assert_eq!(endpoint, Some("http://127.0.0.1:9000/"));
+                assert!(state.fetch.s3.path_style);
+            }
+            assert_eq!(
+                zipdeploy_deploy_set_s3_endpoint(d, std::ptr::null()),
+                ZIPDEPLOY_OK
+            );
+            assert!((*d).state.lock().unwrap().fetch.s3.endpoint.is_none());
+            assert_eq!(
+                zipdeploy_deploy_set_s3_path_style(std::ptr::null_mut(), 1),
                 ZIPDEPLOY_INVALID_ARGUMENT
             );
             zipdeploy_deploy_free(d);

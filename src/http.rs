@@ -189,10 +189,12 @@ pub(crate) fn headers_for(hop: &Url, first: &Url, options: &FetchOptions) -> Vec
 /// Sends `GET url`, following redirects (at most
 /// [`FetchOptions::max_redirects`], never from https to http), with the
 /// user headers each hop's origin may get plus `extra` (e.g. `Range`).
-/// Returns the exchange and the head of the final response.
+/// Requests to an S3 endpoint get fresh SigV4 headers from `signer`, each
+/// hop its own. Returns the exchange and the head of the final response.
 pub(crate) fn open(
     requests: &Requests<'_>,
     url: &Url,
+    signer: Option<&crate::s3::Signer>,
     options: &FetchOptions,
     extra: &[(String, String)],
     deadline: Option<Instant>,
@@ -208,6 +210,7 @@ pub(crate) fn open(
     loop {
         let mut headers = headers_for(&hop, url, options);
         headers.extend(extra.iter().cloned());
+        headers.extend(signer.map(|s| s.headers_for(&hop)).unwrap_or_default());
         let Hop { config, proxy } = requests.hop(&hop)?;
         let mut exchange = Exchange::start(&config, &hop, &shown, headers, deadline)?;
         let head = match exchange.next(heartbeat)? {

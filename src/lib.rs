@@ -42,6 +42,7 @@ pub mod install;
 pub mod progress;
 mod proxy;
 mod retry_after;
+pub mod s3;
 pub mod sidecar;
 pub mod signature;
 pub mod status;
@@ -149,10 +150,11 @@ pub struct Deploy<'a> {
 }
 
 impl<'a> Deploy<'a> {
-    /// A deploy of the package at `location`: `http(s)://…`, `file://…` or a
-    /// local path. A local package that anyone but this user and root could
-    /// write is copied into the state directory and the copy verified and
-    /// extracted, since it could change between hashing and extraction.
+    /// A deploy of the package at `location`: `http(s)://…`,
+    /// `s3://bucket/key` (see [`s3`]), `file://…` or a local path. A local
+    /// package that anyone but this user and root could write is copied into
+    /// the state directory and the copy verified and extracted, since it
+    /// could change between hashing and extraction.
     pub fn new(location: &str) -> Result<Self> {
         Ok(Self::from_source(Source::parse(location)?))
     }
@@ -327,6 +329,21 @@ impl<'a> Deploy<'a> {
     /// `ProxyConfig::none()` connects directly.
     pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
         self.fetch.proxy = proxy;
+        self
+    }
+
+    /// Fetches `s3://` locations from this S3-compatible endpoint
+    /// (`http(s)://host[:port]`: MinIO, Ceph, R2, …), path-style, instead of
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` or AWS. See [`s3`].
+    pub fn s3_endpoint(mut self, endpoint: &str) -> Result<Self> {
+        self.fetch.s3.endpoint = Some(s3::parse_endpoint(endpoint)?);
+        Ok(self)
+    }
+
+    /// Addresses `s3://` objects path-style on AWS too
+    /// (`https://s3.REGION.amazonaws.com/BUCKET/KEY`).
+    pub fn s3_path_style(mut self, path_style: bool) -> Self {
+        self.fetch.s3.path_style = path_style;
         self
     }
 
@@ -800,7 +817,7 @@ impl<'a> Deploy<'a> {
         let signed_by = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
         let path = match source {
             Source::File(path) => path,
-            Source::Http(_) => {
+            Source::Http(_) | Source::S3(_) => {
                 return self.download(
                     source, cache, entry_lock, work, progress, verifier, &signature,
                 )
@@ -900,7 +917,7 @@ impl<'a> Deploy<'a> {
             _ => path,
         };
         let downloaded = match source {
-            Source::Http(_) => fetched.bytes,
+            Source::Http(_) | Source::S3(_) => fetched.bytes,
             Source::File(_) => 0,
         };
         Ok(Obtained {

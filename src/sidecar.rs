@@ -37,8 +37,10 @@ pub(crate) fn fetch_small(
     let result = match source {
         Source::File(path) => fetch::hash_local(path, &options, None)
             .and_then(|_| std::fs::read(path).map_err(Error::io("read", path))),
-        Source::Http(_) => fetch::fetch_to_file(source, scratch, &options, Some(&mut heartbeat))
-            .and_then(|_| std::fs::read(scratch).map_err(Error::io("read", scratch))),
+        Source::Http(_) | Source::S3(_) => {
+            fetch::fetch_to_file(source, scratch, &options, Some(&mut heartbeat))
+                .and_then(|_| std::fs::read(scratch).map_err(Error::io("read", scratch)))
+        }
     };
     let _ = std::fs::remove_file(scratch);
     let bytes = result?;
@@ -68,6 +70,7 @@ pub(crate) fn beside(package: &Source, suffix: &str) -> Source {
             name.push(suffix);
             Source::File(name.into())
         }
+        Source::S3(location) => Source::S3(location.with_suffix(suffix)),
     }
 }
 
@@ -85,6 +88,7 @@ pub(crate) fn file_name(package: &Source) -> String {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        Source::S3(location) => location.key().rsplit('/').next().unwrap_or_default().into(),
     }
 }
 
@@ -222,6 +226,12 @@ mod tests {
         assert_eq!(
             beside(&s, ".sha256"),
             Source::parse("https://h.example/d/my%20app.zip.sha256?sig=1").unwrap()
+        );
+        let o = Source::parse("s3://releases/app/v 1.zip").unwrap();
+        assert_eq!(file_name(&o), "v 1.zip");
+        assert_eq!(
+            beside(&o, ".minisig"),
+            Source::parse("s3://releases/app/v 1.zip.minisig").unwrap()
         );
         let f = Source::parse("/srv/app.zip").unwrap();
         assert_eq!(file_name(&f), "app.zip");

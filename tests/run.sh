@@ -63,10 +63,26 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# moto's S3 server, which tests/s3_moto.rs starts on 127.0.0.1 (from PyPI).
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  if [[ $(id -u) == 0 ]]; then
+    echo "tests/run.sh: installing moto[server] from PyPI"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q 'moto[server]'
+  else
+    echo "tests/run.sh: the S3 tests need moto's server: python3 -m pip install --user 'moto[server]'" >&2
+    exit 1
+  fi
+fi
+
 for tool in cargo rustc cc pkg-config valgrind python3; do
   printf '%-10s %s\n' "$tool" "$("$tool" --version 2>&1 | head -n1)"
 done
 printf '%-10s %s\n' go "$(go version)"
+printf '%-10s %s\n' moto "$(python3 -c 'import moto; print(moto.__version__)')"
 [[ $deps_only == no ]] || exit 0
 
 if [[ ! -d ../shared/corpus/ziplinter ]]; then

@@ -201,7 +201,8 @@ type Progress struct {
 
 // Options configure a deploy. Zero values mean the library's defaults.
 type Options struct {
-	// URL of the package: http(s)://…, file://… or a local path. Required.
+	// URL of the package: http(s)://…, s3://bucket/key, file://… or a local
+	// path. Required.
 	URL string
 	// Dest is the directory to install into. Required.
 	Dest string
@@ -276,6 +277,13 @@ type Options struct {
 	// CacheMaxSize bounds the total size of the cache's entries, least
 	// recently used evicted first (0: 10 GiB).
 	CacheMaxSize uint64
+	// S3Endpoint, if set, is the S3-compatible endpoint (http(s)://host[:port],
+	// path-style) for s3:// locations instead of AWS_ENDPOINT_URL_S3,
+	// AWS_ENDPOINT_URL or AWS. Credentials and region come from the standard
+	// AWS variables and files (see the README).
+	S3Endpoint string
+	// S3PathStyle addresses s3:// objects on AWS path-style too.
+	S3PathStyle bool
 }
 
 // Report says what a deploy did.
@@ -550,6 +558,14 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 		steps = append(steps, func() error {
 			return check(C.zipdeploy_deploy_set_cache_max_size(d, C.uint64_t(o.CacheMaxSize)))
 		})
+	}
+	if o.S3Endpoint != "" {
+		steps = append(steps, withString("S3Endpoint", o.S3Endpoint, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_s3_endpoint(d, s)
+		}))
+	}
+	if o.S3PathStyle {
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_s3_path_style(d, 1)) })
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {

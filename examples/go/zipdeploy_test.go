@@ -460,6 +460,10 @@ func TestMirrorsAreTriedInOrder(t *testing.T) {
 
 	_, err = Deploy(context.Background(), Options{URL: url, Dest: dest, Mirrors: []string{"ftp://x/app.zip"}})
 	wantCode(t, err, CodeInvalidURL)
+	_, err = Deploy(context.Background(), Options{URL: "s3://b/app.zip", Dest: dest, S3Endpoint: "ftp://x", S3PathStyle: true})
+	if e := wantCode(t, err, CodeInvalidURL); !strings.Contains(e.Message, "endpoint") {
+		t.Fatalf("unexpected error %+v", e)
+	}
 }
 
 func TestTheCacheServesASecondDeploy(t *testing.T) {

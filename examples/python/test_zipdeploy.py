@@ -215,6 +215,10 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 22)
         self.assertIn("not.pem", caught.exception.message)
         self.assertFalse(os.path.exists(self.dest))
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy("s3://b/app.zip", self.dest, s3_endpoint="ftp://x", s3_path_style=True)
+        self.assertEqual(caught.exception.code, 20)
+        self.assertIn("endpoint", str(caught.exception))
 
     def test_limits_and_connection_timeouts_are_options(self):
         with self.assertRaises(zipdeploy.LimitError) as caught:
@@ -224,8 +228,10 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy(self.url, self.dest, max_total_size=3)
         self.assertEqual(caught.exception.code, 60)
         self.assertFalse(self.dest.exists())
+        # Five entries, and the one directory they imply without listing it:
+        # implied directories count toward max_entries.
         report = zipdeploy.deploy(
-            self.url, self.dest, max_entries=5, max_total_size=1 << 20, connect_timeout=5, stall_timeout=5
+            self.url, self.dest, max_entries=6, max_total_size=1 << 20, connect_timeout=5, stall_timeout=5
         )
         self.assertEqual(report.entries, 5)
         for bad in ({"connect_timeout": 0}, {"stall_timeout": -1}, {"max_entries": -1}):

@@ -38,6 +38,8 @@ pub struct Cli {
     pub init: Option<PathBuf>,
     pub headers: Vec<(String, String)>,
     pub cacert: Option<PathBuf>,
+    pub s3_endpoint: Option<url::Url>,
+    pub s3_path_style: bool,
     pub timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     pub stall_timeout: Option<Duration>,
@@ -139,6 +141,11 @@ impl Cli {
             init,
             headers: given.headers()?,
             cacert: given.path("cacert"),
+            s3_endpoint: given
+                .text("s3-endpoint")?
+                .map(|e| zipdeploy::s3::parse_endpoint(&e))
+                .transpose()?,
+            s3_path_style: given.switch("s3-path-style")?,
             timeout: given.duration("timeout")?,
             connect_timeout: given.duration("connect-timeout")?,
             stall_timeout: given.duration("stall-timeout")?,

@@ -107,6 +107,11 @@ pub fn fetch_options(cli: &Cli, console: &SharedConsole) -> FetchOptions {
         speed_time: cli.speed_time.unwrap_or(defaults.speed_time),
         max_size: cli.max_size.unwrap_or(defaults.max_size),
         headers: cli.headers.clone(),
+        s3: zipdeploy::s3::S3Options {
+            endpoint: cli.s3_endpoint.clone(),
+            path_style: cli.s3_path_style,
+            ..defaults.s3.clone()
+        },
         ..defaults
     }
 }

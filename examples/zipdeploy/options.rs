@@ -36,7 +36,7 @@ pub const OPTIONS: &[Opt] = &[
             "url",
             "URL",
             EnvVar::Named("PACKAGE_ZIP_URL"),
-            "package: http(s)://..., file://... or a path; repeat for mirrors",
+            "package: http(s)://..., s3://BUCKET/KEY, file://... or a path; repeat for mirrors",
         )
     },
     Opt::value(
@@ -106,6 +106,17 @@ pub const OPTIONS: &[Opt] = &[
         "FILE",
         EnvVar::Derived,
         "also trust the CA certificate(s) in this PEM file for https",
+    ),
+    Opt::value(
+        "s3-endpoint",
+        "URL",
+        EnvVar::Derived,
+        "S3-compatible endpoint for s3:// (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS)",
+    ),
+    Opt::switch(
+        "s3-path-style",
+        EnvVar::Derived,
+        "address s3:// objects as ENDPOINT/BUCKET/KEY on AWS too",
     ),
     Opt::value(
         "timeout",

@@ -272,6 +272,8 @@ _SIGNATURES = {
     "zipdeploy_deploy_add_mirror": (_I, [_P, _S]),
     "zipdeploy_deploy_set_minisign_key": (_I, [_P, _S]),
     "zipdeploy_deploy_set_minisign_sig": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_s3_endpoint": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_s3_path_style": (_I, [_P, _I]),
     "zipdeploy_deploy_set_cache": (_I, [_P, _S]),
     "zipdeploy_deploy_set_cache_max_size": (_I, [_P, _U64]),
     "zipdeploy_deploy_rollback": (_I, [_P, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
@@ -409,6 +411,8 @@ def deploy(
     cache_max_size: Optional[int] = None,
     keep: Optional[int] = None,
     sync: bool = False,
+    s3_endpoint: Optional[str] = None,
+    s3_path_style: bool = False,
     library: _Library = None,
 ) -> Report:
     """Fetches, verifies, extracts and installs the package at ``url`` into
@@ -442,6 +446,12 @@ def deploy(
     ``cache_max_size`` bytes); ``keep`` previous releases stay for rollback.
     ``sync`` syncs the new tree to disk before activating it, so the deploy
     also survives a power cut (slower; off by default, as in the library).
+
+    ``url`` may be ``s3://bucket/key``: credentials and region come from the
+    standard AWS variables and files (see the README); ``s3_endpoint`` is an
+    S3-compatible endpoint (``http(s)://host[:port]``, path-style) instead of
+    ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``/AWS, and ``s3_path_style``
+    addresses AWS path-style too.
 
     Raises a :class:`ZipDeployError` subclass on failure; the destination is
     then left exactly as it was.
@@ -534,6 +544,10 @@ def deploy(
             check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep)))
         if sync:
             check(lib.zipdeploy_deploy_set_durable(handle, 1))
+        if s3_endpoint is not None:
+            check(lib.zipdeploy_deploy_set_s3_endpoint(handle, _c_string("s3_endpoint", s3_endpoint)))
+        if s3_path_style:
+            check(lib.zipdeploy_deploy_set_s3_path_style(handle, 1))
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
