@@ -1,0 +1,935 @@
+//! The deployment recipes of `examples/recipes/` and the image of
+//! `examples/Dockerfile`, run the way their orchestrator runs them. No
+//! orchestrator runs here, so each test reads the recipe file itself (the
+//! command, the environment, the user, where the volume is mounted) and runs
+//! exactly that in a small container of its own: a new mount namespace whose
+//! root holds the host's /usr and /etc, the CLI at /usr/local/bin/zipdeploy,
+//! the volume bind-mounted at the recipe's path and the secrets at theirs,
+//! with zipdeploy exec'd as PID 1 of a new PID namespace, as the recipe's
+//! user. Each recipe must then: install from a server on 127.0.0.1, be a
+//! no-op on its second start, stop within a second with exit 143 on SIGTERM
+//! during the download with DEST intact, and (where zipdeploy execs the app)
+//! leave the app as PID 1 receiving the signal.
+//!
+//! The image test builds `examples/Dockerfile` for real with buildah, on a
+//! minimal Debian made by mmdebstrap (see `tests/run.sh`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zipdeploy::Sha256Digest;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// Where the recipes put the CLI (examples/Dockerfile copies it there).
+const CLI_IN_CONTAINER: &str = "/usr/local/bin/zipdeploy";
+/// Docker's default PATH, which the images of these recipes have.
+const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `<target>/<profile>/examples/zipdeploy` (built by `cargo test`).
+fn cli_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let cli = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .join("examples")
+        .join("zipdeploy");
+    assert!(
+        cli.is_file(),
+        "{} is missing: run `cargo build --example zipdeploy` first",
+        cli.display()
+    );
+    cli
+}
+
+fn recipe(name: &str) -> PathBuf {
+    Path::new(ROOT).join("examples").join(name)
+}
+
+// ---------------------------------------------------------------------------
+// The packages and the server.
+
+/// The test's app: reports who and where it is, then waits for SIGTERM.
+const APP_SH: &[u8] = b"trap 'echo \"app: TERM\"; exit 0' TERM\n\
+echo \"app: pid $$ uid $(id -u) in $(pwd) version $(cat VERSION) init $(cat initialized 2>/dev/null || echo no)\"\n\
+while :; do sleep 0.05; done\n";
+/// The image's `ZIPDEPLOY_INIT=init.sh` convention: runs in the staged tree.
+const INIT_SH: &[u8] = b"echo yes > initialized\n";
+
+fn package(version: &str) -> Vec<u8> {
+    // Big enough that a server stalling after 1000 bytes is caught mid-body.
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    zip_of(&[
+        Entry::File("VERSION", version.as_bytes()),
+        Entry::File("app.sh", APP_SH),
+        Entry::File("init.sh", INIT_SH),
+        Entry::File("data.bin", &noise),
+    ])
+}
+
+/// Serves `/v1.zip` whole and `/v2.zip` stalled after 1000 bytes.
+struct Packages {
+    server: TestServer,
+    v1_sha256: String,
+    v2_sha256: String,
+}
+
+impl Packages {
+    fn start() -> Packages {
+        let (v1, v2) = (package("1"), package("2"));
+        let v1_sha256 = Sha256Digest::of(&v1).to_hex();
+        let v2_sha256 = Sha256Digest::of(&v2).to_hex();
+        let server = TestServer::start(move |req, _| match req.path.as_str() {
+            "/v1.zip" => Reply::ok(v1.clone()),
+            "/v2.zip" => {
+                Reply::ok(v2.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(30)))
+            }
+            _ => Reply::status(404),
+        });
+        Packages {
+            server,
+            v1_sha256,
+            v2_sha256,
+        }
+    }
+
+    fn requests_for(&self, path: &str) -> usize {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A container as a recipe describes it, and the runner.
+
+/// One container of a recipe.
+#[derive(Clone, Debug)]
+struct Container {
+    /// uid and gid the process runs as.
+    user: (u32, u32),
+    /// Where the volume is mounted inside.
+    volume: String,
+    /// Files mounted inside (secrets): path, contents.
+    files: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    argv: Vec<String>,
+    workdir: Option<String>,
+}
+
+impl Container {
+    fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.into(), value.into()));
+    }
+
+    fn env(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set_file(&mut self, path: &str, contents: &str) {
+        self.files.retain(|(p, _)| p != path);
+        self.files.push((path.into(), contents.into()));
+    }
+}
+
+/// The host side of a pod: the volume (a directory bind-mounted into each
+/// container) and scratch space.
+struct Pod {
+    tmp: tempfile::TempDir,
+    volume: PathBuf,
+}
+
+impl Pod {
+    /// A volume owned by `owner` with `mode`, as the orchestrator makes it.
+    fn new(owner: (u32, u32), mode: u32) -> Pod {
+        let tmp = tempfile::tempdir().unwrap();
+        let volume = tmp.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        std::os::unix::fs::chown(&volume, Some(owner.0), Some(owner.1)).unwrap();
+        std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(mode)).unwrap();
+        Pod { tmp, volume }
+    }
+
+    /// DEST as the host sees it.
+    fn host_path(&self, c: &Container, in_container: &str) -> PathBuf {
+        let rel = Path::new(in_container)
+            .strip_prefix(&c.volume)
+            .unwrap_or_else(|_| panic!("{in_container} is not on the volume {}", c.volume));
+        self.volume.join(rel)
+    }
+
+    /// Starts `c`: `unshare` forks a shell that builds the container's root
+    /// and execs, through chroot and setpriv, into `c.argv`, PID 1 of the
+    /// new PID namespace.
+    fn start(&self, c: &Container) -> Running {
+        let run = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let root = run.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut script = String::from("set -e\n");
+        let r = q(root.to_str().unwrap());
+        script += &format!("mount -t tmpfs -o mode=0755 root {r}\ncd {r}\n");
+        for top in [
+            "bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc",
+        ] {
+            let host = Path::new("/").join(top);
+            if let Ok(link) = std::fs::read_link(&host) {
+                script += &format!("ln -s {} {top}\n", q(link.to_str().unwrap()));
+            } else if host.is_dir() {
+                script += &format!("mkdir {top}\nmount --rbind /{top} {top}\n");
+            }
+        }
+        script += "mkdir proc dev tmp\nmount -t proc proc proc\nmount --rbind /dev dev\n";
+        script += "chmod 1777 tmp\n";
+        // The host's /usr/local is not the image's: only the CLI is there.
+        script += "mount -t tmpfs -o mode=0755 local usr/local\nmkdir usr/local/bin\n";
+        script += &format!(
+            "touch .{CLI_IN_CONTAINER}\nmount --bind {} .{CLI_IN_CONTAINER}\n",
+            q(cli_path().to_str().unwrap())
+        );
+        let volume = q(&format!(".{}", c.volume));
+        script += &format!(
+            "mkdir -p {volume}\nmount --bind {} {volume}\n",
+            q(self.volume.to_str().unwrap())
+        );
+        for (i, (path, contents)) in c.files.iter().enumerate() {
+            let host = run.path().join(format!("file{i}"));
+            std::fs::write(&host, contents).unwrap();
+            std::os::unix::fs::chown(&host, Some(c.user.0), Some(c.user.1)).unwrap();
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o400)).unwrap();
+            let inside = q(&format!(".{path}"));
+            script += &format!(
+                "mkdir -p \"$(dirname {inside})\"\ntouch {inside}\nmount --bind {} {inside}\n",
+                q(host.to_str().unwrap())
+            );
+        }
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(dir) = &c.workdir {
+            argv.extend(["sh", "-c", "cd \"$0\" && exec \"$@\"", dir].map(String::from));
+        }
+        argv.extend(c.argv.iter().cloned());
+        let mut env: Vec<String> = Vec::new();
+        if c.env("PATH").is_none() {
+            env.push(format!("PATH={CONTAINER_PATH}"));
+        }
+        env.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
+        script += &format!(
+            "exec chroot {r} setpriv --reuid={} --regid={} --clear-groups env -i {} {}\n",
+            c.user.0,
+            c.user.1,
+            env.iter().map(|s| q(s)).collect::<Vec<_>>().join(" "),
+            argv.iter().map(|s| q(s)).collect::<Vec<_>>().join(" ")
+        );
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--pid", "--fork", "--kill-child", "sh", "-c"])
+            .arg(&script)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            _run: run,
+        }
+    }
+}
+
+/// Shell quoting.
+fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A started container.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    _run: tempfile::TempDir,
+}
+
+impl Running {
+    /// The host PID of the container's PID 1, once it runs `comm`.
+    fn pid_1(&self, comm: &str) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let unshare = self.child.id();
+        loop {
+            let children =
+                std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+                    .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let name = status.lines().find_map(|l| l.strip_prefix("Name:"));
+                if name.map(str::trim) == Some(comm) {
+                    let nspid = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .unwrap();
+                    assert_eq!(nspid.split_whitespace().last(), Some("1"), "{status}");
+                    return pid.parse().unwrap();
+                }
+            }
+            assert!(Instant::now() < deadline, "no {comm} as PID 1");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The next line on stdout starting with `prefix`.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line starting with {prefix:?} on stdout"),
+            }
+        }
+    }
+
+    /// Waits at most `limit`; returns the status, how long it took, stderr.
+    fn wait(mut self, limit: Duration) -> (ExitStatus, Duration, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+                    .unwrap();
+                return (status, started.elapsed(), stderr);
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let mut stderr = String::new();
+                let _ =
+                    std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr);
+                panic!("still running after {limit:?}; stderr: {stderr}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+// ---------------------------------------------------------------------------
+// The scenarios every recipe goes through.
+
+/// DEST holds version `v`, installed by zipdeploy (state beside it).
+fn assert_installed(pod: &Pod, c: &Container, dest: &str, v: &str) {
+    let host = pod.host_path(c, dest);
+    assert_eq!(read(host.join("VERSION")), v.as_bytes(), "DEST's VERSION");
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), c.user, "DEST's owner");
+    let name = host.file_name().unwrap().to_str().unwrap();
+    let state = host.with_file_name(format!(".{name}.zipdeploy"));
+    assert!(state.is_dir(), "no state dir at {}", state.display());
+}
+
+/// SIGTERM while the download of v2 stalls: exit 143 within a second,
+/// DEST and the state dir as they were.
+fn sigterm_during_the_download(pkgs: &Packages, pod: &Pod, c: &Container, dest: &str) {
+    let mut c = c.clone();
+    c.set_env("PACKAGE_SHA256", &pkgs.v2_sha256);
+    let url_file = c.env("PACKAGE_ZIP_URL_FILE").unwrap().to_string();
+    c.set_file(&url_file, &pkgs.server.url("/v2.zip"));
+    let host_dest = pod.host_path(&c, dest);
+    let before = snapshot(&host_dest);
+    let parent = host_dest.parent().unwrap().to_path_buf();
+    let names_before = names_in(&parent);
+
+    let asked = pkgs.requests_for("/v2.zip");
+    let running = pod.start(&c);
+    let zipdeploy = running.pid_1("zipdeploy");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pkgs.requests_for("/v2.zip") == asked {
+        assert!(Instant::now() < deadline, "zipdeploy never asked for v2");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(400));
+    kill(zipdeploy, "TERM");
+    let (status, took, stderr) = running.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert_eq!(snapshot(&host_dest), before, "DEST changed");
+    assert_eq!(names_in(&parent), names_before, "the volume changed");
+    let name = host_dest.file_name().unwrap().to_str().unwrap();
+    let work: Vec<_> = names_in(&parent.join(format!(".{name}.zipdeploy")))
+        .into_iter()
+        .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
+        .collect();
+    assert!(work.is_empty(), "work files left: {work:?}");
+}
+
+/// The recipe's container gets the v1 URL through its secret file.
+fn with_v1(pkgs: &Packages, c: &Container) -> Container {
+    let mut c = c.clone();
+    c.set_env("PACKAGE_SHA256", &pkgs.v1_sha256);
+    let url_file = c
+        .env("PACKAGE_ZIP_URL_FILE")
+        .expect("the recipe reads the URL from a file")
+        .to_string();
+    c.set_file(&url_file, &pkgs.server.url("/v1.zip"));
+    c
+}
+
+/// zipdeploy execs the app (`c.argv` ends with the test's app): the app is
+/// PID 1, in DEST, as the user, and gets SIGTERM.
+fn start_then_stop_the_app(pod: &Pod, c: &Container, dest: &str, init_hook: bool) {
+    let running = pod.start(c);
+    let init = if init_hook { "yes" } else { "no" };
+    assert_eq!(
+        running.line("app: "),
+        format!(
+            "app: pid 1 uid {} in {dest} version 1 init {init}",
+            c.user.0
+        )
+    );
+    let app = running.pid_1("sh");
+    kill(app, "TERM");
+    assert_eq!(running.line("app: "), "app: TERM");
+    let (status, _, stderr) = running.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// A recipe where zipdeploy execs the app (compose, systemd).
+fn exec_model(pod: &Pod, recipe_container: &Container, dest: &str) {
+    let pkgs = Packages::start();
+    let mut c = with_v1(&pkgs, recipe_container);
+    let init_hook = c.env("ZIPDEPLOY_INIT").is_some();
+    c.argv.extend(["sh", "app.sh"].map(String::from));
+
+    start_then_stop_the_app(pod, &c, dest, init_hook);
+    assert_installed(pod, &c, dest, "1");
+    assert_eq!(pkgs.requests_for("/v1.zip"), 1);
+
+    // The second start: no download, DEST untouched, the app runs again.
+    let installed = snapshot(&pod.host_path(&c, dest));
+    start_then_stop_the_app(pod, &c, dest, init_hook);
+    assert_eq!(
+        pkgs.requests_for("/v1.zip"),
+        1,
+        "the second start downloaded"
+    );
+    assert_eq!(snapshot(&pod.host_path(&c, dest)), installed);
+
+    let mut c = c.clone();
+    c.argv.truncate(recipe_container.argv.len());
+    sigterm_during_the_download(&pkgs, pod, &c, dest);
+}
+
+/// A recipe where zipdeploy installs and exits, and the app runs in another
+/// container on the same volume (Kubernetes, Nomad).
+fn init_model(pod: &Pod, init: &Container, app: &Container, dest: &str) {
+    let pkgs = Packages::start();
+    let init_v1 = with_v1(&pkgs, init);
+    for start in 1..=2 {
+        let (status, _, stderr) = pod.start(&init_v1).wait(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(0), "start {start}: {stderr}");
+        assert_installed(pod, init, dest, "1");
+        assert_eq!(pkgs.requests_for("/v1.zip"), 1, "start {start}");
+    }
+    // The app container runs in DEST and sees the tree.
+    let mut app = app.clone();
+    app.argv = ["sh", "app.sh"].map(String::from).to_vec();
+    start_then_stop_the_app(pod, &app, dest, init.env("ZIPDEPLOY_INIT").is_some());
+
+    sigterm_during_the_download(&pkgs, pod, &with_v1(&pkgs, init), dest);
+}
+
+// ---------------------------------------------------------------------------
+// Reading the recipes.
+
+/// uid and gid of a user in this Debian's passwd (the images' users).
+fn user_ids(name: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .map(|f| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        .unwrap_or_else(|| panic!("no user {name}"))
+}
+
+/// `["a", "b"]` (JSON-style strings without escapes).
+fn string_list(text: &str) -> Vec<String> {
+    let inner = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("not a list: {text}"));
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| unquote(s).to_string())
+        .collect()
+}
+
+fn unquote(s: &str) -> &str {
+    s.trim()
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("not a string: {s}"))
+}
+
+/// The runtime stage of examples/Dockerfile: ENTRYPOINT, CMD, USER, ENV.
+struct Image {
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    user: String,
+    env: Vec<(String, String)>,
+    cli: String,
+}
+
+fn dockerfile() -> Image {
+    let text = std::fs::read_to_string(recipe("Dockerfile")).unwrap();
+    let joined = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("\\\n", " ");
+    let stages: Vec<&str> = joined.split("\nFROM ").collect();
+    let runtime = stages.last().unwrap();
+    let mut image = Image {
+        entrypoint: vec![],
+        cmd: vec![],
+        user: "root".into(),
+        env: vec![],
+        cli: String::new(),
+    };
+    for line in runtime.lines() {
+        let (instr, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+        match instr {
+            "ENTRYPOINT" => image.entrypoint = string_list(rest),
+            "CMD" => image.cmd = string_list(rest),
+            "USER" => image.user = rest.trim().into(),
+            "ENV" => {
+                for pair in rest.split_whitespace() {
+                    let (k, v) = pair.split_once('=').expect("ENV k=v");
+                    image.env.push((k.into(), v.into()));
+                }
+            }
+            "COPY" if rest.contains("--from=build") => {
+                image.cli = rest.split_whitespace().last().unwrap().into();
+            }
+            _ => {}
+        }
+    }
+    image
+}
+
+/// A YAML file flattened to `a.b.0.c` → scalar, by python3's yaml module.
+fn yaml(path: &Path) -> BTreeMap<String, String> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, yaml\n\
+             def walk(p, v):\n\
+             \x20   if isinstance(v, dict):\n\
+             \x20       print('.'.join(p) + '\\t{}') if not v else None\n\
+             \x20       for k, x in v.items(): walk(p + [str(k)], x)\n\
+             \x20   elif isinstance(v, list):\n\
+             \x20       for i, x in enumerate(v): walk(p + [str(i)], x)\n\
+             \x20   else: print('.'.join(p) + '\\t' + ('' if v is None else str(v)))\n\
+             walk([], yaml.safe_load(open(sys.argv[1])))\n",
+        )
+        .arg(path)
+        .output()
+        .expect("python3 runs (with python3-yaml)");
+    assert!(
+        out.status.success(),
+        "{} does not parse: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The values at `prefix.0`, `prefix.1`, …
+fn yaml_list(doc: &BTreeMap<String, String>, prefix: &str) -> Vec<String> {
+    (0..)
+        .map_while(|i| doc.get(&format!("{prefix}.{i}")).cloned())
+        .collect()
+}
+
+/// The index of the list item under `prefix` whose `key` is `value`.
+fn yaml_find(doc: &BTreeMap<String, String>, prefix: &str, key: &str, value: &str) -> String {
+    (0..100)
+        .map(|i| format!("{prefix}.{i}"))
+        .find(|item| doc.get(&format!("{item}.{key}")).map(String::as_str) == Some(value))
+        .unwrap_or_else(|| panic!("no {prefix}[{key}={value}]"))
+}
+
+/// The HCL subset of examples/recipes/nomad.hcl flattened: `block "label" {`
+/// opens `block.label`, `key = value` gives `path.key` → value as written.
+fn hcl(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut scope: Vec<String> = Vec::new();
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line == "}" {
+            scope
+                .pop()
+                .unwrap_or_else(|| panic!("line {}: unbalanced }}", n + 1));
+        } else if let Some((key, value)) = line.split_once(" = ").or(line.split_once("= ")) {
+            let key = key.trim();
+            out.insert(
+                scope
+                    .iter()
+                    .chain([&key.to_string()])
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("."),
+                value.trim().to_string(),
+            );
+        } else if let Some(head) = line.strip_suffix('{') {
+            let name = head
+                .split_whitespace()
+                .map(|w| w.trim_matches('"'))
+                .collect::<Vec<_>>()
+                .join(".");
+            scope.push(name);
+        } else {
+            panic!("line {}: not in the HCL subset: {line}", n + 1);
+        }
+    }
+    assert!(scope.is_empty(), "unclosed blocks: {scope:?}");
+    out
+}
+
+/// The `[Service]` section of a systemd unit, in order (keys repeat).
+fn unit_service(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[Service]" {
+            let (k, v) = line.split_once('=').unwrap();
+            out.push((k.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The recipes.
+
+#[test]
+fn compose_recipe_runs_the_image_entrypoint_as_pid_1_on_its_volume() {
+    let compose = yaml(&recipe("recipes/compose.yaml"));
+    let image = dockerfile();
+    let svc = "services.app";
+    assert_eq!(
+        image.cli, CLI_IN_CONTAINER,
+        "the Dockerfile puts the CLI elsewhere"
+    );
+    assert_eq!(
+        compose[&format!("{svc}.build.dockerfile")],
+        "examples/Dockerfile"
+    );
+    assert!(!compose.contains_key(&format!("{svc}.entrypoint")));
+    assert!(
+        !compose.contains_key(&format!("{svc}.init")) || compose[&format!("{svc}.init")] == "False"
+    );
+    // The compose file names the app; the test runs its own in its place.
+    assert_eq!(yaml_list(&compose, &format!("{svc}.command")), image.cmd);
+
+    let volumes = yaml_list(&compose, &format!("{svc}.volumes"));
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let (name, target) = volumes[0].split_once(':').unwrap();
+    assert!(
+        compose.contains_key(&format!("volumes.{name}")),
+        "named volume {name}"
+    );
+    let user = compose
+        .get(&format!("{svc}.user"))
+        .cloned()
+        .unwrap_or(image.user.clone());
+    let ids = user_ids(&user);
+
+    let mut env = image.env.clone();
+    for (k, v) in &compose {
+        if let Some(var) = k.strip_prefix(&format!("{svc}.environment.")) {
+            env.retain(|(n, _)| n != var);
+            env.push((var.to_string(), v.clone()));
+        }
+    }
+    let mut files = Vec::new();
+    for secret in yaml_list(&compose, &format!("{svc}.secrets")) {
+        assert!(compose.contains_key(&format!("secrets.{secret}.file")));
+        files.push((format!("/run/secrets/{secret}"), String::new()));
+    }
+    let c = Container {
+        user: ids,
+        volume: target.to_string(),
+        files,
+        env,
+        argv: image.entrypoint.clone(),
+        workdir: None,
+    };
+    let dest = c
+        .env("PACKAGE_DIR")
+        .expect("the image sets PACKAGE_DIR")
+        .to_string();
+    // A named volume starts as a copy of the image's directory: the
+    // Dockerfile makes /var/www, owned by the image's user, 0755.
+    let pod = Pod::new(ids, 0o755);
+    exec_model(&pod, &c, &dest);
+}
+
+#[test]
+fn systemd_recipe_runs_in_its_state_directory_and_execs_the_app() {
+    let unit = unit_service(&recipe("recipes/app.service"));
+    let get = |key: &str| -> Vec<String> {
+        unit.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let one = |key: &str| -> String {
+        let values = get(key);
+        assert_eq!(values.len(), 1, "{key}: {values:?}");
+        values[0].clone()
+    };
+    assert_eq!(one("Type"), "exec");
+    assert_eq!(one("KillMode"), "mixed", "SIGTERM to the main process only");
+    let (uid, _) = user_ids(&one("User"));
+    let (_, gid) = user_ids(&one("Group"));
+    // StateDirectory=: /var/lib/NAME, owned by User= and Group=, 0755.
+    let state_dir = format!("/var/lib/{}", one("StateDirectory"));
+    let credentials = "/run/credentials/app.service";
+    let mut files = Vec::new();
+    for cred in get("LoadCredential") {
+        let (name, _) = cred.split_once(':').unwrap();
+        files.push((format!("{credentials}/{name}"), String::new()));
+    }
+    let mut env = Vec::new();
+    for assignment in get("Environment") {
+        let (k, v) = assignment.split_once('=').unwrap();
+        env.push((k.to_string(), v.replace("%d", credentials)));
+    }
+    // EnvironmentFile= holds PACKAGE_SHA256 (set by the scenario).
+    assert_eq!(get("EnvironmentFile").len(), 1);
+    let exec_start: Vec<String> = one("ExecStart")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let app_at = exec_start
+        .iter()
+        .position(|a| a == "--")
+        .expect("`--` before the app")
+        + 1;
+    let argv = exec_start[..app_at].to_vec();
+    assert_eq!(argv[0], CLI_IN_CONTAINER);
+    let dest = argv[argv.iter().position(|a| a == "--dest").unwrap() + 1].clone();
+    let c = Container {
+        user: (uid, gid),
+        volume: state_dir,
+        files,
+        env,
+        argv,
+        workdir: None,
+    };
+    let pod = Pod::new((uid, gid), 0o755);
+    exec_model(&pod, &c, &dest);
+}
+
+#[test]
+fn systemd_recipe_passes_systemd_analyze_verify() {
+    // The unit names /usr/local/bin/zipdeploy: provide it in a private
+    // mount namespace, as the install step of the recipe does.
+    let unit = recipe("recipes/app.service");
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(
+            "set -e; mount -t tmpfs local /usr/local; mkdir /usr/local/bin; \
+             touch /usr/local/bin/zipdeploy; mount --bind \"$1\" /usr/local/bin/zipdeploy; \
+             systemd-analyze verify \"$2\"",
+        )
+        .arg("sh")
+        .arg(cli_path())
+        .arg(&unit)
+        .output()
+        .expect("unshare runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // verify reports unknown or bad settings as warnings on stderr.
+    assert!(stderr.trim().is_empty(), "{stderr}");
+}
+
+#[test]
+fn kubernetes_recipe_installs_in_an_init_container_on_the_shared_empty_dir() {
+    let k8s = yaml(&recipe("recipes/kubernetes.yaml"));
+    let pod_spec = "spec.template.spec";
+    let sc = format!("{pod_spec}.securityContext");
+    let user: (u32, u32) = (
+        k8s[&format!("{sc}.runAsUser")].parse().unwrap(),
+        k8s[&format!("{sc}.runAsGroup")].parse().unwrap(),
+    );
+    let fs_group: u32 = k8s[&format!("{sc}.fsGroup")].parse().unwrap();
+    let volume = yaml_find(&k8s, &format!("{pod_spec}.volumes"), "name", "www");
+    assert_eq!(k8s[&format!("{volume}.emptyDir")], "{}");
+
+    let container = |path: &str| -> (Container, String) {
+        let mount = yaml_find(&k8s, &format!("{path}.volumeMounts"), "name", "www");
+        let mut env = Vec::new();
+        for i in 0.. {
+            let Some(name) = k8s.get(&format!("{path}.env.{i}.name")) else {
+                break;
+            };
+            env.push((name.clone(), k8s[&format!("{path}.env.{i}.value")].clone()));
+        }
+        let mut files = Vec::new();
+        for i in 0.. {
+            let Some(name) = k8s.get(&format!("{path}.volumeMounts.{i}.name")) else {
+                break;
+            };
+            if name != "www" {
+                // A secret volume: the test mounts the one file it reads.
+                let dir = &k8s[&format!("{path}.volumeMounts.{i}.mountPath")];
+                files.push((format!("{dir}/url"), String::new()));
+            }
+        }
+        let mut argv = yaml_list(&k8s, &format!("{path}.command"));
+        argv.extend(yaml_list(&k8s, &format!("{path}.args")));
+        let c = Container {
+            user,
+            volume: k8s[&format!("{mount}.mountPath")].clone(),
+            files,
+            env,
+            argv,
+            workdir: k8s.get(&format!("{path}.workingDir")).cloned(),
+        };
+        let image = k8s[&format!("{path}.image")].clone();
+        (c, image)
+    };
+    let (init, _) = container(&format!("{pod_spec}.initContainers.0"));
+    let (app, _) = container(&format!("{pod_spec}.containers.0"));
+    assert_eq!(
+        init.argv,
+        [CLI_IN_CONTAINER],
+        "no args: the image's CMD is not run"
+    );
+    let dest = init.env("PACKAGE_DIR").unwrap().to_string();
+    assert_eq!(app.workdir.as_deref(), Some(dest.as_str()));
+    // emptyDir: 0777; with fsGroup, group-owned by it and setgid.
+    let pod = Pod::new((0, fs_group), 0o2777);
+    init_model(&pod, &init, &app, &dest);
+}
+
+#[test]
+fn nomad_recipe_installs_in_a_prestart_task_on_the_alloc_dir() {
+    let job = hcl(&recipe("recipes/nomad.hcl"));
+    let group = "job.app.group.app";
+    // The docker driver's task directories.
+    let interpolate = |v: &str| {
+        unquote(v)
+            .replace("${NOMAD_ALLOC_DIR}", "/alloc")
+            .replace("${NOMAD_SECRETS_DIR}", "/secrets")
+    };
+    let task = |name: &str| -> Container {
+        let t = format!("{group}.task.{name}");
+        assert_eq!(job[&format!("{t}.driver")], "\"docker\"");
+        let env: Vec<(String, String)> = job
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(&format!("{t}.env."))
+                    .map(|var| (var.to_string(), interpolate(v)))
+            })
+            .collect();
+        let mut argv = Vec::new();
+        if let Some(e) = job.get(&format!("{t}.config.entrypoint")) {
+            argv.extend(string_list(e));
+        }
+        if let Some(c) = job.get(&format!("{t}.config.command")) {
+            argv.push(unquote(c).to_string());
+        }
+        if let Some(a) = job.get(&format!("{t}.config.args")) {
+            argv.extend(string_list(a));
+        }
+        let files = job
+            .get(&format!("{t}.template.destination"))
+            .map(|d| vec![(interpolate(d), String::new())])
+            .unwrap_or_default();
+        Container {
+            user: user_ids(unquote(&job[&format!("{t}.user")])),
+            volume: "/alloc".into(),
+            files,
+            env,
+            argv,
+            workdir: job
+                .get(&format!("{t}.config.work_dir"))
+                .map(|w| interpolate(w)),
+        }
+    };
+    let init = task("zipdeploy");
+    let app = task("app");
+    let hook = format!("{group}.task.zipdeploy.lifecycle");
+    assert_eq!(job[&format!("{hook}.hook")], "\"prestart\"");
+    assert_eq!(job[&format!("{hook}.sidecar")], "false");
+    assert_eq!(
+        init.argv,
+        [CLI_IN_CONTAINER],
+        "no args: the image's CMD is not run"
+    );
+    let dest = init.env("PACKAGE_DIR").unwrap().to_string();
+    assert_eq!(app.workdir.as_deref(), Some(dest.as_str()));
+    // Nomad's shared alloc dir is world-writable.
+    let pod = Pod::new((0, 0), 0o777);
+    init_model(&pod, &init, &app, &dest);
+}
