@@ -304,14 +304,25 @@ impl Running {
     }
 
     /// The next line on stdout starting with `prefix`.
-    fn line(&self, prefix: &str) -> String {
+    fn line(&mut self, prefix: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("no line starting with {prefix:?} on stdout"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().unwrap();
+                    let mut stderr = String::new();
+                    let _ = std::io::Read::read_to_string(
+                        self.child.stderr.as_mut().unwrap(),
+                        &mut stderr,
+                    );
+                    panic!("no line starting with {prefix:?} on stdout: {status}; {stderr}")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line starting with {prefix:?} on stdout")
+                }
             }
         }
     }
@@ -412,7 +423,7 @@ fn with_v1(pkgs: &Packages, c: &Container) -> Container {
 /// zipdeploy execs the app (`c.argv` ends with the test's app): the app is
 /// PID 1, in DEST, as the user, and gets SIGTERM.
 fn start_then_stop_the_app(pod: &Pod, c: &Container, dest: &str, init_hook: bool) {
-    let running = pod.start(c);
+    let mut running = pod.start(c);
     let init = if init_hook { "yes" } else { "no" };
     assert_eq!(
         running.line("app: "),
@@ -932,4 +943,257 @@ fn nomad_recipe_installs_in_a_prestart_task_on_the_alloc_dir() {
     // Nomad's shared alloc dir is world-writable.
     let pod = Pod::new((0, 0), 0o777);
     init_model(&pod, &init, &app, &dest);
+}
+
+// ---------------------------------------------------------------------------
+// The image of examples/Dockerfile, built with buildah.
+
+/// The minimal Debian (`mmdebstrap --variant=minbase
+/// --include=ca-certificates bookworm`) that `tests/run.sh --deps` makes.
+fn base_rootfs() -> PathBuf {
+    let path = std::env::var_os("ZIPDEPLOY_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join("target/recipes/bookworm-minbase.tar"));
+    assert!(
+        path.is_file(),
+        "{} is missing: `tests/run.sh --deps` makes it with mmdebstrap",
+        path.display()
+    );
+    path
+}
+
+/// buildah with its own storage, so that nothing is left in the host's.
+struct Buildah {
+    store: tempfile::TempDir,
+}
+
+impl Buildah {
+    fn run(&self, args: &[&str]) -> String {
+        let store = self.store.path();
+        let out = Command::new("buildah")
+            .arg("--root")
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("buildah runs");
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// One line per item of a list in the image's config.
+    fn config_list(&self, image: &str, field: &str) -> Vec<String> {
+        let format = format!("{{{{range .OCIv1.Config.{field}}}}}{{{{.}}}}\n{{{{end}}}}");
+        self.run(&["inspect", "--type", "image", "--format", &format, image])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// The Dockerfile with its `rust` build stage replaced by one that copies
+/// the binary built on the host to the same path: no image registry here.
+fn dockerfile_with_host_binary() -> String {
+    let text = std::fs::read_to_string(recipe("Dockerfile")).unwrap();
+    let start = text
+        .find("\nFROM rust:")
+        .expect("a `FROM rust:` build stage")
+        + 1;
+    let end = start + text[start..].find("\nFROM ").expect("a runtime stage") + 1;
+    assert!(text[start..end].contains(" AS build\n"));
+    let image = dockerfile();
+    let copy_from = text[end..]
+        .lines()
+        .find_map(|l| l.strip_prefix("COPY --from=build "))
+        .expect("COPY --from=build");
+    let built = copy_from.split_whitespace().next().unwrap();
+    assert_eq!(image.cli, CLI_IN_CONTAINER);
+    format!(
+        "{}FROM scratch AS build\nCOPY zipdeploy {built}\n{}",
+        &text[..start],
+        &text[end..]
+    )
+}
+
+/// The host PID of a descendant of `pid` that is PID 1 of a nested PID
+/// namespace and runs `comm`.
+fn nested_pid_1(pid: u32, comm: &str) -> Option<u32> {
+    // Every thread's children: Go (buildah) forks from any thread.
+    let mut children = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let task = task.unwrap().path().join("children");
+        children += &std::fs::read_to_string(task).unwrap_or_default();
+        children += " ";
+    }
+    for child in children.split_whitespace() {
+        let child: u32 = child.parse().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+        let name = status.lines().find_map(|l| l.strip_prefix("Name:"));
+        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"));
+        let nspid: Vec<&str> = nspid
+            .map(|n| n.split_whitespace().collect())
+            .unwrap_or_default();
+        if name.map(str::trim) == Some(comm) && nspid.len() > 1 && nspid.last() == Some(&"1") {
+            return Some(child);
+        }
+        if let Some(found) = nested_pid_1(child, comm) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+#[test]
+fn dockerfile_builds_and_its_entrypoint_deploys_then_execs_the_app_as_pid_1() {
+    let rootfs = base_rootfs();
+    let buildah = Buildah {
+        store: tempfile::tempdir().unwrap(),
+    };
+    // The base image: the minimal Debian under the name the Dockerfile uses.
+    let base = buildah.run(&["from", "scratch"]);
+    buildah.run(&["add", base.trim(), rootfs.to_str().unwrap(), "/"]);
+    buildah.run(&[
+        "commit",
+        "-q",
+        "--rm",
+        base.trim(),
+        "docker.io/library/debian:bookworm-slim",
+    ]);
+
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        dockerfile_with_host_binary(),
+    )
+    .unwrap();
+    std::fs::copy(cli_path(), context.path().join("zipdeploy")).unwrap();
+    buildah.run(&[
+        "bud",
+        "--isolation",
+        "chroot",
+        "--pull-never",
+        // No php-cli: the image has ca-certificates and what minbase has.
+        "--build-arg",
+        "APP_PACKAGES=",
+        "-t",
+        "localhost/app-base",
+        context.path().to_str().unwrap(),
+    ]);
+    let entrypoint = buildah.config_list("localhost/app-base", "Entrypoint");
+    let env = buildah.config_list("localhost/app-base", "Env");
+    let user = buildah
+        .run(&[
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.OCIv1.Config.User}}",
+            "localhost/app-base",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(entrypoint, [CLI_IN_CONTAINER, "--"]);
+    assert_eq!(user, "www-data");
+    let dest = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PACKAGE_DIR="))
+        .expect("PACKAGE_DIR in the image")
+        .to_string();
+    let volume_at = Path::new(&dest)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // The volume at DEST's parent, owned by the image's user as Docker's
+    // named volume copies it from the image.
+    let ids = user_ids(&user);
+    let pod = Pod::new(ids, 0o755);
+    let pkgs = Packages::start();
+    let container = buildah.run(&["from", "--pull-never", "localhost/app-base"]);
+    let volume = format!("{}:{volume_at}", pod.volume.display());
+    let url = format!("PACKAGE_ZIP_URL={}", pkgs.server.url("/v1.zip"));
+    let sha256 = format!("PACKAGE_SHA256={}", pkgs.v1_sha256);
+    let store = buildah.store.path();
+    // As root only to make the PID namespace; setpriv then drops to the
+    // image's user before the entrypoint runs, as PID 1.
+    let mut run = Command::new("buildah");
+    run.arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args(["--storage-driver", "vfs", "run", "--isolation", "chroot"])
+        .args([
+            "--cap-add",
+            "CAP_SYS_ADMIN",
+            "--user",
+            "root",
+            "-v",
+            &volume,
+        ])
+        .args(["-e", &url, "-e", &sha256, container.trim(), "--"])
+        .args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
+        .args([
+            "setpriv",
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+        ])
+        .arg("--init-groups")
+        .args(&entrypoint)
+        .args(["sh", "app.sh"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = run.spawn().expect("buildah runs");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    stdout.read_line(&mut hello).unwrap();
+    if hello.is_empty() {
+        let out = child.wait_with_output().unwrap();
+        panic!("no app: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(
+        hello.trim_end(),
+        format!("app: pid 1 uid {} in {dest} version 1 init yes", ids.0)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let app = loop {
+        if let Some(pid) = nested_pid_1(child.id(), "sh") {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no app as PID 1");
+        thread::sleep(Duration::from_millis(10));
+    };
+    kill(app, "TERM");
+    let mut bye = String::new();
+    stdout.read_line(&mut bye).unwrap();
+    assert_eq!(bye.trim_end(), "app: TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = Container {
+        user: ids,
+        volume: volume_at,
+        files: vec![],
+        env: vec![],
+        argv: vec![],
+        workdir: None,
+    };
+    assert_installed(&pod, &c, &dest, "1");
+    buildah.run(&["rm", "--all"]);
 }
