@@ -951,7 +951,7 @@ fn nomad_recipe_installs_in_a_prestart_task_on_the_alloc_dir() {
 /// The minimal Debian (`mmdebstrap --variant=minbase
 /// --include=ca-certificates bookworm`) that `tests/run.sh --deps` makes.
 fn base_rootfs() -> PathBuf {
-    let path = std::env::var_os("ZIPDEPLOY_TEST_ROOTFS")
+    let path = std::env::var_os("RECIPES_TEST_ROOTFS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(ROOT).join("target/recipes/bookworm-minbase.tar"));
     assert!(

@@ -5,8 +5,10 @@
 #   tests/run.sh [CARGO TEST ARGS...]   install what is missing, then cargo test --no-fail-fast
 #   tests/run.sh --deps                 only install what is missing
 #
-# The suite drives cc, pkg-config, readelf, valgrind, go, python3 (with venv;
-# pip fetches setuptools from PyPI) and mount. Missing ones are installed
+# The suite drives cc, pkg-config, readelf, valgrind, go, python3 (with venv
+# and yaml; pip fetches setuptools from PyPI), mount, unshare, setpriv,
+# systemd-analyze, mmdebstrap and buildah; mmdebstrap makes a minimal Debian
+# rootfs for the image test (target/recipes/bookworm-minbase.tar). Missing ones are installed
 # with apt-get when running as root; otherwise the script names the packages
 # to install and stops. Nothing is skipped: a missing tool would fail the
 # tests that need it, so the script refuses to start without it.
@@ -33,6 +35,26 @@ missing_packages() {
   command -v mount >/dev/null || echo mount
   # pip fetches setuptools from PyPI over HTTPS.
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
+  # tests/recipes.rs: unshare and setpriv run the recipes' containers, python3's
+  # yaml reads the Kubernetes and Compose files, systemd-analyze checks the unit,
+  # mmdebstrap and buildah build the image of examples/Dockerfile.
+  command -v unshare >/dev/null || echo util-linux
+  command -v setpriv >/dev/null || echo util-linux
+  python3 -c 'import yaml' >/dev/null 2>&1 || echo python3-yaml
+  command -v systemd-analyze >/dev/null || echo systemd
+  command -v mmdebstrap >/dev/null || echo mmdebstrap
+  command -v buildah >/dev/null || echo buildah
+}
+
+# The base image of the Dockerfile test: a minimal Debian, from the same
+# mirror as apt-get (no image registry needed). About 15 s to 2 min.
+rootfs=${RECIPES_TEST_ROOTFS:-target/recipes/bookworm-minbase.tar}
+make_rootfs() {
+  [[ -s $rootfs ]] && return
+  echo "tests/run.sh: making $rootfs with mmdebstrap"
+  mkdir -p "$(dirname "$rootfs")"
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "${rootfs%.tar}.partial.tar"
+  mv "${rootfs%.tar}.partial.tar" "$rootfs"
 }
 
 mapfile -t missing < <(missing_packages | sort -u)
@@ -59,6 +81,7 @@ for tool in cargo rustc cc pkg-config valgrind python3; do
   printf '%-10s %s\n' "$tool" "$("$tool" --version 2>&1 | head -n1)"
 done
 printf '%-10s %s\n' go "$(go version)"
+make_rootfs
 [[ $deps_only == no ]] || exit 0
 
 if [[ ! -d ../shared/corpus/ziplinter ]]; then
