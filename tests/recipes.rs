@@ -1123,6 +1123,18 @@ fn dockerfile_builds_and_its_entrypoint_deploys_then_execs_the_app_as_pid_1() {
     let pod = Pod::new(ids, 0o755);
     let pkgs = Packages::start();
     let container = buildah.run(&["from", "--pull-never", "localhost/app-base"]);
+    // Only what minbase has, ca-certificates and the CLI: no PHP.
+    buildah.run(&[
+        "run",
+        "--isolation",
+        "chroot",
+        container.trim(),
+        "--",
+        "sh",
+        "-c",
+        "test -s /etc/ssl/certs/ca-certificates.crt && ! command -v php \
+         && dpkg-query -W ca-certificates && ! dpkg-query -W php-cli",
+    ]);
     let volume = format!("{}:{volume_at}", pod.volume.display());
     let url = format!("PACKAGE_ZIP_URL={}", pkgs.server.url("/v1.zip"));
     let sha256 = format!("PACKAGE_SHA256={}", pkgs.v1_sha256);
