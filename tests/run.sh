@@ -6,8 +6,11 @@
 #   tests/run.sh --deps                 only install what is missing
 #
 # The suite drives cc, pkg-config, readelf, valgrind, go, python3 (with venv;
-# pip fetches setuptools from PyPI), mount, setpriv and unshare, and the archive
-# writers zip, bsdtar, 7zz and jar. Missing ones are installed
+# pip fetches setuptools from PyPI), mount, unshare, setpriv, the archive
+# writers zip, bsdtar, 7zz and jar, systemd-analyze, mmdebstrap and buildah
+# (mmdebstrap makes a minimal Debian rootfs for the image test,
+# target/recipes/bookworm-minbase.tar), and from PyPI moto's S3 server and
+# PyYAML (for the python3 on PATH). Missing ones are installed
 # with apt-get when running as root; otherwise the script names the packages
 # to install and stops. Nothing is skipped: a missing tool would fail the
 # tests that need it, so the script refuses to start without it.
@@ -41,6 +44,24 @@ missing_packages() {
   command -v jar >/dev/null || echo default-jdk-headless
   # pip fetches setuptools from PyPI over HTTPS.
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
+  # tests/recipes.rs: unshare and setpriv (above) run the recipes' containers,
+  # systemd-analyze checks the unit, mmdebstrap and buildah build the image of
+  # examples/Dockerfile; python3's yaml (from PyPI, below) reads the Kubernetes
+  # and Compose files.
+  command -v systemd-analyze >/dev/null || echo systemd
+  command -v mmdebstrap >/dev/null || echo mmdebstrap
+  command -v buildah >/dev/null || echo buildah
+}
+
+# The base image of the Dockerfile test: a minimal Debian, from the same
+# mirror as apt-get (no image registry needed). About 15 s to 2 min.
+rootfs=${RECIPES_TEST_ROOTFS:-target/recipes/bookworm-minbase.tar}
+make_rootfs() {
+  [[ -s $rootfs ]] && return
+  echo "tests/run.sh: making $rootfs with mmdebstrap"
+  mkdir -p "$(dirname "$rootfs")"
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "${rootfs%.tar}.partial.tar"
+  mv "${rootfs%.tar}.partial.tar" "$rootfs"
 }
 
 mapfile -t missing < <(missing_packages | sort -u)
@@ -63,17 +84,19 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# moto's S3 server, which tests/s3_moto.rs starts on 127.0.0.1 (from PyPI).
-if ! python3 -c 'import moto.server' 2>/dev/null; then
+# From PyPI, for the python3 on PATH (which need not be Debian's): moto's S3
+# server, which tests/s3_moto.rs starts on 127.0.0.1, and PyYAML, with which
+# tests/recipes.rs reads the Kubernetes and Compose files.
+if ! python3 -c 'import moto.server, yaml' 2>/dev/null; then
   if [[ $(id -u) == 0 ]]; then
-    echo "tests/run.sh: installing moto[server] from PyPI"
+    echo "tests/run.sh: installing moto[server] and PyYAML from PyPI"
     if ! python3 -m pip --version >/dev/null 2>&1; then
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
     fi
-    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q 'moto[server]'
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q 'moto[server]' PyYAML
   else
-    echo "tests/run.sh: the S3 tests need moto's server: python3 -m pip install --user 'moto[server]'" >&2
+    echo "tests/run.sh: the tests need: python3 -m pip install --user 'moto[server]' PyYAML" >&2
     exit 1
   fi
 fi
@@ -83,6 +106,7 @@ for tool in cargo rustc cc pkg-config valgrind python3; do
 done
 printf '%-10s %s\n' go "$(go version)"
 printf '%-10s %s\n' moto "$(python3 -c 'import moto; print(moto.__version__)')"
+make_rootfs
 [[ $deps_only == no ]] || exit 0
 
 if [[ ! -d ../shared/corpus/ziplinter ]]; then
