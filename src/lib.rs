@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+mod civil;
 pub mod digest;
 pub mod error;
 pub mod extract;

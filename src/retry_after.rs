@@ -41,15 +41,9 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     Some(days_since_epoch(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// Days from 1970-01-01 to the given date (proleptic Gregorian; Howard
-/// Hinnant's `days_from_civil`, for years from 1970).
+/// Days from 1970-01-01 to the given date, for dates from 1970 on.
 fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    crate::civil::days_from_civil(year as i64, month as i64, day as i64).max(0) as u64
 }
 
 #[cfg(test)]
