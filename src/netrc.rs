@@ -306,10 +306,26 @@ impl<'t> Tokens<'t> {
 
 /// `%XX` escapes of a URL's user name decoded (the user as netrc writes it).
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("u={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Standard base64 with padding (RFC 4648), for the Basic credentials.
@@ -452,6 +468,31 @@ mod tests {
             err.to_string().contains(&missing.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn url_users_are_percent_decoded() {
+        assert_eq!(percent_decode("a%40b.c+d&e=f%zz%4"), "a@b.c+d&e=f%zz%4");
+    }
+
+    #[test]
+    fn a_symlink_is_followed_and_the_file_it_reaches_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "machine h login u password p\n").unwrap();
+        let link = dir.path().join(".netrc");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let set_mode =
+            |mode| std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode)).unwrap();
+        set_mode(0o600);
+        let entries = read(&NetrcFile::IfPresent(link.clone())).unwrap();
+        assert_eq!(entries, vec![entry(Some("h"), Some("u"), Some("p"))]);
+        set_mode(0o640);
+        let err = read(&NetrcFile::IfPresent(link.clone())).unwrap_err();
+        assert!(err.to_string().contains("mode 0640"), "{err}");
+        let err = read(&NetrcFile::IfPresent(dir.path().to_path_buf())).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]
