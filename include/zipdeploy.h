@@ -544,6 +544,18 @@ int zipdeploy_deploy_add_cacert_file(struct zipdeploy_deploy *deploy, const char
 int zipdeploy_deploy_clear_cacerts(struct zipdeploy_deploy *deploy);
 
 /**
+ * Reads `http(s)://` credentials from the netrc file at `path` (curl's
+ * `--netrc-file`; it must exist), each sent only to its own host, instead
+ * of the default: the file `NETRC` names, else `$HOME/.netrc`, when it
+ * exists. NULL reads no netrc file. The file is read when the deploy runs
+ * and refused if group or others may read or write it.
+ *
+ * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, or
+ * `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+ */
+int zipdeploy_deploy_set_netrc_file(struct zipdeploy_deploy *deploy, const char *path);
+
+/**
  * Sets how many previous releases are kept in the state directory for
  * rollback (default 1; 0 keeps none).
  *

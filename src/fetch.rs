@@ -18,6 +18,7 @@ use url::Url;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, Result};
 use crate::http;
+pub use crate::netrc::NetrcFile;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 use crate::proxy;
 pub use crate::proxy::ProxyConfig;
@@ -233,6 +234,11 @@ pub struct FetchOptions {
     /// How `s3://` locations are reached and signed (endpoint, addressing,
     /// region, credentials). Read only for `s3://` locations.
     pub s3: crate::s3::S3Options,
+    /// The netrc file whose credentials `http(s)://` requests get, each for
+    /// its own host (see [`crate::netrc`]). Default:
+    /// [`NetrcFile::from_env`] (`NETRC`, else `$HOME/.netrc`), read when
+    /// the options are created.
+    pub netrc: NetrcFile,
 }
 
 /// Header values are secrets: shown as `***`.
@@ -260,6 +266,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("on_notice", &self.on_notice.is_some())
             .field("proxy", &self.proxy)
             .field("s3", &self.s3)
+            .field("netrc", &self.netrc)
             .finish()
     }
 }
@@ -282,6 +289,7 @@ impl Default for FetchOptions {
             on_notice: None,
             proxy: ProxyConfig::from_env(),
             s3: crate::s3::S3Options::default(),
+            netrc: NetrcFile::from_env(),
         }
     }
 }

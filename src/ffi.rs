@@ -1074,6 +1074,32 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_cacerts(deploy: *mut zipdeploy_d
     }
 }
 
+/// Reads `http(s)://` credentials from the netrc file at `path` (curl's
+/// `--netrc-file`; it must exist), each sent only to its own host, instead
+/// of the default: the file `NETRC` names, else `$HOME/.netrc`, when it
+/// exists. NULL reads no netrc file. The file is read when the deploy runs
+/// and refused if group or others may read or write it.
+///
+/// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_INVALID_UTF8`, or
+/// `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_netrc_file(
+    deploy: *mut zipdeploy_deploy,
+    path: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract: `path` is NULL or a NUL-terminated string.
+    unsafe {
+        set(deploy, |s| {
+            s.fetch.netrc = if path.is_null() {
+                crate::netrc::NetrcFile::Disabled
+            } else {
+                crate::netrc::NetrcFile::Required(PathBuf::from(str_arg(path, "netrc file")?))
+            };
+            Ok(())
+        })
+    }
+}
+
 /// Sets how many previous releases are kept in the state directory for
 /// rollback (default 1; 0 keeps none).
 ///

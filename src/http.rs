@@ -190,7 +190,7 @@ pub(crate) fn headers_for(hop: &Url, first: &Url, options: &FetchOptions) -> Vec
 /// [`FetchOptions::max_redirects`], never from https to http), with the
 /// user headers each hop's origin may get plus `extra` (e.g. `Range`).
 /// Requests to an S3 endpoint get fresh SigV4 headers from `signer`, each
-/// hop its own. Returns the exchange and the head of the final response.
+/// hop its own; others the netrc credentials for their own host, if any. Returns the exchange and the head of the final response.
 pub(crate) fn open(
     requests: &Requests<'_>,
     url: &Url,
@@ -207,10 +207,14 @@ pub(crate) fn open(
     };
     let mut hop = url.clone();
     let mut redirects = 0;
+    let mut netrc = crate::netrc::Lookup::new(&options.netrc);
     loop {
         let mut headers = headers_for(&hop, url, options);
         headers.extend(extra.iter().cloned());
-        headers.extend(signer.map(|s| s.headers_for(&hop)).unwrap_or_default());
+        match signer {
+            Some(signer) => headers.extend(signer.headers_for(&hop)),
+            None => headers.extend(netrc.authorization(&hop, &headers)?),
+        }
         let Hop { config, proxy } = requests.hop(&hop)?;
         let mut exchange = Exchange::start(&config, &hop, &shown, headers, deadline)?;
         let head = match exchange.next(heartbeat)? {

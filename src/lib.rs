@@ -40,6 +40,7 @@ pub mod ffi;
 mod fsutil;
 mod http;
 pub mod install;
+pub mod netrc;
 pub mod progress;
 mod proxy;
 mod retry_after;
@@ -60,7 +61,7 @@ pub use cache::Cache;
 pub use digest::Sha256Digest;
 pub use error::{Error, ErrorClass, Limit, Result};
 pub use extract::{Extracted, Limits};
-pub use fetch::{FetchOptions, Fetched, ProxyConfig, Source};
+pub use fetch::{FetchOptions, Fetched, NetrcFile, ProxyConfig, Source};
 pub use install::{Installed, Layout, Release};
 pub use progress::{Notice, NoticeFn, Progress, Stage};
 pub use status::{rollback, status, Rollback, Status};
@@ -330,6 +331,15 @@ impl<'a> Deploy<'a> {
     /// `ProxyConfig::none()` connects directly.
     pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
         self.fetch.proxy = proxy;
+        self
+    }
+
+    /// Which netrc file gives `http(s)://` requests their credentials, each
+    /// only to its own host, instead of `NETRC` or `$HOME/.netrc` (read
+    /// when the builder was created): `NetrcFile::Required(path)` for
+    /// curl's `--netrc-file`, `NetrcFile::Disabled` for none. See [`netrc`].
+    pub fn netrc(mut self, netrc: NetrcFile) -> Self {
+        self.fetch.netrc = netrc;
         self
     }
 

@@ -744,6 +744,7 @@ fn go_cgo_package() {
         "ExampleError",
         "ExampleRollback",
         "TestCACertFilesMakeAPrivateCATrusted",
+        "TestNetrcFileGivesCredentialsToItsHost",
     ] {
         assert!(
             out.contains(&format!("--- PASS: {test} ")),

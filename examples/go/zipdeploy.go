@@ -243,6 +243,12 @@ type Options struct {
 	// proxy. Each is read when the deploy starts (unreadable: CodeIO; no
 	// certificate in it: CodeConfig).
 	CACertFiles []string
+	// NetrcFile is a netrc file whose credentials http(s) requests get,
+	// each only for its own host, like curl's --netrc-file (it must exist;
+	// group- or world-readable: CodeConfig). Empty: the file NETRC names,
+	// else $HOME/.netrc, when it exists. NoNetrc reads none.
+	NetrcFile string
+	NoNetrc   bool
 	// MaxDownload, MaxTotalSize and MaxEntries are limits (0: 4 GiB, 8 GiB,
 	// 1,000,000).
 	MaxDownload, MaxTotalSize, MaxEntries uint64
@@ -473,6 +479,13 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 	for _, path := range o.CACertFiles {
 		steps = append(steps, withString("CACertFiles", path, func(s *C.char) C.int {
 			return C.zipdeploy_deploy_add_cacert_file(d, s)
+		}))
+	}
+	if o.NoNetrc {
+		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_netrc_file(d, nil)) })
+	} else if o.NetrcFile != "" {
+		steps = append(steps, withString("NetrcFile", o.NetrcFile, func(s *C.char) C.int {
+			return C.zipdeploy_deploy_set_netrc_file(d, s)
 		}))
 	}
 	if o.Timeout > 0 {

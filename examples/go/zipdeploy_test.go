@@ -318,6 +318,44 @@ func TestCACertFilesMakeAPrivateCATrusted(t *testing.T) {
 	wantCode(t, func() error { _, err := Deploy(context.Background(), opts); return err }(), CodeIO)
 }
 
+func TestNetrcFileGivesCredentialsToItsHost(t *testing.T) {
+	resp, err := http.Get(env(t, "ZIPDEPLOY_TEST_URL"))
+	if err != nil {
+		t.Fatalf("fetching the package: %v", err)
+	}
+	pkg, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the package: %v", err)
+	}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, password, ok := r.BasicAuth(); !ok || user != "alice" || password != "s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write(pkg)
+	}))
+	defer server.Close()
+	netrc := filepath.Join(t.TempDir(), "netrc")
+	if err := os.WriteFile(netrc, []byte("machine 127.0.0.1 login alice password s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{URL: server.URL + "/app.zip", Dest: filepath.Join(t.TempDir(), "app"), Retries: -1, NoNetrc: true}
+	wantCode(t, func() error { _, err := Deploy(context.Background(), opts); return err }(), CodeHTTPStatus)
+	opts.NoNetrc, opts.NetrcFile = false, netrc
+	if _, err := Deploy(context.Background(), opts); err != nil {
+		t.Fatalf("Deploy with the netrc file: %v", err)
+	}
+	if err := os.Chmod(netrc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts.Dest = filepath.Join(t.TempDir(), "app")
+	e := wantCode(t, func() error { _, err := Deploy(context.Background(), opts); return err }(), CodeConfig)
+	if !strings.Contains(e.Message, netrc) || !strings.Contains(e.Message, "chmod 600") {
+		t.Fatalf("message %q", e.Message)
+	}
+}
+
 // wantCode fails unless err is an *Error with that code.
 func wantCode(t *testing.T, err error, code int) *Error {
 	t.Helper()

@@ -215,6 +215,17 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 22)
         self.assertIn("not.pem", caught.exception.message)
         self.assertFalse(os.path.exists(self.dest))
+        # A netrc file others can read is refused before anything is fetched.
+        netrc = self.dest.parent / "netrc"
+        with open(netrc, "w") as f:
+            f.write("default login alice password s3cret\n")
+        os.chmod(netrc, 0o644)
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, netrc_file=netrc)
+        self.assertEqual(caught.exception.code, 22)
+        self.assertIn(str(netrc), caught.exception.message)
+        self.assertNotIn("s3cret", caught.exception.message)
+        self.assertFalse(os.path.exists(self.dest))
         with self.assertRaises(zipdeploy.UsageError) as caught:
             zipdeploy.deploy("s3://b/app.zip", self.dest, s3_endpoint="ftp://x", s3_path_style=True)
         self.assertEqual(caught.exception.code, 20)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zipdeploy::signature::PublicKey;
-use zipdeploy::Error;
+use zipdeploy::{Error, NetrcFile};
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
@@ -38,6 +38,8 @@ pub struct Cli {
     pub init: Option<PathBuf>,
     pub headers: Vec<(String, String)>,
     pub cacert: Option<PathBuf>,
+    /// The netrc file to read; `None` for the default (`NETRC`, `~/.netrc`).
+    pub netrc: Option<NetrcFile>,
     pub s3_endpoint: Option<url::Url>,
     pub s3_path_style: bool,
     pub timeout: Option<Duration>,
@@ -127,6 +129,16 @@ impl Cli {
         if quiet && verbose {
             return Err(usage("--quiet and --verbose exclude each other".into()));
         }
+        let netrc = match (given.path("netrc-file"), given.switch("no-netrc")?) {
+            (Some(_), true) => {
+                return Err(usage(
+                    "--netrc-file and --no-netrc exclude each other".into(),
+                ))
+            }
+            (Some(path), false) => Some(NetrcFile::Required(path)),
+            (None, true) => Some(NetrcFile::Disabled),
+            (None, false) => None,
+        };
         let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &dest);
         Ok(Cli {
             mode,
@@ -141,6 +153,7 @@ impl Cli {
             init,
             headers: given.headers()?,
             cacert: given.path("cacert"),
+            netrc,
             s3_endpoint: given
                 .text("s3-endpoint")?
                 .map(|e| zipdeploy::s3::parse_endpoint(&e))

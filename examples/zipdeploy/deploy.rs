@@ -57,6 +57,9 @@ pub fn configure<'a>(
     if let Some(path) = &cli.cacert {
         deploy = deploy.cacert_file(path)?;
     }
+    if let Some(netrc) = &cli.netrc {
+        deploy = deploy.netrc(netrc.clone());
+    }
     for mirror in &cli.urls[1..] {
         deploy = deploy.mirror(mirror)?;
     }

@@ -108,6 +108,13 @@ pub const OPTIONS: &[Opt] = &[
         "also trust the CA certificate(s) in this PEM file for https",
     ),
     Opt::value(
+        "netrc-file",
+        "FILE",
+        EnvVar::Derived,
+        "http(s) credentials from this netrc file (default: NETRC, else ~/.netrc)",
+    ),
+    Opt::switch("no-netrc", EnvVar::Derived, "read no netrc file"),
+    Opt::value(
         "s3-endpoint",
         "URL",
         EnvVar::Derived,

@@ -252,6 +252,7 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_speed_limit": (_I, [_P, _U64, _U64]),
     "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
     "zipdeploy_deploy_add_cacert_file": (_I, [_P, _S]),
+    "zipdeploy_deploy_set_netrc_file": (_I, [_P, _S]),
     "zipdeploy_deploy_set_keep": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
     "zipdeploy_deploy_set_progress": (_I, [_P, _CALLBACK, _P]),
@@ -399,6 +400,8 @@ def deploy(
     speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
     cacert: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None] = None,
+    netrc_file: Optional[_Path] = None,
+    no_netrc: bool = False,
     max_download: Optional[int] = None,
     max_total_size: Optional[int] = None,
     max_entries: Optional[int] = None,
@@ -428,7 +431,11 @@ def deploy(
     ``(1024, 30)``; ``(0, 0)`` turns it off). ``headers`` are sent with the
     request, to the package URL's origin only. ``cacert`` is a PEM file (or a
     list of them) of CA certificates trusted for https in addition to the
-    host's store, like curl's ``--cacert``. Limits: ``max_download`` caps
+    host's store, like curl's ``--cacert``. ``netrc_file`` is a netrc file
+    whose credentials http(s) requests get, each only for its own host, like
+    curl's ``--netrc-file`` (default: the file ``NETRC`` names, else
+    ``~/.netrc``, when it exists; refused if group or others may read it);
+    ``no_netrc`` reads none. Limits: ``max_download`` caps
     the package size in bytes (default 4 GiB), ``max_total_size`` the
     uncompressed total (8 GiB) and ``max_entries`` the number of entries
     (1,000,000); exceeding one raises :class:`LimitError`. ``progress`` is
@@ -518,6 +525,10 @@ def deploy(
         cacerts = [cacert] if isinstance(cacert, (str, os.PathLike)) else (cacert or [])
         for path in cacerts:
             check(lib.zipdeploy_deploy_add_cacert_file(handle, _c_string("cacert", path)))
+        if no_netrc:
+            check(lib.zipdeploy_deploy_set_netrc_file(handle, None))
+        elif netrc_file is not None:
+            check(lib.zipdeploy_deploy_set_netrc_file(handle, _c_string("netrc_file", netrc_file)))
         if max_download is not None:
             check(lib.zipdeploy_deploy_set_max_download(handle, _count("max_download", max_download)))
         if max_total_size is not None:
