@@ -39,6 +39,7 @@ pub mod ffi;
 mod fsutil;
 mod http;
 pub mod install;
+mod mounts;
 pub mod progress;
 mod proxy;
 mod retry_after;
@@ -84,7 +85,8 @@ pub struct Report {
     pub digest: Sha256Digest,
     /// The package location, credentials redacted.
     pub source: String,
-    /// The destination directory (absolute).
+    /// Where the tree is (absolute): DEST, or `DEST/current` when DEST is a
+    /// mount point (see [`Layout::new`]).
     pub dest: PathBuf,
     /// True when that digest was already installed and nothing was done.
     pub noop: bool,
@@ -266,7 +268,9 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// The directory to install into (required).
+    /// The directory to install into (required). When it is a mount point
+    /// (a volume), the tree goes one level down, into `DIR/current`: see
+    /// [`Layout::new`] and [`Report::dest`].
     pub fn dest(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dest = Some(dir.into());
         self

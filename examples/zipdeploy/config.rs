@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zipdeploy::signature::PublicKey;
-use zipdeploy::Error;
+use zipdeploy::{Error, Layout};
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
@@ -127,7 +127,13 @@ impl Cli {
         if quiet && verbose {
             return Err(usage("--quiet and --verbose exclude each other".into()));
         }
-        let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &dest);
+        // Where the tree will be, for PACKAGE_DIR: one level down when DEST
+        // is a mount point. Without a URL, DEST is used as it is.
+        let tree = match Layout::new(&dest) {
+            Ok(layout) if mode != Mode::Deploy || !urls.is_empty() => layout.dest().to_path_buf(),
+            _ => dest.clone(),
+        };
+        let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &tree);
         Ok(Cli {
             mode,
             urls,
