@@ -17,7 +17,8 @@
 //! (HTTP, digest, hostile archive, limits, full disk, a crash) DEST is exactly
 //! what it was; nothing is written outside DEST and its state directory
 //! `<parent>/.<name>.zipdeploy/` (and the download cache, when one is
-//! given). Each stage is usable on its own: [`fetch::fetch_to_file`],
+//! given). A DEST that is a mount point (a volume) gets the tree one level
+//! down, in `DEST/current`: see [`Layout::new`]. Each stage is usable on its own: [`fetch::fetch_to_file`],
 //! [`extract::extract_archive`], [`install::Layout`].
 //! The C ABI (for C, Go and Python embedders) is in [`ffi`].
 //!
