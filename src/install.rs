@@ -175,9 +175,10 @@ impl Layout {
     pub fn new(dest: &Path) -> Result<Layout> {
         let config = |why: &str| Error::Config(format!("destination {}: {why}", dest.display()));
         let dest = std::path::absolute(dest).map_err(|e| config(&e.to_string()))?;
-        // An error (a parent we may not search) is no mount point here: the
-        // deploy then fails on it before any download, naming it.
         let layout = Layout::beside(dest.clone())?;
+        // A path that cannot be looked at (a parent we may not search) is
+        // taken for no mount point: taking the lock then fails on it, before
+        // any download, naming it.
         if !crate::mounts::is_mount_point(&dest).unwrap_or(false) {
             return Ok(layout);
         }
