@@ -687,7 +687,9 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_sha256(
 }
 
 /// Sets the destination directory (required). Its state directory is
-/// `<parent>/.<name>.zipdeploy/`; nothing else is written outside it.
+/// `<parent>/.<name>.zipdeploy/`; nothing else is written outside it. When
+/// it is a mount point (a volume), the tree goes one level down, into
+/// `DEST/current`, with the state in `DEST/.current.zipdeploy/`.
 ///
 /// Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` for an empty path,
 /// `ZIPDEPLOY_INVALID_UTF8`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` or
@@ -1498,7 +1500,8 @@ pub unsafe extern "C" fn zipdeploy_status_installed(status: *const zipdeploy_sta
     })
 }
 
-/// The destination directory, absolute. Borrowed from the status: valid
+/// Where the tree is, absolute: the destination, or `DEST/current` when the
+/// destination is a mount point. Borrowed from the status: valid
 /// until `zipdeploy_status_free`. `""` if `status` is NULL; never NULL.
 #[no_mangle]
 pub unsafe extern "C" fn zipdeploy_status_dest(status: *const zipdeploy_status) -> *const c_char {
@@ -1801,7 +1804,8 @@ pub unsafe extern "C" fn zipdeploy_report_source(report: *const zipdeploy_report
     unsafe { report_str(report, |r| &r.source) }
 }
 
-/// The destination directory, absolute.
+/// Where the tree is, absolute: the destination, or `DEST/current` when the
+/// destination is a mount point.
 ///
 /// Borrowed from the report: valid until `zipdeploy_report_free`. `""` if
 /// `report` is NULL; never NULL.

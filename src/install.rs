@@ -1,6 +1,10 @@
 //! Install stage: staging directory → DEST, atomically.
 //!
-//! State lives beside DEST in `<parent>/.<name>.zipdeploy/`:
+//! State lives beside DEST in `<parent>/.<name>.zipdeploy/`. When DEST is a
+//! mount point (a volume), which cannot be renamed, the tree is installed one
+//! level down instead, at `DEST/current` with its state in
+//! `DEST/.current.zipdeploy/` — the same layout, one level down, on the
+//! volume's filesystem (see [`Layout::new`]):
 //!
 //! | path | what |
 //! |---|---|
@@ -33,11 +37,17 @@ use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, TrustedDir};
 
+/// The directory, inside a DEST that is a mount point, that holds the tree.
+pub const TREE_ON_VOLUME: &str = "current";
+
 /// Where DEST and its state live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// Where the tree is: DEST, or `DEST/current` when DEST is a mount point.
     dest: PathBuf,
     state: PathBuf,
+    /// DEST, when it is a mount point and the tree is installed in it.
+    volume: Option<PathBuf>,
 }
 
 /// What is installed at DEST, as recorded in the state directory.
@@ -151,14 +161,51 @@ fn name_in<'p>(dir: &TrustedDir, path: &'p Path) -> Result<&'p str> {
 }
 
 impl Layout {
-    /// The layout for `dest` (made absolute; it must have a final name).
+    /// The layout for `dest` (made absolute; it must have a final name, so
+    /// `/` is refused).
+    ///
+    /// A DEST that is a mount point (a Kubernetes `emptyDir`, a Docker
+    /// volume) cannot be renamed, so it cannot be exchanged with the staged
+    /// tree: the tree is then installed one level down, at `DEST/current`
+    /// ([`TREE_ON_VOLUME`]), with its state in `DEST/.current.zipdeploy/` —
+    /// what `Layout::new("DEST/current")` gives, so every guarantee holds as
+    /// for a plain directory. [`Layout::dest`] says where the tree is, and
+    /// [`Layout::volume`] whether it moved. Refused when `DEST/current` is a
+    /// mount point too. This is looked at here, before any download.
     pub fn new(dest: &Path) -> Result<Layout> {
         let config = |why: &str| Error::Config(format!("destination {}: {why}", dest.display()));
         let dest = std::path::absolute(dest).map_err(|e| config(&e.to_string()))?;
+        let layout = Layout::beside(dest.clone())?;
+        // A path that cannot be looked at (a parent we may not search) is
+        // taken for no mount point: taking the lock then fails on it, before
+        // any download, naming it.
+        if !crate::mounts::is_mount_point(&dest).unwrap_or(false) {
+            return Ok(layout);
+        }
+        let tree = dest.join(TREE_ON_VOLUME);
+        if crate::mounts::is_mount_point(&tree).unwrap_or(false) {
+            return Err(config(&format!(
+                "is a mount point, and so is {} where the tree would go; \
+                 mount the volume at {} only",
+                tree.display(),
+                dest.display()
+            )));
+        }
+        Ok(Layout {
+            volume: Some(dest),
+            ..Layout::beside(tree)?
+        })
+    }
+
+    /// The layout with DEST at `dest` (absolute) and its state beside it.
+    fn beside(dest: PathBuf) -> Result<Layout> {
+        let config = |why: &str| Error::Config(format!("destination {}: {why}", dest.display()));
         let name = dest
             .file_name()
             .filter(|n| !matches!(n.to_str(), Some(".") | Some("..")))
-            .ok_or_else(|| config("needs a final directory name"))?;
+            .ok_or_else(|| {
+                config("needs a final directory name (the tree is swapped in beside it)")
+            })?;
         let parent = dest.parent().ok_or_else(|| config("has no parent"))?;
         let mut state_name = std::ffi::OsString::from(".");
         state_name.push(name);
@@ -166,12 +213,20 @@ impl Layout {
         Ok(Layout {
             state: parent.join(state_name),
             dest,
+            volume: None,
         })
     }
 
-    /// The destination directory.
+    /// Where the tree is: DEST, or `DEST/current` when DEST is a mount
+    /// point (see [`Layout::new`]).
     pub fn dest(&self) -> &Path {
         &self.dest
+    }
+
+    /// DEST, when it is a mount point and the tree is installed one level
+    /// down in it, at [`Layout::dest`].
+    pub fn volume(&self) -> Option<&Path> {
+        self.volume.as_deref()
     }
 
     /// The state directory beside it.
@@ -645,6 +700,16 @@ mod tests {
         let l = Layout::new(Path::new("/var/www/app")).unwrap();
         assert_eq!(l.state_dir(), Path::new("/var/www/.app.zipdeploy"));
         assert!(Layout::new(Path::new("/")).is_err());
+        assert_eq!(l.volume(), None);
+    }
+
+    #[test]
+    fn a_mount_point_gets_the_tree_one_level_down() {
+        // /proc is a mount point wherever tests run; nothing is written.
+        let l = Layout::new(Path::new("/proc")).unwrap();
+        assert_eq!(l.dest(), Path::new("/proc/current"));
+        assert_eq!(l.state_dir(), Path::new("/proc/.current.zipdeploy"));
+        assert_eq!(l.volume(), Some(Path::new("/proc")));
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! (HTTP, digest, hostile archive, limits, full disk, a crash) DEST is exactly
 //! what it was; nothing is written outside DEST and its state directory
 //! `<parent>/.<name>.zipdeploy/` (and the download cache, when one is
-//! given). Each stage is usable on its own: [`fetch::fetch_to_file`],
+//! given). A DEST that is a mount point (a volume) gets the tree one level
+//! down, in `DEST/current`: see [`Layout::new`]. Each stage is usable on its own: [`fetch::fetch_to_file`],
 //! [`extract::extract_archive`], [`install::Layout`].
 //! The C ABI (for C, Go and Python embedders) is in [`ffi`].
 //!
@@ -40,6 +41,7 @@ pub mod ffi;
 mod fsutil;
 mod http;
 pub mod install;
+mod mounts;
 pub mod netrc;
 pub mod progress;
 mod proxy;
@@ -86,7 +88,8 @@ pub struct Report {
     pub digest: Sha256Digest,
     /// The package location, credentials redacted.
     pub source: String,
-    /// The destination directory (absolute).
+    /// Where the tree is (absolute): DEST, or `DEST/current` when DEST is a
+    /// mount point (see [`Layout::new`]).
     pub dest: PathBuf,
     /// True when that digest was already installed and nothing was done.
     pub noop: bool,
@@ -268,7 +271,9 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// The directory to install into (required).
+    /// The directory to install into (required). When it is a mount point
+    /// (a volume), the tree goes one level down, into `DIR/current`: see
+    /// [`Layout::new`] and [`Report::dest`].
     pub fn dest(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dest = Some(dir.into());
         self

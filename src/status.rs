@@ -18,7 +18,8 @@ use crate::install::{Installed, Layout, Release};
 /// What a destination holds, from its state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    /// The destination directory (absolute).
+    /// Where the tree is (absolute): the destination, or `DEST/current`
+    /// when DEST is a mount point (see [`Layout::new`]).
     pub dest: PathBuf,
     /// The package installed there, if zipdeploy installed what DEST holds.
     pub current: Option<Installed>,

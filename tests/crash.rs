@@ -8,6 +8,9 @@
 //! `@@F`, `@@E` and `@@A` when the fetch, the extraction (which overlaps the
 //! download when it streams) and the activation begin, and the parent kills
 //! it a chosen delay after one of them.
+//!
+//! The same kills are done with DEST a mount point (a tmpfs, in a mount
+//! namespace of the test's own), where the tree lives one level down.
 
 mod common;
 
@@ -17,6 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::mounts::{in_mount_namespace, Mounted};
 use common::*;
 use zipdeploy::{Deploy, Layout, Sha256Digest, Stage};
 
@@ -80,7 +84,30 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    kill_at_many_points(tmp.path(), &tmp.path().join("app"));
+}
+
+#[test]
+fn kill_9_with_dest_a_mount_point_leaves_old_or_new_never_a_mix() {
+    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok()
+        || !in_mount_namespace("kill_9_with_dest_a_mount_point_leaves_old_or_new_never_a_mix")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("app");
+    std::fs::create_dir(&dest).unwrap();
+    let _volume = Mounted::tmpfs(&dest);
+    kill_at_many_points(tmp.path(), &dest);
+    assert_eq!(names_in(&dest), [".current.zipdeploy", "current"]);
+}
+
+/// Deploys an old package to `dest` (in `tmp`), then kills deploys of a new
+/// one at many points, checking after each kill and after the next run.
+fn kill_at_many_points(tmp: &Path, dest: &Path) {
+    let layout = Layout::new(dest).unwrap();
+    // Where the tree is: DEST, or one level down when DEST is a volume.
+    let tree_at = layout.dest();
     let old = app_zip("old");
     let new = new_package();
     let server = {
@@ -99,15 +126,15 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
             .unwrap()
             .sha256(&Sha256Digest::of(&old).to_hex())
             .unwrap()
-            .dest(&dest)
+            .dest(dest)
             .durable(false)
             .run()
             .unwrap()
     };
     deploy_old();
-    let old_tree = snapshot(&dest);
+    let old_tree = snapshot(tree_at);
     let new_tree = {
-        let other = tmp.path().join("reference");
+        let other = tmp.join("reference");
         std::fs::create_dir(&other).unwrap();
         let pkg = other.join("new.zip");
         std::fs::write(&pkg, &new).unwrap();
@@ -135,7 +162,7 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("ZIPDEPLOY_CRASH_CHILD", server.url("/new.zip"))
-            .env("ZIPDEPLOY_CRASH_DEST", &dest)
+            .env("ZIPDEPLOY_CRASH_DEST", dest)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -152,8 +179,12 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let tree = snapshot(&dest);
+        let tree = snapshot(tree_at);
         let what = format!("killed {delay:?} after {marker}");
+        if layout.volume().is_some() {
+            // The volume holds the tree and its state, nothing else.
+            assert_eq!(names_in(dest), [".current.zipdeploy", "current"], "{what}");
+        }
         if tree == old_tree {
             saw_old += 1;
         } else if tree == new_tree {
@@ -162,20 +193,21 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
             panic!("{what}: DEST is neither the old nor the new tree");
         }
         // The record must describe DEST, or nothing: never the other package.
-        let recorded = Layout::new(&dest).unwrap().current();
+        let recorded = Layout::new(dest).unwrap().current();
         if let Some(current) = &recorded {
             let expected = if tree == old_tree { &old } else { &new };
             assert_eq!(current.digest, Sha256Digest::of(expected), "{what}");
         }
         // The next run recovers, installs, and leaves no work files.
         let report = deploy_old();
-        assert_eq!(snapshot(&dest), old_tree, "{what}: redeploy");
+        assert_eq!(report.dest, tree_at, "{what}");
+        assert_eq!(snapshot(tree_at), old_tree, "{what}: redeploy");
         assert_eq!(
             report.noop,
             tree == old_tree && recorded.is_some(),
             "{what}"
         );
-        assert_no_leftovers(tmp.path());
+        assert_no_leftovers(layout.state_dir());
     }
     assert!(saw_old > 0, "some kills must land before activation");
     eprintln!(
@@ -184,9 +216,8 @@ fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
     );
 }
 
-fn assert_no_leftovers(parent: &Path) {
-    let state = parent.join(".app.zipdeploy");
-    let work: Vec<_> = names_in(&state)
+fn assert_no_leftovers(state: &Path) {
+    let work: Vec<_> = names_in(state)
         .into_iter()
         .filter(|n| {
             n.starts_with("staging-")

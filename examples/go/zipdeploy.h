@@ -368,7 +368,9 @@ int zipdeploy_deploy_set_sha256(struct zipdeploy_deploy *deploy, const char *sha
 
 /**
  * Sets the destination directory (required). Its state directory is
- * `<parent>/.<name>.zipdeploy/`; nothing else is written outside it.
+ * `<parent>/.<name>.zipdeploy/`; nothing else is written outside it. When
+ * it is a mount point (a volume), the tree goes one level down, into
+ * `DEST/current`, with the state in `DEST/.current.zipdeploy/`.
  *
  * Returns `ZIPDEPLOY_OK`, `ZIPDEPLOY_CONFIG` for an empty path,
  * `ZIPDEPLOY_INVALID_UTF8`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` or
@@ -737,7 +739,8 @@ int zipdeploy_status_read(const char *dest,
 int zipdeploy_status_installed(const struct zipdeploy_status *status);
 
 /**
- * The destination directory, absolute. Borrowed from the status: valid
+ * Where the tree is, absolute: the destination, or `DEST/current` when the
+ * destination is a mount point. Borrowed from the status: valid
  * until `zipdeploy_status_free`. `""` if `status` is NULL; never NULL.
  */
 const char *zipdeploy_status_dest(const struct zipdeploy_status *status);
@@ -863,7 +866,8 @@ const char *zipdeploy_report_digest(const struct zipdeploy_report *report);
 const char *zipdeploy_report_source(const struct zipdeploy_report *report);
 
 /**
- * The destination directory, absolute.
+ * Where the tree is, absolute: the destination, or `DEST/current` when the
+ * destination is a mount point.
  *
  * Borrowed from the report: valid until `zipdeploy_report_free`. `""` if
  * `report` is NULL; never NULL.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zipdeploy::signature::PublicKey;
-use zipdeploy::{Error, NetrcFile};
+use zipdeploy::{Error, Layout, NetrcFile};
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
@@ -139,7 +139,13 @@ impl Cli {
             (None, true) => Some(NetrcFile::Disabled),
             (None, false) => None,
         };
-        let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &dest);
+        // Where the tree will be, for PACKAGE_DIR: one level down when DEST
+        // is a mount point. Without a URL, DEST is used as it is.
+        let tree = match Layout::new(&dest) {
+            Ok(layout) if mode != Mode::Deploy || !urls.is_empty() => layout.dest().to_path_buf(),
+            _ => dest.clone(),
+        };
+        let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &tree);
         Ok(Cli {
             mode,
             urls,

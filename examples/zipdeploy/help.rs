@@ -86,7 +86,10 @@ pub fn help_text() -> String {
          Downloads the package, checks its SHA-256, extracts it with every entry checked,\n\
          runs --init in the staged tree (its stdout goes to stderr) and swaps the tree into\n\
          DIR atomically; on any failure DIR is left as it was. A digest already installed\n\
-         is not fetched again. COMMAND then replaces zipdeploy (exec) in DIR.\n\n\
+         is not fetched again. COMMAND then replaces zipdeploy (exec) in DIR.\n\
+         When DIR is a mount point (a volume), which cannot be swapped, the tree goes\n\
+         one level down into DIR/current (state in DIR/.current.zipdeploy/), and\n\
+         COMMAND, PACKAGE_DIR, --status and --rollback use DIR/current.\n\n\
          Options (a flag beats its environment variable; --opt=value also works):\n",
     );
     for opt in OPTIONS {
@@ -121,8 +124,8 @@ pub fn help_text() -> String {
          URL and header files skip blank and # lines. VAR and VAR_FILE together are an\n\
          error; errors name the file, never its content. --init and COMMAND do not see\n\
          zipdeploy's variables (PACKAGE_ZIP_URL, PACKAGE_SHA256, PACKAGE_DIR, ZIPDEPLOY_*\n\
-         and their _FILE forms) unless --pass-env; PACKAGE_DIR is set for them to DEST's\n\
-         absolute path.\n\n\
+         and their _FILE forms) unless --pass-env; PACKAGE_DIR is set for them to the\n\
+         tree's absolute path (DEST, or DEST/current on a volume).\n\n\
          Output: errors, the summary and --verbose notes go to stderr, one line each;\n\
          stdout is left to --json and --status. Progress is shown on a terminal (or with\n\
          --progress): redrawn in place there, elsewhere (docker logs, a file) as plain\n\

@@ -73,7 +73,7 @@ pub const OPTIONS: &[Opt] = &[
         "dest",
         "DIR",
         EnvVar::Named("PACKAGE_DIR"),
-        "directory to install into (state in ../.NAME.zipdeploy/)",
+        "directory to install into (state in ../.NAME.zipdeploy/; a mount point: into DIR/current)",
     ),
     Opt::value(
         "init",

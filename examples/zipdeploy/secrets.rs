@@ -87,8 +87,9 @@ pub fn is_deploy_variable(key: &OsStr) -> bool {
 
 /// The environment `--init` and COMMAND run with: zipdeploy's own
 /// variables removed (guarantee 9: the deploy's secrets are not the app's),
-/// unless `--pass-env`; and `PACKAGE_DIR` set to DEST as an absolute path,
-/// so the init script (run in the staged tree) knows where it will live.
+/// unless `--pass-env`; and `PACKAGE_DIR` set to where the tree lives (DEST,
+/// or `DEST/current` when DEST is a mount point) as an absolute path, so the
+/// init script (run in the staged tree) knows where it will live.
 #[derive(Clone)]
 pub struct ChildEnv {
     /// Inherited variables to remove.
