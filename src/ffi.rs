@@ -1801,6 +1801,16 @@ pub unsafe extern "C" fn zipdeploy_report_streamed(report: *const zipdeploy_repo
     unsafe { report_u64(report, |r| u64::from(r.streamed)) as c_int }
 }
 
+/// 1 if the server answered `304 Not Modified` to a conditional request
+/// (no digest pinned; the installed package's validators were sent), so
+/// nothing was downloaded or extracted; else 0 (also for NULL). The report
+/// is then a no-op too.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_not_modified(report: *const zipdeploy_report) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { report_u64(report, |r| u64::from(r.not_modified)) as c_int }
+}
+
 /// 1 if the package came from the download cache (re-verified), else 0
 /// (also for NULL).
 #[no_mangle]

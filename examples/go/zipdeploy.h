@@ -871,6 +871,14 @@ int zipdeploy_report_noop(const struct zipdeploy_report *report);
 int zipdeploy_report_streamed(const struct zipdeploy_report *report);
 
 /**
+ * 1 if the server answered `304 Not Modified` to a conditional request
+ * (no digest pinned; the installed package's validators were sent), so
+ * nothing was downloaded or extracted; else 0 (also for NULL). The report
+ * is then a no-op too.
+ */
+int zipdeploy_report_not_modified(const struct zipdeploy_report *report);
+
+/**
  * 1 if the package came from the download cache (re-verified), else 0
  * (also for NULL).
  */
