@@ -892,7 +892,8 @@ int zipdeploy_report_cache_hit(const struct zipdeploy_report *report);
 const char *zipdeploy_report_signed_by(const struct zipdeploy_report *report);
 
 /**
- * Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
+ * Bytes downloaded by this run (0 for a no-op or a local package; for a
+ * download resumed from an earlier run's, only the rest; 0 for NULL).
  */
 uint64_t zipdeploy_report_bytes_downloaded(const struct zipdeploy_report *report);
 

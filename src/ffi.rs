@@ -1830,7 +1830,8 @@ pub unsafe extern "C" fn zipdeploy_report_signed_by(
     unsafe { report_str(report, |r| &r.signed_by) }
 }
 
-/// Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
+/// Bytes downloaded by this run (0 for a no-op or a local package; for a
+/// download resumed from an earlier run's, only the rest; 0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn zipdeploy_report_bytes_downloaded(report: *const zipdeploy_report) -> u64 {
     // SAFETY: forwarded contract.

@@ -93,7 +93,8 @@ pub struct Report {
     /// from the same location were sent): nothing was downloaded or
     /// extracted, and `noop` is true too.
     pub not_modified: bool,
-    /// Bytes downloaded (0 for a no-op or a local package).
+    /// Bytes downloaded by this run (0 for a no-op or a local package;
+    /// for a download resumed from an earlier run's, only the rest).
     pub bytes_downloaded: u64,
     /// Size of the package.
     pub package_size: u64,
@@ -259,6 +260,7 @@ impl<'a> Deploy<'a> {
     /// shared by the deploys of a host: with an expected digest, a package
     /// already there is re-hashed and used without any network request, and
     /// concurrent deploys of one digest download it once. See [`cache`].
+    /// Downloads through the cache are not kept for a later run to resume.
     pub fn cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache = Some(dir.into());
         self
@@ -450,6 +452,13 @@ impl<'a> Deploy<'a> {
     }
 
     /// Fetches, verifies, extracts and installs the package.
+    ///
+    /// Restarts are cheap: with no digest pinned (no [`Deploy::sha256`],
+    /// sidecar or [`Deploy::minisign_key`]), the request for the location
+    /// the installed package came from carries its validators, and a `304`
+    /// is a no-op ([`Report::not_modified`]). Without a cache, a download
+    /// cut short is kept in the state directory and the next deploy of the
+    /// same location and expected digest fetches only the rest.
     pub fn run(mut self) -> Result<Report> {
         let started = Instant::now();
         let dest = self

@@ -100,8 +100,39 @@ fn a_download_cut_short_is_resumed_by_the_next_run() {
     assert_eq!(served.lock().unwrap()[1], (206, package.len() - cut));
     assert_eq!(report.bytes_downloaded, (package.len() - cut) as u64);
     assert_eq!(report.package_size, package.len() as u64);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
     assert_eq!(snapshot(&dest), reference(&package, tmp.path()));
     assert!(partial_files(&dest).is_empty(), "removed once used");
+}
+
+#[test]
+fn a_complete_download_left_by_a_crash_is_checked_with_the_server_not_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let package = big_package(1 << 20, 7, "v1");
+    let (server, served) = {
+        let (package, cut) = (package.clone(), package.len() / 2);
+        serve_package(move || (package.clone(), "\"v1\"".into()), cut)
+    };
+    let url = server.url("/app.zip");
+    deploy(&url, &dest, &package).unwrap_err();
+    // As if the run had received the rest, then died while extracting.
+    let kept = tmp.path().join(".app.zipdeploy/partial.zip");
+    let have = read(&kept).len();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&kept)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &package[have..]).unwrap();
+    drop(file);
+
+    let report = deploy(&url, &dest, &package).unwrap();
+    let range = format!("bytes={}-", package.len());
+    assert_eq!(server.requests()[1].header("range"), Some(range.as_str()));
+    assert_eq!(served.lock().unwrap()[1].0, 416, "nothing left to send");
+    assert_eq!(report.bytes_downloaded, 0);
+    assert_eq!(read(dest.join("VERSION")), b"v1");
+    assert!(partial_files(&dest).is_empty());
 }
 
 /// The tree `package` gives when installed from a local file.

@@ -155,6 +155,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_status_kept_count(NULL) == 0);
     CHECK(strcmp(zipdeploy_status_kept_digest(NULL, 0), "") == 0);
     CHECK(zipdeploy_report_cache_hit(NULL) == 0);
+    CHECK(zipdeploy_report_not_modified(NULL) == 0);
     CHECK(strcmp(zipdeploy_report_signed_by(NULL), "") == 0);
 
     /* Nothing installed yet: a status saying so, not an error. */
@@ -274,6 +275,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_deploy_set_progress(deploy, NULL, NULL) == ZIPDEPLOY_OK);
     CHECK(zipdeploy_deploy_run(deploy, &report, NULL) == ZIPDEPLOY_OK);
     CHECK(zipdeploy_report_noop(report) == 1);
+    CHECK(zipdeploy_report_not_modified(report) == 0); /* a pinned digest: no request */
     CHECK(zipdeploy_report_bytes_downloaded(report) == 0);
     CHECK(strcmp(zipdeploy_report_digest(report), digest) == 0);
     CHECK(zipdeploy_report_cache_hit(report) == 0);
