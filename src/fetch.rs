@@ -384,6 +384,15 @@ impl Validators {
         self.etag.is_none() && self.last_modified.is_none()
     }
 
+    /// Whether a response with these validators may continue bytes served
+    /// under `validator`: it names no validator, or that one. (A server
+    /// that ignores `If-Range` would otherwise splice two versions.)
+    fn continues(&self, validator: &str) -> bool {
+        self.is_empty()
+            || self.etag.as_deref() == Some(validator)
+            || self.last_modified.as_deref() == Some(validator)
+    }
+
     /// `If-None-Match` / `If-Modified-Since` for a conditional request.
     fn conditional_headers(&self) -> Vec<(String, String)> {
         let mut headers = Vec::new();
@@ -1133,7 +1142,11 @@ fn http_attempt(
             // Nothing left to send: the bytes kept are the whole package
             // (If-Range held, or the server would have sent it all).
             let range = header("content-range").unwrap_or_default();
-            if parse_content_range_total(&range) == Some(have) {
+            let same = state
+                .validator
+                .as_deref()
+                .is_some_and(|v| validators.continues(v));
+            if same && parse_content_range_total(&range) == Some(have) {
                 return Ok(Attempt::Body);
             }
             state.ranges = false;
@@ -1143,6 +1156,18 @@ fn http_attempt(
             });
         }
         206 if have > 0 => {
+            if !state
+                .validator
+                .as_deref()
+                .is_some_and(|v| validators.continues(v))
+            {
+                // If-Range ignored: these bytes may be of another version.
+                state.ranges = false;
+                return Err(Error::Network {
+                    url: shown,
+                    reason: "server resumed another version of the package".into(),
+                });
+            }
             if !validators.is_empty() {
                 state.validators = validators;
             }

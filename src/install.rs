@@ -209,8 +209,10 @@ impl StateLock {
         expected: Option<Sha256Digest>,
         validator: Option<&str>,
     ) -> Result<()> {
+        // Gone first: the description of the bytes before never outlives them.
+        self.dir.remove_file(PARTIAL_STATE)?;
         let Some(validator) = validator else {
-            return self.dir.remove_file(PARTIAL_STATE);
+            return Ok(());
         };
         let partial = Partial {
             location: location.to_string(),

@@ -240,3 +240,41 @@ fn bytes_that_no_longer_hash_to_the_package_fail_and_are_removed() {
     deploy(&url, &dest, &package).unwrap();
     assert_eq!(read(dest.join("VERSION")), b"v1");
 }
+
+#[test]
+fn a_server_that_ignores_if_range_cannot_splice_two_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let old = big_package(1 << 20, 7, "v1");
+    let new = big_package(1 << 20, 8, "v2");
+    assert_eq!(old.len(), new.len());
+    let server = {
+        let (old, new) = (old.clone(), new.clone());
+        TestServer::start(move |req, n| {
+            if n == 0 {
+                return Reply::file_with_ranges(req, &old, "\"v1\"")
+                    .fault(Fault::CloseAfter(old.len() / 2));
+            }
+            // Honours Range, never If-Range.
+            let mut req = req.clone();
+            req.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("if-range"));
+            Reply::file_with_ranges(&req, &new, "\"v2\"")
+        })
+    };
+    let run = |retries| {
+        Deploy::new(&server.url("/app.zip"))
+            .unwrap()
+            .dest(&dest)
+            .retries(retries)
+            .run()
+    };
+    run(0).unwrap_err();
+    let report = run(1).unwrap();
+    assert_eq!(report.digest, Sha256Digest::of(&new));
+    assert_eq!(read(dest.join("VERSION")), b"v2");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests[1].header("range").is_some());
+    assert_eq!(requests[2].header("range"), None, "started over");
+}
