@@ -97,7 +97,7 @@ impl Installed {
         );
         let optional = [
             ("signed_by", &self.signed_by),
-            ("location", &self.location),
+            ("location_sha256", &self.location),
             ("etag", &self.etag),
             ("last_modified", &self.last_modified),
         ];
@@ -121,7 +121,7 @@ impl Installed {
             installed_at: field("installed_at")?.parse().ok()?,
             package_size: field("package_size")?.parse().ok()?,
             signed_by: field("signed_by").map(str::to_string),
-            location: field("location").map(str::to_string),
+            location: field("location_sha256").map(str::to_string),
             etag: field("etag").map(str::to_string),
             last_modified: field("last_modified").map(str::to_string),
             tree: (dev.parse().ok()?, ino.parse().ok()?),
@@ -250,7 +250,7 @@ struct Partial {
 impl Partial {
     fn to_text(&self) -> String {
         let mut text = format!(
-            "location={}\nvalidator={}\n",
+            "location_sha256={}\nvalidator={}\n",
             self.location,
             self.validator.replace('\n', " ")
         );
@@ -270,7 +270,7 @@ impl Partial {
             None => None,
         };
         Some(Partial {
-            location: field("location")?.to_string(),
+            location: field("location_sha256")?.to_string(),
             expected,
             validator: field("validator").filter(|v| !v.is_empty())?.to_string(),
         })
