@@ -278,3 +278,40 @@ fn a_server_that_ignores_if_range_cannot_splice_two_versions() {
     assert!(requests[1].header("range").is_some());
     assert_eq!(requests[2].header("range"), None, "started over");
 }
+
+#[test]
+fn a_cancelled_download_is_kept_and_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let package = big_package(2 << 20, 9, "v1");
+    let server = {
+        let package = package.clone();
+        TestServer::start(move |req, _| {
+            Reply::file_with_ranges(req, &package, "\"v1\"").fault(Fault::Trickle(
+                64 * 1024,
+                std::time::Duration::from_millis(2),
+            ))
+        })
+    };
+    let url = server.url("/app.zip");
+    let half = package.len() as u64 / 2;
+    let err = Deploy::new(&url)
+        .unwrap()
+        .dest(&dest)
+        .progress(move |p| match p.bytes >= half {
+            true => std::ops::ControlFlow::Break(()),
+            false => std::ops::ControlFlow::Continue(()),
+        })
+        .run()
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err}");
+    assert_eq!(partial_files(&dest), ["partial.state", "partial.zip"]);
+
+    let report = Deploy::new(&url).unwrap().dest(&dest).run().unwrap();
+    let range = server.requests()[1].header("range").map(str::to_string);
+    assert!(range.is_some_and(|r| r != "bytes=0-"), "resumed");
+    assert!(report.bytes_downloaded <= package.len() as u64 - half);
+    assert_eq!(report.digest, Sha256Digest::of(&package));
+    assert_eq!(read(dest.join("VERSION")), b"v1");
+    assert!(partial_files(&dest).is_empty());
+}
