@@ -132,6 +132,13 @@ fn an_unchanged_package_on_python_http_server_costs_one_request_and_no_body() {
         inode,
         "DEST untouched"
     );
+    let state = names_in(&tmp.path().join(".app.zipdeploy"));
+    assert!(
+        !state
+            .iter()
+            .any(|n| n.starts_with("partial") || n.starts_with("download-")),
+        "{state:?}"
+    );
 
     // The file changes: a full deploy.
     publish(&package, &app_zip("2"), 100);
