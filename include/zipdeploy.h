@@ -887,6 +887,14 @@ int zipdeploy_report_noop(const struct zipdeploy_report *report);
 int zipdeploy_report_streamed(const struct zipdeploy_report *report);
 
 /**
+ * 1 if the server answered `304 Not Modified` to a conditional request
+ * (no digest pinned; the installed package's validators were sent), so
+ * nothing was downloaded or extracted; else 0 (also for NULL). The report
+ * is then a no-op too.
+ */
+int zipdeploy_report_not_modified(const struct zipdeploy_report *report);
+
+/**
  * 1 if the package came from the download cache (re-verified), else 0
  * (also for NULL).
  */
@@ -900,7 +908,8 @@ int zipdeploy_report_cache_hit(const struct zipdeploy_report *report);
 const char *zipdeploy_report_signed_by(const struct zipdeploy_report *report);
 
 /**
- * Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
+ * Bytes downloaded by this run (0 for a no-op or a local package; for a
+ * download resumed from an earlier run's, only the rest; 0 for NULL).
  */
 uint64_t zipdeploy_report_bytes_downloaded(const struct zipdeploy_report *report);
 

@@ -217,6 +217,14 @@ impl<W: Write> HashingWriter<W> {
         self.written = 0;
     }
 
+    /// Hashes and counts `bytes` that the wrapped writer already holds (a
+    /// download resumed from the file an earlier run left), without writing
+    /// them again.
+    pub(crate) fn absorb(&mut self, bytes: &[u8]) {
+        self.hash(bytes);
+        self.written += bytes.len() as u64;
+    }
+
     /// Mutable access to the wrapped writer.
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner

@@ -327,7 +327,130 @@ pub fn fetch_to_file(
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Fetched> {
     let file = open_download(path)?;
-    fetch_observed(source, &file, path, options, progress, None, None)
+    match fetch_observed(
+        source,
+        &file,
+        path,
+        options,
+        progress,
+        None,
+        None,
+        Conditions::default(),
+    )? {
+        Outcome::Fetched { fetched, .. } => Ok(fetched),
+        // Not asked for: no validators were sent.
+        Outcome::NotModified => unreachable!("304 without a conditional request"),
+    }
+}
+
+/// The validators of a response (RFC 9110 §8.8), which make conditional and
+/// resumed requests safe: the same validator, the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Validators {
+    /// The `ETag`, weak or strong.
+    pub(crate) etag: Option<String>,
+    /// The `Last-Modified` date.
+    pub(crate) last_modified: Option<String>,
+}
+
+impl Validators {
+    /// A validator kept in a file: a value that a header may carry.
+    fn usable(value: String) -> Option<String> {
+        let value = value.trim().to_string();
+        let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        (printable && !value.is_empty() && value.len() <= 512).then_some(value)
+    }
+
+    /// Rebuilds validators from kept values (unusable ones are dropped).
+    pub(crate) fn new(etag: Option<String>, last_modified: Option<String>) -> Validators {
+        Validators {
+            etag: etag.and_then(Validators::usable),
+            last_modified: last_modified.and_then(Validators::usable),
+        }
+    }
+
+    /// The validator for `If-Range`, which must be strong: the `ETag` unless
+    /// it is weak, else `Last-Modified`.
+    pub(crate) fn for_range(&self) -> Option<String> {
+        self.etag
+            .clone()
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| self.last_modified.clone())
+    }
+
+    /// The validators of an `If-Range` value: an entity tag is quoted.
+    pub(crate) fn from_range(value: &str) -> Validators {
+        if value.starts_with('"') {
+            Validators::new(Some(value.into()), None)
+        } else {
+            Validators::new(None, Some(value.into()))
+        }
+    }
+
+    /// Whether there is none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    /// Whether a response with these validators may continue bytes served
+    /// under `validator`: it names no validator, or that one. (A server
+    /// that ignores `If-Range` would otherwise splice two versions.)
+    fn continues(&self, validator: &str) -> bool {
+        self.is_empty()
+            || self.etag.as_deref() == Some(validator)
+            || self.last_modified.as_deref() == Some(validator)
+    }
+
+    /// `If-None-Match` / `If-Modified-Since` for a conditional request.
+    fn conditional_headers(&self) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if let Some(etag) = &self.etag {
+            headers.push(("If-None-Match".to_string(), etag.clone()));
+        }
+        if let Some(date) = &self.last_modified {
+            headers.push(("If-Modified-Since".to_string(), date.clone()));
+        }
+        headers
+    }
+}
+
+/// What a fetch may build on: the package installed, and a partial download
+/// an earlier run left.
+#[derive(Default)]
+pub(crate) struct Conditions<'c> {
+    /// The validators of the package installed from this location: sent as
+    /// `If-None-Match` / `If-Modified-Since`, and a `304` ends the fetch
+    /// with [`Outcome::NotModified`].
+    pub(crate) unless: Option<&'c Validators>,
+    /// The download file already holds bytes of this location from an
+    /// earlier run, served under this (strong) validator: they are re-hashed
+    /// (and shown to the tap and the growth) and the rest is requested with
+    /// `Range` + `If-Range`; a server that no longer has those bytes answers
+    /// with the whole package, and the file starts over.
+    pub(crate) resume: Option<String>,
+    /// Told, before the first body byte, the validators of each response
+    /// that starts the body from byte 0 (`None` when the server's response
+    /// cannot be resumed: no strong validator or no `Accept-Ranges`), so
+    /// that the caller can describe the bytes that follow.
+    pub(crate) on_start: Option<&'c mut OnStart<'c>>,
+}
+
+/// See [`Conditions::on_start`].
+pub(crate) type OnStart<'c> = dyn FnMut(Option<&Validators>) + 'c;
+
+/// How a fetch ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The package is in the file.
+    Fetched {
+        fetched: Fetched,
+        /// The validators it was served with (none for a local file).
+        validators: Validators,
+        /// Bytes of it that an earlier run had downloaded.
+        reused: u64,
+    },
+    /// The server answered `304 Not Modified`: the file is untouched.
+    NotModified,
 }
 
 /// Sees every byte of a package as it is written and hashed, e.g. a
@@ -343,6 +466,9 @@ pub(crate) trait Tap {
 /// errors), telling `growth` how far the file has been written so that an
 /// extractor can read it while it grows, and `tap` every byte. The caller
 /// keeps `download` to extract from: the bytes it reads are the bytes hashed.
+/// `conditions` (HTTP and S3 only) make the request conditional, or resume
+/// the bytes the file already holds.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fetch_observed(
     source: &Source,
     download: &File,
@@ -351,15 +477,32 @@ pub(crate) fn fetch_observed(
     mut progress: Option<&mut ProgressFn<'_>>,
     growth: Option<&Growth>,
     tap: Option<&mut dyn Tap>,
-) -> Result<Fetched> {
-    let file = empty_download(download, path)?;
+    conditions: Conditions<'_>,
+) -> Result<Outcome> {
+    let resume = match source {
+        Source::File(_) => None,
+        Source::Http(_) | Source::S3(_) => conditions.resume.clone(),
+    };
+    let file = match resume {
+        Some(_) => own_handle(download, path)?,
+        None => empty_download(download, path)?,
+    };
     let mut out = HashingWriter::new(DownloadFile {
         file,
         written: 0,
+        restarted: false,
         growth,
         tap,
     });
-    let (attempts, resumed) = match source {
+    let mut reused = 0;
+    let mut state = ResumeState::default();
+    if let Some(validator) = resume {
+        reused = rehash_existing(&mut out, path, options.max_size, &mut progress)?;
+        state.validators = Validators::from_range(&validator);
+        state.validator = Some(validator);
+        state.ranges = true;
+    }
+    let attempts_resumed = match source {
         Source::File(local) => {
             let (mut input, meta) = open_local(local)?;
             let len = meta.len();
@@ -373,22 +516,91 @@ pub(crate) fn fetch_observed(
                 &mut progress,
                 read_err,
             )?;
-            (1, 0)
+            Ended::Body(1, 0, Validators::default())
         }
-        Source::Http(url) => http_fetch(url, None, &mut out, path, options, &mut progress)?,
+        Source::Http(url) => http_fetch(
+            url,
+            None,
+            &mut out,
+            path,
+            options,
+            &mut progress,
+            state,
+            conditions,
+        )?,
         Source::S3(location) => {
             let (url, signer) = crate::s3::prepare(location, &options.s3)?;
-            http_fetch(&url, Some(&signer), &mut out, path, options, &mut progress)?
+            http_fetch(
+                &url,
+                Some(&signer),
+                &mut out,
+                path,
+                options,
+                &mut progress,
+                state,
+                conditions,
+            )?
         }
     };
+    let (attempts, resumed, validators) = match attempts_resumed {
+        Ended::NotModified => return Ok(Outcome::NotModified),
+        Ended::Body(attempts, resumed, validators) => (attempts, resumed, validators),
+    };
     let bytes = out.written();
-    let (digest, _file) = out.finish();
-    Ok(Fetched {
-        digest,
-        bytes,
-        attempts,
-        resumed,
+    let (digest, file) = out.finish();
+    Ok(Outcome::Fetched {
+        fetched: Fetched {
+            digest,
+            bytes,
+            attempts,
+            resumed,
+        },
+        validators,
+        // Bytes an earlier run left count only if they were not discarded.
+        reused: if file.restarted { 0 } else { reused },
     })
+}
+
+/// Hashes the bytes the download file already holds (from an earlier run),
+/// showing them to the tap and the growth as if just written, and leaves
+/// the file positioned after them. Returns how many there were.
+fn rehash_existing(
+    out: &mut HashingWriter<DownloadFile<'_, '_>>,
+    path: &Path,
+    max: u64,
+    progress: &mut Option<&mut ProgressFn<'_>>,
+) -> Result<u64> {
+    let mut input = out
+        .get_mut()
+        .file
+        .try_clone()
+        .map_err(Error::io("open", path))?;
+    let len = input.metadata().map_err(Error::io("stat", path))?.len();
+    input
+        .seek(SeekFrom::Start(0))
+        .map_err(Error::io("seek", path))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = len.min(max);
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match input.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", path)(e)),
+        };
+        out.absorb(&buf[..n]);
+        out.get_mut().adopt(&buf[..n]);
+        left -= n as u64;
+        report(progress, Progress::bytes(Stage::Fetch, out.written(), None))?;
+    }
+    let have = out.written();
+    // Anything beyond what was hashed (over the size limit) goes.
+    let file = &mut out.get_mut().file;
+    file.set_len(have).map_err(Error::io("truncate", path))?;
+    file.seek(SeekFrom::Start(have))
+        .map_err(Error::io("seek", path))?;
+    Ok(have)
 }
 
 /// Hashes a local package in place (no copy), enforcing the size limit.
@@ -446,6 +658,11 @@ fn open_download(path: &Path) -> Result<File> {
         .truncate(false)
         .open(path)
         .map_err(Error::io("create", path))
+}
+
+/// A handle of its own on the `download` file, to append through.
+fn own_handle(download: &File, path: &Path) -> Result<File> {
+    download.try_clone().map_err(Error::io("open", path))
 }
 
 /// A handle of its own on the `download` file, emptied, to write through.
@@ -558,11 +775,25 @@ impl Write for TapSink<'_> {
 struct DownloadFile<'a, 't> {
     file: File,
     written: u64,
+    /// Whether the file was emptied to start over.
+    restarted: bool,
     growth: Option<&'a Growth>,
     tap: Option<&'t mut dyn Tap>,
 }
 
 impl DownloadFile<'_, '_> {
+    /// Counts `bytes` the file already holds as written: shown to the tap,
+    /// and readable by the extractor at once.
+    fn adopt(&mut self, bytes: &[u8]) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.update(bytes);
+        }
+        self.written += bytes.len() as u64;
+        if let Some(g) = self.growth {
+            g.advance(self.written);
+        }
+    }
+
     /// Empties the file for a download that starts over.
     fn restart(&mut self) -> io::Result<()> {
         if let Some(g) = self.growth {
@@ -572,6 +803,7 @@ impl DownloadFile<'_, '_> {
             tap.restart();
         }
         self.written = 0;
+        self.restarted = true;
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0)).map(drop)
     }
@@ -674,6 +906,8 @@ impl Growth {
 struct ResumeState {
     /// Strong validator for `If-Range` (ETag, else Last-Modified).
     validator: Option<String>,
+    /// The validators of the body being received.
+    validators: Validators,
     /// Whether the server advertised `Accept-Ranges: bytes`.
     ranges: bool,
     /// Full length of the body, when known.
@@ -682,7 +916,16 @@ struct ResumeState {
     retry_after: Option<Duration>,
 }
 
-/// Fetches `url`; `signer` signs the requests to an S3 endpoint.
+/// How a fetch ended: attempts made, attempts that resumed, and the
+/// validators of the body; or a `304`.
+enum Ended {
+    Body(u32, u32, Validators),
+    NotModified,
+}
+
+/// Fetches `url`; `signer` signs the requests to an S3 endpoint. `state`
+/// holds what is known of bytes already in `out` (an earlier run's).
+#[allow(clippy::too_many_arguments)]
 fn http_fetch(
     url: &Url,
     signer: Option<&crate::s3::Signer>,
@@ -690,10 +933,11 @@ fn http_fetch(
     path: &Path,
     options: &FetchOptions,
     progress: &mut Option<&mut ProgressFn<'_>>,
-) -> Result<(u32, u32)> {
+    mut state: ResumeState,
+    mut conditions: Conditions<'_>,
+) -> Result<Ended> {
     let requests = Requests::new(url, options);
     let deadline = options.timeout.map(|t| Instant::now() + t);
-    let mut state = ResumeState::default();
     let mut attempts = 0;
     let mut resumed = 0;
     loop {
@@ -706,10 +950,22 @@ fn http_fetch(
             resumed += 1;
         }
         let result = http_attempt(
-            &requests, url, signer, out, path, options, deadline, &mut state, progress,
+            &requests,
+            url,
+            signer,
+            out,
+            path,
+            options,
+            deadline,
+            &mut state,
+            &mut conditions,
+            progress,
         );
         let err = match result {
-            Ok(()) => return Ok((attempts, resumed)),
+            Ok(Attempt::Body) => {
+                return Ok(Ended::Body(attempts, resumed, state.validators));
+            }
+            Ok(Attempt::NotModified) => return Ok(Ended::NotModified),
             Err(e) => e,
         };
         let now = Instant::now();
@@ -821,6 +1077,14 @@ impl<'o> Requests<'o> {
     }
 }
 
+/// What one attempt got.
+enum Attempt {
+    /// The (rest of the) body, received.
+    Body,
+    /// `304 Not Modified` to a conditional request.
+    NotModified,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn http_attempt(
     requests: &Requests<'_>,
@@ -831,11 +1095,15 @@ fn http_attempt(
     options: &FetchOptions,
     deadline: Option<Instant>,
     state: &mut ResumeState,
+    conditions: &mut Conditions<'_>,
     progress: &mut Option<&mut ProgressFn<'_>>,
-) -> Result<()> {
+) -> Result<Attempt> {
     let shown = redact_url(url);
     let have = out.written();
-    let mut extra = Vec::new();
+    let mut extra = conditions
+        .unless
+        .map(Validators::conditional_headers)
+        .unwrap_or_default();
     if have > 0 {
         extra.push(("Range".to_string(), format!("bytes={have}-")));
         if let Some(v) = &state.validator {
@@ -862,18 +1130,55 @@ fn http_attempt(
     state.retry_after = header("retry-after")
         .and_then(|v| crate::retry_after::delay(&v, std::time::SystemTime::now()));
     let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let validators = Validators::new(header("etag"), header("last-modified"));
     match status {
+        304 if conditions.unless.is_some() => return Ok(Attempt::NotModified),
         200 => {
             if have > 0 {
                 restart(out, path)?;
             }
             state.total = length;
             state.ranges = header("accept-ranges").is_some_and(|v| v.contains("bytes"));
-            state.validator = header("etag")
-                .filter(|e| !e.starts_with("W/"))
-                .or_else(|| header("last-modified"));
+            state.validator = validators.for_range();
+            state.validators = validators;
+            if let Some(on_start) = conditions.on_start.as_mut() {
+                let resumable = state.ranges && state.validator.is_some();
+                on_start(resumable.then_some(&state.validators));
+            }
+        }
+        416 if have > 0 => {
+            // Nothing left to send: the bytes kept are the whole package
+            // (If-Range held, or the server would have sent it all).
+            let range = header("content-range").unwrap_or_default();
+            let same = state
+                .validator
+                .as_deref()
+                .is_some_and(|v| validators.continues(v));
+            if same && parse_content_range_total(&range) == Some(have) {
+                return Ok(Attempt::Body);
+            }
+            state.ranges = false;
+            return Err(Error::Network {
+                url: shown,
+                reason: format!("server refused to resume at byte {have} ({range:?})"),
+            });
         }
         206 if have > 0 => {
+            if !state
+                .validator
+                .as_deref()
+                .is_some_and(|v| validators.continues(v))
+            {
+                // If-Range ignored: these bytes may be of another version.
+                state.ranges = false;
+                return Err(Error::Network {
+                    url: shown,
+                    reason: "server resumed another version of the package".into(),
+                });
+            }
+            if !validators.is_empty() {
+                state.validators = validators;
+            }
             let range = header("content-range").unwrap_or_default();
             let start = parse_content_range_start(&range);
             if start != Some(have) {
@@ -943,7 +1248,7 @@ fn http_attempt(
             received: out.written(),
             expected,
         }),
-        (Ok(()), _) => Ok(()),
+        (Ok(()), _) => Ok(Attempt::Body),
     }
 }
 
@@ -1000,6 +1305,18 @@ fn receive_body(
             Progress::bytes(Stage::Fetch, out.written(), total),
         )?;
     }
+}
+
+/// `bytes */200` (or `bytes 0-1/200`) → `Some(200)`.
+fn parse_content_range_total(value: &str) -> Option<u64> {
+    value
+        .trim()
+        .strip_prefix("bytes")?
+        .rsplit('/')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `bytes 100-199/200` → `Some(100)`.
@@ -1151,6 +1468,9 @@ mod tests {
         assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(parse_content_range_start("bytes */200"), None);
         assert_eq!(parse_content_range_start("items 1-2/3"), None);
+        assert_eq!(parse_content_range_total("bytes */200"), Some(200));
+        assert_eq!(parse_content_range_total("bytes 0-1/2"), Some(2));
+        assert_eq!(parse_content_range_total("bytes 0-1/*"), None);
     }
 
     #[test]

@@ -1831,6 +1831,16 @@ pub unsafe extern "C" fn zipdeploy_report_streamed(report: *const zipdeploy_repo
     unsafe { report_u64(report, |r| u64::from(r.streamed)) as c_int }
 }
 
+/// 1 if the server answered `304 Not Modified` to a conditional request
+/// (no digest pinned; the installed package's validators were sent), so
+/// nothing was downloaded or extracted; else 0 (also for NULL). The report
+/// is then a no-op too.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_not_modified(report: *const zipdeploy_report) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { report_u64(report, |r| u64::from(r.not_modified)) as c_int }
+}
+
 /// 1 if the package came from the download cache (re-verified), else 0
 /// (also for NULL).
 #[no_mangle]
@@ -1850,7 +1860,8 @@ pub unsafe extern "C" fn zipdeploy_report_signed_by(
     unsafe { report_str(report, |r| &r.signed_by) }
 }
 
-/// Bytes downloaded (0 for a no-op or a local package; 0 for NULL).
+/// Bytes downloaded by this run (0 for a no-op or a local package; for a
+/// download resumed from an earlier run's, only the rest; 0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn zipdeploy_report_bytes_downloaded(report: *const zipdeploy_report) -> u64 {
     // SAFETY: forwarded contract.

@@ -12,6 +12,7 @@
 //! | `current` | record of the installed package (digest, source, time, size, tree inode) |
 //! | `current.new` | the record being activated; the tree inode says which record is true |
 //! | `staging-*`, `download-*` | work in progress; leftovers of a crash are removed by the next run |
+//! | `partial.zip` + `partial.state` | a download that did not finish, kept for the next run to resume (one at most) |
 //! | `trash-*` | trees being removed (a pruned release, a leftover that resisted removal) |
 //! | `releases/<seq>` + `<seq>.state` | previous trees kept for rollback |
 //! | `swap` | journal of the two-rename fallback where `RENAME_EXCHANGE` is missing |
@@ -63,6 +64,14 @@ pub struct Installed {
     pub package_size: u64,
     /// The id of the minisign key whose signature was verified, if one was.
     pub signed_by: Option<String>,
+    /// SHA-256 (hex) of the full location it was fetched from, credentials
+    /// included, which are never stored: the validators below apply to that
+    /// location only.
+    pub(crate) location: Option<String>,
+    /// The `ETag` it was served with.
+    pub(crate) etag: Option<String>,
+    /// The `Last-Modified` it was served with.
+    pub(crate) last_modified: Option<String>,
     /// Device and inode of the tree this record describes.
     tree: (u64, u64),
 }
@@ -79,6 +88,9 @@ impl Installed {
             installed_at,
             package_size,
             signed_by: None,
+            location: None,
+            etag: None,
+            last_modified: None,
             tree: (0, 0),
         }
     }
@@ -93,8 +105,16 @@ impl Installed {
             self.tree.0,
             self.tree.1
         );
-        if let Some(key) = &self.signed_by {
-            text.push_str(&format!("signed_by={}\n", key.replace('\n', " ")));
+        let optional = [
+            ("signed_by", &self.signed_by),
+            ("location_sha256", &self.location),
+            ("etag", &self.etag),
+            ("last_modified", &self.last_modified),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                text.push_str(&format!("{key}={}\n", value.replace('\n', " ")));
+            }
         }
         text
     }
@@ -111,6 +131,9 @@ impl Installed {
             installed_at: field("installed_at")?.parse().ok()?,
             package_size: field("package_size")?.parse().ok()?,
             signed_by: field("signed_by").map(str::to_string),
+            location: field("location_sha256").map(str::to_string),
+            etag: field("etag").map(str::to_string),
+            last_modified: field("last_modified").map(str::to_string),
             tree: (dev.parse().ok()?, ino.parse().ok()?),
         })
     }
@@ -141,6 +164,126 @@ impl StateLock {
     pub(crate) fn create_download(&self) -> Result<(File, PathBuf)> {
         let (name, file) = self.dir.create_new("download-", ".zip", 0o600)?;
         Ok((file, self.dir.join(name)))
+    }
+
+    /// The partial download an earlier run left for `location` (a hash of
+    /// it) and `expected`, open for reading and appending, with the
+    /// validator its bytes were served under. Any other partial (another
+    /// location or digest, no validator, no bytes) can no longer be used
+    /// and is removed.
+    pub(crate) fn take_partial(
+        &self,
+        location: &str,
+        expected: Option<Sha256Digest>,
+    ) -> Option<(File, PathBuf, String)> {
+        let state = self.dir.read(PARTIAL_STATE);
+        let partial = state
+            .as_deref()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(Partial::parse)
+            .filter(|p| p.location == location && p.expected == expected);
+        let file = partial.as_ref().and_then(|_| {
+            self.dir
+                .open_file(PARTIAL, rustix::fs::OFlags::RDWR, 0)
+                .ok()
+                .filter(|f| f.metadata().is_ok_and(|m| m.len() > 0))
+        });
+        match (partial, file) {
+            (Some(partial), Some(file)) => Some((file, self.dir.join(PARTIAL), partial.validator)),
+            _ => {
+                self.remove_partial();
+                None
+            }
+        }
+    }
+
+    /// Starts a new partial download, replacing any: an empty
+    /// `partial.zip`, open for reading and writing, not yet described (so
+    /// not resumable until [`StateLock::describe_partial`]).
+    pub(crate) fn start_partial(&self) -> Result<(File, PathBuf)> {
+        self.dir.remove_file(PARTIAL_STATE)?;
+        let (name, file) = self.dir.create_new("download-", ".zip", 0o600)?;
+        if let Err(e) = self.dir.rename(&name, PARTIAL) {
+            let _ = self.dir.remove_file(&name);
+            return Err(e);
+        }
+        Ok((file, self.dir.join(PARTIAL)))
+    }
+
+    /// Records what `partial.zip` holds, before its first byte is written:
+    /// bytes of `location` (a hash of it) for `expected`, served under
+    /// `validator`; `None` makes it unusable by a later run.
+    pub(crate) fn describe_partial(
+        &self,
+        location: &str,
+        expected: Option<Sha256Digest>,
+        validator: Option<&str>,
+    ) -> Result<()> {
+        // Gone first: the description of the bytes before never outlives them.
+        self.dir.remove_file(PARTIAL_STATE)?;
+        let Some(validator) = validator else {
+            return Ok(());
+        };
+        let partial = Partial {
+            location: location.to_string(),
+            expected,
+            validator: validator.to_string(),
+        };
+        self.dir
+            .write_atomic(PARTIAL_STATE, partial.to_text().as_bytes(), 0o600, false)
+    }
+
+    /// Removes the partial download (its description first: a file alone is
+    /// never resumed). Best-effort: a later run removes what is left.
+    pub(crate) fn remove_partial(&self) {
+        let _ = self.dir.remove_file(PARTIAL_STATE);
+        let _ = self.dir.remove_file(PARTIAL);
+    }
+}
+
+/// The partial download kept for the next run, and its description.
+const PARTIAL: &str = "partial.zip";
+const PARTIAL_STATE: &str = "partial.state";
+
+/// What the bytes of `partial.zip` are: the start of the package at a
+/// location, as served under a validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Partial {
+    /// SHA-256 (hex) of the full location (credentials never stored).
+    location: String,
+    /// The digest the deploy expected, if any: a resume is for that deploy.
+    expected: Option<Sha256Digest>,
+    /// The strong validator for `If-Range` (an `ETag` or a date).
+    validator: String,
+}
+
+impl Partial {
+    fn to_text(&self) -> String {
+        let mut text = format!(
+            "location_sha256={}\nvalidator={}\n",
+            self.location,
+            self.validator.replace('\n', " ")
+        );
+        if let Some(expected) = &self.expected {
+            text.push_str(&format!("expected={expected}\n"));
+        }
+        text
+    }
+
+    fn parse(text: &str) -> Option<Partial> {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        };
+        let expected = match field("expected") {
+            Some(hex) => Some(hex.parse().ok()?),
+            None => None,
+        };
+        Some(Partial {
+            location: field("location_sha256")?.to_string(),
+            expected,
+            validator: field("validator").filter(|v| !v.is_empty())?.to_string(),
+        })
     }
 }
 
@@ -321,6 +464,18 @@ impl Layout {
             }
         }
         Ok(warnings)
+    }
+
+    /// Replaces the record of what is installed (which must describe DEST)
+    /// with `record`, keeping the tree it describes: new validators for the
+    /// same package. Call with the lock held.
+    pub(crate) fn rewrite_current(&self, lock: &StateLock, mut record: Installed) -> Result<()> {
+        let Some(current) = self.current() else {
+            return Ok(());
+        };
+        record.tree = current.tree;
+        lock.dir
+            .write_atomic("current", record.to_text().as_bytes(), 0o644, false)
     }
 
     /// The record of what is installed, if DEST is the tree it describes.
@@ -716,8 +871,48 @@ mod tests {
     fn record_round_trips() {
         let mut r = record(1);
         r.tree = (3, 4);
-        assert_eq!(Installed::parse(&r.to_text()), Some(r));
+        assert_eq!(Installed::parse(&r.to_text()), Some(r.clone()));
         assert_eq!(Installed::parse("digest=zz"), None);
+        r.location = Some("ab".repeat(32));
+        r.etag = Some("\"5f1-63a\"".into());
+        r.last_modified = Some("Tue, 01 Dec 2026 16:54:22 GMT".into());
+        assert_eq!(Installed::parse(&r.to_text()), Some(r));
+    }
+
+    #[test]
+    fn a_partial_is_resumed_only_for_its_location_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&dir.path().join("app")).unwrap();
+        let lock = layout.lock().unwrap();
+        let digest = Sha256Digest::of(b"pkg");
+        let start = |bytes: &[u8], validator: Option<&str>| {
+            let (mut file, path) = lock.start_partial().unwrap();
+            lock.describe_partial("loc", Some(digest), validator)
+                .unwrap();
+            io::Write::write_all(&mut file, bytes).unwrap();
+            path
+        };
+        let path = start(b"PK\x03\x04", Some("\"v1\""));
+        assert!(layout.recover(&lock).unwrap().is_empty());
+        assert!(path.exists(), "recovery keeps the partial");
+        let (file, _, validator) = lock.take_partial("loc", Some(digest)).unwrap();
+        assert_eq!(
+            (file.metadata().unwrap().len(), validator.as_str()),
+            (4, "\"v1\"")
+        );
+        assert!(lock.take_partial("loc", None).is_none(), "another digest");
+        assert!(!path.exists(), "a partial that cannot be used is removed");
+
+        start(b"PK", Some("\"v1\""));
+        assert!(lock.take_partial("other", Some(digest)).is_none());
+        start(b"PK", None);
+        assert!(
+            lock.take_partial("loc", Some(digest)).is_none(),
+            "no validator"
+        );
+        start(b"", Some("\"v1\""));
+        assert!(lock.take_partial("loc", Some(digest)).is_none(), "no bytes");
+        assert!(!layout.state_dir().join(PARTIAL_STATE).exists());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub mod signature;
 pub mod status;
 mod trust;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -93,7 +93,13 @@ pub struct Report {
     pub dest: PathBuf,
     /// True when that digest was already installed and nothing was done.
     pub noop: bool,
-    /// Bytes downloaded (0 for a no-op or a local package).
+    /// True when the server answered `304 Not Modified` to a conditional
+    /// request (no digest pinned: the validators of the package installed
+    /// from the same location were sent): nothing was downloaded or
+    /// extracted, and `noop` is true too.
+    pub not_modified: bool,
+    /// Bytes downloaded by this run (0 for a no-op or a local package;
+    /// for a download resumed from an earlier run's, only the rest).
     pub bytes_downloaded: u64,
     /// Size of the package.
     pub package_size: u64,
@@ -259,6 +265,7 @@ impl<'a> Deploy<'a> {
     /// shared by the deploys of a host: with an expected digest, a package
     /// already there is re-hashed and used without any network request, and
     /// concurrent deploys of one digest download it once. See [`cache`].
+    /// Downloads through the cache are not kept for a later run to resume.
     pub fn cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache = Some(dir.into());
         self
@@ -461,6 +468,13 @@ impl<'a> Deploy<'a> {
     }
 
     /// Fetches, verifies, extracts and installs the package.
+    ///
+    /// Restarts are cheap: with no digest pinned (no [`Deploy::sha256`],
+    /// sidecar or [`Deploy::minisign_key`]), the request for the location
+    /// the installed package came from carries its validators, and a `304`
+    /// is a no-op ([`Report::not_modified`]). Without a cache, a download
+    /// cut short is kept in the state directory and the next deploy of the
+    /// same location and expected digest fetches only the rest.
     pub fn run(mut self) -> Result<Report> {
         let started = Instant::now();
         let dest = self
@@ -488,6 +502,7 @@ impl<'a> Deploy<'a> {
             source: self.source.redacted(),
             dest: layout.dest().to_path_buf(),
             noop: false,
+            not_modified: false,
             bytes_downloaded: 0,
             package_size: 0,
             entries: 0,
@@ -523,11 +538,15 @@ impl<'a> Deploy<'a> {
                     installed: installed.as_ref(),
                     staging: layout.staging_path(),
                     temps: RefCell::new(Vec::new()),
+                    partial_done: Cell::new(false),
                 };
                 let result = self.deploy(&work, &mut report);
                 let _ = install::remove_tree(&work.staging);
                 for temp in work.temps.borrow().iter() {
                     let _ = install::remove_tree(temp);
+                }
+                if work.partial_done.get() {
+                    lock.remove_partial();
                 }
                 result?;
             }
@@ -586,16 +605,43 @@ impl<'a> Deploy<'a> {
         let fetch_started = Instant::now();
         let got = self.obtain(work, &mut progress, report)?;
         report.timings.fetch = fetch_started.elapsed();
+        let got = match got {
+            Got::Package(got) => *got,
+            Got::NotModified(source) => {
+                // Only asked when a record with validators describes DEST.
+                if let Some(current) = work.installed {
+                    report.digest = current.digest;
+                    report.package_size = current.package_size;
+                    report.signed_by = current.signed_by.clone();
+                }
+                report.source = source.redacted();
+                report.noop = true;
+                report.not_modified = true;
+                return Ok(());
+            }
+        };
         report.digest = got.fetched.digest;
         report.package_size = got.fetched.bytes;
         report.bytes_downloaded = got.downloaded;
         report.source = got.source.redacted();
         report.signed_by = got.signed_by.clone();
-        if work
-            .installed
-            .is_some_and(|c| c.digest == got.fetched.digest)
-        {
+        if let Some(current) = work.installed.filter(|c| c.digest == got.fetched.digest) {
             report.noop = true;
+            // The same bytes under new validators (a file touched, a new
+            // location): remember them, or every later deploy downloads it.
+            if got.location.is_some()
+                && (current.location != got.location
+                    || current.etag != got.validators.etag
+                    || current.last_modified != got.validators.last_modified)
+            {
+                let mut record = current.clone();
+                got.describe(&mut record);
+                if let Err(e) = work.layout.rewrite_current(work.lock, record) {
+                    report
+                        .warnings
+                        .push(format!("could not update the record: {e}"));
+                }
+            }
             return Ok(());
         }
 
@@ -640,6 +686,9 @@ impl<'a> Deploy<'a> {
         let install_started = Instant::now();
         let mut record =
             Installed::new(got.fetched.digest, got.source.redacted(), got.fetched.bytes);
+        record.location = got.location;
+        record.etag = got.validators.etag;
+        record.last_modified = got.validators.last_modified;
         record.signed_by = got.signed_by;
         work.layout
             .activate(work.lock, &work.staging, record, self.keep, self.durable)?;
@@ -666,7 +715,7 @@ impl<'a> Deploy<'a> {
         work: &Work<'_>,
         progress: &mut Option<ProgressBox<'a>>,
         report: &mut Report,
-    ) -> Result<Obtained> {
+    ) -> Result<Got> {
         let cache = self
             .cache
             .as_ref()
@@ -681,16 +730,18 @@ impl<'a> Deploy<'a> {
                     Ok((fetched, signed_by)) => {
                         cache.touch(&lock);
                         report.cache_hit = true;
-                        return Ok(Obtained {
+                        return Ok(Got::Package(Box::new(Obtained {
                             archive: file,
                             shown: cache.entry_path(&expected),
                             fetched,
                             downloaded: 0,
                             source: self.source.clone(),
+                            location: None,
+                            validators: fetch::Validators::default(),
                             signed_by,
                             streamer: None,
                             _entry: Some(lock),
-                        });
+                        })));
                     }
                     // A corrupt entry (or its kept signature) is fetched again.
                     Err(Retry::Refetch) => cache.remove(&lock),
@@ -821,7 +872,7 @@ impl<'a> Deploy<'a> {
         entry_lock: &mut Option<cache::EntryLock>,
         work: &Work<'_>,
         progress: &mut Option<ProgressBox<'a>>,
-    ) -> Result<Obtained> {
+    ) -> Result<Got> {
         let signature = match &self.minisign_key {
             Some(key) => Some(self.load_signature(key, source, work, progress)?),
             None => None,
@@ -855,21 +906,46 @@ impl<'a> Deploy<'a> {
             verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
         )?;
         self.verify(&fetched, verifier.as_mut(), &signature)?;
-        Ok(Obtained {
+        Ok(Got::Package(Box::new(Obtained {
             archive: file,
             shown: path.clone(),
             fetched,
             downloaded: 0,
             source: source.clone(),
+            location: None,
+            validators: fetch::Validators::default(),
             signed_by,
             streamer: None,
             _entry: None,
-        })
+        })))
+    }
+
+    /// The validators to make the request for the package at `location` (a
+    /// [`location_key`]) conditional with: those of the package installed
+    /// from there, when no digest or signature is required (either would
+    /// have to be checked against the bytes).
+    fn unless(&self, work: &Work<'_>, location: Option<&str>) -> Option<fetch::Validators> {
+        if self.expected.is_some() || self.minisign_key.is_some() {
+            return None;
+        }
+        let current = work.installed?;
+        if location.is_none() || current.location.as_deref() != location {
+            return None;
+        }
+        let validators =
+            fetch::Validators::new(current.etag.clone(), current.last_modified.clone());
+        (!validators.is_empty()).then_some(validators)
     }
 
     /// Downloads (extracting while it downloads, when it can) and verifies;
     /// a local package is copied the same way. The download file is written,
     /// hashed and extracted through the one handle opened here.
+    ///
+    /// Without a cache, an HTTP(S) or S3 download goes to the state
+    /// directory's `partial.zip`, kept when the download fails on the way
+    /// (network, timeout, cancel, a kill): the next run re-hashes it and
+    /// resumes it with `Range` + `If-Range`, if it deploys the same location
+    /// with the same expected digest.
     #[allow(clippy::too_many_arguments)]
     fn download(
         &self,
@@ -880,15 +956,29 @@ impl<'a> Deploy<'a> {
         progress: &mut Option<ProgressBox<'a>>,
         mut verifier: Option<signature::Verifier<'_>>,
         signature: &Option<(signature::Signature, String)>,
-    ) -> Result<Obtained> {
+    ) -> Result<Got> {
+        let location = location_key(source, &self.fetch);
+        let unless = self.unless(work, location.as_deref());
         let temp = cache.map(Cache::temp).transpose()?;
-        let (download, path) = match &temp {
-            Some(temp) => (temp.file()?, temp.path().to_path_buf()),
-            None => {
+        let mut resume = None;
+        let (download, path) = match (&temp, &location) {
+            (Some(temp), _) => (temp.file()?, temp.path().to_path_buf()),
+            (None, Some(location)) => match work.lock.take_partial(location, self.expected) {
+                Some((file, path, validator)) => {
+                    resume = Some(validator);
+                    (file, path)
+                }
+                None => work.lock.start_partial()?,
+            },
+            (None, None) => {
                 let (file, path) = work.lock.create_download()?;
                 work.temps.borrow_mut().push(path.clone());
                 (file, path)
             }
+        };
+        let partial = match (&temp, &location) {
+            (None, Some(location)) => Some(location.as_str()),
+            _ => None,
         };
         let mut streamer = None;
         if self.stream {
@@ -907,7 +997,21 @@ impl<'a> Deploy<'a> {
             }
         };
         let growth = streamer.as_ref().map(Streamer::growth);
-        let fetched = fetch::fetch_observed(
+        // Each response that starts the body over says what the bytes are.
+        let mut describe = |validators: Option<&fetch::Validators>| {
+            if let Some(location) = partial {
+                let validator = validators.and_then(fetch::Validators::for_range);
+                let _ = work
+                    .lock
+                    .describe_partial(location, self.expected, validator.as_deref());
+            }
+        };
+        let conditions = fetch::Conditions {
+            unless: unless.as_ref(),
+            resume,
+            on_start: Some(&mut describe),
+        };
+        let outcome = fetch::fetch_observed(
             source,
             &download,
             &path,
@@ -915,7 +1019,26 @@ impl<'a> Deploy<'a> {
             Some(&mut forward),
             growth,
             verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
-        )?;
+            conditions,
+        );
+        if partial.is_some() {
+            match &outcome {
+                // Cut short: kept for the next run to resume.
+                Err(e) if e.is_transient() || matches!(e, Error::Cancelled) => {
+                    work.partial_done.set(false)
+                }
+                // Complete (or of no more use): removed when the deploy ends.
+                _ => work.partial_done.set(true),
+            }
+        }
+        let (fetched, validators, reused) = match outcome? {
+            fetch::Outcome::NotModified => return Ok(Got::NotModified(source.clone())),
+            fetch::Outcome::Fetched {
+                fetched,
+                validators,
+                reused,
+            } => (fetched, validators, reused),
+        };
         self.verify(&fetched, verifier.as_mut(), signature)?;
         let mut entry = None;
         let shown = match (cache, temp) {
@@ -933,19 +1056,21 @@ impl<'a> Deploy<'a> {
             _ => path,
         };
         let downloaded = match source {
-            Source::Http(_) | Source::S3(_) => fetched.bytes,
+            Source::Http(_) | Source::S3(_) => fetched.bytes - reused,
             Source::File(_) => 0,
         };
-        Ok(Obtained {
+        Ok(Got::Package(Box::new(Obtained {
             archive: download,
             shown,
             fetched,
             downloaded,
             source: source.clone(),
+            location,
+            validators,
             signed_by: self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
             streamer,
             _entry: entry,
-        })
+        })))
     }
 
     /// The package's digest and signature, checked before anything else.
@@ -983,6 +1108,32 @@ fn skippable(error: &Error) -> bool {
         )
 }
 
+/// What identifies a package location for its validators and its partial
+/// download: a SHA-256 of all of it, credentials included (a token can
+/// select what is served), so that the credentials themselves are never
+/// stored. `None` for a local file.
+fn location_key(source: &Source, options: &FetchOptions) -> Option<String> {
+    let text = match source {
+        Source::Http(url) => format!("http {url}"),
+        Source::S3(location) => format!(
+            "s3 {location} endpoint={} path_style={}",
+            options.s3.endpoint.as_ref().map_or("", |u| u.as_str()),
+            options.s3.path_style
+        ),
+        Source::File(_) => return None,
+    };
+    Some(Sha256Digest::of(text.as_bytes()).to_hex())
+}
+
+/// What obtaining the package gave.
+enum Got {
+    /// The verified package.
+    Package(Box<Obtained>),
+    /// The server said the package installed from this location is still
+    /// current (`304 Not Modified`).
+    NotModified(Source),
+}
+
 /// What to do when a cache entry does not verify.
 enum Retry {
     /// The entry (or its kept signature) is bad: remove it, fetch again.
@@ -1013,10 +1164,23 @@ struct Obtained {
     downloaded: u64,
     /// The location that served it.
     source: Source,
+    /// Its [`location_key`], when it has one.
+    location: Option<String>,
+    /// The validators it was served with.
+    validators: fetch::Validators,
     signed_by: Option<String>,
     streamer: Option<Streamer>,
     /// The cache entry's lock, held until the deploy is over.
     _entry: Option<cache::EntryLock>,
+}
+
+impl Obtained {
+    /// Puts where the package came from, and its validators, in `record`.
+    fn describe(&self, record: &mut Installed) {
+        record.location = self.location.clone();
+        record.etag = self.validators.etag.clone();
+        record.last_modified = self.validators.last_modified.clone();
+    }
 }
 
 /// Where one deploy works: its layout, lock, and work paths (removed after).
@@ -1027,6 +1191,9 @@ struct Work<'a> {
     staging: PathBuf,
     /// Downloads in the state dir, removed after the deploy.
     temps: RefCell<Vec<PathBuf>>,
+    /// Whether the partial download is of no more use (complete, or failed
+    /// for good): removed after the deploy.
+    partial_done: Cell<bool>,
 }
 
 impl std::fmt::Debug for Deploy<'_> {

@@ -957,3 +957,36 @@ fn a_password_in_the_url_is_never_printed() {
     let source = &json_values(&runs[1].stdout, &["source"])[0];
     assert!(source.contains("***@"), "{source}");
 }
+
+#[test]
+fn json_and_summary_say_when_the_server_answered_not_modified() {
+    let sandbox = Sandbox::new();
+    let pkg = app_zip("1");
+    let server = TestServer::start(move |req, _| {
+        if req.header("if-none-match") == Some("\"e1\"") {
+            let mut reply = Reply::ok(Vec::new()).header("ETag", "\"e1\"");
+            reply.status = 304;
+            return reply;
+        }
+        Reply::ok(pkg.clone()).header("ETag", "\"e1\"")
+    });
+    let url = server.url("/app.zip");
+    let dest = sandbox.dest_str();
+    let first = run(["--url", &url, "--dest", &dest, "--json"]).expect(0);
+    assert_eq!(
+        json_values(&first.stdout, &["noop", "not_modified"]),
+        ["false", "false"]
+    );
+    let again = run(["--url", &url, "--dest", &dest, "--json"]).expect(0);
+    assert_eq!(
+        json_values(&again.stdout, &["noop", "not_modified", "bytes_downloaded"]),
+        ["true", "true", "0"]
+    );
+    let summary = run(["--url", &url, "--dest", &dest]).expect(0);
+    assert!(
+        summary.stderr.contains("not modified on the server"),
+        "{:?}",
+        summary.stderr
+    );
+    assert_eq!(server.requests().len(), 3);
+}

@@ -80,7 +80,9 @@ fn new_package() -> Vec<u8> {
 
 #[test]
 fn kill_9_at_any_point_leaves_old_or_new_never_a_mix() {
-    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok() {
+    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok()
+        || std::env::var("ZIPDEPLOY_RESUME_CHILD").is_ok()
+    {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -254,6 +256,7 @@ fn prune_child() {
 fn kill_9_while_pruning_leaves_no_half_deleted_release() {
     if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok()
         || std::env::var("ZIPDEPLOY_PRUNE_CHILD").is_ok()
+        || std::env::var("ZIPDEPLOY_RESUME_CHILD").is_ok()
     {
         return;
     }
@@ -343,4 +346,147 @@ fn kill_9_while_pruning_leaves_no_half_deleted_release() {
         names_in(&state.join("releases")),
         [releases[0].id.clone(), format!("{}.state", releases[0].id)]
     );
+}
+
+/// The deploy run by `kill_9_at_90_percent_then_the_next_run_fetches_the_rest`
+/// in its child process (a no-op in a normal test run): prints `@@90` once
+/// 90% of the package is on disk.
+#[test]
+fn resume_child() {
+    let Ok(url) = std::env::var("ZIPDEPLOY_RESUME_CHILD") else {
+        return;
+    };
+    let dest = std::env::var("ZIPDEPLOY_CRASH_DEST").unwrap();
+    let sha256 = std::env::var("ZIPDEPLOY_RESUME_SHA256").unwrap();
+    let mut told = false;
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha256)
+        .unwrap()
+        .dest(dest)
+        .progress(move |p| {
+            let total = p.total_bytes.unwrap_or(u64::MAX);
+            if p.stage == Stage::Fetch && p.bytes >= total / 10 * 9 && !told {
+                told = true;
+                println!("@@90");
+                use std::io::Write;
+                std::io::stdout().flush().unwrap();
+            }
+            ControlFlow::Continue(())
+        })
+        .run()
+        .unwrap();
+}
+
+/// Bytes of noise from a xorshift generator.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A deploy killed at 90% of a large package leaves its download in the
+/// state directory; the next run re-hashes it, fetches only the rest with
+/// `Range` + `If-Range`, and installs exactly the package.
+#[test]
+fn kill_9_at_90_percent_then_the_next_run_fetches_the_rest() {
+    if std::env::var("ZIPDEPLOY_CRASH_CHILD").is_ok()
+        || std::env::var("ZIPDEPLOY_RESUME_CHILD").is_ok()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let data = noise(40 << 20);
+    let package = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        use std::io::Write;
+        w.start_file("data/noise.bin", stored).unwrap();
+        w.write_all(&data).unwrap();
+        w.start_file("VERSION", stored).unwrap();
+        w.write_all(b"big").unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let digest = Sha256Digest::of(&package);
+    // Per request: the status and the body bytes sent (all of a 206).
+    let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let (package, served) = (package.clone(), served.clone());
+        TestServer::start(move |req, _| {
+            let reply = Reply::file_with_ranges(req, &package, "\"big-1\"");
+            served
+                .lock()
+                .unwrap()
+                .push((reply.status, reply.body.len()));
+            // Slow enough for the kill to land near 90%.
+            reply.fault(Fault::Trickle(256 * 1024, Duration::from_millis(4)))
+        })
+    };
+    let url = server.url("/big.zip");
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "resume_child", "--nocapture", "--test-threads=1"])
+        .env("ZIPDEPLOY_RESUME_CHILD", &url)
+        .env("ZIPDEPLOY_RESUME_SHA256", digest.to_hex())
+        .env("ZIPDEPLOY_CRASH_DEST", &dest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let reached = lines.any(|l| l.unwrap_or_default().ends_with("@@90"));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(reached, "the child ended before 90% of the download");
+    assert!(!dest.exists(), "killed before activation");
+    let kept = std::fs::metadata(tmp.path().join(".app.zipdeploy/partial.zip"))
+        .unwrap()
+        .len();
+    assert!(kept >= package.len() as u64 / 10 * 9, "{kept} bytes kept");
+
+    let report = Deploy::new(&url)
+        .unwrap()
+        .digest(digest)
+        .dest(&dest)
+        .run()
+        .unwrap();
+    let requests = server.requests();
+    let last = requests.last().unwrap();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(last
+        .header("range")
+        .is_some_and(|r| r.starts_with("bytes=")));
+    assert_eq!(last.header("if-range"), Some("\"big-1\""));
+    let (status, sent) = *served.lock().unwrap().last().unwrap();
+    assert_eq!(status, 206);
+    let at_most = package.len() * 15 / 100;
+    assert!(sent <= at_most, "fetched {sent} of {} bytes", package.len());
+    assert_eq!(report.bytes_downloaded, sent as u64);
+    assert_eq!(report.digest, digest);
+    // Exactly the package.
+    let tree = snapshot(&dest);
+    let names: Vec<_> = tree
+        .keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["VERSION", "data", "data/noise.bin"]);
+    assert_eq!(read(dest.join("VERSION")), b"big");
+    assert!(
+        Sha256Digest::of(&read(dest.join("data/noise.bin"))) == Sha256Digest::of(&data),
+        "the resumed file's bytes differ"
+    );
+    let left: Vec<_> = names_in(&tmp.path().join(".app.zipdeploy"))
+        .into_iter()
+        .filter(|n| n.starts_with("partial") || n.starts_with("download-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -141,6 +141,13 @@ impl Packages {
         let sidecar = format!("{}  v1.zip\n", sha(&v1));
         let server = TestServer::start(move |req, _| match req.path.as_str() {
             "/v1.zip" => Reply::file_with_ranges(req, &served, "\"v1\""),
+            // A static file server: 304 to its ETag in If-None-Match.
+            "/conditional.zip" if req.header("if-none-match") == Some("\"c1\"") => {
+                let mut reply = Reply::ok(Vec::new()).header("ETag", "\"c1\"");
+                reply.status = 304;
+                reply
+            }
+            "/conditional.zip" => Reply::file_with_ranges(req, &served, "\"c1\""),
             "/stall.zip" => {
                 Reply::ok(served.clone()).fault(Fault::StallAfter(100, Duration::from_secs(3)))
             }
@@ -556,6 +563,10 @@ fn test_env(cmd: &mut Command, packages: &Packages) {
     cmd.env("ZIPDEPLOY_TEST_URL", packages.url("/v1.zip"))
         .env("ZIPDEPLOY_TEST_URL_V2", packages.url("/v2.zip"))
         .env("ZIPDEPLOY_TEST_URL_404", packages.url("/missing.zip"))
+        .env(
+            "ZIPDEPLOY_TEST_URL_CONDITIONAL",
+            packages.url("/conditional.zip"),
+        )
         .env("ZIPDEPLOY_TEST_URL_STALLED", packages.url("/stalled.zip"))
         .env("ZIPDEPLOY_TEST_URL_STALL", packages.url("/stall.zip"))
         .env("ZIPDEPLOY_TEST_SHA256", sha(&packages.v1))
@@ -576,7 +587,7 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 14 tests"), "{err}");
+    assert!(err.contains("Ran 15 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
 }

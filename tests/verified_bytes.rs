@@ -171,7 +171,9 @@ fn a_download_file_swapped_after_hashing_is_not_what_gets_installed() {
                 .find(|p| {
                     let name = p.file_name().unwrap().to_string_lossy().into_owned();
                     name.ends_with(".zip")
-                        && (name.starts_with("download-") || name.starts_with(".tmp-"))
+                        && (name.starts_with("download-")
+                            || name.starts_with(".tmp-")
+                            || name == "partial.zip")
                 })
                 .expect("the download file");
             fs::rename(&intruder, &name).unwrap();

@@ -298,6 +298,7 @@ type Report struct {
 	Source          string // package location, credentials redacted
 	Dest            string // destination directory (absolute)
 	NoOp            bool   // the digest was installed already; nothing done
+	NotModified     bool   // the server answered 304 to the installed package's validators (a NoOp)
 	Streamed        bool   // entries were extracted while the package downloaded
 	CacheHit        bool   // the package came from the cache (re-verified)
 	SignedBy        string // id of the minisign key that verified it, or ""
@@ -396,6 +397,7 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Source:          C.GoString(C.zipdeploy_report_source(report)),
 		Dest:            C.GoString(C.zipdeploy_report_dest(report)),
 		NoOp:            C.zipdeploy_report_noop(report) != 0,
+		NotModified:     C.zipdeploy_report_not_modified(report) != 0,
 		Streamed:        C.zipdeploy_report_streamed(report) != 0,
 		CacheHit:        C.zipdeploy_report_cache_hit(report) != 0,
 		SignedBy:        C.GoString(C.zipdeploy_report_signed_by(report)),

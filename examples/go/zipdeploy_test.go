@@ -504,6 +504,18 @@ func TestMirrorsAreTriedInOrder(t *testing.T) {
 	}
 }
 
+func TestAnUnchangedPackageIsNotModified(t *testing.T) {
+	opts := Options{URL: env(t, "ZIPDEPLOY_TEST_URL_CONDITIONAL"), Dest: filepath.Join(t.TempDir(), "app")}
+	first, err := Deploy(context.Background(), opts)
+	if err != nil || first.NoOp || first.NotModified {
+		t.Fatalf("first deploy: %+v, %v", first, err)
+	}
+	again, err := Deploy(context.Background(), opts)
+	if err != nil || !again.NoOp || !again.NotModified || again.BytesDownloaded != 0 || again.Digest != first.Digest {
+		t.Fatalf("second deploy is not a 304 no-op: %+v, %v", again, err)
+	}
+}
+
 func TestTheCacheServesASecondDeploy(t *testing.T) {
 	tmp := t.TempDir()
 	cache := filepath.Join(tmp, "cache")

@@ -124,6 +124,19 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy(self.url, self.dest, progress=boom)
         self.assertFalse(self.dest.exists())
 
+    def test_an_unchanged_package_is_not_modified(self):
+        url = env("ZIPDEPLOY_TEST_URL_CONDITIONAL")
+        first = zipdeploy.deploy(url, self.dest, retries=0)
+        self.assertFalse(first.noop or first.not_modified)
+        again = zipdeploy.deploy(url, self.dest, retries=0)
+        self.assertTrue(again.noop and again.not_modified)
+        self.assertEqual((again.bytes_downloaded, again.files), (0, 0))
+        self.assertEqual(again.digest, self.sha)
+        # A pinned digest is never conditional: a plain no-op.
+        pinned = zipdeploy.deploy(url, self.dest, self.sha, retries=0)
+        self.assertTrue(pinned.noop)
+        self.assertFalse(pinned.not_modified)
+
     def test_http_404_raises_a_network_error(self):
         with self.assertRaises(zipdeploy.NetworkError) as caught:
             zipdeploy.deploy(self.url_404, self.dest, retries=0)

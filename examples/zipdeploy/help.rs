@@ -86,7 +86,9 @@ pub fn help_text() -> String {
          Downloads the package, checks its SHA-256, extracts it with every entry checked,\n\
          runs --init in the staged tree (its stdout goes to stderr) and swaps the tree into\n\
          DIR atomically; on any failure DIR is left as it was. A digest already installed\n\
-         is not fetched again. COMMAND then replaces zipdeploy (exec) in DIR.\n\
+         is not fetched again; without --sha256, nor is a package the server says did not\n\
+         change (ETag, Last-Modified). A download cut short is resumed by the next run.\n\
+         COMMAND then replaces zipdeploy (exec) in DIR.\n\
          When DIR is a mount point (a volume), which cannot be swapped, the tree goes\n\
          one level down into DIR/current (state in DIR/.current.zipdeploy/), and\n\
          COMMAND, PACKAGE_DIR, --status and --rollback use DIR/current.\n\n\

@@ -147,6 +147,12 @@ pub fn announce_rollback(cli: &Cli, rollback: &zipdeploy::Rollback) {
 
 pub fn summary(report: &Report) -> String {
     let dest = report.dest.display();
+    if report.not_modified {
+        return format!(
+            "{} already installed in {dest} (not modified on the server)",
+            report.digest
+        );
+    }
     if report.noop {
         return format!("{} already installed in {dest}", report.digest);
     }
@@ -181,6 +187,7 @@ pub fn report_json(report: &Report) -> String {
         .string("source", &report.source)
         .string("dest", &report.dest.to_string_lossy())
         .boolean("noop", report.noop)
+        .boolean("not_modified", report.not_modified)
         .number("bytes_downloaded", report.bytes_downloaded)
         .number("package_size", report.package_size)
         .number("entries", report.entries)

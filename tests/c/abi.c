@@ -155,6 +155,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_status_kept_count(NULL) == 0);
     CHECK(strcmp(zipdeploy_status_kept_digest(NULL, 0), "") == 0);
     CHECK(zipdeploy_report_cache_hit(NULL) == 0);
+    CHECK(zipdeploy_report_not_modified(NULL) == 0);
     CHECK(strcmp(zipdeploy_report_signed_by(NULL), "") == 0);
 
     /* Nothing installed yet: a status saying so, not an error. */
@@ -263,7 +264,9 @@ int main(int argc, char **argv) {
     CHECK(strlen(zipdeploy_report_digest(report)) == 64);
     CHECK(zipdeploy_report_noop(report) == 0);
     CHECK(zipdeploy_report_files(report) > 0);
-    CHECK(zipdeploy_report_bytes_downloaded(report) == zipdeploy_report_package_size(report));
+    /* What the cancelled run had downloaded was kept, and only the rest fetched. */
+    CHECK(zipdeploy_report_bytes_downloaded(report) <= zipdeploy_report_package_size(report));
+    CHECK(zipdeploy_report_not_modified(report) == 0);
     CHECK(exists(dest));
     char digest[65];
     snprintf(digest, sizeof digest, "%s", zipdeploy_report_digest(report));
@@ -274,6 +277,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_deploy_set_progress(deploy, NULL, NULL) == ZIPDEPLOY_OK);
     CHECK(zipdeploy_deploy_run(deploy, &report, NULL) == ZIPDEPLOY_OK);
     CHECK(zipdeploy_report_noop(report) == 1);
+    CHECK(zipdeploy_report_not_modified(report) == 0); /* a pinned digest: no request */
     CHECK(zipdeploy_report_bytes_downloaded(report) == 0);
     CHECK(strcmp(zipdeploy_report_digest(report), digest) == 0);
     CHECK(zipdeploy_report_cache_hit(report) == 0);

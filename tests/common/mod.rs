@@ -109,7 +109,7 @@ impl Reply {
             .parse()
             .unwrap_or(0);
         if start >= body.len() {
-            return Reply::status(416);
+            return Reply::status(416).header("Content-Range", &format!("bytes */{}", body.len()));
         }
         let mut reply = Reply::ok(body[start..].to_vec())
             .header("Accept-Ranges", "bytes")

@@ -188,6 +188,7 @@ class Report:
     total_ms: int
     cache_hit: bool  # came from the download cache (re-verified)
     signed_by: Optional[str]  # minisign key id that verified it, or None
+    not_modified: bool = False  # the server answered 304: nothing fetched or extracted
 
 
 class _CProgress(ctypes.Structure):
@@ -267,6 +268,7 @@ _SIGNATURES = {
     "zipdeploy_report_noop": (_I, [_P]),
     "zipdeploy_report_streamed": (_I, [_P]),
     "zipdeploy_report_cache_hit": (_I, [_P]),
+    "zipdeploy_report_not_modified": (_I, [_P]),
     "zipdeploy_report_signed_by": (_P, [_P]),
     "zipdeploy_report_free": (None, [_P]),
     "zipdeploy_deploy_set_sha256_from": (_I, [_P, _S]),
@@ -585,6 +587,7 @@ def deploy(
                 noop=bool(lib.zipdeploy_report_noop(report)),
                 streamed=bool(lib.zipdeploy_report_streamed(report)),
                 cache_hit=bool(lib.zipdeploy_report_cache_hit(report)),
+                not_modified=bool(lib.zipdeploy_report_not_modified(report)),
                 signed_by=_optional_text(lib.zipdeploy_report_signed_by(report)),
                 **numbers,
             )
