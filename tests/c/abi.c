@@ -156,6 +156,8 @@ int main(int argc, char **argv) {
     CHECK(strcmp(zipdeploy_status_kept_digest(NULL, 0), "") == 0);
     CHECK(zipdeploy_report_cache_hit(NULL) == 0);
     CHECK(strcmp(zipdeploy_report_signed_by(NULL), "") == 0);
+    CHECK(zipdeploy_report_warning_count(NULL) == 0);
+    CHECK(strcmp(zipdeploy_report_warning(NULL, 0), "") == 0);
 
     /* Nothing installed yet: a status saying so, not an error. */
     zipdeploy_error *error = NULL;
@@ -264,6 +266,10 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_report_noop(report) == 0);
     CHECK(zipdeploy_report_files(report) > 0);
     CHECK(zipdeploy_report_bytes_downloaded(report) == zipdeploy_report_package_size(report));
+    /* No leftover to warn about; out of range is "", never NULL. */
+    CHECK(zipdeploy_report_warning_count(report) == 0);
+    CHECK(strcmp(zipdeploy_report_warning(report, 0), "") == 0);
+    CHECK(strcmp(zipdeploy_report_warning(report, UINT64_MAX), "") == 0);
     CHECK(exists(dest));
     char digest[65];
     snprintf(digest, sizeof digest, "%s", zipdeploy_report_digest(report));
