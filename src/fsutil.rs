@@ -660,7 +660,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::Cancelled), "{err}");
         assert_eq!(polls, 3);
-        assert!(started.elapsed() < LOCK_POLL * 6, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < LOCK_POLL * 20,
+            "{:?}",
+            started.elapsed()
+        );
         drop(held);
         dir.lock("lock", &mut || panic!("free: no wait")).unwrap();
     }

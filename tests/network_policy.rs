@@ -389,7 +389,7 @@ fn a_deploy_waiting_for_the_destination_lock_sends_heartbeats_then_runs() {
             })
     };
     let deploying = thread::spawn(move || deploy.run());
-    thread::sleep(Duration::from_millis(500));
+    thread::sleep(Duration::from_millis(800));
     assert!(server.requests().is_empty(), "the lock was not waited for");
     assert!(
         *heartbeats.lock().unwrap() >= 3,
