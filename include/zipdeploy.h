@@ -605,7 +605,9 @@ int zipdeploy_deploy_set_s3_path_style(struct zipdeploy_deploy *deploy, int path
  * The callback runs on the thread that calls `zipdeploy_deploy_run`, after
  * each chunk downloaded and as extraction advances, and at least every
  * 100 ms while the network is waited for (connecting, a stalled server, a
- * backoff between retries): such heartbeat calls repeat the last counts.
+ * backoff between retries) and while another deploy holds the lock of the
+ * destination or of the cache entry: such heartbeat calls repeat the last
+ * counts.
  * A non-zero return cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination
  * untouched, work files removed) within about 100 ms of the return, stalled
  * server or not. `userdata` must stay valid while the handle may run.
@@ -703,8 +705,10 @@ int zipdeploy_deploy_set_cache_max_size(struct zipdeploy_deploy *deploy, uint64_
  * Swaps the most recent kept release back into the handle's destination,
  * atomically and under the destination's lock; the tree it replaces
  * becomes the newest kept release (a second rollback returns to where the
- * first started). Uses the handle's destination and durability setting;
- * nothing else.
+ * first started). Uses the handle's destination and durability setting,
+ * and its progress callback only as a heartbeat (stage
+ * `ZIPDEPLOY_STAGE_INSTALL`, counts 0) about every 100 ms while a deploy
+ * holds the lock: a non-zero return cancels (`ZIPDEPLOY_CANCELLED`).
  *
  * On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
  * stores a new status of the destination (as after the rollback) that the
@@ -963,6 +967,21 @@ uint64_t zipdeploy_report_install_ms(const struct zipdeploy_report *report);
  * NULL).
  */
 uint64_t zipdeploy_report_total_ms(const struct zipdeploy_report *report);
+
+/**
+ * How many warnings the deploy left (0 for NULL): leftovers of an earlier
+ * run that could not be removed and were set aside in the state directory
+ * (tried again by every later run). They did not stop the deploy.
+ */
+uint64_t zipdeploy_report_warning_count(const struct zipdeploy_report *report);
+
+/**
+ * Warning `index` (from 0), one line, e.g. `"could not remove leftover:
+ * ...; set aside as /srv/.app.zipdeploy/trash-..."`;
+ * `""` if `index` is out of range or `report` is NULL. Borrowed from the
+ * report: valid until `zipdeploy_report_free`; never NULL.
+ */
+const char *zipdeploy_report_warning(const struct zipdeploy_report *report, uint64_t index);
 
 /**
  * Releases a report. NULL is a no-op. Strings borrowed from it become

@@ -137,9 +137,19 @@ impl Cache {
 
     /// Locks the entry of `digest`, waiting while another deploy holds it.
     pub fn lock(&self, digest: &Sha256Digest) -> Result<EntryLock> {
+        self.lock_waiting(digest, &mut || Ok(()))
+    }
+
+    /// [`Cache::lock`], calling `waiting` about every 100 ms while another
+    /// deploy holds the entry: its error (a cancel) abandons the wait.
+    pub(crate) fn lock_waiting(
+        &self,
+        digest: &Sha256Digest,
+        waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<EntryLock> {
         let file = self
             .entries(true)?
-            .lock(&format!("{}.lock", digest.to_hex()))?;
+            .lock(&format!("{}.lock", digest.to_hex()), waiting)?;
         Ok(EntryLock {
             _file: file,
             digest: *digest,

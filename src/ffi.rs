@@ -172,6 +172,21 @@ pub struct zipdeploy_report {
     source: CString,
     dest: CString,
     signed_by: CString,
+    warnings: Vec<CString>,
+}
+
+impl zipdeploy_report {
+    /// The report with its strings ready to hand out.
+    fn new(report: Report) -> Self {
+        zipdeploy_report {
+            digest: c_string(&report.digest.to_hex()),
+            source: c_string(&report.source),
+            dest: c_string(&report.dest.display().to_string()),
+            signed_by: c_string(report.signed_by.as_deref().unwrap_or("")),
+            warnings: report.warnings.iter().map(|w| c_string(w)).collect(),
+            report,
+        }
+    }
 }
 
 /// What a destination holds: the installed package (if zipdeploy installed
@@ -482,7 +497,15 @@ impl State {
                 "invalid configuration: no destination set (zipdeploy_deploy_set_dest)",
             )
         })?;
-        Ok(crate::status::rollback_with(dest, self.durable.unwrap_or(false))?.status)
+        // The progress callback may cancel the wait for a deploy's lock.
+        let callback = self.progress;
+        let mut waiting =
+            || match callback.map(|c| c.call(&Progress::bytes(Stage::Install, 0, None))) {
+                Some(ControlFlow::Break(())) => Err(crate::Error::Cancelled),
+                _ => Ok(()),
+            };
+        let durable = self.durable.unwrap_or(false);
+        Ok(crate::status::rollback_with(dest, durable, &mut waiting)?.status)
     }
 }
 
@@ -1197,7 +1220,9 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_s3_path_style(
 /// The callback runs on the thread that calls `zipdeploy_deploy_run`, after
 /// each chunk downloaded and as extraction advances, and at least every
 /// 100 ms while the network is waited for (connecting, a stalled server, a
-/// backoff between retries): such heartbeat calls repeat the last counts.
+/// backoff between retries) and while another deploy holds the lock of the
+/// destination or of the cache entry: such heartbeat calls repeat the last
+/// counts.
 /// A non-zero return cancels the deploy (`ZIPDEPLOY_CANCELLED`, destination
 /// untouched, work files removed) within about 100 ms of the return, stalled
 /// server or not. `userdata` must stay valid while the handle may run.
@@ -1396,8 +1421,10 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_cache_max_size(
 /// Swaps the most recent kept release back into the handle's destination,
 /// atomically and under the destination's lock; the tree it replaces
 /// becomes the newest kept release (a second rollback returns to where the
-/// first started). Uses the handle's destination and durability setting;
-/// nothing else.
+/// first started). Uses the handle's destination and durability setting,
+/// and its progress callback only as a heartbeat (stage
+/// `ZIPDEPLOY_STAGE_INSTALL`, counts 0) about every 100 ms while a deploy
+/// holds the lock: a non-zero return cancels (`ZIPDEPLOY_CANCELLED`).
 ///
 /// On success returns `ZIPDEPLOY_OK` and, if `status_out` is not NULL,
 /// stores a new status of the destination (as after the rollback) that the
@@ -1675,13 +1702,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_run(
         match unsafe { with_state(deploy, State::run) } {
             Ok(report) => {
                 if !report_out.is_null() {
-                    let report = Box::new(zipdeploy_report {
-                        digest: c_string(&report.digest.to_hex()),
-                        source: c_string(&report.source),
-                        dest: c_string(&report.dest.display().to_string()),
-                        signed_by: c_string(report.signed_by.as_deref().unwrap_or("")),
-                        report,
-                    });
+                    let report = Box::new(zipdeploy_report::new(report));
                     // SAFETY: non-NULL, and the caller promises a writable
                     // `zipdeploy_report *` slot.
                     unsafe { report_out.write(Box::into_raw(report)) };
@@ -1937,6 +1958,34 @@ pub unsafe extern "C" fn zipdeploy_report_install_ms(report: *const zipdeploy_re
 pub unsafe extern "C" fn zipdeploy_report_total_ms(report: *const zipdeploy_report) -> u64 {
     // SAFETY: forwarded contract.
     unsafe { report_u64(report, |r| millis(r.timings.total)) }
+}
+
+/// How many warnings the deploy left (0 for NULL): leftovers of an earlier
+/// run that could not be removed and were set aside in the state directory
+/// (tried again by every later run). They did not stop the deploy.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_warning_count(report: *const zipdeploy_report) -> u64 {
+    boundary(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { report_ref(report) }.map_or(0, |r| r.warnings.len() as u64)
+    })
+}
+
+/// Warning `index` (from 0), one line, e.g. `"could not remove leftover:
+/// ...; set aside as /srv/.app.zipdeploy/trash-..."`;
+/// `""` if `index` is out of range or `report` is NULL. Borrowed from the
+/// report: valid until `zipdeploy_report_free`; never NULL.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_report_warning(
+    report: *const zipdeploy_report,
+    index: u64,
+) -> *const c_char {
+    boundary(c"".as_ptr(), || {
+        // SAFETY: forwarded contract.
+        let warning = unsafe { report_ref(report) }
+            .and_then(|r| r.warnings.get(usize::try_from(index).ok()?));
+        warning.map_or(c"".as_ptr(), |w| w.as_ptr())
+    })
 }
 
 /// Releases a report. NULL is a no-op. Strings borrowed from it become
@@ -2205,6 +2254,36 @@ mod tests {
     }
 
     #[test]
+    fn the_progress_callback_cancels_a_rollback_waiting_for_the_lock() {
+        unsafe extern "C" fn stop(_: *mut c_void, p: *const zipdeploy_progress) -> c_int {
+            // SAFETY: the library passes a valid event.
+            let stage = unsafe { (*p).stage };
+            assert_eq!(stage, zipdeploy_stage::Install as c_int);
+            1
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app");
+        let layout = crate::install::Layout::new(&dest).unwrap();
+        let _held = layout.lock().unwrap();
+        let dest = cs(dest.to_str().unwrap());
+        // SAFETY: `d` is a live handle from `zipdeploy_deploy_new`; the
+        // strings outlive the calls; `stop` ignores its userdata.
+        unsafe {
+            let d = zipdeploy_deploy_new();
+            assert_eq!(zipdeploy_deploy_set_dest(d, dest.as_ptr()), ZIPDEPLOY_OK);
+            assert_eq!(
+                zipdeploy_deploy_set_progress(d, Some(stop), std::ptr::null_mut()),
+                ZIPDEPLOY_OK
+            );
+            let started = std::time::Instant::now();
+            let status = zipdeploy_deploy_rollback(d, std::ptr::null_mut(), std::ptr::null_mut());
+            assert_eq!(status, ZIPDEPLOY_CANCELLED);
+            assert!(started.elapsed() < Duration::from_secs(1));
+            zipdeploy_deploy_free(d);
+        }
+    }
+
+    #[test]
     fn s3_setters_validate_and_reach_the_fetch_options() {
         let bad = cs("ftp://u:hunter22@x");
         let good = cs("http://127.0.0.1:9000");
@@ -2344,6 +2423,40 @@ mod tests {
             );
             assert!(text(zipdeploy_deploy_last_error(d)).contains("no package URL"));
             zipdeploy_deploy_free(d);
+        }
+    }
+
+    #[test]
+    fn report_warnings_are_counted_and_borrowed_by_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pkg, sha) = package(tmp.path(), "1");
+        let mut report = Deploy::new(pkg.to_str().unwrap())
+            .unwrap()
+            .sha256(&sha)
+            .unwrap()
+            .dest(tmp.path().join("app"))
+            .run()
+            .unwrap();
+        assert!(report.warnings.is_empty());
+        let clean = Box::into_raw(Box::new(zipdeploy_report::new(report.clone())));
+        report.warnings = vec!["could not remove leftover: x".into(), "nul\0in".into()];
+        let warned = Box::into_raw(Box::new(zipdeploy_report::new(report)));
+        // SAFETY: both reports are live until freed below; NULL is allowed.
+        unsafe {
+            assert_eq!(zipdeploy_report_warning_count(clean), 0);
+            assert_eq!(text(zipdeploy_report_warning(clean, 0)), "");
+            assert_eq!(zipdeploy_report_warning_count(std::ptr::null()), 0);
+            assert_eq!(text(zipdeploy_report_warning(std::ptr::null(), 0)), "");
+            assert_eq!(zipdeploy_report_warning_count(warned), 2);
+            assert_eq!(
+                text(zipdeploy_report_warning(warned, 0)),
+                "could not remove leftover: x"
+            );
+            assert_eq!(text(zipdeploy_report_warning(warned, 1)), "nul\\0in");
+            assert_eq!(text(zipdeploy_report_warning(warned, 2)), "");
+            assert_eq!(text(zipdeploy_report_warning(warned, u64::MAX)), "");
+            zipdeploy_report_free(clean);
+            zipdeploy_report_free(warned);
         }
     }
 

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat, CWD};
 use rustix::io::Errno;
@@ -41,6 +42,32 @@ pub(crate) fn random_hex() -> String {
         }
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How often a wait for a lock held by someone else checks it again (and
+/// calls its `waiting` hook, e.g. a progress heartbeat that may cancel).
+pub(crate) const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Why [`wait_for_lock`] gave up.
+enum LockWait {
+    Failed(io::Error),
+    Stopped(Error),
+}
+
+/// Takes an exclusive `flock` of `file` without ever blocking in the
+/// kernel: tries, and while another holds it, sleeps [`LOCK_POLL`] and asks
+/// `waiting` whether to go on.
+fn wait_for_lock(file: &File, waiting: &mut dyn FnMut() -> Result<()>) -> Result<(), LockWait> {
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(LOCK_POLL);
+                waiting().map_err(LockWait::Stopped)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(LockWait::Failed(e)),
+        }
+    }
 }
 
 /// A directory only the effective user can write, held open.
@@ -208,7 +235,11 @@ impl TrustedDir {
     /// still the one at `name` once locked (a holder may remove it), and
     /// junk at `name` (a symlink, a FIFO, a directory), which nobody can
     /// have locked, is replaced.
-    pub(crate) fn lock(&self, name: &str) -> Result<File> {
+    ///
+    /// The wait polls every [`LOCK_POLL`] and calls `waiting` in between:
+    /// its error (a cancel) abandons the wait, so a deploy queued behind
+    /// another one stays cancellable.
+    pub(crate) fn lock(&self, name: &str, waiting: &mut dyn FnMut() -> Result<()>) -> Result<File> {
         let path = self.join(name);
         let mut junk_removed = 0;
         loop {
@@ -222,7 +253,10 @@ impl TrustedDir {
                 }
                 Err(e) => return Err(Error::io("open lock", &path)(e)),
             };
-            file.lock().map_err(Error::io("lock", &path))?;
+            wait_for_lock(&file, waiting).map_err(|e| match e {
+                LockWait::Failed(e) => Error::io("lock", &path)(e),
+                LockWait::Stopped(e) => e,
+            })?;
             let here = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW);
             let locked = rfs::fstat(&file).map_err(|e| Error::io("stat", &path)(e.into()))?;
             if here.is_ok_and(|st| identity(&st) == identity(&locked)) {
@@ -603,8 +637,36 @@ mod tests {
         assert!(err.to_string().contains("not a regular file"), "{err}");
         assert!(dir.read("fifo").is_none());
         // Junk where a lock file belongs is replaced.
-        dir.lock("fifo").unwrap();
+        dir.lock("fifo", &mut || Ok(())).unwrap();
         assert!(dir.join("fifo").is_file());
+    }
+
+    #[test]
+    fn a_held_lock_is_polled_and_the_wait_can_be_abandoned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TrustedDir::open(&tmp.path().join("d"), true, 0o700).unwrap();
+        let held = dir.lock("lock", &mut || Ok(())).unwrap();
+        let mut polls = 0;
+        let started = std::time::Instant::now();
+        let err = dir
+            .lock("lock", &mut || {
+                polls += 1;
+                if polls == 3 {
+                    Err(Error::Cancelled)
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert_eq!(polls, 3);
+        assert!(
+            started.elapsed() < LOCK_POLL * 20,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
+        dir.lock("lock", &mut || panic!("free: no wait")).unwrap();
     }
 
     #[test]

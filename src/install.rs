@@ -386,11 +386,21 @@ impl Layout {
     /// or others: whoever could write it could make the deploy overwrite or
     /// delete files elsewhere.
     pub fn lock(&self) -> Result<StateLock> {
+        self.lock_waiting(&mut || Ok(()))
+    }
+
+    /// [`Layout::lock`], calling `waiting` about every 100 ms while another
+    /// deploy holds the lock: its error (a cancel) is returned and abandons
+    /// the wait, having changed nothing but creating the state directory.
+    pub(crate) fn lock_waiting(
+        &self,
+        waiting: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<StateLock> {
         if let Some(parent) = self.dest.parent() {
             fsutil::create_dir_all(parent, 0o755)?;
         }
         let dir = TrustedDir::open(&self.state, true, 0o700)?;
-        let file = dir.lock("lock")?;
+        let file = dir.lock("lock", waiting)?;
         Ok(StateLock { _file: file, dir })
     }
 

@@ -488,7 +488,11 @@ impl<'a> Deploy<'a> {
         }
         self.bind_headers_to_package_origin();
         let layout = Layout::new(&dest)?;
-        let lock = layout.lock()?;
+        // Waiting for another deploy to the same DEST: heartbeats, so a
+        // cancel still takes effect.
+        let queued = Progress::bytes(Stage::Fetch, 0, None);
+        let lock = layout
+            .lock_waiting(&mut || progress::report(&mut self.progress.as_deref_mut(), queued))?;
         let warnings = layout.recover(&lock)?;
         if let Some(sidecar) = self.sidecar.clone() {
             let mut progress = self.progress.take();
@@ -724,7 +728,10 @@ impl<'a> Deploy<'a> {
         if let (Some(cache), Some(expected)) = (&cache, self.expected) {
             // Held until the deploy is over: one download per digest, and no
             // eviction of the entry while it is extracted.
-            let lock = cache.lock(&expected)?;
+            let queued = Progress::bytes(Stage::Fetch, 0, None);
+            let lock = cache.lock_waiting(&expected, &mut || {
+                progress::report(&mut progress.as_deref_mut(), queued)
+            })?;
             if let Some(file) = cache.open_entry(&lock) {
                 match self.verify_cached(cache, &lock, &file, expected, work, progress) {
                     Ok((fetched, signed_by)) => {
@@ -1045,7 +1052,13 @@ impl<'a> Deploy<'a> {
             (Some(cache), Some(temp)) => {
                 let lock = match entry_lock.take() {
                     Some(lock) => lock,
-                    None => cache.lock(&fetched.digest)?,
+                    None => {
+                        let done =
+                            Progress::bytes(Stage::Fetch, fetched.bytes, Some(fetched.bytes));
+                        cache.lock_waiting(&fetched.digest, &mut || {
+                            progress::report(&mut progress.as_deref_mut(), done)
+                        })?
+                    }
                 };
                 let text = signature.as_ref().map(|(sig, _)| sig.text.as_str());
                 // Renamed into place; extraction still reads `download`.

@@ -162,11 +162,17 @@ fn read(file: &NetrcFile) -> Result<Vec<Entry>> {
     use rustix::fs::{FileType, Mode, OFlags};
     // Non-blocking, so that a FIFO put there cannot hang the open.
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = match rustix::fs::open(path.as_path(), flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) if !required => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("open netrc file", path)(e.into())),
-    };
+    let fd =
+        match rustix::fs::open(path.as_path(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            // The default file out of reach (no such file, a HOME that is not a
+            // directory, or one a process that dropped privileges cannot enter)
+            // holds no credentials for this process: as curl, go on without.
+            Err(
+                rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::ACCESS,
+            ) if !required => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("open netrc file", path)(e.into())),
+        };
     let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat netrc file", path)(e.into()))?;
     let shown = path.display();
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
@@ -461,6 +467,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none");
         assert!(read(&NetrcFile::IfPresent(missing.clone()))
+            .unwrap()
+            .is_empty());
+        // A HOME that is not a directory: out of reach, so absent too.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(read(&NetrcFile::IfPresent(file.join(".netrc")))
             .unwrap()
             .is_empty());
         let err = read(&NetrcFile::Required(missing.clone())).unwrap_err();

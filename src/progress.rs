@@ -48,9 +48,11 @@ impl Progress {
 ///
 /// It is called as bytes arrive and entries are extracted, and also as a
 /// heartbeat at least every 100 ms while the network is waited for
-/// (connecting, a stalled server, a backoff between retries): heartbeat
-/// events repeat the last counts. So a cancel takes effect within about
-/// 100 ms, whatever the server does.
+/// (connecting, a stalled server, a backoff between retries) and while
+/// another deploy holds the lock of the destination or of the cache entry:
+/// heartbeat events repeat the last counts (all zero, [`Stage::Fetch`],
+/// before anything is fetched). So a cancel takes effect within about
+/// 100 ms, whatever the server or the other deploy does.
 ///
 /// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`],
 /// its work files are removed and the destination is left as it was.

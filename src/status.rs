@@ -62,12 +62,18 @@ pub(crate) fn status_of(layout: &Layout) -> Status {
 /// you were. Fails with [`crate::Error::NoRelease`] (code 72) when nothing is
 /// kept; on any failure DEST is unchanged. Data is synced to disk.
 pub fn rollback(dest: impl AsRef<Path>) -> Result<Rollback> {
-    rollback_with(dest.as_ref(), true)
+    rollback_with(dest.as_ref(), true, &mut || Ok(()))
 }
 
-pub(crate) fn rollback_with(dest: &Path, durable: bool) -> Result<Rollback> {
+/// [`rollback`], calling `waiting` about every 100 ms while a deploy holds
+/// the lock: its error (a cancel) abandons the rollback.
+pub(crate) fn rollback_with(
+    dest: &Path,
+    durable: bool,
+    waiting: &mut dyn FnMut() -> Result<()>,
+) -> Result<Rollback> {
     let layout = Layout::new(dest)?;
-    let lock = layout.lock()?;
+    let lock = layout.lock_waiting(waiting)?;
     layout.recover(&lock)?;
     let (previous, _) = layout.rollback(&lock, durable)?;
     Ok(Rollback {

@@ -207,6 +207,30 @@ fn sigint_and_sighup_stop_the_cli_with_128_plus_the_signal() {
 }
 
 #[test]
+fn sigterm_stops_the_cli_waiting_for_another_deploys_lock_within_a_second() {
+    let f = Fixture::new();
+    // Another deploy to the same DEST holds its lock.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.tmp.path().join(".app.zipdeploy/lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let mut cli = f.command(&["env"]).spawn().unwrap();
+    thread::sleep(Duration::from_millis(600));
+    assert!(
+        f.server.requests().is_empty(),
+        "the lock was not waited for"
+    );
+    kill(cli.id(), "TERM");
+    let (status, took) = wait_at_most(&mut cli, Duration::from_secs(5));
+    let stderr = stderr_of(&mut cli);
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    f.assert_intact();
+}
+
+#[test]
 fn speed_limit_flags_and_variables_reach_the_library() {
     let pkg = app_zip("new");
     let server = TestServer::start(move |_, _| {

@@ -334,3 +334,92 @@ fn a_cancel_ends_a_stalled_sidecar_fetch_within_a_second() {
     assert!(took < Duration::from_secs(1), "cancel took {took:?}");
     f.assert_intact();
 }
+
+// ---------------------------------------------------------------------------
+// A deploy queued behind another one's lock stays cancellable.
+// ---------------------------------------------------------------------------
+
+/// Takes the `flock` of `path` (created if needed) as another deploy would,
+/// and releases it after 3 s (so that a deploy that cannot stop waiting
+/// fails its timing check instead of hanging).
+fn hold_lock(path: &std::path::Path) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    file.lock().unwrap();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_secs(3));
+        drop(file);
+    });
+}
+
+#[test]
+fn a_cancel_ends_a_wait_for_the_destination_lock_within_a_second() {
+    let f = Fixture::new();
+    hold_lock(&f.dest.parent().unwrap().join(".app.zipdeploy/lock"));
+    let pkg = f.dest.parent().unwrap().join("new.zip");
+    std::fs::write(&pkg, app_zip("new")).unwrap();
+    let (err, took) = cancel_after(f.deploy(pkg.to_str().unwrap()), Duration::from_millis(200));
+    std::fs::remove_file(&pkg).unwrap();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    f.assert_intact();
+}
+
+#[test]
+fn a_deploy_waiting_for_the_destination_lock_sends_heartbeats_then_runs() {
+    let f = Fixture::new();
+    hold_lock(&f.dest.parent().unwrap().join(".app.zipdeploy/lock"));
+    let pkg = app_zip("new");
+    let server = TestServer::serving(pkg.clone());
+    let heartbeats = Arc::new(Mutex::new(0u32));
+    let deploy = {
+        let heartbeats = heartbeats.clone();
+        f.deploy(&server.url("/app.zip"))
+            .sha256(&sha(&pkg))
+            .unwrap()
+            .progress(move |p| {
+                if p.bytes == 0 && p.stage == zipdeploy::Stage::Fetch {
+                    *heartbeats.lock().unwrap() += 1;
+                }
+                ControlFlow::Continue(())
+            })
+    };
+    let deploying = thread::spawn(move || deploy.run());
+    thread::sleep(Duration::from_millis(800));
+    assert!(server.requests().is_empty(), "the lock was not waited for");
+    assert!(
+        *heartbeats.lock().unwrap() >= 3,
+        "no heartbeats while waiting"
+    );
+    // Runs once the lock is released.
+    deploying.join().unwrap().unwrap();
+    assert_eq!(read(f.dest.join("VERSION")), b"new");
+}
+
+#[test]
+fn a_cancel_ends_a_wait_for_a_cache_entry_lock_within_a_second() {
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let server = TestServer::serving(pkg.clone());
+    let cache = f.dest.parent().unwrap().join("cache");
+    std::fs::create_dir_all(cache.join("sha256")).unwrap();
+    chmod(&cache, 0o700);
+    chmod(&cache.join("sha256"), 0o700);
+    hold_lock(&cache.join(format!("sha256/{}.lock", sha(&pkg))));
+    let (err, took) = cancel_after(
+        f.deploy(&server.url("/app.zip"))
+            .sha256(&sha(&pkg))
+            .unwrap()
+            .cache(&cache),
+        Duration::from_millis(200),
+    );
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    assert!(server.requests().is_empty());
+    std::fs::remove_dir_all(&cache).unwrap();
+    f.assert_intact();
+}

@@ -235,8 +235,14 @@ type Options struct {
 	// Retries after the first attempt on transient failures (0: the default,
 	// 3; negative: none).
 	Retries int
-	// Headers are extra request headers, e.g. "Authorization".
+	// Headers are extra request headers, e.g. "Authorization", sent to the
+	// package URL's origin only.
 	Headers map[string]string
+	// HeadersFor maps an origin ("https://mirror.example.net": scheme, host
+	// and port count) to headers sent to that origin only, e.g. a mirror's
+	// own token. An origin that is not an http(s) URL fails with
+	// CodeInvalidURL.
+	HeadersFor map[string]map[string]string
 	// CACertFiles are PEM files of CA certificates trusted for https in
 	// addition to the host's store (SSL_CERT_FILE / SSL_CERT_DIR, else the
 	// system's), like curl's --cacert: for a private CA or a TLS-intercepting
@@ -252,6 +258,11 @@ type Options struct {
 	// MaxDownload, MaxTotalSize and MaxEntries are limits (0: 4 GiB, 8 GiB,
 	// 1,000,000).
 	MaxDownload, MaxTotalSize, MaxEntries uint64
+	// MaxPathDepth and MaxPathLength bound one entry's path: its components
+	// and its bytes (0: 256 and 4096). MaxMetadata bounds the bytes of extra
+	// fields and comments in the central directory (0: 64 MiB). Exceeding
+	// one fails with CodeLimitExceeded before anything is extracted.
+	MaxPathDepth, MaxPathLength, MaxMetadata uint64
 	// Keep is the number of previous releases kept (0: the default, 1;
 	// negative: none).
 	Keep int
@@ -259,8 +270,9 @@ type Options struct {
 	// also survives a power cut (slower; off by default).
 	Sync bool
 	// Progress, if set, is called as the deploy advances, on the goroutine
-	// that called Deploy, and at least every 100 ms while the network is
-	// waited for (heartbeats repeat the last counts).
+	// that called Deploy, and at least every 100 ms while the network or
+	// another deploy's lock is waited for (heartbeats repeat the last
+	// counts).
 	Progress func(Progress)
 	// Mirrors are further locations of the same package (like URL), tried
 	// in order when the URL and earlier mirrors fail or serve a package that
@@ -313,6 +325,10 @@ type Report struct {
 	Extract         time.Duration
 	Install         time.Duration
 	Total           time.Duration
+	// Warnings are leftovers of earlier runs that could not be removed (set
+	// aside in the state directory, tried again by every later run); they
+	// did not stop the deploy.
+	Warnings []string
 }
 
 // Version returns the version of the loaded C library.
@@ -391,6 +407,10 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		return Report{}, e
 	}
 	defer C.zipdeploy_report_free(report)
+	var warnings []string
+	for i := C.uint64_t(0); i < C.zipdeploy_report_warning_count(report); i++ {
+		warnings = append(warnings, C.GoString(C.zipdeploy_report_warning(report, i)))
+	}
 	ms := func(v C.uint64_t) time.Duration { return time.Duration(v) * time.Millisecond }
 	return Report{
 		Digest:          C.GoString(C.zipdeploy_report_digest(report)),
@@ -412,6 +432,7 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Extract:         ms(C.zipdeploy_report_extract_ms(report)),
 		Install:         ms(C.zipdeploy_report_install_ms(report)),
 		Total:           ms(C.zipdeploy_report_total_ms(report)),
+		Warnings:        warnings,
 	}, nil
 }
 
@@ -477,6 +498,16 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 				return C.zipdeploy_deploy_add_header(d, s[0], s[1])
 			})
 		})
+	}
+	for origin, headers := range o.HeadersFor {
+		for name, value := range headers {
+			origin, name, value := origin, name, value
+			steps = append(steps, func() error {
+				return withStrings("header "+name, []string{origin, name, value}, func(s []*C.char) C.int {
+					return C.zipdeploy_deploy_add_header_for(d, s[0], s[1], s[2])
+				})
+			})
+		}
 	}
 	for _, path := range o.CACertFiles {
 		steps = append(steps, withString("CACertFiles", path, func(s *C.char) C.int {
@@ -547,6 +578,21 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 	if o.MaxEntries > 0 {
 		steps = append(steps, func() error {
 			return check(C.zipdeploy_deploy_set_max_entries(d, C.uint64_t(o.MaxEntries)))
+		})
+	}
+	if o.MaxPathDepth > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_path_depth(d, C.uint64_t(o.MaxPathDepth)))
+		})
+	}
+	if o.MaxPathLength > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_path_length(d, C.uint64_t(o.MaxPathLength)))
+		})
+	}
+	if o.MaxMetadata > 0 {
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_max_metadata(d, C.uint64_t(o.MaxMetadata)))
 		})
 	}
 	for _, mirror := range o.Mirrors {

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,6 +77,9 @@ func TestDeployReportsAndRedeploysAsNoOp(t *testing.T) {
 	}
 	if report.Dest != dest || !strings.HasSuffix(report.Source, "/v1.zip") {
 		t.Fatalf("unexpected paths %+v", report)
+	}
+	if report.Warnings != nil {
+		t.Fatalf("warnings without a leftover: %q", report.Warnings)
 	}
 	want := []Stage{StageFetch, StageExtract, StageInstall}
 	if len(stages) != 3 || stages[0] != want[0] || stages[1] != want[1] || stages[2] != want[2] {
@@ -187,6 +191,92 @@ func TestCancellingTheContextEndsAStalledDownloadWithinASecond(t *testing.T) {
 	}
 	if _, err := os.Stat(dest); !os.IsNotExist(err) {
 		t.Fatalf("DEST exists after a cancelled first deploy: %v", err)
+	}
+}
+
+func TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app")
+	// Another deploy to the same DEST holds its lock (released after 3 s, so
+	// that a wait that cannot be cancelled fails the timing check).
+	state := filepath.Join(dir, ".app.zipdeploy")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(state, "lock"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = Deploy(ctx, Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest})
+	if took := time.Since(started); took > time.Second {
+		t.Fatalf("the cancel took %v", took)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCancelled || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want code 90 wrapping context.DeadlineExceeded, got %v", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("DEST exists after a cancelled deploy: %v", err)
+	}
+}
+
+func TestPathAndMetadataLimitsAreOptions(t *testing.T) {
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	dest := filepath.Join(t.TempDir(), "app")
+	// v1 holds static/app.css: 14 bytes, two components.
+	for _, o := range []Options{{MaxPathDepth: 1}, {MaxPathLength: 13}} {
+		o.URL, o.Dest = url, dest
+		_, err := Deploy(context.Background(), o)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeLimitExceeded || !strings.Contains(e.Message, "static/app.css") {
+			t.Fatalf("%+v: want code 60 naming static/app.css, got %v", o, err)
+		}
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("DEST exists after refused deploys: %v", err)
+	}
+	report, err := Deploy(context.Background(), Options{
+		URL: url, Dest: dest, MaxPathDepth: 2, MaxPathLength: 14, MaxMetadata: 1 << 20,
+	})
+	if err != nil || report.Entries != 5 {
+		t.Fatalf("Deploy within the limits: %+v, %v", report, err)
+	}
+}
+
+func TestHeadersForGoToTheirOriginOnly(t *testing.T) {
+	private := env(t, "ZIPDEPLOY_TEST_URL_PRIVATE") // 403 without X-Mirror-Token: m1
+	origin := strings.TrimSuffix(private, "/private.zip")
+	token := map[string]string{"X-Mirror-Token": "m1"}
+	dest := filepath.Join(t.TempDir(), "app")
+	_, err := Deploy(context.Background(), Options{
+		URL: private, Dest: dest, Retries: -1,
+		HeadersFor: map[string]map[string]string{"http://127.0.0.2:1": token},
+	})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeHTTPStatus || strings.Contains(e.Message, "m1") {
+		t.Fatalf("a header for another origin was sent, or shown: %v", err)
+	}
+	report, err := Deploy(context.Background(), Options{
+		URL: env(t, "ZIPDEPLOY_TEST_URL_404"), Dest: dest, Retries: -1,
+		SHA256:     env(t, "ZIPDEPLOY_TEST_SHA256"),
+		Mirrors:    []string{private},
+		HeadersFor: map[string]map[string]string{origin: token},
+	})
+	if err != nil || report.Source != private {
+		t.Fatalf("the mirror's own token did not reach it: %+v, %v", report, err)
+	}
+	_, err = Deploy(context.Background(), Options{
+		URL: private, Dest: dest, HeadersFor: map[string]map[string]string{"ftp://x": token},
+	})
+	if !errors.As(err, &e) || e.Code != CodeInvalidURL {
+		t.Fatalf("want code 20 for a non-http origin, got %v", err)
 	}
 }
 

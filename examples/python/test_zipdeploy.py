@@ -5,8 +5,11 @@ passes their URLs in the environment; without them the tests fail rather
 than skip.
 """
 
+import ctypes
+import json
 import os
 import pathlib
+import select
 import tempfile
 import time
 import unittest
@@ -64,6 +67,10 @@ class DeployTest(unittest.TestCase):
         self.assertTrue(all(isinstance(e, zipdeploy.Progress) for e in events))
         self.assertIsInstance(report.streamed, bool)
         self.assertIsNone(report.signed_by)  # absent is None, not ""
+        self.assertEqual(report.warnings, [])
+        lib = zipdeploy.load_library()
+        self.assertEqual(lib.zipdeploy_report_warning_count(None), 0)
+        self.assertEqual(ctypes.string_at(lib.zipdeploy_report_warning(None, 0)), b"")
 
         again = zipdeploy.deploy(self.url, self.dest, self.sha)
         self.assertTrue(again.noop)
@@ -261,6 +268,90 @@ class DeployTest(unittest.TestCase):
         for bad in ({"connect_timeout": 0}, {"stall_timeout": -1}, {"max_entries": -1}):
             with self.assertRaises(ValueError, msg=bad):
                 zipdeploy.deploy(self.url, self.dest, **bad)
+
+    def test_path_and_metadata_limits_are_options(self):
+        # v1 has static/app.css (14 bytes, two components) and no extra field.
+        for limit in ({"max_path_depth": 1}, {"max_path_length": 13}):
+            with self.assertRaises(zipdeploy.LimitError, msg=limit) as caught:
+                zipdeploy.deploy(self.url, self.dest, **limit)
+            self.assertEqual(caught.exception.code, 60, limit)
+            self.assertIn("static/app.css", caught.exception.message)
+        self.assertFalse(self.dest.exists())
+        # 0 is refused by the library itself (code 23), negatives by the wrapper.
+        for bad in ({"max_path_depth": 0}, {"max_path_length": 0}, {"max_metadata": 0}, {"max_metadata": -1}):
+            with self.assertRaises(zipdeploy.UsageError, msg=bad) as caught:
+                zipdeploy.deploy(self.url, self.dest, **bad)
+            self.assertEqual(caught.exception.code, 23, bad)
+            self.assertIn(next(iter(bad)), caught.exception.message)
+        report = zipdeploy.deploy(
+            self.url, self.dest, max_path_depth=2, max_path_length=14, max_metadata=1 << 20
+        )
+        self.assertEqual(report.entries, 5)
+
+    def test_headers_for_go_to_their_origin_only(self):
+        private = env("ZIPDEPLOY_TEST_URL_PRIVATE")  # 403 without X-Mirror-Token: m1
+        origin = private.split("/private.zip")[0]
+        token = {"X-Mirror-Token": "m1"}
+        with self.assertRaises(zipdeploy.NetworkError) as caught:
+            zipdeploy.deploy(private, self.dest, retries=0, headers_for={"http://127.0.0.2:1": token})
+        self.assertEqual(caught.exception.code, 30)
+        self.assertNotIn("m1", str(caught.exception))
+        # The mirror's own token reaches the mirror.
+        report = zipdeploy.deploy(
+            self.url_404, self.dest, self.sha, mirrors=[private], retries=0, headers_for={origin: token}
+        )
+        self.assertEqual(report.source, private)
+        self.assertEqual(self.version(), "1")
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, headers_for={"ftp://x": token})
+        self.assertEqual(caught.exception.code, 20)
+
+    def test_a_leftover_that_cannot_be_removed_is_a_report_warning(self):
+        # As root, a state dir owned by nobody holding a root-owned tree:
+        # a deploy run as nobody cannot remove it, sets it aside and warns.
+        self.assertEqual(os.geteuid(), 0, "this test runs as root (as CI does)")
+        nobody = 65534
+        root = self.dest.parent
+        os.chmod(root, 0o755)
+        srv = root / "srv"
+        state = srv / ".app.zipdeploy"
+        stuck = state / "staging-stuck" / "root-owned"
+        stuck.mkdir(parents=True)
+        (stuck / "file").write_text("x")
+        os.chmod(state, 0o700)
+        for path in (srv, state, state / "staging-stuck"):
+            os.chown(path, nobody, nobody)
+        # Forked rather than run as a new interpreter, which nobody may not
+        # be allowed to execute; the parent gives up on a silent child.
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            answer = "the child failed"
+            try:
+                os.setgroups([])
+                os.setgid(nobody)
+                os.setuid(nobody)
+                report = zipdeploy.deploy(self.url, srv / "app", self.sha, retries=0)
+                answer = report.warnings
+            except BaseException as exc:  # noqa: BLE001 - shown by the parent
+                answer = f"the child failed: {exc!r}"
+            finally:
+                os.write(write_end, json.dumps(answer).encode())
+                os._exit(0)
+        os.close(write_end)
+        try:
+            ready, _, _ = select.select([read_end], [], [], 60)
+            if not ready:
+                os.kill(pid, 9)
+            answer = json.loads(os.read(read_end, 1 << 16) or b'"no answer"')
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+        self.assertIsInstance(answer, list, answer)
+        self.assertEqual(len(answer), 1, answer)
+        self.assertIn("could not remove leftover", answer[0])
+        self.assertIn("set aside as", answer[0])
+        self.assertEqual((srv / "app" / "VERSION").read_text(), "1")
 
     def test_a_stalled_download_is_a_timeout_error(self):
         with self.assertRaises(TimeoutError) as caught:

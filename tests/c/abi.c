@@ -157,6 +157,8 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_report_cache_hit(NULL) == 0);
     CHECK(zipdeploy_report_not_modified(NULL) == 0);
     CHECK(strcmp(zipdeploy_report_signed_by(NULL), "") == 0);
+    CHECK(zipdeploy_report_warning_count(NULL) == 0);
+    CHECK(strcmp(zipdeploy_report_warning(NULL, 0), "") == 0);
 
     /* Nothing installed yet: a status saying so, not an error. */
     zipdeploy_error *error = NULL;
@@ -267,6 +269,10 @@ int main(int argc, char **argv) {
     /* What the cancelled run had downloaded was kept, and only the rest fetched. */
     CHECK(zipdeploy_report_bytes_downloaded(report) <= zipdeploy_report_package_size(report));
     CHECK(zipdeploy_report_not_modified(report) == 0);
+    /* No leftover to warn about; out of range is "", never NULL. */
+    CHECK(zipdeploy_report_warning_count(report) == 0);
+    CHECK(strcmp(zipdeploy_report_warning(report, 0), "") == 0);
+    CHECK(strcmp(zipdeploy_report_warning(report, UINT64_MAX), "") == 0);
     CHECK(exists(dest));
     char digest[65];
     snprintf(digest, sizeof digest, "%s", zipdeploy_report_digest(report));

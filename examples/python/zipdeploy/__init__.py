@@ -188,6 +188,9 @@ class Report:
     total_ms: int
     cache_hit: bool  # came from the download cache (re-verified)
     signed_by: Optional[str]  # minisign key id that verified it, or None
+    # Leftovers of earlier runs that could not be removed (set aside in the
+    # state directory, tried again by every later run); they did not stop it.
+    warnings: List[str]
     not_modified: bool = False  # the server answered 304: nothing fetched or extracted
 
 
@@ -246,12 +249,16 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_max_download": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_max_total_size": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_max_entries": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_max_path_depth": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_max_path_length": (_I, [_P, _U64]),
+    "zipdeploy_deploy_set_max_metadata": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_connect_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_stall_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_retries": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_speed_limit": (_I, [_P, _U64, _U64]),
     "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
+    "zipdeploy_deploy_add_header_for": (_I, [_P, _S, _S, _S]),
     "zipdeploy_deploy_add_cacert_file": (_I, [_P, _S]),
     "zipdeploy_deploy_set_netrc_file": (_I, [_P, _S]),
     "zipdeploy_deploy_set_keep": (_I, [_P, _U32]),
@@ -270,6 +277,8 @@ _SIGNATURES = {
     "zipdeploy_report_cache_hit": (_I, [_P]),
     "zipdeploy_report_not_modified": (_I, [_P]),
     "zipdeploy_report_signed_by": (_P, [_P]),
+    "zipdeploy_report_warning_count": (_U64, [_P]),
+    "zipdeploy_report_warning": (_P, [_P, _U64]),
     "zipdeploy_report_free": (None, [_P]),
     "zipdeploy_deploy_set_sha256_from": (_I, [_P, _S]),
     "zipdeploy_deploy_add_mirror": (_I, [_P, _S]),
@@ -401,12 +410,16 @@ def deploy(
     retries: Optional[int] = None,
     speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
+    headers_for: Optional[Mapping[str, Mapping[str, str]]] = None,
     cacert: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None] = None,
     netrc_file: Optional[_Path] = None,
     no_netrc: bool = False,
     max_download: Optional[int] = None,
     max_total_size: Optional[int] = None,
     max_entries: Optional[int] = None,
+    max_path_depth: Optional[int] = None,
+    max_path_length: Optional[int] = None,
+    max_metadata: Optional[int] = None,
     progress: Optional[Callable[[Progress], object]] = None,
     sha256_from: Optional[str] = None,
     mirrors: Sequence[str] = (),
@@ -431,7 +444,9 @@ def deploy(
     ``speed_limit`` is the low-speed rule ``(bytes_per_second, seconds)``: a
     download averaging less fails as a timeout and is retried (default
     ``(1024, 30)``; ``(0, 0)`` turns it off). ``headers`` are sent with the
-    request, to the package URL's origin only. ``cacert`` is a PEM file (or a
+    request, to the package URL's origin only; ``headers_for`` maps an origin
+    (``"https://mirror.example.net"``: scheme, host and port count) to headers
+    sent to that origin only, e.g. a mirror's own token. ``cacert`` is a PEM file (or a
     list of them) of CA certificates trusted for https in addition to the
     host's store, like curl's ``--cacert``. ``netrc_file`` is a netrc file
     whose credentials http(s) requests get, each only for its own host, like
@@ -440,9 +455,14 @@ def deploy(
     ``no_netrc`` reads none. Limits: ``max_download`` caps
     the package size in bytes (default 4 GiB), ``max_total_size`` the
     uncompressed total (8 GiB) and ``max_entries`` the number of entries
-    (1,000,000); exceeding one raises :class:`LimitError`. ``progress`` is
-    called with a :class:`Progress` as the deploy advances, and at least every
-    100 ms while the network is waited for (with unchanged counts); a truthy
+    (1,000,000); per entry, ``max_path_depth`` caps the components of its
+    path (256) and ``max_path_length`` its bytes (4096); ``max_metadata``
+    caps the bytes of extra fields and comments in the central directory
+    (64 MiB). Exceeding one raises :class:`LimitError`; a limit of 0 is
+    refused (:class:`UsageError`). ``progress`` is called with a
+    :class:`Progress` as the deploy advances, and at least every 100 ms while
+    the network or another deploy's lock is waited for (with unchanged
+    counts); a truthy
     return cancels it within about 100 ms, stalled server or not
     (:class:`DeployCancelled`), and an exception it raises cancels it and
     propagates from ``deploy``. The GIL is released while the library works.
@@ -524,6 +544,16 @@ def deploy(
                     handle, _c_string("header name", name), _c_string("header value", value)
                 )
             )
+        for origin, origin_headers in (headers_for or {}).items():
+            for name, value in origin_headers.items():
+                check(
+                    lib.zipdeploy_deploy_add_header_for(
+                        handle,
+                        _c_string("origin", origin),
+                        _c_string("header name", name),
+                        _c_string("header value", value),
+                    )
+                )
         cacerts = [cacert] if isinstance(cacert, (str, os.PathLike)) else (cacert or [])
         for path in cacerts:
             check(lib.zipdeploy_deploy_add_cacert_file(handle, _c_string("cacert", path)))
@@ -539,6 +569,18 @@ def deploy(
             )
         if max_entries is not None:
             check(lib.zipdeploy_deploy_set_max_entries(handle, _count("max_entries", max_entries)))
+        if max_path_depth is not None:
+            check(
+                lib.zipdeploy_deploy_set_max_path_depth(handle, _count("max_path_depth", max_path_depth))
+            )
+        if max_path_length is not None:
+            check(
+                lib.zipdeploy_deploy_set_max_path_length(
+                    handle, _count("max_path_length", max_path_length)
+                )
+            )
+        if max_metadata is not None:
+            check(lib.zipdeploy_deploy_set_max_metadata(handle, _count("max_metadata", max_metadata)))
         if progress is not None:
             check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
         if sha256_from is not None:
@@ -589,6 +631,10 @@ def deploy(
                 cache_hit=bool(lib.zipdeploy_report_cache_hit(report)),
                 not_modified=bool(lib.zipdeploy_report_not_modified(report)),
                 signed_by=_optional_text(lib.zipdeploy_report_signed_by(report)),
+                warnings=[
+                    _text(lib.zipdeploy_report_warning(report, i))
+                    for i in range(lib.zipdeploy_report_warning_count(report))
+                ],
                 **numbers,
             )
         finally:
