@@ -2,36 +2,14 @@
 //! container runs its entrypoint, against a real HTTP server on 127.0.0.1.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
-use zipdeploy::Sha256Digest;
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
-
-/// `<target>/<profile>/examples/zipdeploy`; this test runs from
-/// `<target>/<profile>/deps/`, and `cargo test` builds examples first.
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: plain `cargo test` builds it, `cargo test --test cli` alone does not \
-         (run `cargo build --example zipdeploy` first)",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with a clean environment: nothing from the host (PACKAGE_*,
 /// ZIPDEPLOY_*) leaks in, only PATH and HOME.

@@ -4,32 +4,15 @@
 //! --rollback and --status.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::signing::Signer;
 use common::*;
-use zipdeploy::Sha256Digest;
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
-
-/// `<target>/<profile>/examples/zipdeploy` (plain `cargo test` builds it).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let cli = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join("zipdeploy");
-    assert!(cli.is_file(), "{} is missing", cli.display());
-    cli
-}
 
 /// The CLI with a clean environment.
 fn zipdeploy() -> Command {

@@ -5,6 +5,7 @@
 //! and Kubernetes mount secrets.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,28 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use zipdeploy::Sha256Digest;
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
-
-/// `<target>/<profile>/examples/zipdeploy` (plain `cargo test` builds it).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let cli = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing (run `cargo build --example zipdeploy`)",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with a clean environment: PATH, HOME and one variable of the
 /// app's own, which must reach COMMAND untouched.

@@ -4,31 +4,15 @@
 //! state dir clean, and exit with 128 + the signal. Also the low-speed flags.
 
 mod common;
+use common::cli_path;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use zipdeploy::{Deploy, Sha256Digest};
-
-/// `<target>/<profile>/examples/zipdeploy` (built by `cargo test`).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let cli = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps")
-        .join("examples")
-        .join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// A package big enough that a server stalling after 1000 bytes is caught
 /// mid-body.

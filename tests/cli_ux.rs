@@ -4,32 +4,16 @@
 //! 127.0.0.1 only.
 
 mod common;
+use common::cli_path;
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// `<target>/<profile>/examples/zipdeploy` (plain `cargo test` builds it).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with a clean environment, stderr a pipe (not a terminal).
 fn zipdeploy() -> Command {

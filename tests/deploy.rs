@@ -1,6 +1,7 @@
 //! End-to-end deploys against a real HTTP server on 127.0.0.1.
 
 mod common;
+use common::sha;
 
 use std::fs;
 use std::ops::ControlFlow;
@@ -10,11 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use zipdeploy::{Deploy, Error, ErrorClass, Limits, Sha256Digest};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, Error, ErrorClass, Limits};
 
 /// Deploys `pkg` (served at /app.zip) into `dest` and returns the report.
 fn deploy_bytes(pkg: &[u8], dest: &Path) -> zipdeploy::Report {

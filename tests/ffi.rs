@@ -12,6 +12,7 @@
 //! fails the test, it never skips it (`tests/run.sh` installs them).
 
 mod common;
+use common::sha;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -22,7 +23,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Sha256Digest};
+use zipdeploy::Deploy;
 
 /// The repository root.
 fn repo() -> PathBuf {
@@ -117,10 +118,6 @@ fn dynamic_section(file: &Path) -> String {
         Duration::from_secs(30),
     );
     expect_exit(&output, 0, "readelf -d").0
-}
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
 }
 
 /// A server with the packages the embeddings deploy, v1's minisign

@@ -3,6 +3,7 @@
 //! cache, status and rollback.
 
 mod common;
+use common::sha;
 
 use std::collections::HashMap;
 use std::fs;
@@ -13,11 +14,7 @@ use std::time::Duration;
 use common::signing::Signer;
 use common::*;
 use zipdeploy::signature::PublicKey;
-use zipdeploy::{Deploy, Error, ErrorClass, Sha256Digest};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, Error, ErrorClass};
 
 /// A server with fixed files at paths (ranges supported), 404 elsewhere.
 fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {

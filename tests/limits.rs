@@ -5,10 +5,11 @@
 //! refused with the limit error (exit status 6), never abort.
 
 mod common;
+use common::cli_path;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -20,22 +21,6 @@ use zipdeploy::{Deploy, Error, Limit, Limits};
 /// took before they were refused (4 GB, 430 MB), far above what the CLI
 /// needs to refuse them.
 const ADDRESS_SPACE: &str = "--as=268435456"; // 256 MiB
-
-/// `<target>/<profile>/examples/zipdeploy` (`cargo test` builds examples).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// Runs the CLI under `prlimit` with the given limits (`--as=...`).
 fn capped_cli(limits: &[&str], args: &[&str]) -> Output {

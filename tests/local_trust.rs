@@ -11,6 +11,7 @@
 //! set so only `trust_child` does anything.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
@@ -22,13 +23,9 @@ use std::time::Duration;
 use common::signing::Signer;
 use common::*;
 use zipdeploy::signature::PublicKey;
-use zipdeploy::{Deploy, Sha256Digest};
+use zipdeploy::Deploy;
 
 const NOBODY: u32 = 65534;
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
 
 fn version(dest: &Path) -> String {
     String::from_utf8(read(dest.join("VERSION"))).unwrap()
@@ -345,23 +342,6 @@ fn a_leftover_that_cannot_be_removed_never_blocks_a_deploy() {
         "{names:?}"
     );
     assert!(names.iter().any(|n| n.starts_with("trash-")), "{names:?}");
-}
-
-/// `<target>/<profile>/examples/zipdeploy` (built by a plain `cargo test`).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let cli = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy`",
-        cli.display()
-    );
-    cli
 }
 
 #[test]

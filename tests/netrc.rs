@@ -4,6 +4,7 @@
 //! the CLI (`--netrc-file`, `--no-netrc`, the default `$HOME/.netrc`).
 
 mod common;
+use common::cli_path;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -265,21 +266,6 @@ fn debug_of_the_options_shows_no_password() {
 }
 
 // The CLI.
-
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with only PATH and `HOME=home` in its environment.
 fn cli(home: &Path) -> Command {

@@ -2,6 +2,7 @@
 //! failure is one named error and leaves DEST exactly as it was.
 
 mod common;
+use common::sha;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Error, Sha256Digest};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, Error};
 
 /// A temp dir whose `app` holds a previous deploy, and its snapshot.
 struct Fixture {

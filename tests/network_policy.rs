@@ -4,6 +4,7 @@
 //! stalled the server is — with DEST intact and no work files left.
 
 mod common;
+use common::sha;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -15,11 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Error, ErrorClass, Sha256Digest};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, Error, ErrorClass};
 
 /// A temp dir whose `app` holds a previous deploy, and its snapshot.
 struct Fixture {

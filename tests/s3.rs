@@ -5,11 +5,12 @@
 //! by local servers speaking the container, IMDSv2 and STS protocols.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,7 @@ use common::*;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zipdeploy::s3::{Credentials, S3Options};
-use zipdeploy::{Deploy, Error, FetchOptions, Sha256Digest};
+use zipdeploy::{Deploy, Error, FetchOptions};
 
 const KEY_ID: &str = "AKIATESTKEY0001";
 const SECRET: &str = "s3-test-secret/wJalrXUtnFEMI+K7MDENG";
@@ -150,10 +151,6 @@ fn s3_options(server: &TestServer, secret: &str) -> FetchOptions {
         },
         ..FetchOptions::default()
     }
-}
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
 }
 
 /// Every file under `dir`, read, must hold neither the secret nor the token.
@@ -404,22 +401,6 @@ fn an_https_endpoint_behind_a_private_ca() {
 // ---------------------------------------------------------------------------
 // The CLI: credentials from each source of the chain.
 // ---------------------------------------------------------------------------
-
-/// `<target>/<profile>/examples/zipdeploy` (plain `cargo test` builds it).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let cli = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples/zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with a clean environment: HOME is an empty temp dir (no shared
 /// AWS files of the host) and instance metadata is off unless a test

@@ -5,22 +5,19 @@
 //! as a child process; proxies are injected through `ProxyConfig`.
 
 mod common;
+use common::{cli_path, sha};
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use common::*;
-use zipdeploy::{Deploy, ProxyConfig, Sha256Digest};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, ProxyConfig};
 
 /// A request as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -443,19 +440,6 @@ fn an_https_proxy_is_verified_with_the_same_trust_as_servers() {
 // ---------------------------------------------------------------------------
 // Trust: the CLI as a child process (the variables are process-wide).
 // ---------------------------------------------------------------------------
-
-/// `<target>/<profile>/examples/zipdeploy`, next to this test's `deps/`.
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
 
 /// The CLI with a clean environment (no proxy, no trust variables).
 fn zipdeploy(vars: &[(&str, &Path)], args: &[&str]) -> Output {

@@ -6,6 +6,7 @@
 //! hashed and before extraction starts.
 
 mod common;
+use common::sha;
 
 use std::fs;
 use std::io::Write;
@@ -18,11 +19,7 @@ use std::sync::Mutex;
 use common::signing::Signer;
 use common::*;
 use zipdeploy::signature::PublicKey;
-use zipdeploy::{Deploy, Progress, Sha256Digest, Stage};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256Digest::of(bytes).to_hex()
-}
+use zipdeploy::{Deploy, Progress, Stage};
 
 fn version(dest: &Path) -> String {
     fs::read_to_string(dest.join("VERSION")).unwrap()

@@ -8,6 +8,7 @@
 //! Each test mounts in a mount namespace of its own (see `common::mounts`).
 
 mod common;
+use common::cli_path;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -275,19 +276,6 @@ fn the_root_directory_is_refused_before_download() {
     assert!(server.requests().is_empty());
     assert!(!Path::new("/current").exists());
     assert!(!Path::new("/.current.zipdeploy").exists());
-}
-
-/// `<target>/<profile>/examples/zipdeploy` (`cargo test` builds examples).
-fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let cli = profile_dir.join("examples").join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
 }
 
 /// The CLI installs into `DEST/current` and runs `--init` and COMMAND with

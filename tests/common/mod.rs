@@ -418,3 +418,26 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
     v
 }
+
+/// SHA-256 of `bytes` as lowercase hex, as `--sha256` takes it.
+pub fn sha(bytes: &[u8]) -> String {
+    zipdeploy::Sha256Digest::of(bytes).to_hex()
+}
+
+/// The example CLI built beside this test binary
+/// (`<target>/<profile>/examples/zipdeploy`).
+pub fn cli_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let cli = profile_dir.join("examples").join("zipdeploy");
+    assert!(
+        cli.is_file(),
+        "{} is missing: plain `cargo test` builds it, `cargo test --test NAME` alone does not \
+         (run `cargo build --example zipdeploy` first)",
+        cli.display()
+    );
+    cli
+}

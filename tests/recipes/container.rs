@@ -16,23 +16,6 @@ pub const CLI_IN_CONTAINER: &str = "/usr/local/bin/zipdeploy";
 /// Docker's default PATH, which the images of these recipes have.
 pub const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `<target>/<profile>/examples/zipdeploy` (built by `cargo test`).
-pub fn cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let cli = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps")
-        .join("examples")
-        .join("zipdeploy");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --example zipdeploy` first",
-        cli.display()
-    );
-    cli
-}
-
 /// One container of a recipe.
 #[derive(Clone, Debug)]
 pub struct Container {
@@ -118,7 +101,7 @@ impl Pod {
         script += "mount -t tmpfs -o mode=0755 local usr/local\nmkdir usr/local/bin\n";
         script += &format!(
             "touch .{CLI_IN_CONTAINER}\nmount --bind {} .{CLI_IN_CONTAINER}\n",
-            q(cli_path().to_str().unwrap())
+            q(crate::common::cli_path().to_str().unwrap())
         );
         let volume = q(&format!(".{}", c.volume));
         script += &format!(
