@@ -467,6 +467,12 @@ impl<'a> Deploy<'a> {
         self
     }
 
+    /// The id of the minisign key packages must be signed by, if any: what
+    /// a verified package's `signed_by` says.
+    fn signer_id(&self) -> Option<String> {
+        self.minisign_key.as_ref().map(|k| k.key_id().to_string())
+    }
+
     /// Fetches, verifies, extracts and installs the package.
     ///
     /// Restarts are cheap: with no digest pinned (no [`Deploy::sha256`],
@@ -522,7 +528,7 @@ impl<'a> Deploy<'a> {
             warnings,
             timings: Timings::default(),
         };
-        let key_id = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
+        let key_id = self.signer_id();
         match (self.expected, &installed) {
             // With a key, only a tree whose signature was verified by it
             // counts as this package.
@@ -824,10 +830,7 @@ impl<'a> Deploy<'a> {
                 Err(e) => return Err(Retry::Fail(e)),
             }
         }
-        Ok((
-            fetched,
-            self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
-        ))
+        Ok((fetched, self.signer_id()))
     }
 
     /// Fetches the signature for the package at `package`.
@@ -888,7 +891,7 @@ impl<'a> Deploy<'a> {
             (Some(key), Some((sig, _))) => Some(key.verifier(sig)),
             _ => None,
         };
-        let signed_by = self.minisign_key.as_ref().map(|k| k.key_id().to_string());
+        let signed_by = self.signer_id();
         let path = match source {
             Source::File(path) => path,
             Source::Http(_) | Source::S3(_) => {
@@ -1080,7 +1083,7 @@ impl<'a> Deploy<'a> {
             source: source.clone(),
             location,
             validators,
-            signed_by: self.minisign_key.as_ref().map(|k| k.key_id().to_string()),
+            signed_by: self.signer_id(),
             streamer,
             _entry: entry,
         })))
