@@ -10,18 +10,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use url::Url;
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, Result};
+use crate::growth::Growth;
 use crate::http;
 pub use crate::netrc::NetrcFile;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 use crate::proxy;
 pub use crate::proxy::ProxyConfig;
+use crate::tap::{Tap, TapSink};
 use crate::trust;
 pub use crate::trust::read_cacert_file;
 
@@ -453,15 +454,6 @@ pub(crate) enum Outcome {
     NotModified,
 }
 
-/// Sees every byte of a package as it is written and hashed, e.g. a
-/// signature verifier that works in the same pass.
-pub(crate) trait Tap {
-    /// The next bytes of the package.
-    fn update(&mut self, bytes: &[u8]);
-    /// The download starts over: forget everything seen.
-    fn restart(&mut self);
-}
-
 /// [`fetch_to_file`] into the open file `download` (at `path`, named in
 /// errors), telling `growth` how far the file has been written so that an
 /// extractor can read it while it grows, and `tap` every byte. The caller
@@ -754,22 +746,6 @@ fn pump<R: Read, W: Write>(
     }
 }
 
-/// Discards bytes after showing them to a [`Tap`].
-struct TapSink<'t>(Option<&'t mut dyn Tap>);
-
-impl Write for TapSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(tap) = self.0.as_mut() {
-            tap.update(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The file a download is written to; tells an observer its length and
 /// shows a [`Tap`] its bytes.
 struct DownloadFile<'a, 't> {
@@ -824,80 +800,6 @@ impl Write for DownloadFile<'_, '_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
-    }
-}
-
-/// How far a download file has been written, shared with a reader that
-/// extracts it while it grows (see `extract::stream`).
-#[derive(Debug, Default)]
-pub(crate) struct Growth {
-    state: Mutex<GrowthState>,
-    changed: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct GrowthState {
-    len: u64,
-    /// The length the server announced, when it did.
-    total: Option<u64>,
-    /// Set once no more bytes will come.
-    end: Option<GrowthEnd>,
-}
-
-/// Why a download file stopped growing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GrowthEnd {
-    /// All bytes are there (and their digest matched).
-    Complete,
-    /// The bytes already read are not to be trusted or used: the download
-    /// failed, restarted from zero, or the deploy is over.
-    Abandoned,
-}
-
-impl Growth {
-    fn lock(&self) -> std::sync::MutexGuard<'_, GrowthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn advance(&self, len: u64) {
-        self.lock().len = len;
-        self.changed.notify_all();
-    }
-
-    fn restarted(&self) {
-        self.end(GrowthEnd::Abandoned);
-    }
-
-    fn expect(&self, total: Option<u64>) {
-        self.lock().total = total;
-    }
-
-    /// Bytes the download still has to write, when its length is known.
-    pub(crate) fn remaining(&self) -> Option<u64> {
-        let state = self.lock();
-        state.total.map(|t| t.saturating_sub(state.len))
-    }
-
-    /// Declares the end of the file (the first end declared wins).
-    pub(crate) fn end(&self, end: GrowthEnd) {
-        self.lock().end.get_or_insert(end);
-        self.changed.notify_all();
-    }
-
-    /// Waits until more than `pos` bytes exist or the file ended; returns the
-    /// length then, or `Err` if the download was abandoned.
-    pub(crate) fn wait_beyond(&self, pos: u64) -> std::result::Result<u64, GrowthEnd> {
-        let mut state = self.lock();
-        loop {
-            match state.end {
-                Some(GrowthEnd::Abandoned) => return Err(GrowthEnd::Abandoned),
-                Some(GrowthEnd::Complete) => return Ok(state.len),
-                None if state.len > pos => return Ok(state.len),
-                None => {
-                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-        }
     }
 }
 

@@ -569,6 +569,14 @@ pub(crate) fn remove_tree_path(path: &Path) -> io::Result<()> {
     remove_tree_at(dir.as_fd(), name)
 }
 
+/// A name that sorts by creation time and that nobody can guess.
+pub(crate) fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:024}-{}", random_hex())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -592,12 +592,13 @@ impl Layout {
 
     /// A fresh path for a staging directory (not created).
     pub fn staging_path(&self) -> PathBuf {
-        self.state.join(format!("staging-{}", unique()))
+        self.state.join(format!("staging-{}", fsutil::unique()))
     }
 
     /// A fresh path for a download (not created).
     pub fn download_path(&self) -> PathBuf {
-        self.state.join(format!("download-{}.zip", unique()))
+        self.state
+            .join(format!("download-{}.zip", fsutil::unique()))
     }
 
     /// Makes `staging` (a directory in the state directory) the tree at DEST
@@ -712,7 +713,7 @@ impl Layout {
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
             Err(e) => return Err(Error::io("exchange", &self.dest)(e.into())),
         }
-        let aside = format!("old-{}", unique());
+        let aside = format!("old-{}", fsutil::unique());
         state.write_atomic("swap", format!("aside={aside}\n").as_bytes(), 0o644, true)?;
         self.rename_from_dest(state, &aside)?;
         if let Err(e) = self.rename_into_dest(at, name) {
@@ -745,7 +746,7 @@ impl Layout {
             return Ok(());
         }
         let releases = dir.subdir("releases", true, 0o700)?;
-        let seq = unique();
+        let seq = fsutil::unique();
         at.rename_to(old_tree, &releases, &seq)?;
         if let Some(mut record) = record {
             if let Some(tree) = releases.dir_identity(&seq) {
@@ -807,14 +808,6 @@ fn clear(dir: &TrustedDir, name: &str) -> Option<String> {
         }
     }
     Some(warning)
-}
-
-/// A name that sorts by creation time and that nobody can guess.
-pub(crate) fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:024}-{}", fsutil::random_hex())
 }
 
 fn read_record(dir: &TrustedDir, name: &str) -> Option<Installed> {

@@ -39,6 +39,7 @@ pub mod extract;
 pub mod fetch;
 pub mod ffi;
 mod fsutil;
+mod growth;
 mod http;
 pub mod install;
 mod mounts;
@@ -50,6 +51,7 @@ pub mod s3;
 pub mod sidecar;
 pub mod signature;
 pub mod status;
+mod tap;
 mod trust;
 
 use std::cell::{Cell, RefCell};
@@ -818,7 +820,7 @@ impl<'a> Deploy<'a> {
             &cache.entry_path(&expected),
             &self.fetch,
             progress.as_deref_mut(),
-            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+            verifier.as_mut().map(|v| v as &mut dyn tap::Tap),
         )?;
         if fetched.digest != expected {
             return Err(Retry::Refetch);
@@ -913,7 +915,7 @@ impl<'a> Deploy<'a> {
             path,
             &self.fetch,
             progress.as_deref_mut(),
-            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+            verifier.as_mut().map(|v| v as &mut dyn tap::Tap),
         )?;
         self.verify(&fetched, verifier.as_mut(), &signature)?;
         Ok(Got::Package(Box::new(Obtained {
@@ -1028,7 +1030,7 @@ impl<'a> Deploy<'a> {
             &self.fetch,
             Some(&mut forward),
             growth,
-            verifier.as_mut().map(|v| v as &mut dyn fetch::Tap),
+            verifier.as_mut().map(|v| v as &mut dyn tap::Tap),
             conditions,
         );
         if partial.is_some() {

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fetch::Tap;
+use crate::tap::Tap;
 
 /// A minisign public key that packages must be signed with.
 #[derive(Clone, PartialEq, Eq)]

@@ -58,7 +58,7 @@ use super::{
     apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
 };
 use crate::error::{Error, Result};
-use crate::fetch::{Growth, GrowthEnd};
+use crate::growth::{Growth, GrowthEnd};
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
 const CENTRAL_HEADER: u32 = 0x0201_4b50;
