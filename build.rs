@@ -1,4 +1,4 @@
-//! Generates the C header `include/zipdeploy.h` from `src/ffi.rs` with
+//! Generates the C header `include/zipdeploy.h` from `src/ffi/` with
 //! cbindgen, and gives the shared library its SONAME.
 //!
 //! The SONAME is `libzipdeploy.so.<major>` (`libzipdeploy.so.0`), so a
@@ -10,7 +10,7 @@
 //! The header is committed, so it must always match the code. The design:
 //!
 //! - The generated text is always written to `$OUT_DIR/zipdeploy.h`; a unit
-//!   test in `src/ffi.rs` embeds it with `include_str!` and fails when
+//!   test in `src/ffi/tests.rs` embeds it with `include_str!` and fails when
 //!   `include/zipdeploy.h` differs from it.
 //! - In a developer build, this script also writes `include/zipdeploy.h`
 //!   and the Go module's copy `examples/go/zipdeploy.h` (the module must
@@ -26,15 +26,25 @@
 //!   the CI checkout.
 //!
 //! The build never fails because of the header: a cbindgen error is a
-//! warning (rustc reports the underlying problem in `src/ffi.rs` anyway) and
+//! warning (rustc reports the underlying problem in `src/ffi/` anyway) and
 //! leaves a placeholder in `$OUT_DIR` that makes the header test fail.
+//!
+//! Two parts of the header do not come from cbindgen's reading of the
+//! functions and types:
+//!
+//! - Its top comment, the C conventions, is the module documentation of
+//!   `src/ffi/mod.rs` (the `//!` lines), so there is one copy of that text.
+//! - The result codes' `#define`s come from `src/ffi/code_table.rs`, the one
+//!   table of codes, which this script includes with its own `codes!` macro
+//!   (the crate includes it with another, making the Rust constants; cbindgen
+//!   does not expand macros).
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi.rs");
+    println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
     // Also when the header itself changes: a hand edit is undone at once, and
@@ -71,7 +81,7 @@ fn main() {
     }
     for committed in ["include/zipdeploy.h", "examples/go/zipdeploy.h"] {
         if write_if_changed(&crate_dir.join(committed), &header) {
-            println!("cargo:warning=regenerated {committed} from src/ffi.rs; review and commit it");
+            println!("cargo:warning=regenerated {committed} from src/ffi/; review and commit it");
         }
     }
 }
@@ -84,9 +94,29 @@ fn check_mode() -> bool {
     set("ZIPDEPLOY_CHECK_HEADER") || set("CI")
 }
 
-/// The header text for the current `src/ffi.rs` and `cbindgen.toml`.
+/// A result code, as `src/ffi/code_table.rs` lists it.
+struct Code {
+    name: &'static str,
+    value: i32,
+    doc: &'static [&'static str],
+}
+
+/// Reads the table of result codes (see `src/ffi/code_table.rs`).
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $value:literal, $text:literal;)*) => {
+        &[$(Code { name: stringify!($name), value: $value, doc: &[$($doc),*] }),*]
+    };
+}
+
+/// The result codes, in the table's order.
+const CODES: &[Code] = include!("src/ffi/code_table.rs");
+
+/// The header text for the current `src/ffi/` and `cbindgen.toml`.
 fn generate(crate_dir: &Path) -> Result<String, String> {
+    let ffi = crate_dir.join("src").join("ffi");
     let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))?;
+    let module = fs::read_to_string(ffi.join("mod.rs")).map_err(|e| e.to_string())?;
+    config.header = Some(c_comment(&module_doc(&module))?);
     let var = |name: &str| env::var(name).map_err(|e| format!("{name}: {e}"));
     let version = var("CARGO_PKG_VERSION")?;
     let (major, minor, patch) = (
@@ -100,16 +130,58 @@ fn generate(crate_dir: &Path) -> Result<String, String> {
          /** The same version as numbers, for preprocessor checks. */\n\
          #define ZIPDEPLOY_VERSION_MAJOR {major}\n\
          #define ZIPDEPLOY_VERSION_MINOR {minor}\n\
-         #define ZIPDEPLOY_VERSION_PATCH {patch}\n"
+         #define ZIPDEPLOY_VERSION_PATCH {patch}\n{}",
+        code_defines()
     ));
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(crate_dir.join("src").join("ffi.rs"))
+        .with_src(ffi.join("mod.rs"))
         .generate()
         .map_err(|e| e.to_string())?;
     let mut text = Vec::new();
     bindings.write(&mut text);
     String::from_utf8(text).map_err(|e| e.to_string())
+}
+
+/// The leading `//!` lines of a module, without the marker.
+fn module_doc(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .map_while(|line| line.strip_prefix("//!"))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .collect()
+}
+
+/// Lines as a C block comment.
+fn c_comment(lines: &[&str]) -> Result<String, String> {
+    if lines.is_empty() || lines.iter().any(|l| l.contains("*/")) {
+        return Err("src/ffi/mod.rs needs a module doc without \"*/\"".into());
+    }
+    let mut text = String::from("/*\n");
+    for line in lines {
+        text.push_str(if line.is_empty() { " *" } else { " * " });
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(" */");
+    Ok(text)
+}
+
+/// The `#define` of each result code, with its documentation, as cbindgen
+/// writes constants.
+fn code_defines() -> String {
+    let mut text = String::new();
+    for code in CODES {
+        text.push_str("\n/**\n");
+        for line in code.doc {
+            // Each line keeps the space after `///`.
+            text.push_str(" *");
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!(" */\n#define {} {}\n", code.name, code.value));
+    }
+    text
 }
 
 /// Writes `text` to `path` unless it already holds exactly that (so that

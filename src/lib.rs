@@ -20,7 +20,8 @@
 //! given). A DEST that is a mount point (a volume) gets the tree one level
 //! down, in `DEST/current`: see [`Layout::new`]. Each stage is usable on its own: [`fetch::fetch_to_file`],
 //! [`extract::extract_archive`], [`install::Layout`].
-//! The C ABI (for C, Go and Python embedders) is in [`ffi`].
+//! The C ABI (for C, Go and Python embedders) is described by the generated
+//! header `include/zipdeploy.h`.
 //!
 //! For fleets: [`Deploy::minisign_key`] (signed packages),
 //! [`Deploy::sha256_from`] (digest from a sidecar file), [`Deploy::mirror`]
@@ -37,6 +38,10 @@ pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod fetch;
+// The C ABI: its documentation is the C header (`include/zipdeploy.h`), not
+// rustdoc, so the module is hidden there; it stays `pub` so that Rust tests
+// can call the exports as C would.
+#[doc(hidden)]
 pub mod ffi;
 mod fsutil;
 mod growth;
