@@ -2,7 +2,7 @@
  * deploy URL DEST [SHA256]: deploys a ZIP package with the zipdeploy C ABI.
  *
  * Progress goes to stderr, the report to stdout (one "key: value" per line).
- * The exit status is the status class: 0 success, 2 usage, 3 network,
+ * The exit status is the result code's class: 0 success, 2 usage, 3 network,
  * 4 digest, 5 archive, 6 limit, 7 filesystem, 8 hook, 9 cancelled, 1 internal.
  *
  * Build (from the repository root) against the installed library:
@@ -56,11 +56,11 @@ static int on_progress(void *userdata, const zipdeploy_progress *p) {
     return 0; /* non-zero would cancel the deploy */
 }
 
-/* Prints the status and message of a failed call and returns its class. */
-static int fail(const char *what, int status, const char *message) {
-    fprintf(stderr, "deploy: %s failed: error %d (%s): %s\n", what, status,
-            zipdeploy_status_str(status), message);
-    return zipdeploy_status_class(status);
+/* Prints the result code and message of a failed call and returns its class. */
+static int fail(const char *what, int code, const char *message) {
+    fprintf(stderr, "deploy: %s failed: error %d (%s): %s\n", what, code, zipdeploy_code_str(code),
+            message);
+    return zipdeploy_code_class(code);
 }
 
 int main(int argc, char **argv) {
@@ -80,31 +80,31 @@ int main(int argc, char **argv) {
         return 1;
     }
     struct progress_state state = {0};
-    int status = zipdeploy_deploy_set_url(deploy, argv[1]);
-    if (status == ZIPDEPLOY_OK) {
-        status = zipdeploy_deploy_set_dest(deploy, argv[2]);
+    int code = zipdeploy_deploy_set_url(deploy, argv[1]);
+    if (code == ZIPDEPLOY_OK) {
+        code = zipdeploy_deploy_set_dest(deploy, argv[2]);
     }
-    if (status == ZIPDEPLOY_OK && argc == 4) {
-        status = zipdeploy_deploy_set_sha256(deploy, argv[3]);
+    if (code == ZIPDEPLOY_OK && argc == 4) {
+        code = zipdeploy_deploy_set_sha256(deploy, argv[3]);
     }
-    if (status == ZIPDEPLOY_OK) {
-        status = zipdeploy_deploy_set_progress(deploy, on_progress, &state);
+    if (code == ZIPDEPLOY_OK) {
+        code = zipdeploy_deploy_set_progress(deploy, on_progress, &state);
     }
-    if (status != ZIPDEPLOY_OK) {
+    if (code != ZIPDEPLOY_OK) {
         /* Setters keep their error on the handle; copy before freeing it. */
-        int class = fail("configuration", status, zipdeploy_deploy_last_error(deploy));
+        int class = fail("configuration", code, zipdeploy_deploy_last_error(deploy));
         zipdeploy_deploy_free(deploy);
         return class;
     }
 
     zipdeploy_report *report = NULL;
     zipdeploy_error *error = NULL;
-    status = zipdeploy_deploy_run(deploy, &report, &error);
+    code = zipdeploy_deploy_run(deploy, &report, &error);
     if (state.last_stage != 0) {
         fputc('\n', stderr);
     }
     zipdeploy_deploy_free(deploy); /* report and error are owned separately */
-    if (status != ZIPDEPLOY_OK) {
+    if (code != ZIPDEPLOY_OK) {
         int class = fail("deploy", zipdeploy_error_code(error), zipdeploy_error_message(error));
         zipdeploy_error_free(error);
         return class;

@@ -65,7 +65,7 @@ import (
 	"unsafe"
 )
 
-// Status codes of the C ABI (stable). Code / 10 is the class.
+// Result codes of the C ABI (stable). Code / 10 is the class.
 const (
 	CodeOK               = C.ZIPDEPLOY_OK
 	CodePanic            = C.ZIPDEPLOY_PANIC
@@ -113,7 +113,7 @@ const (
 
 // Error is the error type of Deploy, ReadStatus, Rollback and RollbackWith.
 type Error struct {
-	// Code is the stable status code, e.g. CodeHTTPStatus (30).
+	// Code is the stable result code, e.g. CodeHTTPStatus (30).
 	Code int
 	// Class is Code / 10, e.g. ClassNetwork (3).
 	Class int
@@ -165,7 +165,7 @@ var sentinels = [...]error{
 }
 
 func newError(code C.int, message string) *Error {
-	return &Error{Code: int(code), Class: int(C.zipdeploy_status_class(code)), Message: message}
+	return &Error{Code: int(code), Class: int(C.zipdeploy_code_class(code)), Message: message}
 }
 
 // Stage is the stage a progress event comes from.

@@ -131,6 +131,16 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_status_class(ZIPDEPLOY_NO_RELEASE) == 7);
     CHECK(strcmp(zipdeploy_status_str(ZIPDEPLOY_NO_RELEASE), "no release to roll back to") == 0);
     CHECK(strcmp(zipdeploy_status_str(ZIPDEPLOY_CANCELLED), "cancelled") == 0);
+    /* The result-code helpers under their new names (the old ones above are
+     * their deprecated aliases and must keep linking and answering). */
+    CHECK(zipdeploy_code_class(ZIPDEPLOY_OK) == 0);
+    CHECK(zipdeploy_code_class(ZIPDEPLOY_BUSY) == 2);
+    CHECK(zipdeploy_code_class(ZIPDEPLOY_DIGEST_SIDECAR) == 4);
+    CHECK(zipdeploy_code_class(ZIPDEPLOY_NO_RELEASE) == 7);
+    CHECK(zipdeploy_code_class(99) == 1);
+    CHECK(strcmp(zipdeploy_code_str(ZIPDEPLOY_NO_RELEASE), "no release to roll back to") == 0);
+    CHECK(strcmp(zipdeploy_code_str(12345), "unknown code") == 0);
+    CHECK(strcmp(zipdeploy_status_str(12345), "unknown status") == 0);
 
     /* NULL everywhere: a status or a neutral value, never a crash. */
     zipdeploy_deploy_free(NULL);
@@ -140,6 +150,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_deploy_set_max_entries(NULL, 1) == ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(zipdeploy_deploy_run(NULL, NULL, NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(zipdeploy_deploy_last_status(NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
+    CHECK(zipdeploy_deploy_last_code(NULL) == ZIPDEPLOY_INVALID_ARGUMENT);
     CHECK(strcmp(zipdeploy_deploy_last_error(NULL), "") == 0);
     CHECK(strcmp(zipdeploy_report_digest(NULL), "") == 0);
     CHECK(zipdeploy_report_total_ms(NULL) == 0);
@@ -253,6 +264,7 @@ int main(int argc, char **argv) {
     CHECK(zipdeploy_error_class(error) == 9);
     CHECK(strcmp(zipdeploy_error_message(error), "deploy cancelled") == 0);
     CHECK(zipdeploy_deploy_last_status(deploy) == ZIPDEPLOY_CANCELLED);
+    CHECK(zipdeploy_deploy_last_code(deploy) == ZIPDEPLOY_CANCELLED);
     CHECK(!exists(dest));
     zipdeploy_error_free(error);
     error = NULL;

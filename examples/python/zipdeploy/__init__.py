@@ -15,7 +15,7 @@ A ctypes wrapper over the C ABI (include/zipdeploy.h)::
     zipdeploy.rollback("/srv/app")
 
 Errors raise a subclass of :class:`ZipDeployError` (``.code`` is the stable
-status, ``.cls`` its class, the CLI's exit status), which also derives from
+result code, ``.cls`` its class, the CLI's exit status), which also derives from
 the builtin exception it means: a timeout is a :class:`TimeoutError`, a bad
 argument (URL, digest, option) a :class:`ValueError`, a network or
 filesystem failure an :class:`OSError`. On any error the destination is left
@@ -67,7 +67,7 @@ CANCELLED = 90
 
 
 class ZipDeployError(Exception):
-    """A failed deploy: ``code`` is the stable status (e.g. 40), ``cls`` is
+    """A failed deploy: ``code`` is the stable result code (e.g. 40), ``cls`` is
     ``code // 10`` (e.g. 4, digest), ``message`` names the cause."""
 
     code: int
@@ -239,8 +239,8 @@ _U32 = ctypes.c_uint32
 # borrowed strings are read with ctypes.string_at before the handle is freed.
 _SIGNATURES = {
     "zipdeploy_version": (_P, []),
-    "zipdeploy_status_class": (_I, [_I]),
-    "zipdeploy_status_str": (_P, [_I]),
+    "zipdeploy_code_class": (_I, [_I]),
+    "zipdeploy_code_str": (_P, [_I]),
     "zipdeploy_deploy_new": (_P, []),
     "zipdeploy_deploy_free": (None, [_P]),
     "zipdeploy_deploy_set_url": (_I, [_P, _S]),
@@ -512,9 +512,9 @@ def deploy(
     callback = _CALLBACK(on_progress) if progress is not None else None
     try:
 
-        def check(status: int) -> None:
-            if status != OK:
-                raise _error(status, _text(lib.zipdeploy_deploy_last_error(handle)))
+        def check(code: int) -> None:
+            if code != OK:
+                raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
 
         check(lib.zipdeploy_deploy_set_url(handle, _c_string("url", url)))
         check(lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest)))
@@ -606,8 +606,8 @@ def deploy(
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        status: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
-        if status != OK:
+        code: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
+        if code != OK:
             try:
                 failure = _error(
                     lib.zipdeploy_error_code(error), _text(lib.zipdeploy_error_message(error))
