@@ -300,7 +300,8 @@ typedef struct zipdeploy_progress {
  *
  * Return 0 to continue, non-zero to cancel: the deploy then fails with
  * `ZIPDEPLOY_CANCELLED` and the destination is left as it was. The callback
- * runs on the thread that called `zipdeploy_deploy_run`. It must not unwind
+ * runs only on the thread that called `zipdeploy_deploy_run` (or
+ * `zipdeploy_deploy_rollback`), never concurrently. It must not unwind
  * or `longjmp` out, and must not call functions on the same deploy handle
  * (they return `ZIPDEPLOY_BUSY`).
  */

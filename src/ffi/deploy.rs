@@ -196,12 +196,14 @@ impl State {
             )
         })?;
         // The progress callback may cancel the wait for a deploy's lock.
-        let callback = self.progress;
-        let mut waiting =
-            || match callback.map(|c| c.call(&Progress::bytes(Stage::Install, 0, None))) {
-                Some(ControlFlow::Break(())) => Err(crate::Error::Cancelled),
-                _ => Ok(()),
-            };
+        let mut progress = self.progress.map(Callback::on_this_thread);
+        let mut waiting = || match progress.as_mut() {
+            Some(progress) => match progress(&Progress::bytes(Stage::Install, 0, None)) {
+                ControlFlow::Break(()) => Err(crate::Error::Cancelled),
+                ControlFlow::Continue(()) => Ok(()),
+            },
+            None => Ok(()),
+        };
         let durable = self.durable.unwrap_or(false);
         Ok(crate::status::rollback_with(dest, durable, &mut waiting)?.status)
     }

@@ -42,7 +42,8 @@ pub struct zipdeploy_progress {
 ///
 /// Return 0 to continue, non-zero to cancel: the deploy then fails with
 /// `ZIPDEPLOY_CANCELLED` and the destination is left as it was. The callback
-/// runs on the thread that called `zipdeploy_deploy_run`. It must not unwind
+/// runs only on the thread that called `zipdeploy_deploy_run` (or
+/// `zipdeploy_deploy_rollback`), never concurrently. It must not unwind
 /// or `longjmp` out, and must not call functions on the same deploy handle
 /// (they return `ZIPDEPLOY_BUSY`).
 pub type zipdeploy_progress_callback = Option<
@@ -56,7 +57,7 @@ pub type zipdeploy_progress_callback = Option<
 /// C assume the callback runs only on the thread that called
 /// `zipdeploy_deploy_run` or `_rollback`, so its userdata may be
 /// thread-affine (a Python frame, a C stack object, thread-local state).
-/// A run hands the pipeline [`Callback::on_this_thread`] instead.
+/// A run or rollback calls it only through [`Callback::on_this_thread`].
 #[derive(Clone, Copy)]
 pub(super) struct Callback {
     pub(super) f: unsafe extern "C" fn(*mut c_void, *const zipdeploy_progress) -> c_int,
@@ -65,7 +66,8 @@ pub(super) struct Callback {
 
 impl Callback {
     /// Calls the C function with this event; its non-zero return cancels.
-    pub(super) fn call(&self, p: &Progress) -> ControlFlow<()> {
+    /// Private: every call goes through [`Callback::on_this_thread`].
+    fn call(&self, p: &Progress) -> ControlFlow<()> {
         let event = zipdeploy_progress {
             stage: match p.stage {
                 Stage::Fetch => zipdeploy_stage::Fetch,
