@@ -5,15 +5,15 @@
  *
  * Conventions (the model is rustls-ffi)
  *
- * - Names and objects. Every symbol is zipdeploy_<noun>_<verb>. The objects
+ * - Names and objects. Every symbol is `zipdeploy_<noun>_<verb>`. The objects
  *   are opaque: zipdeploy_deploy (a configuration, run as often as wanted),
  *   zipdeploy_report (what a run did), zipdeploy_status (what a destination
  *   holds) and zipdeploy_error (a failed call's code and message). Whoever
  *   receives one, from zipdeploy_deploy_new or through an out-pointer,
- *   owns it and releases it with its _free; _free(NULL) does nothing.
+ *   owns it and releases it with its `_free`; `_free(NULL)` does nothing.
  * - Result codes. Fallible functions return an int result code: ZIPDEPLOY_OK
  *   (0) or one of the ZIPDEPLOY_* codes below, whose numbers are stable.
- *   code / 10 is its class (zipdeploy_code_class): 1 internal, 2 usage,
+ *   `code / 10` is its class (zipdeploy_code_class): 1 internal, 2 usage,
  *   3 network, 4 digest, 5 archive, 6 limit, 7 filesystem, 8 hook,
  *   9 cancelled -- the example CLI's exit status. zipdeploy_code_str names a
  *   code. ("Status" always means the zipdeploy_status object; the older
@@ -26,19 +26,19 @@
  *   and message of its last call (zipdeploy_deploy_last_code,
  *   zipdeploy_deploy_last_error).
  * - Strings are NUL-terminated UTF-8, in and out. Strings passed in are
- *   copied. Strings returned as const char * are borrowed and never NULL:
+ *   copied. Strings returned as `const char *` are borrowed and never NULL:
  *   static (zipdeploy_version, zipdeploy_code_str), or valid until the
  *   object they come from is freed (each getter says which). Nothing
- *   returned is released with free().
+ *   returned is released with `free()`.
  * - A NULL argument gives ZIPDEPLOY_INVALID_ARGUMENT (getters return 0 or
- *   ""); it never crashes. A panic inside the library is caught at the
+ *   `""`); it never crashes. A panic inside the library is caught at the
  *   boundary and returned as ZIPDEPLOY_PANIC.
  * - Threading. Reports, statuses and errors are immutable and may be read
  *   from any thread. A deploy handle may be used from any thread, one call
  *   at a time: a call made while another call on it is running (from another
  *   thread, or from its own progress callback) returns ZIPDEPLOY_BUSY.
- * - Progress and cancel. The progress callback, int (*)(void *userdata,
- *   const zipdeploy_progress *), runs only on the thread that called
+ * - Progress and cancel. The progress callback, `int (*)(void *userdata,
+ *   const zipdeploy_progress *)`, runs only on the thread that called
  *   zipdeploy_deploy_run (or zipdeploy_deploy_rollback): after each chunk
  *   downloaded, as extraction advances, and at least every 100 ms while the
  *   network or another deploy's lock is waited for (such heartbeats repeat
