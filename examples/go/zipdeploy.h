@@ -595,7 +595,8 @@ int zipdeploy_deploy_set_s3_path_style(struct zipdeploy_deploy *deploy, int path
  * Sets the progress callback and its `userdata` (passed back unchanged as
  * the callback's first argument); a NULL callback removes it.
  *
- * The callback runs on the thread that calls `zipdeploy_deploy_run`, after
+ * The callback runs only on the thread that calls `zipdeploy_deploy_run`
+ * (never on a thread of the library's own), after
  * each chunk downloaded and as extraction advances, and at least every
  * 100 ms while the network is waited for (connecting, a stalled server, a
  * backoff between retries) and while another deploy holds the lock of the
