@@ -38,9 +38,7 @@ use std::time::Duration;
 
 use crate::install::Installed;
 use crate::signature::PublicKey;
-use crate::{
-    Deploy, Error, FetchOptions, Limits, Progress, Report, Sha256Digest, Source, Stage, Status,
-};
+use crate::{Deploy, DeployOptions, Error, Progress, Report, Source, Stage, Status};
 
 /// Success.
 pub const ZIPDEPLOY_OK: c_int = 0;
@@ -244,19 +242,10 @@ pub struct zipdeploy_error {
 /// What a handle remembers: the configuration and the last call's outcome.
 struct State {
     source: Option<Source>,
-    expected: Option<Sha256Digest>,
     dest: Option<PathBuf>,
-    limits: Limits,
-    fetch: FetchOptions,
-    keep: Option<usize>,
-    durable: Option<bool>,
+    /// Every other setting: the one options value Rust, C and the CLI fill.
+    options: DeployOptions,
     progress: Option<Callback>,
-    mirrors: Vec<Source>,
-    sidecar: Option<Source>,
-    minisign_key: Option<PublicKey>,
-    minisign_sig: Option<Source>,
-    cache: Option<PathBuf>,
-    cache_max_size: Option<u64>,
     last_status: c_int,
     last_error: CString,
 }
@@ -265,19 +254,9 @@ impl Default for State {
     fn default() -> Self {
         State {
             source: None,
-            expected: None,
             dest: None,
-            limits: Limits::default(),
-            fetch: FetchOptions::default(),
-            keep: None,
-            durable: None,
+            options: DeployOptions::default(),
             progress: None,
-            mirrors: Vec::new(),
-            sidecar: None,
-            minisign_key: None,
-            minisign_sig: None,
-            cache: None,
-            cache_max_size: None,
             last_status: ZIPDEPLOY_OK,
             last_error: CString::default(),
         }
@@ -451,41 +430,12 @@ impl State {
                 "invalid configuration: no package URL set (zipdeploy_deploy_set_url)",
             )
         })?;
-        let mut deploy = Deploy::from_source(source)
-            .limits(self.limits.clone())
-            .fetch_options(self.fetch.clone());
+        let mut deploy = Deploy::with_options(source, self.options.clone())?;
         if let Some(dest) = &self.dest {
             deploy = deploy.dest(dest);
         }
-        if let Some(expected) = self.expected {
-            deploy = deploy.digest(expected);
-        }
-        if let Some(keep) = self.keep {
-            deploy = deploy.keep(keep);
-        }
-        if let Some(durable) = self.durable {
-            deploy = deploy.durable(durable);
-        }
         if let Some(callback) = self.progress {
             deploy = deploy.progress(move |p| callback.call(p));
-        }
-        for mirror in &self.mirrors {
-            deploy = deploy.mirror_source(mirror.clone());
-        }
-        if let Some(sidecar) = &self.sidecar {
-            deploy = deploy.sha256_from_source(sidecar.clone());
-        }
-        if let Some(key) = &self.minisign_key {
-            deploy = deploy.minisign_key(key.clone());
-        }
-        if let Some(sig) = &self.minisign_sig {
-            deploy = deploy.minisign_signature_source(sig.clone());
-        }
-        if let Some(dir) = &self.cache {
-            deploy = deploy.cache(dir);
-        }
-        if let Some(bytes) = self.cache_max_size {
-            deploy = deploy.cache_max_size(bytes);
         }
         Ok(deploy.run()?)
     }
@@ -504,7 +454,7 @@ impl State {
                 Some(ControlFlow::Break(())) => Err(crate::Error::Cancelled),
                 _ => Ok(()),
             };
-        let durable = self.durable.unwrap_or(false);
+        let durable = self.options.durable;
         Ok(crate::status::rollback_with(dest, durable, &mut waiting)?.status)
     }
 }
@@ -699,7 +649,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_sha256(
     // SAFETY: forwarded contract: `sha256` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.expected = if sha256.is_null() {
+            s.options.sha256 = if sha256.is_null() {
                 None
             } else {
                 Some(str_arg(sha256, "sha256")?.parse()?)
@@ -752,7 +702,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_download(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.max_size = positive(bytes, "max_download")?;
+            s.options.fetch.max_size = positive(bytes, "max_download")?;
             Ok(())
         })
     }
@@ -771,7 +721,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_total_size(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_total_size = positive(bytes, "max_total_size")?;
+            s.options.limits.max_total_size = positive(bytes, "max_total_size")?;
             Ok(())
         })
     }
@@ -789,7 +739,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_entries(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_entries = positive(entries, "max_entries")?;
+            s.options.limits.max_entries = positive(entries, "max_entries")?;
             Ok(())
         })
     }
@@ -809,7 +759,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_depth(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_path_depth = positive(components, "max_path_depth")?;
+            s.options.limits.max_path_depth = positive(components, "max_path_depth")?;
             Ok(())
         })
     }
@@ -828,7 +778,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_length(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_path_length = positive(bytes, "max_path_length")?;
+            s.options.limits.max_path_length = positive(bytes, "max_path_length")?;
             Ok(())
         })
     }
@@ -848,7 +798,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_metadata(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_metadata = positive(bytes, "max_metadata")?;
+            s.options.limits.max_metadata = positive(bytes, "max_metadata")?;
             Ok(())
         })
     }
@@ -867,7 +817,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            s.options.fetch.timeout = (ms > 0).then(|| Duration::from_millis(ms));
             Ok(())
         })
     }
@@ -886,7 +836,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_connect_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.connect_timeout = Duration::from_millis(positive(ms, "connect_timeout_ms")?);
+            s.options.fetch.connect_timeout =
+                Duration::from_millis(positive(ms, "connect_timeout_ms")?);
             Ok(())
         })
     }
@@ -905,7 +856,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_stall_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.stall_timeout = Duration::from_millis(positive(ms, "stall_timeout_ms")?);
+            s.options.fetch.stall_timeout =
+                Duration::from_millis(positive(ms, "stall_timeout_ms")?);
             Ok(())
         })
     }
@@ -930,8 +882,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_speed_limit(
             if bytes_per_second > 0 {
                 positive(time_ms, "time_ms")?;
             }
-            s.fetch.speed_limit = bytes_per_second;
-            s.fetch.speed_time = Duration::from_millis(time_ms);
+            s.options.fetch.speed_limit = bytes_per_second;
+            s.options.fetch.speed_time = Duration::from_millis(time_ms);
             Ok(())
         })
     }
@@ -951,7 +903,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_retries(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.retries = retries;
+            s.options.fetch.retries = retries;
             Ok(())
         })
     }
@@ -977,7 +929,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_header(
     unsafe {
         set(deploy, |s| {
             let (name, value) = header_args(name, value)?;
-            s.fetch.headers.push((name, value));
+            s.options.fetch.headers.push((name, value));
             Ok(())
         })
     }
@@ -1004,7 +956,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_header_for(
         set(deploy, |s| {
             let origin = crate::fetch::parse_origin(str_arg(origin, "origin")?)?;
             let (name, value) = header_args(name, value)?;
-            s.fetch.origin_headers.push((origin, name, value));
+            s.options.fetch.origin_headers.push((origin, name, value));
             Ok(())
         })
     }
@@ -1025,19 +977,9 @@ unsafe fn header_args(
             str_arg(value, "header value")?,
         )
     };
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(Failure::new(
-            ZIPDEPLOY_INVALID_ARGUMENT,
-            format!("invalid header name {name:?}"),
-        ));
-    }
-    if value.contains(['\r', '\n']) {
-        return Err(Failure::new(
-            ZIPDEPLOY_INVALID_ARGUMENT,
-            format!("value of header {name:?} contains a line break"),
-        ));
-    }
+    // The same check as `DeployOptions::validate`, reported at once.
+    crate::options::check_header(name, value)
+        .map_err(|why| Failure::new(ZIPDEPLOY_INVALID_ARGUMENT, why))?;
     Ok((name.into(), value.into()))
 }
 
@@ -1051,8 +993,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_headers(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.headers.clear();
-            s.fetch.origin_headers.clear();
+            s.options.fetch.headers.clear();
+            s.options.fetch.origin_headers.clear();
             Ok(())
         })
     }
@@ -1077,7 +1019,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_cacert_file(
         set(deploy, |s| {
             let path = PathBuf::from(str_arg(path, "CA certificate file")?);
             let pem = crate::fetch::read_cacert_file(&path)?;
-            s.fetch.root_certs_pem.push(pem);
+            s.options.fetch.root_certs_pem.push(pem);
             Ok(())
         })
     }
@@ -1093,7 +1035,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_cacerts(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.root_certs_pem.clear();
+            s.options.fetch.root_certs_pem.clear();
             Ok(())
         })
     }
@@ -1115,7 +1057,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_netrc_file(
     // SAFETY: forwarded contract: `path` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.fetch.netrc = if path.is_null() {
+            s.options.fetch.netrc = if path.is_null() {
                 crate::netrc::NetrcFile::Disabled
             } else {
                 crate::netrc::NetrcFile::Required(PathBuf::from(str_arg(path, "netrc file")?))
@@ -1138,7 +1080,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_keep(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.keep = Some(usize::try_from(releases).unwrap_or(usize::MAX));
+            s.options.keep = usize::try_from(releases).unwrap_or(usize::MAX);
             Ok(())
         })
     }
@@ -1158,7 +1100,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_durable(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.durable = Some(durable != 0);
+            s.options.durable = durable != 0;
             Ok(())
         })
     }
@@ -1181,7 +1123,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_s3_endpoint(
     // string.
     unsafe {
         set(deploy, |s| {
-            s.fetch.s3.endpoint = if endpoint.is_null() {
+            s.options.fetch.s3.endpoint = if endpoint.is_null() {
                 None
             } else {
                 Some(crate::s3::parse_endpoint(str_arg(
@@ -1208,7 +1150,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_s3_path_style(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.s3.path_style = path_style != 0;
+            s.options.fetch.s3.path_style = path_style != 0;
             Ok(())
         })
     }
@@ -1266,7 +1208,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_sha256_from(
     // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.sidecar = if url.is_null() {
+            s.options.sha256_from = if url.is_null() {
                 None
             } else {
                 Some(Source::parse(str_arg(url, "sha256_from")?)?)
@@ -1291,7 +1233,9 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_mirror(
     // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.mirrors.push(Source::parse(str_arg(url, "mirror")?)?);
+            s.options
+                .mirrors
+                .push(Source::parse(str_arg(url, "mirror")?)?);
             Ok(())
         })
     }
@@ -1306,7 +1250,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_mirrors(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.mirrors.clear();
+            s.options.mirrors.clear();
             Ok(())
         })
     }
@@ -1331,7 +1275,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_key(
     // SAFETY: forwarded contract: `key` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.minisign_key = if key.is_null() {
+            s.options.minisign_key = if key.is_null() {
                 None
             } else {
                 Some(PublicKey::from_arg(str_arg(key, "minisign key")?)?)
@@ -1355,7 +1299,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_sig(
     // string.
     unsafe {
         set(deploy, |s| {
-            s.minisign_sig = if location.is_null() {
+            s.options.minisign_signature = if location.is_null() {
                 None
             } else {
                 Some(Source::parse(str_arg(location, "minisign signature")?)?)
@@ -1381,7 +1325,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_cache(
     // SAFETY: forwarded contract: `dir` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.cache = if dir.is_null() {
+            s.options.cache = if dir.is_null() {
                 None
             } else {
                 let dir = str_arg(dir, "cache")?;
@@ -1412,7 +1356,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_cache_max_size(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.cache_max_size = Some(positive(bytes, "cache_max_size")?);
+            s.options.cache_max_size = positive(bytes, "cache_max_size")?;
             Ok(())
         })
     }
@@ -2059,6 +2003,7 @@ fn positive(n: u64, what: &str) -> Result<u64, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sha256Digest;
     use std::io::Write;
     use std::path::Path;
 
@@ -2303,15 +2248,23 @@ mod tests {
             assert_eq!(zipdeploy_deploy_set_s3_path_style(d, 1), ZIPDEPLOY_OK);
             {
                 let state = (*d).state.lock().unwrap();
-                let endpoint = state.fetch.s3.endpoint.as_ref().map(|u| u.as_str());
+                let endpoint = state.options.fetch.s3.endpoint.as_ref().map(|u| u.as_str());
                 assert_eq!(endpoint, Some("http://127.0.0.1:9000/"));
-                assert!(state.fetch.s3.path_style);
+                assert!(state.options.fetch.s3.path_style);
             }
             assert_eq!(
                 zipdeploy_deploy_set_s3_endpoint(d, std::ptr::null()),
                 ZIPDEPLOY_OK
             );
-            assert!((*d).state.lock().unwrap().fetch.s3.endpoint.is_none());
+            assert!((*d)
+                .state
+                .lock()
+                .unwrap()
+                .options
+                .fetch
+                .s3
+                .endpoint
+                .is_none());
             assert_eq!(
                 zipdeploy_deploy_set_s3_path_style(std::ptr::null_mut(), 1),
                 ZIPDEPLOY_INVALID_ARGUMENT
