@@ -1,6 +1,6 @@
 //! The --help text.
 
-use zipdeploy::{ErrorClass, FetchOptions, Limits};
+use zipdeploy::{DeployOptions, ErrorClass};
 
 use crate::options::{Opt, OPTIONS};
 use crate::values::human_duration;
@@ -47,8 +47,8 @@ const EXIT_CODES: &[(u8, &str)] = &[
 ];
 
 pub fn default_shown(opt: &Opt) -> Option<String> {
-    let fetch = FetchOptions::default();
-    let limits = Limits::default();
+    let defaults = DeployOptions::default();
+    let (fetch, limits) = (&defaults.fetch, &defaults.limits);
     Some(match opt.name {
         "timeout" => "none".into(),
         "retries" => fetch.retries.to_string(),
@@ -59,8 +59,8 @@ pub fn default_shown(opt: &Opt) -> Option<String> {
         "max-size" => human_size(fetch.max_size),
         "max-total-size" => human_size(limits.max_total_size),
         "max-entries" => limits.max_entries.to_string(),
-        "keep" => "1".into(),
-        "cache-max-size" => human_size(zipdeploy::cache::DEFAULT_MAX_SIZE),
+        "keep" => defaults.keep.to_string(),
+        "cache-max-size" => human_size(defaults.cache_max_size),
         _ => return None,
     })
 }
