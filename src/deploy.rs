@@ -77,26 +77,20 @@ impl<'a> Deploy<'a> {
     /// A deploy of the package at `location` with `options`, e.g. shared by
     /// the deploys of a fleet; the builder methods change this deploy's copy.
     pub fn with_options(location: impl IntoSource, options: DeployOptions) -> Result<Self> {
-        Ok(Deploy {
-            source: location.into_source()?,
-            dest: None,
-            options,
-            fetch_edits: Vec::new(),
-            progress: None,
-            before_activate: None,
-        })
+        Ok(Self::of(location.into_source()?, options))
     }
 
     /// A deploy of an already parsed [`Source`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `Deploy::new`, which takes a `Source` too"
-    )]
+    #[deprecated(note = "use `Deploy::new`, which takes a `Source` too")]
     pub fn from_source(source: Source) -> Self {
+        Self::of(source, DeployOptions::default())
+    }
+
+    fn of(source: Source, options: DeployOptions) -> Self {
         Deploy {
             source,
             dest: None,
-            options: DeployOptions::default(),
+            options,
             fetch_edits: Vec::new(),
             progress: None,
             before_activate: None,
@@ -132,10 +126,7 @@ impl<'a> Deploy<'a> {
     }
 
     /// [`Deploy::sha256_from`] with an already parsed location.
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `sha256_from`, which takes a `Source` too"
-    )]
+    #[deprecated(note = "use `sha256_from`, which takes a `Source` too")]
     pub fn sha256_from_source(mut self, source: Source) -> Self {
         self.options.sha256_from = Some(source);
         self
@@ -151,7 +142,7 @@ impl<'a> Deploy<'a> {
     }
 
     /// [`Deploy::mirror`] with an already parsed location.
-    #[deprecated(since = "0.2.0", note = "use `mirror`, which takes a `Source` too")]
+    #[deprecated(note = "use `mirror`, which takes a `Source` too")]
     pub fn mirror_source(mut self, source: Source) -> Self {
         self.options.mirrors.push(source);
         self
@@ -176,10 +167,7 @@ impl<'a> Deploy<'a> {
     }
 
     /// [`Deploy::minisign_signature`] with an already parsed location.
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `minisign_signature`, which takes a `Source` too"
-    )]
+    #[deprecated(note = "use `minisign_signature`, which takes a `Source` too")]
     pub fn minisign_signature_source(mut self, source: Source) -> Self {
         self.options.minisign_signature = Some(source);
         self

@@ -221,15 +221,10 @@ impl IntoSource for &Source {
     }
 }
 
-impl IntoSource for &str {
+/// Any borrowed text: `&str`, `&String`, `&Cow<str>`, …
+impl<T: AsRef<str> + ?Sized> IntoSource for &T {
     fn into_source(self) -> Result<Source> {
-        Source::parse(self)
-    }
-}
-
-impl IntoSource for &String {
-    fn into_source(self) -> Result<Source> {
-        Source::parse(self)
+        Source::parse(self.as_ref())
     }
 }
 

@@ -209,3 +209,18 @@ fn the_deprecated_source_twins_still_work() {
         .unwrap();
     assert_eq!(report.digest.to_hex(), sha(&pkg));
 }
+
+#[test]
+fn any_borrowed_text_is_a_location() {
+    let text = String::from("https://example.com/app.zip");
+    let cow = std::borrow::Cow::Borrowed(text.as_str());
+    for deploy in [
+        Deploy::new(text.as_str()),
+        Deploy::new(&text),
+        Deploy::new(&cow),
+        Deploy::new(Source::parse(&text).unwrap()),
+    ] {
+        assert_eq!(deploy.unwrap().options().mirrors.len(), 0);
+    }
+    assert!(Deploy::new("ftp://example.com/app.zip").is_err());
+}
