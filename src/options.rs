@@ -241,6 +241,12 @@ mod tests {
     }
 
     #[test]
+    fn options_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + Clone + fmt::Debug + Default>() {}
+        shareable::<DeployOptions>();
+    }
+
+    #[test]
     fn defaults_are_valid() {
         DeployOptions::default().validate().unwrap();
     }
