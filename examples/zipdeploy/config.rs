@@ -3,10 +3,9 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use zipdeploy::signature::PublicKey;
-use zipdeploy::{Error, Layout, NetrcFile};
+use zipdeploy::{DeployOptions, Error, Layout, NetrcFile, Source};
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
@@ -26,33 +25,13 @@ pub enum Mode {
 /// What the command line and environment ask for.
 pub struct Cli {
     pub mode: Mode,
-    /// The package's locations: the URL, then its mirrors.
-    pub urls: Vec<String>,
-    pub sha256: Option<String>,
-    pub sha256_from: Option<String>,
-    pub minisign_key: Option<PublicKey>,
-    pub minisign_sig: Option<String>,
-    pub cache: Option<PathBuf>,
-    pub cache_max_size: Option<u64>,
+    /// The package's location; `None` without one (development mode,
+    /// `--rollback`, `--status`). Its mirrors are in `options`.
+    pub source: Option<Source>,
+    /// Every setting of the deploy, in the library's one options value.
+    pub options: DeployOptions,
     pub dest: PathBuf,
     pub init: Option<PathBuf>,
-    pub headers: Vec<(String, String)>,
-    pub cacert: Option<PathBuf>,
-    /// The netrc file to read; `None` for the default (`NETRC`, `~/.netrc`).
-    pub netrc: Option<NetrcFile>,
-    pub s3_endpoint: Option<url::Url>,
-    pub s3_path_style: bool,
-    pub timeout: Option<Duration>,
-    pub connect_timeout: Option<Duration>,
-    pub stall_timeout: Option<Duration>,
-    pub retries: Option<u32>,
-    pub speed_limit: Option<u64>,
-    pub speed_time: Option<Duration>,
-    pub max_size: Option<u64>,
-    pub max_total_size: Option<u64>,
-    pub max_entries: Option<u64>,
-    pub keep: Option<usize>,
-    pub sync: bool,
     pub progress: bool,
     pub quiet: bool,
     pub verbose: bool,
@@ -146,40 +125,24 @@ impl Cli {
             _ => dest.clone(),
         };
         let child_env = ChildEnv::new(vars, given.switch("pass-env")?, &tree);
+        let mut options = settings(&given, netrc, minisign_key)?;
+        let (progress, json) = (given.switch("progress")?, given.switch("json")?);
+        // Locations and digests are read only when there is a package to
+        // deploy: a stale PACKAGE_SHA256 does not stop --status.
+        let source = match urls.split_first() {
+            Some((url, mirrors)) => Some(package(&given, url, mirrors, &mut options)?),
+            None => None,
+        };
         Ok(Cli {
             mode,
-            urls,
-            sha256: given.text("sha256")?,
-            sha256_from: given.text("sha256-from")?,
-            minisign_key,
-            minisign_sig: given.text("minisign-sig")?,
-            cache: given.path("cache"),
-            cache_max_size: given.parsed("cache-max-size", parse_size)?,
+            source,
+            options,
             dest,
             init,
-            headers: given.headers()?,
-            cacert: given.path("cacert"),
-            netrc,
-            s3_endpoint: given
-                .text("s3-endpoint")?
-                .map(|e| zipdeploy::s3::parse_endpoint(&e))
-                .transpose()?,
-            s3_path_style: given.switch("s3-path-style")?,
-            timeout: given.duration("timeout")?,
-            connect_timeout: given.duration("connect-timeout")?,
-            stall_timeout: given.duration("stall-timeout")?,
-            retries: given.parsed("retries", |t| t.parse().ok())?,
-            speed_limit: given.parsed("speed-limit", parse_size)?,
-            speed_time: given.duration("speed-time")?,
-            max_size: given.parsed("max-size", parse_size)?,
-            max_total_size: given.parsed("max-total-size", parse_size)?,
-            max_entries: given.parsed("max-entries", |t| t.parse().ok())?,
-            keep: given.parsed("keep", |t| t.parse().ok())?,
-            sync: given.switch("sync")?,
-            progress: given.switch("progress")?,
+            progress,
             quiet,
             verbose,
-            json: given.switch("json")?,
+            json,
             child_env,
             command: given.command,
         })
@@ -188,6 +151,89 @@ impl Cli {
     pub fn shows_progress(&self) -> bool {
         !self.quiet && (self.progress || (!self.json && io::stderr().is_terminal()))
     }
+}
+
+/// The library's settings from what is given: each option left out keeps
+/// the library's default.
+fn settings(
+    given: &Given,
+    netrc: Option<NetrcFile>,
+    minisign_key: Option<PublicKey>,
+) -> Result<DeployOptions, Error> {
+    let mut options = DeployOptions::default();
+    options.minisign_key = minisign_key;
+    options.cache = given.path("cache");
+    if let Some(bytes) = given.parsed("cache-max-size", parse_size)? {
+        options.cache_max_size = bytes;
+    }
+    let fetch = &mut options.fetch;
+    fetch.headers = given.headers()?;
+    if let Some(netrc) = netrc {
+        fetch.netrc = netrc;
+    }
+    if let Some(endpoint) = given.text("s3-endpoint")? {
+        fetch.s3.endpoint = Some(zipdeploy::s3::parse_endpoint(&endpoint)?);
+    }
+    fetch.s3.path_style = given.switch("s3-path-style")?;
+    fetch.timeout = given.duration("timeout")?.or(fetch.timeout);
+    if let Some(timeout) = given.duration("connect-timeout")? {
+        fetch.connect_timeout = timeout;
+    }
+    if let Some(timeout) = given.duration("stall-timeout")? {
+        fetch.stall_timeout = timeout;
+    }
+    if let Some(retries) = given.parsed("retries", |t| t.parse().ok())? {
+        fetch.retries = retries;
+    }
+    if let Some(bytes) = given.parsed("speed-limit", parse_size)? {
+        fetch.speed_limit = bytes;
+    }
+    if let Some(time) = given.duration("speed-time")? {
+        fetch.speed_time = time;
+    }
+    if let Some(bytes) = given.parsed("max-size", parse_size)? {
+        fetch.max_size = bytes;
+    }
+    let limits = &mut options.limits;
+    if let Some(bytes) = given.parsed("max-total-size", parse_size)? {
+        limits.max_total_size = bytes;
+    }
+    if let Some(entries) = given.parsed("max-entries", |t| t.parse().ok())? {
+        limits.max_entries = entries;
+    }
+    if let Some(keep) = given.parsed("keep", |t| t.parse().ok())? {
+        options.keep = keep;
+    }
+    options.durable = given.switch("sync")?;
+    Ok(options)
+}
+
+/// The package's location, and into `options` what names or checks it:
+/// its digest (or sidecar), mirrors, signature, and the CA to trust.
+fn package(
+    given: &Given,
+    url: &str,
+    mirrors: &[String],
+    options: &mut DeployOptions,
+) -> Result<Source, Error> {
+    let source = Source::parse(url)?;
+    if let Some(hex) = given.text("sha256")? {
+        options.sha256 = Some(hex.parse()?);
+    }
+    if let Some(path) = given.path("cacert") {
+        let pem = zipdeploy::fetch::read_cacert_file(&path)?;
+        options.fetch.root_certs_pem.push(pem);
+    }
+    for mirror in mirrors {
+        options.mirrors.push(Source::parse(mirror)?);
+    }
+    if let Some(sidecar) = given.text("sha256-from")? {
+        options.sha256_from = Some(Source::parse(&sidecar)?);
+    }
+    if let Some(sig) = given.text("minisign-sig")? {
+        options.minisign_signature = Some(Source::parse(&sig)?);
+    }
+    Ok(source)
 }
 
 /// Whether the caller asked for JSON, judged without a full parse (used to

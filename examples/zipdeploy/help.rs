@@ -1,9 +1,8 @@
 //! The --help text.
 
-use zipdeploy::{ErrorClass, FetchOptions, Limits};
+use zipdeploy::{DeployOptions, ErrorClass};
 
-use crate::options::{Opt, OPTIONS};
-use crate::values::human_duration;
+use crate::options::OPTIONS;
 
 /// Exit statuses, by the library's error classes where they apply.
 const EXIT_CODES: &[(u8, &str)] = &[
@@ -46,36 +45,6 @@ const EXIT_CODES: &[(u8, &str)] = &[
     (127, "COMMAND not found"),
 ];
 
-pub fn default_shown(opt: &Opt) -> Option<String> {
-    let fetch = FetchOptions::default();
-    let limits = Limits::default();
-    Some(match opt.name {
-        "timeout" => "none".into(),
-        "retries" => fetch.retries.to_string(),
-        "speed-limit" => human_size(fetch.speed_limit),
-        "speed-time" => human_duration(fetch.speed_time),
-        "connect-timeout" => human_duration(fetch.connect_timeout),
-        "stall-timeout" => human_duration(fetch.stall_timeout),
-        "max-size" => human_size(fetch.max_size),
-        "max-total-size" => human_size(limits.max_total_size),
-        "max-entries" => limits.max_entries.to_string(),
-        "keep" => "1".into(),
-        "cache-max-size" => human_size(zipdeploy::cache::DEFAULT_MAX_SIZE),
-        _ => return None,
-    })
-}
-
-/// A size in the suffix notation `parse_size` accepts.
-pub fn human_size(bytes: u64) -> String {
-    let suffixes = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
-    for (shift, suffix) in suffixes {
-        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{suffix}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
-}
-
 pub fn help_text() -> String {
     let mut text = String::from(
         "zipdeploy: install a ZIP package into a directory, then run a command in it\n\n\
@@ -94,6 +63,7 @@ pub fn help_text() -> String {
          COMMAND, PACKAGE_DIR, --status and --rollback use DIR/current.\n\n\
          Options (a flag beats its environment variable; --opt=value also works):\n",
     );
+    let defaults = DeployOptions::default();
     for opt in OPTIONS {
         let short = match opt.short {
             Some(letter) => format!("-{letter}, "),
@@ -108,8 +78,8 @@ pub fn help_text() -> String {
         if let Some(var) = opt.env_var() {
             notes.push(format!("env {var}"));
         }
-        if let Some(default) = default_shown(opt) {
-            notes.push(format!("default {default}"));
+        if let Some(shown) = opt.default {
+            notes.push(format!("default {}", shown(&defaults)));
         }
         if !notes.is_empty() {
             text.push_str(&format!("  {:<28}[{}]\n", "", notes.join(", ")));

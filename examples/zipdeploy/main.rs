@@ -65,16 +65,16 @@ fn main() -> ExitCode {
 /// execs COMMAND in DEST. Returns only when there is no COMMAND or something
 /// failed; `Ok` holds the exit status.
 fn run(cli: &Cli) -> Result<u8, Failure> {
-    let workdir = match cli.mode {
-        Mode::Status => return show_status(cli),
-        Mode::Rollback => {
+    let workdir = match (cli.mode, &cli.source) {
+        (Mode::Status, _) => return show_status(cli),
+        (Mode::Rollback, _) => {
             let rollback = zipdeploy::rollback(&cli.dest)?;
             announce_rollback(cli, &rollback);
             rollback.status.dest
         }
-        Mode::Deploy if !cli.urls.is_empty() => {
+        (Mode::Deploy, Some(source)) => {
             catch_stop_signals()?;
-            let result = install(cli);
+            let result = install(cli, source);
             if let Some(signal) = stop_signal() {
                 // Asked to stop: whatever the deploy did (it was cancelled,
                 // or had just finished), COMMAND is not started.
@@ -87,7 +87,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             announce(cli, &report);
             report.dest
         }
-        Mode::Deploy => {
+        (Mode::Deploy, None) => {
             use_mounted_tree(cli)?;
             cli.dest.clone()
         }

@@ -1,4 +1,9 @@
-//! Options: one table drives flag parsing, environment fallbacks and --help.
+//! Options: one table drives flag parsing, environment fallbacks and --help
+//! (defaults shown from the library's `DeployOptions::default()`).
+
+use zipdeploy::DeployOptions;
+
+use crate::values::{human_duration, human_size};
 
 /// One command-line option.
 pub struct Opt {
@@ -13,6 +18,8 @@ pub struct Opt {
     /// The one-letter form, e.g. `v` for `-v`.
     pub short: Option<char>,
     pub help: &'static str,
+    /// The library's default, as `--help` shows it.
+    pub default: Option<fn(&DeployOptions) -> String>,
 }
 
 /// The environment variable read when an option is not on the command line.
@@ -125,78 +132,111 @@ pub const OPTIONS: &[Opt] = &[
         EnvVar::Derived,
         "address s3:// objects as ENDPOINT/BUCKET/KEY on AWS too",
     ),
-    Opt::value(
-        "timeout",
-        "TIME",
-        EnvVar::Derived,
-        "deadline for the whole download, retries included",
-    ),
-    Opt::value(
-        "connect-timeout",
-        "TIME",
-        EnvVar::Derived,
-        "time allowed to connect (TCP and TLS), per attempt",
-    ),
-    Opt::value(
-        "stall-timeout",
-        "TIME",
-        EnvVar::Derived,
-        "longest wait for the response or any byte of it, per attempt",
-    ),
-    Opt::value(
-        "retries",
-        "N",
-        EnvVar::Derived,
-        "retries on transient network errors",
-    ),
-    Opt::value(
-        "speed-limit",
-        "BYTES",
-        EnvVar::Derived,
-        "fail (and retry) a download slower than BYTES/s over --speed-time; 0: off",
-    ),
-    Opt::value(
-        "speed-time",
-        "TIME",
-        EnvVar::Derived,
-        "the window --speed-limit averages over",
-    ),
-    Opt::value(
-        "max-size",
-        "BYTES",
-        EnvVar::Derived,
-        "largest package accepted",
-    ),
-    Opt::value(
-        "max-total-size",
-        "BYTES",
-        EnvVar::Derived,
-        "largest total uncompressed size",
-    ),
-    Opt::value(
-        "max-entries",
-        "N",
-        EnvVar::Derived,
-        "most entries in the archive",
-    ),
-    Opt::value(
-        "keep",
-        "N",
-        EnvVar::Derived,
-        "previous releases kept for rollback",
-    ),
+    Opt {
+        default: Some(|_| "none".into()),
+        ..Opt::value(
+            "timeout",
+            "TIME",
+            EnvVar::Derived,
+            "deadline for the whole download, retries included",
+        )
+    },
+    Opt {
+        default: Some(|d| human_duration(d.fetch.connect_timeout)),
+        ..Opt::value(
+            "connect-timeout",
+            "TIME",
+            EnvVar::Derived,
+            "time allowed to connect (TCP and TLS), per attempt",
+        )
+    },
+    Opt {
+        default: Some(|d| human_duration(d.fetch.stall_timeout)),
+        ..Opt::value(
+            "stall-timeout",
+            "TIME",
+            EnvVar::Derived,
+            "longest wait for the response or any byte of it, per attempt",
+        )
+    },
+    Opt {
+        default: Some(|d| d.fetch.retries.to_string()),
+        ..Opt::value(
+            "retries",
+            "N",
+            EnvVar::Derived,
+            "retries on transient network errors",
+        )
+    },
+    Opt {
+        default: Some(|d| human_size(d.fetch.speed_limit)),
+        ..Opt::value(
+            "speed-limit",
+            "BYTES",
+            EnvVar::Derived,
+            "fail (and retry) a download slower than BYTES/s over --speed-time; 0: off",
+        )
+    },
+    Opt {
+        default: Some(|d| human_duration(d.fetch.speed_time)),
+        ..Opt::value(
+            "speed-time",
+            "TIME",
+            EnvVar::Derived,
+            "the window --speed-limit averages over",
+        )
+    },
+    Opt {
+        default: Some(|d| human_size(d.fetch.max_size)),
+        ..Opt::value(
+            "max-size",
+            "BYTES",
+            EnvVar::Derived,
+            "largest package accepted",
+        )
+    },
+    Opt {
+        default: Some(|d| human_size(d.limits.max_total_size)),
+        ..Opt::value(
+            "max-total-size",
+            "BYTES",
+            EnvVar::Derived,
+            "largest total uncompressed size",
+        )
+    },
+    Opt {
+        default: Some(|d| d.limits.max_entries.to_string()),
+        ..Opt::value(
+            "max-entries",
+            "N",
+            EnvVar::Derived,
+            "most entries in the archive",
+        )
+    },
+    Opt {
+        default: Some(|d| d.keep.to_string()),
+        ..Opt::value(
+            "keep",
+            "N",
+            EnvVar::Derived,
+            "previous releases kept for rollback",
+        )
+    },
     Opt::value(
         "cache",
         "DIR",
         EnvVar::Derived,
         "download cache shared by deploys (DIR/sha256/HEX.zip)",
     ),
-    Opt::value(
-        "cache-max-size",
-        "BYTES",
-        EnvVar::Derived,
-        "largest total size of the cache (least recently used evicted)",
-    ),
+    Opt {
+        default: Some(|d| human_size(d.cache_max_size)),
+        ..Opt::value(
+            "cache-max-size",
+            "BYTES",
+            EnvVar::Derived,
+            "largest total size of the cache (least recently used evicted)",
+        )
+    },
     Opt::switch(
         "rollback",
         EnvVar::None,
@@ -262,6 +302,7 @@ impl Opt {
             repeatable: false,
             short: None,
             help,
+            default: None,
         }
     }
 
@@ -273,6 +314,7 @@ impl Opt {
             repeatable: false,
             short: None,
             help,
+            default: None,
         }
     }
 
@@ -366,6 +408,16 @@ mod tests {
         assert_eq!(closest("sha265"), Some("sha256"));
         assert_eq!(closest("verbos"), Some("verbose"));
         assert_eq!(closest("frobnicate"), None);
+    }
+
+    #[test]
+    fn help_defaults_are_read_from_the_library_options() {
+        let mut options = DeployOptions::default();
+        options.keep = 7;
+        options.fetch.stall_timeout = std::time::Duration::from_millis(1500);
+        let shown = |name| (Opt::named(name).unwrap().default.unwrap())(&options);
+        assert_eq!(shown("keep"), "7");
+        assert_eq!(shown("stall-timeout"), "1500ms");
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (!total.is_zero()).then_some(total)
 }
 
+/// A size in the suffix notation `parse_size` accepts.
+pub fn human_size(bytes: u64) -> String {
+    let suffixes = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+    for (shift, suffix) in suffixes {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 /// A duration as `parse_duration` reads it back: `30s`, `1m30s`, `500ms`.
 pub fn human_duration(duration: Duration) -> String {
     let ms = duration.as_millis();

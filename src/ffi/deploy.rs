@@ -18,7 +18,7 @@ use super::{
 };
 use super::{zipdeploy_error, zipdeploy_report, zipdeploy_status};
 use crate::signature::PublicKey;
-use crate::{Deploy, FetchOptions, Limits, Progress, Report, Sha256Digest, Source, Stage, Status};
+use crate::{Deploy, DeployOptions, Progress, Report, Source, Stage, Status};
 
 /// A deploy configuration: one package URL, one destination and options.
 ///
@@ -40,19 +40,10 @@ impl Object for zipdeploy_deploy {}
 /// What a handle remembers: the configuration and the last call's outcome.
 struct State {
     source: Option<Source>,
-    expected: Option<Sha256Digest>,
     dest: Option<PathBuf>,
-    limits: Limits,
-    fetch: FetchOptions,
-    keep: Option<usize>,
-    durable: Option<bool>,
+    /// Every other setting: the one options value Rust, C and the CLI fill.
+    options: DeployOptions,
     progress: Option<Callback>,
-    mirrors: Vec<Source>,
-    sidecar: Option<Source>,
-    minisign_key: Option<PublicKey>,
-    minisign_sig: Option<Source>,
-    cache: Option<PathBuf>,
-    cache_max_size: Option<u64>,
     last_status: c_int,
     last_error: CString,
 }
@@ -61,19 +52,9 @@ impl Default for State {
     fn default() -> Self {
         State {
             source: None,
-            expected: None,
             dest: None,
-            limits: Limits::default(),
-            fetch: FetchOptions::default(),
-            keep: None,
-            durable: None,
+            options: DeployOptions::default(),
             progress: None,
-            mirrors: Vec::new(),
-            sidecar: None,
-            minisign_key: None,
-            minisign_sig: None,
-            cache: None,
-            cache_max_size: None,
             last_status: ZIPDEPLOY_OK,
             last_error: CString::default(),
         }
@@ -149,41 +130,12 @@ impl State {
                 "invalid configuration: no package URL set (zipdeploy_deploy_set_url)",
             )
         })?;
-        let mut deploy = Deploy::from_source(source)
-            .limits(self.limits.clone())
-            .fetch_options(self.fetch.clone());
+        let mut deploy = Deploy::with_options(source, self.options.clone())?;
         if let Some(dest) = &self.dest {
             deploy = deploy.dest(dest);
         }
-        if let Some(expected) = self.expected {
-            deploy = deploy.digest(expected);
-        }
-        if let Some(keep) = self.keep {
-            deploy = deploy.keep(keep);
-        }
-        if let Some(durable) = self.durable {
-            deploy = deploy.durable(durable);
-        }
         if let Some(callback) = self.progress {
             deploy = deploy.progress(callback.on_this_thread());
-        }
-        for mirror in &self.mirrors {
-            deploy = deploy.mirror_source(mirror.clone());
-        }
-        if let Some(sidecar) = &self.sidecar {
-            deploy = deploy.sha256_from_source(sidecar.clone());
-        }
-        if let Some(key) = &self.minisign_key {
-            deploy = deploy.minisign_key(key.clone());
-        }
-        if let Some(sig) = &self.minisign_sig {
-            deploy = deploy.minisign_signature_source(sig.clone());
-        }
-        if let Some(dir) = &self.cache {
-            deploy = deploy.cache(dir);
-        }
-        if let Some(bytes) = self.cache_max_size {
-            deploy = deploy.cache_max_size(bytes);
         }
         Ok(deploy.run()?)
     }
@@ -204,7 +156,7 @@ impl State {
             },
             None => Ok(()),
         };
-        let durable = self.durable.unwrap_or(false);
+        let durable = self.options.durable;
         Ok(crate::status::rollback_with(dest, durable, &mut waiting)?.status)
     }
 }
@@ -268,7 +220,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_sha256(
     // SAFETY: forwarded contract: `sha256` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.expected = match opt_str_arg(sha256, "sha256")? {
+            s.options.sha256 = match opt_str_arg(sha256, "sha256")? {
                 Some(hex) => Some(hex.parse()?),
                 None => None,
             };
@@ -320,7 +272,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_download(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.max_size = positive(bytes, "max_download")?;
+            s.options.fetch.max_size = positive(bytes, "max_download")?;
             Ok(())
         })
     }
@@ -339,7 +291,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_total_size(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_total_size = positive(bytes, "max_total_size")?;
+            s.options.limits.max_total_size = positive(bytes, "max_total_size")?;
             Ok(())
         })
     }
@@ -357,7 +309,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_entries(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_entries = positive(entries, "max_entries")?;
+            s.options.limits.max_entries = positive(entries, "max_entries")?;
             Ok(())
         })
     }
@@ -377,7 +329,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_depth(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_path_depth = positive(components, "max_path_depth")?;
+            s.options.limits.max_path_depth = positive(components, "max_path_depth")?;
             Ok(())
         })
     }
@@ -396,7 +348,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_path_length(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_path_length = positive(bytes, "max_path_length")?;
+            s.options.limits.max_path_length = positive(bytes, "max_path_length")?;
             Ok(())
         })
     }
@@ -416,7 +368,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_max_metadata(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.limits.max_metadata = positive(bytes, "max_metadata")?;
+            s.options.limits.max_metadata = positive(bytes, "max_metadata")?;
             Ok(())
         })
     }
@@ -435,7 +387,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            s.options.fetch.timeout = (ms > 0).then(|| Duration::from_millis(ms));
             Ok(())
         })
     }
@@ -454,7 +406,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_connect_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.connect_timeout = Duration::from_millis(positive(ms, "connect_timeout_ms")?);
+            s.options.fetch.connect_timeout =
+                Duration::from_millis(positive(ms, "connect_timeout_ms")?);
             Ok(())
         })
     }
@@ -473,7 +426,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_stall_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.stall_timeout = Duration::from_millis(positive(ms, "stall_timeout_ms")?);
+            s.options.fetch.stall_timeout =
+                Duration::from_millis(positive(ms, "stall_timeout_ms")?);
             Ok(())
         })
     }
@@ -498,8 +452,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_speed_limit(
             if bytes_per_second > 0 {
                 positive(time_ms, "time_ms")?;
             }
-            s.fetch.speed_limit = bytes_per_second;
-            s.fetch.speed_time = Duration::from_millis(time_ms);
+            s.options.fetch.speed_limit = bytes_per_second;
+            s.options.fetch.speed_time = Duration::from_millis(time_ms);
             Ok(())
         })
     }
@@ -519,7 +473,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_retries(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.retries = retries;
+            s.options.fetch.retries = retries;
             Ok(())
         })
     }
@@ -545,7 +499,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_header(
     unsafe {
         set(deploy, |s| {
             let (name, value) = header_args(name, value)?;
-            s.fetch.headers.push((name, value));
+            s.options.fetch.headers.push((name, value));
             Ok(())
         })
     }
@@ -572,7 +526,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_header_for(
         set(deploy, |s| {
             let origin = crate::fetch::parse_origin(str_arg(origin, "origin")?)?;
             let (name, value) = header_args(name, value)?;
-            s.fetch.origin_headers.push((origin, name, value));
+            s.options.fetch.origin_headers.push((origin, name, value));
             Ok(())
         })
     }
@@ -593,19 +547,9 @@ unsafe fn header_args(
             str_arg(value, "header value")?,
         )
     };
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(Failure::new(
-            ZIPDEPLOY_INVALID_ARGUMENT,
-            format!("invalid header name {name:?}"),
-        ));
-    }
-    if value.contains(['\r', '\n']) {
-        return Err(Failure::new(
-            ZIPDEPLOY_INVALID_ARGUMENT,
-            format!("value of header {name:?} contains a line break"),
-        ));
-    }
+    // The same check as `DeployOptions::validate`, reported at once.
+    crate::options::check_header(name, value)
+        .map_err(|why| Failure::new(ZIPDEPLOY_INVALID_ARGUMENT, why))?;
     Ok((name.into(), value.into()))
 }
 
@@ -619,8 +563,8 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_headers(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.headers.clear();
-            s.fetch.origin_headers.clear();
+            s.options.fetch.headers.clear();
+            s.options.fetch.origin_headers.clear();
             Ok(())
         })
     }
@@ -645,7 +589,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_cacert_file(
         set(deploy, |s| {
             let path = PathBuf::from(str_arg(path, "CA certificate file")?);
             let pem = crate::fetch::read_cacert_file(&path)?;
-            s.fetch.root_certs_pem.push(pem);
+            s.options.fetch.root_certs_pem.push(pem);
             Ok(())
         })
     }
@@ -661,7 +605,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_cacerts(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.root_certs_pem.clear();
+            s.options.fetch.root_certs_pem.clear();
             Ok(())
         })
     }
@@ -683,7 +627,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_netrc_file(
     // SAFETY: forwarded contract: `path` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.fetch.netrc = match opt_str_arg(path, "netrc file")? {
+            s.options.fetch.netrc = match opt_str_arg(path, "netrc file")? {
                 Some(path) => crate::netrc::NetrcFile::Required(PathBuf::from(path)),
                 None => crate::netrc::NetrcFile::Disabled,
             };
@@ -705,7 +649,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_keep(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.keep = Some(usize::try_from(releases).unwrap_or(usize::MAX));
+            s.options.keep = usize::try_from(releases).unwrap_or(usize::MAX);
             Ok(())
         })
     }
@@ -725,7 +669,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_durable(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.durable = Some(durable != 0);
+            s.options.durable = durable != 0;
             Ok(())
         })
     }
@@ -748,7 +692,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_s3_endpoint(
     // string.
     unsafe {
         set(deploy, |s| {
-            s.fetch.s3.endpoint = match opt_str_arg(endpoint, "s3 endpoint")? {
+            s.options.fetch.s3.endpoint = match opt_str_arg(endpoint, "s3 endpoint")? {
                 Some(endpoint) => Some(crate::s3::parse_endpoint(endpoint)?),
                 None => None,
             };
@@ -771,7 +715,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_s3_path_style(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.fetch.s3.path_style = path_style != 0;
+            s.options.fetch.s3.path_style = path_style != 0;
             Ok(())
         })
     }
@@ -830,7 +774,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_sha256_from(
     // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.sidecar = match opt_str_arg(url, "sha256_from")? {
+            s.options.sha256_from = match opt_str_arg(url, "sha256_from")? {
                 Some(url) => Some(Source::parse(url)?),
                 None => None,
             };
@@ -854,7 +798,9 @@ pub unsafe extern "C" fn zipdeploy_deploy_add_mirror(
     // SAFETY: forwarded contract: `url` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.mirrors.push(Source::parse(str_arg(url, "mirror")?)?);
+            s.options
+                .mirrors
+                .push(Source::parse(str_arg(url, "mirror")?)?);
             Ok(())
         })
     }
@@ -869,7 +815,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_clear_mirrors(deploy: *mut zipdeploy_d
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.mirrors.clear();
+            s.options.mirrors.clear();
             Ok(())
         })
     }
@@ -894,7 +840,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_key(
     // SAFETY: forwarded contract: `key` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.minisign_key = match opt_str_arg(key, "minisign key")? {
+            s.options.minisign_key = match opt_str_arg(key, "minisign key")? {
                 Some(key) => Some(PublicKey::from_arg(key)?),
                 None => None,
             };
@@ -917,7 +863,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_minisign_sig(
     // string.
     unsafe {
         set(deploy, |s| {
-            s.minisign_sig = match opt_str_arg(location, "minisign signature")? {
+            s.options.minisign_signature = match opt_str_arg(location, "minisign signature")? {
                 Some(location) => Some(Source::parse(location)?),
                 None => None,
             };
@@ -942,7 +888,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_cache(
     // SAFETY: forwarded contract: `dir` is NULL or a NUL-terminated string.
     unsafe {
         set(deploy, |s| {
-            s.cache = match opt_str_arg(dir, "cache")? {
+            s.options.cache = match opt_str_arg(dir, "cache")? {
                 Some("") => {
                     return Err(Failure::new(
                         ZIPDEPLOY_CONFIG,
@@ -971,7 +917,7 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_cache_max_size(
     // SAFETY: forwarded contract.
     unsafe {
         set(deploy, |s| {
-            s.cache_max_size = Some(positive(bytes, "cache_max_size")?);
+            s.options.cache_max_size = positive(bytes, "cache_max_size")?;
             Ok(())
         })
     }
@@ -1137,6 +1083,7 @@ mod tests {
     use super::super::test_support::{cs, package, text};
     use super::*;
     use crate::ffi::*;
+    use crate::Sha256Digest;
 
     #[test]
     fn the_progress_callback_cancels_a_rollback_waiting_for_the_lock() {
@@ -1188,15 +1135,23 @@ mod tests {
             assert_eq!(zipdeploy_deploy_set_s3_path_style(d, 1), ZIPDEPLOY_OK);
             {
                 let state = (*d).state.lock().unwrap();
-                let endpoint = state.fetch.s3.endpoint.as_ref().map(|u| u.as_str());
+                let endpoint = state.options.fetch.s3.endpoint.as_ref().map(|u| u.as_str());
                 assert_eq!(endpoint, Some("http://127.0.0.1:9000/"));
-                assert!(state.fetch.s3.path_style);
+                assert!(state.options.fetch.s3.path_style);
             }
             assert_eq!(
                 zipdeploy_deploy_set_s3_endpoint(d, std::ptr::null()),
                 ZIPDEPLOY_OK
             );
-            assert!((*d).state.lock().unwrap().fetch.s3.endpoint.is_none());
+            assert!((*d)
+                .state
+                .lock()
+                .unwrap()
+                .options
+                .fetch
+                .s3
+                .endpoint
+                .is_none());
             assert_eq!(
                 zipdeploy_deploy_set_s3_path_style(std::ptr::null_mut(), 1),
                 ZIPDEPLOY_INVALID_ARGUMENT
