@@ -207,7 +207,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Forgets everything hashed so far (used when a download restarts).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         match &mut self.hasher {
             Hasher::Inline(state) => *state = Sha256::new(),
             Hasher::Threaded(thread) => {
@@ -226,7 +226,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Mutable access to the wrapped writer.
-    pub fn get_mut(&mut self) -> &mut W {
+    pub(crate) fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
 

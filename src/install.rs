@@ -53,6 +53,7 @@ pub struct Layout {
 
 /// What is installed at DEST, as recorded in the state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Installed {
     /// SHA-256 of the package.
     pub digest: Sha256Digest,
@@ -141,6 +142,7 @@ impl Installed {
 
 /// A previous tree kept in the state directory for rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Release {
     /// Its name in `releases/`; names sort by the time the tree was retired.
     pub id: String,
@@ -152,6 +154,7 @@ pub struct Release {
 /// Holds the deploy lock of one DEST until dropped, and the handle of its
 /// checked state directory, through which the deploy reaches its files.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct StateLock {
     _file: File,
     dir: TrustedDir,
@@ -385,6 +388,7 @@ impl Layout {
     /// symlink, is not owned by the effective user, or is writable by group
     /// or others: whoever could write it could make the deploy overwrite or
     /// delete files elsewhere.
+    #[doc(hidden)]
     pub fn lock(&self) -> Result<StateLock> {
         self.lock_waiting(&mut || Ok(()))
     }
@@ -426,6 +430,7 @@ impl Layout {
     /// A leftover that cannot be removed does not fail the recovery: it is
     /// set aside as `trash-*` (tried again by every later run) and described
     /// in the returned warnings.
+    #[doc(hidden)]
     pub fn recover(&self, lock: &StateLock) -> Result<Vec<String>> {
         let dir = &lock.dir;
         if let Some(text) = dir.read("swap") {
@@ -528,6 +533,7 @@ impl Layout {
     /// for a tree zipdeploy has no record of). Fails with
     /// [`Error::NoRelease`] when no release is kept; on any error DEST is
     /// unchanged.
+    #[doc(hidden)]
     pub fn rollback(
         &self,
         lock: &StateLock,
@@ -591,11 +597,13 @@ impl Layout {
     }
 
     /// A fresh path for a staging directory (not created).
+    #[doc(hidden)]
     pub fn staging_path(&self) -> PathBuf {
         self.state.join(format!("staging-{}", fsutil::unique()))
     }
 
     /// A fresh path for a download (not created).
+    #[doc(hidden)]
     pub fn download_path(&self) -> PathBuf {
         self.state
             .join(format!("download-{}.zip", fsutil::unique()))
@@ -608,6 +616,7 @@ impl Layout {
     /// leave a half-written tree active.
     ///
     /// On error DEST is unchanged and `staging` is left for the caller to remove.
+    #[doc(hidden)]
     pub fn activate(
         &self,
         lock: &StateLock,

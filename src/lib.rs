@@ -18,8 +18,15 @@
 //! what it was; nothing is written outside DEST and its state directory
 //! `<parent>/.<name>.zipdeploy/` (and the download cache, when one is
 //! given). A DEST that is a mount point (a volume) gets the tree one level
-//! down, in `DEST/current`: see [`Layout::new`]. Each stage is usable on its own: [`fetch::fetch_to_file`],
-//! [`extract::extract_archive`], [`install::Layout`].
+//! down, in `DEST/current`: see [`Layout::new`]. The fetch and extract
+//! stages are usable on their own: [`fetch::fetch_to_file`],
+//! [`extract::extract_archive`]; [`Layout`] says where a destination's tree
+//! and state are and what is installed there.
+//!
+//! Failures are one [`Error`], each variant with a stable numeric
+//! [`Error::code`] whose tens digit is its [`ErrorClass`] (the example CLI's
+//! exit status); network failures carry a typed [`NetworkKind`],
+//! [`TimeoutKind`] or [`TlsKind`] to branch on.
 //! The C ABI (for C, Go and Python embedders) is in [`ffi`].
 //!
 //! For fleets: [`Deploy::minisign_key`] (signed packages),
@@ -31,26 +38,37 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+// The modules a user names: the stages usable on their own, and the types
+// of the fleet features.
 pub mod cache;
-mod civil;
-pub mod digest;
-pub mod error;
 pub mod extract;
 pub mod fetch;
 pub mod ffi;
-mod fsutil;
-mod growth;
-mod http;
 pub mod install;
-mod mounts;
-pub mod netrc;
-pub mod progress;
-mod proxy;
-mod retry_after;
 pub mod s3;
 pub mod sidecar;
 pub mod signature;
+
+// Everything a user needs from these is re-exported below; the module paths
+// stay for code written against them, out of the documentation.
+#[doc(hidden)]
+pub mod digest;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod netrc;
+#[doc(hidden)]
+pub mod progress;
+#[doc(hidden)]
 pub mod status;
+
+mod civil;
+mod fsutil;
+mod growth;
+mod http;
+mod mounts;
+mod proxy;
+mod retry_after;
 mod tap;
 mod trust;
 
@@ -63,15 +81,16 @@ use extract::stream::{Finished, Streamer};
 
 pub use cache::Cache;
 pub use digest::Sha256Digest;
-pub use error::{Error, ErrorClass, Limit, Result};
+pub use error::{Error, ErrorClass, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 pub use extract::{Extracted, Limits};
 pub use fetch::{FetchOptions, Fetched, NetrcFile, ProxyConfig, Source};
 pub use install::{Installed, Layout, Release};
-pub use progress::{Notice, NoticeFn, Progress, Stage};
-pub use status::{rollback, status, Rollback, Status};
+pub use progress::{Notice, NoticeFn, Progress, ProgressFn, Stage};
+pub use status::{rollback, rollback_durable, status, Rollback, Status};
 
 /// Time spent in each stage of a deploy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timings {
     /// Downloading (or reading) and hashing the package.
     pub fetch: Duration,
@@ -85,6 +104,7 @@ pub struct Timings {
 
 /// What a deploy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// SHA-256 of the installed package.
     pub digest: Sha256Digest,
@@ -141,8 +161,10 @@ type ProgressBox<'a> = Box<progress::ProgressFn<'a>>;
 /// A deploy of one package into one directory; configure, then [`Deploy::run`].
 ///
 /// Defaults: no expected digest (the report carries the one seen), the limits
-/// of [`Limits`] and [`FetchOptions`], one previous release kept, data synced
-/// to disk before activation, no signature required, no mirrors, no cache.
+/// of [`Limits`] and [`FetchOptions`], one previous release kept, data not
+/// synced to disk before activation (see [`Deploy::durable`]), no signature
+/// required, no mirrors, no cache.
+#[must_use = "a Deploy does nothing until `.run()`"]
 pub struct Deploy<'a> {
     source: Source,
     mirrors: Vec<Source>,

@@ -68,7 +68,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     let workdir = match cli.mode {
         Mode::Status => return show_status(cli),
         Mode::Rollback => {
-            let rollback = zipdeploy::rollback(&cli.dest)?;
+            let rollback = if cli.sync {
+                zipdeploy::rollback_durable(&cli.dest)?
+            } else {
+                zipdeploy::rollback(&cli.dest)?
+            };
             announce_rollback(cli, &rollback);
             rollback.status.dest
         }

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result};
 
 /// The region used when none is configured anywhere.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -252,6 +252,7 @@ fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Res
             Error::Network {
                 url: shown.clone(),
                 reason,
+                kind: NetworkKind::Credentials,
             }
         })?,
     };
