@@ -421,3 +421,23 @@ fn help_lists_the_fleet_options() {
         assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
     }
 }
+
+#[test]
+fn rollback_with_sync_is_accepted_and_rolls_back() {
+    let server = site(vec![("/v1.zip", app_zip("1")), ("/v2.zip", app_zip("2"))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    for v in ["1", "2"] {
+        run(zipdeploy()
+            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
+            .arg("--dest")
+            .arg(&dest))
+        .expect(0);
+    }
+    run(zipdeploy()
+        .args(["--rollback", "--sync", "--quiet"])
+        .arg("--dest")
+        .arg(&dest))
+    .expect(0);
+    assert_eq!(version(&dest), "1");
+}

@@ -824,3 +824,23 @@ fn rollback_to_a_tree_that_predates_zipdeploy() {
     assert_eq!(version(&dest), "1");
     assert!(zipdeploy::status(&dest).unwrap().current.is_some());
 }
+
+#[test]
+fn rollback_durable_rolls_back_as_rollback_does_and_back_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let server = site(vec![("/v1.zip", app_zip("1")), ("/v2.zip", app_zip("2"))]);
+    for v in ["1", "2"] {
+        Deploy::new(&server.url(&format!("/v{v}.zip")))
+            .unwrap()
+            .dest(&dest)
+            .run()
+            .unwrap();
+    }
+    let back = zipdeploy::rollback_durable(&dest).unwrap();
+    assert_eq!(version(&dest), "1");
+    assert_eq!(back.previous.unwrap().digest.to_hex(), sha(&app_zip("2")));
+    let forth = zipdeploy::rollback(&dest).unwrap();
+    assert_eq!(version(&dest), "2");
+    assert_eq!(forth.status.kept.len(), 1);
+}
