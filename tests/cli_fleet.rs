@@ -4,49 +4,20 @@
 //! --rollback and --status.
 
 mod common;
-use common::{cli_path, sha};
+use common::sha;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::cli::{self, run};
 use common::signing::Signer;
 use common::*;
 
 /// The CLI with a clean environment.
 fn zipdeploy() -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null());
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Run {
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit status\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
+    cli::command()
 }
 
 /// A server with fixed files at paths, 404 elsewhere.

@@ -30,7 +30,7 @@ fn big_package() -> Vec<u8> {
 struct Fixture {
     tmp: tempfile::TempDir,
     dest: PathBuf,
-    before: Snapshot,
+    before: Before,
     server: TestServer,
     sha256: String,
 }
@@ -53,7 +53,7 @@ impl Fixture {
             Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(30)))
         });
         Fixture {
-            before: snapshot(&dest),
+            before: Before::of(&dest),
             tmp,
             dest,
             server,
@@ -94,13 +94,7 @@ impl Fixture {
 
     /// DEST is as it was, and the state dir holds no work file.
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
-        assert_eq!(names_in(self.tmp.path()), [".app.zipdeploy", "app"]);
-        let work: Vec<_> = names_in(&self.tmp.path().join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
-            .collect();
-        assert!(work.is_empty(), "work files left: {work:?}");
+        assert_untouched(&self.dest, &self.before);
     }
 }
 

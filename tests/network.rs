@@ -16,7 +16,7 @@ use zipdeploy::{Deploy, Error, NetworkKind, TimeoutKind, TlsKind};
 struct Fixture {
     _tmp: tempfile::TempDir,
     dest: PathBuf,
-    before: Snapshot,
+    before: Before,
 }
 
 impl Fixture {
@@ -32,7 +32,7 @@ impl Fixture {
             .run()
             .unwrap();
         std::fs::remove_file(&pkg).unwrap();
-        let before = snapshot(&dest);
+        let before = Before::of(&dest);
         Fixture {
             _tmp: tmp,
             dest,
@@ -51,14 +51,7 @@ impl Fixture {
 
     /// The failure left DEST and its surroundings exactly as they were.
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
-        let parent = self.dest.parent().unwrap();
-        assert_eq!(names_in(parent), [".app.zipdeploy", "app"]);
-        let state: Vec<_> = names_in(&parent.join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
-            .collect();
-        assert!(state.is_empty(), "work files left: {state:?}");
+        assert_untouched(&self.dest, &self.before);
     }
 
     fn assert_installed(&self, version: &str) {
