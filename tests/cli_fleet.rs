@@ -6,9 +6,7 @@
 mod common;
 use common::sha;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use common::cli::{self, run};
@@ -18,20 +16,6 @@ use common::*;
 /// The CLI with a clean environment.
 fn zipdeploy() -> Command {
     cli::command()
-}
-
-/// A server with fixed files at paths, 404 elsewhere.
-fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
-    let files: HashMap<String, Vec<u8>> =
-        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
-    TestServer::start(move |req, _| match files.get(req.path.as_str()) {
-        Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
-        None => Reply::status(404),
-    })
-}
-
-fn version(dest: &Path) -> String {
-    fs::read_to_string(dest.join("VERSION")).unwrap()
 }
 
 #[test]

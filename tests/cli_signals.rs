@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Sha256Digest};
+use zipdeploy::Sha256Digest;
 
 /// A package big enough that a server stalling after 1000 bytes is caught
 /// mid-body.
@@ -39,21 +39,14 @@ impl Fixture {
     fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
-        let old = tmp.path().join("old.zip");
-        std::fs::write(&old, app_zip("old")).unwrap();
-        Deploy::new(old.to_str().unwrap())
-            .unwrap()
-            .dest(&dest)
-            .run()
-            .unwrap();
-        std::fs::remove_file(&old).unwrap();
+        let before = install_previous(&dest, &app_zip("old"));
         let pkg = big_package();
         let sha256 = Sha256Digest::of(&pkg).to_hex();
         let server = TestServer::start(move |_, _| {
             Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(30)))
         });
         Fixture {
-            before: Before::of(&dest),
+            before,
             tmp,
             dest,
             server,

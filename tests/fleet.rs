@@ -5,9 +5,7 @@
 mod common;
 use common::sha;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -16,19 +14,6 @@ use common::*;
 use zipdeploy::signature::PublicKey;
 use zipdeploy::{Deploy, Error, ErrorClass};
 
-/// A server with fixed files at paths (ranges supported), 404 elsewhere.
-fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
-    let files: HashMap<String, Vec<u8>> =
-        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
-    TestServer::start(move |req, _| {
-        let path = req.path.split('?').next().unwrap_or_default();
-        match files.get(path) {
-            Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
-            None => Reply::status(404),
-        }
-    })
-}
-
 /// Requests the server saw for `path`.
 fn hits(server: &TestServer, path: &str) -> usize {
     server
@@ -36,10 +21,6 @@ fn hits(server: &TestServer, path: &str) -> usize {
         .iter()
         .filter(|r| r.path.split('?').next() == Some(path))
         .count()
-}
-
-fn version(dest: &Path) -> String {
-    fs::read_to_string(dest.join("VERSION")).unwrap()
 }
 
 /// Incompressible bytes, so that a package is as big as its content.

@@ -23,16 +23,7 @@ impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
-        let pkg = tmp.path().join("old.zip");
-        std::fs::write(&pkg, app_zip("old")).unwrap();
-        Deploy::new(pkg.to_str().unwrap())
-            .unwrap()
-            .dest(&dest)
-            .durable(false)
-            .run()
-            .unwrap();
-        std::fs::remove_file(&pkg).unwrap();
-        let before = Before::of(&dest);
+        let before = install_previous(&dest, &app_zip("old"));
         Fixture {
             _tmp: tmp,
             dest,

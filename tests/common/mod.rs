@@ -397,6 +397,40 @@ pub fn snapshot(root: &Path) -> Snapshot {
     out
 }
 
+/// A server with fixed files at paths (ranges supported, the query
+/// ignored), 404 elsewhere.
+pub fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
+    let files: std::collections::HashMap<String, Vec<u8>> =
+        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
+    TestServer::start(move |req, _| {
+        let path = req.path.split('?').next().unwrap_or_default();
+        match files.get(path) {
+            Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
+            None => Reply::status(404),
+        }
+    })
+}
+
+/// The `VERSION` file of the tree at `dest` (see [`app_zip`]).
+pub fn version(dest: &Path) -> String {
+    fs::read_to_string(dest.join("VERSION")).unwrap()
+}
+
+/// Installs `zip` at `dest` from a local file (removed again): the
+/// previous deploy that a failing run must leave in place. Returns what
+/// DEST and its parent hold then.
+pub fn install_previous(dest: &Path, zip: &[u8]) -> Before {
+    let pkg = dest.parent().unwrap().join("previous.zip");
+    fs::write(&pkg, zip).unwrap();
+    zipdeploy::Deploy::new(pkg.to_str().unwrap())
+        .unwrap()
+        .dest(dest)
+        .run()
+        .unwrap();
+    fs::remove_file(&pkg).unwrap();
+    Before::of(dest)
+}
+
 /// DEST's tree and the names beside it before a run that must leave them
 /// as they were.
 #[derive(Debug, Clone, Default)]
