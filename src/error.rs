@@ -452,6 +452,38 @@ mod tests {
         );
     }
 
+    /// The codes `Error::code` gives, read from this file's source: the
+    /// match there is exhaustive, so a new variant cannot miss this list.
+    fn all_codes() -> Vec<u32> {
+        let source = include_str!("error.rs");
+        let body = &source[source.find("pub fn code(&self)").unwrap()..];
+        let body = &body[..body.find("\n    }\n").unwrap()];
+        body.lines()
+            .filter_map(|l| l.trim().strip_prefix("Error::"))
+            .map(|l| l.rsplit("=> ").next().unwrap().trim_end_matches(','))
+            .map(|code| code.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn readme_lists_every_code_in_its_class() {
+        let codes = all_codes();
+        assert!(codes.len() >= 24 && codes.contains(&90), "{codes:?}");
+        let readme = include_str!("../README.md");
+        for code in codes {
+            let class = code / 10;
+            let row = readme
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with(&format!("| {class} ")))
+                .unwrap_or_else(|| panic!("README: no row for class {class}"));
+            assert!(
+                row.contains(&format!("| {code} ")) || row.contains(&format!(", {code} ")),
+                "README's status code table lacks {code} in {row:?}"
+            );
+        }
+    }
+
     #[test]
     fn transient_errors_are_the_retryable_ones() {
         let status = |s| Error::HttpStatus {
