@@ -97,6 +97,7 @@ fn is_temp(name: &str) -> bool {
 impl Cache {
     /// A cache in `dir` (created when first used) with the default size
     /// bound.
+    #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
         Cache {
             dir: dir.into(),
@@ -105,6 +106,7 @@ impl Cache {
     }
 
     /// Sets the largest total size of the entries, in bytes.
+    #[must_use]
     pub fn max_size(mut self, bytes: u64) -> Cache {
         self.max_size = bytes;
         self

@@ -32,6 +32,7 @@ pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {
     /// The digest of `bytes`.
+    #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
         Sha256Digest(Sha256::digest(bytes).into())
     }
