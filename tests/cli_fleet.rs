@@ -266,13 +266,7 @@ fn status_and_rollback() {
     .expect(7);
     assert!(out.stdout.contains("\"code\":72"), "{}", out.stdout);
 
-    for v in ["1", "2"] {
-        run(zipdeploy()
-            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
-            .arg("--dest")
-            .arg(&dest))
-        .expect(0);
-    }
+    install_versions(&server, &dest, &["1", "2"]);
     let out = run(zipdeploy().arg("--status").arg("--dest").arg(&dest)).expect(0);
     assert!(out.stdout.contains(&sha(&app_zip("2"))), "{}", out.stdout);
     assert!(
@@ -382,17 +376,22 @@ fn rollback_with_sync_is_accepted_and_rolls_back() {
     let server = site(vec![("/v1.zip", app_zip("1")), ("/v2.zip", app_zip("2"))]);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("app");
-    for v in ["1", "2"] {
-        run(zipdeploy()
-            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
-            .arg("--dest")
-            .arg(&dest))
-        .expect(0);
-    }
+    install_versions(&server, &dest, &["1", "2"]);
     run(zipdeploy()
         .args(["--rollback", "--sync", "--quiet"])
         .arg("--dest")
         .arg(&dest))
     .expect(0);
     assert_eq!(version(&dest), "1");
+}
+
+/// Installs `/v<version>.zip` of `server` at `dest`, for each version in turn.
+fn install_versions(server: &TestServer, dest: &std::path::Path, versions: &[&str]) {
+    for v in versions {
+        run(zipdeploy()
+            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
+            .arg("--dest")
+            .arg(dest))
+        .expect(0);
+    }
 }
