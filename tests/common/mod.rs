@@ -137,7 +137,8 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn tls_config() -> Arc<rustls::ServerConfig> {
+/// The server side of TLS with the test CA's certificate for 127.0.0.1.
+pub fn tls_config() -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> =
