@@ -13,11 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let package = examples.join("demo-app.zip");
-    let sidecar = std::fs::read_to_string(examples.join("demo-app.zip.sha256"))?;
-    let expected = sidecar.split_whitespace().next().unwrap_or_default();
+    let package = package.to_str().ok_or("non-UTF-8 path")?;
 
-    let report = zipdeploy::Deploy::new(package.to_str().ok_or("non-UTF-8 path")?)?
-        .sha256(expected)?
+    // The expected SHA-256 comes from the sidecar published beside the
+    // package (`sha256sum` format), read and checked by the library.
+    let report = zipdeploy::Deploy::new(package)?
+        .sha256_from(&format!("{package}.sha256"))?
         .dest(&dest)
         .run()?;
 

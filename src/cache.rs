@@ -54,6 +54,7 @@ pub struct Cache {
 
 /// An exclusive lock on one digest's entry, held while it is filled or used.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct EntryLock {
     _file: File,
     digest: Sha256Digest,
@@ -96,6 +97,7 @@ fn is_temp(name: &str) -> bool {
 impl Cache {
     /// A cache in `dir` (created when first used) with the default size
     /// bound.
+    #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
         Cache {
             dir: dir.into(),
@@ -104,6 +106,7 @@ impl Cache {
     }
 
     /// Sets the largest total size of the entries, in bytes.
+    #[must_use]
     pub fn max_size(mut self, bytes: u64) -> Cache {
         self.max_size = bytes;
         self
@@ -126,6 +129,7 @@ impl Cache {
     }
 
     /// Where the package with `digest` is kept.
+    #[doc(hidden)]
     pub fn entry_path(&self, digest: &Sha256Digest) -> PathBuf {
         self.entries_dir().join(entry_name(&digest.to_hex()))
     }
@@ -136,6 +140,7 @@ impl Cache {
     }
 
     /// Locks the entry of `digest`, waiting while another deploy holds it.
+    #[doc(hidden)]
     pub fn lock(&self, digest: &Sha256Digest) -> Result<EntryLock> {
         self.lock_waiting(digest, &mut || Ok(()))
     }
@@ -158,6 +163,7 @@ impl Cache {
 
     /// The entry of the locked digest, if there is one (not yet verified):
     /// a regular file, not a symlink.
+    #[doc(hidden)]
     pub fn lookup(&self, lock: &EntryLock) -> Option<PathBuf> {
         let dir = self.entries(false).ok()?;
         let st = dir.stat(&entry_name(&lock.digest.to_hex()))?;
@@ -169,6 +175,7 @@ impl Cache {
     /// through a symlink, never blocking on a FIFO). A deploy hashes and
     /// extracts this one handle, so what it extracts is what it verified,
     /// whatever is renamed over the entry's path meanwhile.
+    #[doc(hidden)]
     pub fn open_entry(&self, lock: &EntryLock) -> Option<File> {
         let dir = self.entries(false).ok()?;
         dir.open_file(&entry_name(&lock.digest.to_hex()), OFlags::RDONLY, 0)

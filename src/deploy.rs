@@ -53,6 +53,7 @@ type FetchEdit = Box<dyn Fn(&mut FetchOptions) + Send + Sync>;
 /// digest and a sidecar, a bad header name) are refused by
 /// [`Deploy::run`], before anything is locked or fetched: see
 /// [`DeployOptions::validate`].
+#[must_use = "a Deploy does nothing until `.run()`"]
 pub struct Deploy<'a> {
     source: Source,
     dest: Option<PathBuf>,

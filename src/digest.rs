@@ -32,6 +32,7 @@ pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {
     /// The digest of `bytes`.
+    #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
         Sha256Digest(Sha256::digest(bytes).into())
     }
@@ -207,7 +208,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Forgets everything hashed so far (used when a download restarts).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         match &mut self.hasher {
             Hasher::Inline(state) => *state = Sha256::new(),
             Hasher::Threaded(thread) => {
@@ -226,7 +227,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Mutable access to the wrapped writer.
-    pub fn get_mut(&mut self) -> &mut W {
+    pub(crate) fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
 

@@ -15,6 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Which resource limit was exceeded (see [`crate::Limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Limit {
     /// Bytes downloaded (or read from a local package).
     DownloadSize,
@@ -46,6 +47,73 @@ impl fmt::Display for Limit {
     }
 }
 
+/// What failed on the network: the typed cause of an [`Error::Network`].
+///
+/// The messages are fixed words, so a source chain printed in full (as
+/// `anyhow` does) can never show a URL or a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkKind {
+    /// The host name could not be resolved.
+    #[error("host not found")]
+    HostNotFound,
+    /// No connection could be made (refused, unreachable, a failing proxy).
+    #[error("connection failed")]
+    Connect,
+    /// The connection broke during the exchange (reset, closed early, a
+    /// failed read).
+    #[error("connection broken")]
+    Broken,
+    /// The server's answer broke the protocol: malformed HTTP, or a resumed
+    /// download at the wrong offset or of another version.
+    #[error("protocol violation")]
+    Protocol,
+    /// Credentials for the request could not be obtained (S3).
+    #[error("no credentials")]
+    Credentials,
+    /// Anything else (for example, no thread to run the request on).
+    #[error("network failure")]
+    Other,
+}
+
+/// Which timeout expired: the typed cause of an [`Error::Timeout`] (see
+/// [`crate::FetchOptions`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// The host name lookup took too long.
+    #[error("name lookup timeout")]
+    Resolve,
+    /// No connection within the connect timeout.
+    #[error("connect timeout")]
+    Connect,
+    /// No response, or no body data, within the stall timeout.
+    #[error("stall timeout")]
+    Stall,
+    /// The overall deadline passed.
+    #[error("overall deadline")]
+    Deadline,
+    /// Data came slower than the low-speed limit allows.
+    #[error("low-speed limit")]
+    LowSpeed,
+    /// Another step of the request (such as sending it) took too long.
+    #[error("timeout")]
+    Other,
+}
+
+/// What failed in TLS: the typed cause of an [`Error::Tls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsKind {
+    /// The server's certificate was refused (not trusted, expired, for
+    /// another name).
+    #[error("certificate refused")]
+    Certificate,
+    /// Any other TLS failure (handshake, protocol, configuration).
+    #[error("TLS handshake failed")]
+    Handshake,
+}
+
 /// Coarse classes of failure; the number is the CLI exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -69,6 +137,11 @@ pub enum ErrorClass {
 }
 
 /// Everything that can go wrong in a deploy.
+///
+/// Every variant has a stable numeric [`Error::code`]; `code / 10` is its
+/// [`ErrorClass`], whose number is also the example CLI's exit status and the
+/// class of the C ABI's status codes. Messages are one line that names the
+/// cause (entry, limit, digests, HTTP status) and never contains credentials.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -95,21 +168,27 @@ pub enum Error {
         /// The HTTP status code.
         status: u16,
     },
-    /// The connection failed (DNS, refused, reset, TLS, redirect policy, ...).
+    /// The connection failed (DNS, refused, reset, a broken resume, ...).
     #[error("network error fetching {url}: {reason}")]
     Network {
         /// The URL, with credentials redacted.
         url: String,
-        /// What failed.
+        /// What failed, in words.
         reason: String,
+        /// What failed, to branch on (also [`std::error::Error::source`]).
+        #[source]
+        kind: NetworkKind,
     },
     /// A connect, stall or overall timeout expired.
     #[error("timed out fetching {url}: {what}")]
     Timeout {
         /// The URL, with credentials redacted.
         url: String,
-        /// Which timeout.
+        /// Which timeout, in words.
         what: String,
+        /// Which timeout, to branch on (also [`std::error::Error::source`]).
+        #[source]
+        kind: TimeoutKind,
     },
     /// The body ended before the length the server announced.
     #[error("download from {url} truncated: got {received} of {expected} bytes")]
@@ -134,8 +213,11 @@ pub enum Error {
     Tls {
         /// The URL, with credentials redacted.
         url: String,
-        /// What failed.
+        /// What failed, in words.
         reason: String,
+        /// What failed, to branch on (also [`std::error::Error::source`]).
+        #[source]
+        kind: TlsKind,
     },
     /// Every location of the package (the URL and its mirrors) failed; each
     /// failure is listed, in the order the locations were tried.
@@ -368,6 +450,38 @@ mod tests {
             e.to_string(),
             "total uncompressed size limit exceeded: 11 > 10 (entry \"big.bin\")"
         );
+    }
+
+    /// The codes `Error::code` gives, read from this file's source: the
+    /// match there is exhaustive, so a new variant cannot miss this list.
+    fn all_codes() -> Vec<u32> {
+        let source = include_str!("error.rs");
+        let body = &source[source.find("pub fn code(&self)").unwrap()..];
+        let body = &body[..body.find("\n    }\n").unwrap()];
+        body.lines()
+            .filter_map(|l| l.trim().strip_prefix("Error::"))
+            .map(|l| l.rsplit("=> ").next().unwrap().trim_end_matches(','))
+            .map(|code| code.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn readme_lists_every_code_in_its_class() {
+        let codes = all_codes();
+        assert!(codes.len() >= 24 && codes.contains(&90), "{codes:?}");
+        let readme = include_str!("../README.md");
+        for code in codes {
+            let class = code / 10;
+            let row = readme
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with(&format!("| {class} ")))
+                .unwrap_or_else(|| panic!("README: no row for class {class}"));
+            assert!(
+                row.contains(&format!("| {code} ")) || row.contains(&format!(", {code} ")),
+                "README's status code table lacks {code} in {row:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::digest::{HashingWriter, Sha256Digest};
-use crate::error::{Error, Limit, Result};
+use crate::error::{Error, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 use crate::growth::Growth;
 use crate::http;
 pub use crate::netrc::NetrcFile;
@@ -297,6 +297,7 @@ impl Default for FetchOptions {
 
 /// What the fetch stage produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Fetched {
     /// SHA-256 of the whole package.
     pub digest: Sha256Digest,
@@ -1063,6 +1064,7 @@ fn http_attempt(
             return Err(Error::Network {
                 url: shown,
                 reason: format!("server refused to resume at byte {have} ({range:?})"),
+                kind: NetworkKind::Protocol,
             });
         }
         206 if have > 0 => {
@@ -1076,6 +1078,7 @@ fn http_attempt(
                 return Err(Error::Network {
                     url: shown,
                     reason: "server resumed another version of the package".into(),
+                    kind: NetworkKind::Protocol,
                 });
             }
             if !validators.is_empty() {
@@ -1089,6 +1092,7 @@ fn http_attempt(
                 return Err(Error::Network {
                     url: shown,
                     reason: format!("server resumed at the wrong offset ({range:?})"),
+                    kind: NetworkKind::Protocol,
                 });
             }
         }
@@ -1103,26 +1107,26 @@ fn http_attempt(
     let received_before = out.written();
     let read_err = |e: io::Error| {
         let reason = scrub(&e.to_string(), url);
-        match timeout_of(&e) {
+        match ureq_timeout_of(&e) {
             Some(ureq::Timeout::Global) => Error::Timeout {
                 url: shown.clone(),
                 what: timeout_words(ureq::Timeout::Global).into(),
+                kind: TimeoutKind::Deadline,
             },
             Some(t) => Error::Timeout {
                 url: shown.clone(),
                 what: format!("{} ({:?})", timeout_words(t), options.stall_timeout),
+                kind: timeout_kind(t),
             },
-            None if e.kind() == io::ErrorKind::TimedOut
-                || reason.to_lowercase().contains("timeout") =>
-            {
-                Error::Timeout {
-                    url: shown.clone(),
-                    what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
-                }
-            }
+            None if timed_out(&e) => Error::Timeout {
+                url: shown.clone(),
+                what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
+                kind: TimeoutKind::Stall,
+            },
             None => Error::Network {
                 url: shown.clone(),
                 reason: format!("body read failed after {received_before} bytes: {reason}"),
+                kind: NetworkKind::Broken,
             },
         }
     };
@@ -1227,11 +1231,72 @@ fn parse_content_range_start(value: &str) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
-/// Which of ureq's timeouts ended a body read, if one did.
-fn timeout_of(e: &io::Error) -> Option<ureq::Timeout> {
-    match e.get_ref()?.downcast_ref::<ureq::Error>()? {
-        ureq::Error::Timeout(t) => Some(*t),
-        _ => None,
+/// Which of ureq's timeouts ended a body read, if one did: found by type,
+/// through the I/O errors and ureq errors that wrap one another.
+fn ureq_timeout_of(e: &io::Error) -> Option<ureq::Timeout> {
+    let inner = e.get_ref()?;
+    match inner.downcast_ref::<ureq::Error>() {
+        Some(ureq::Error::Timeout(t)) => Some(*t),
+        Some(ureq::Error::Io(io)) => ureq_timeout_of(io),
+        Some(_) => None,
+        None => ureq_timeout_of(inner.downcast_ref::<io::Error>()?),
+    }
+}
+
+/// Whether `e`, or an I/O error it wraps, is the operating system's
+/// "timed out".
+fn timed_out(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::TimedOut {
+        return true;
+    }
+    let Some(inner) = e.get_ref() else {
+        return false;
+    };
+    match inner.downcast_ref::<ureq::Error>() {
+        Some(ureq::Error::Io(io)) => timed_out(io),
+        Some(_) => false,
+        None => inner.downcast_ref::<io::Error>().is_some_and(timed_out),
+    }
+}
+
+/// A ureq timeout as a [`TimeoutKind`].
+fn timeout_kind(t: ureq::Timeout) -> TimeoutKind {
+    match t {
+        ureq::Timeout::Global => TimeoutKind::Deadline,
+        ureq::Timeout::Resolve => TimeoutKind::Resolve,
+        ureq::Timeout::Connect => TimeoutKind::Connect,
+        ureq::Timeout::RecvResponse | ureq::Timeout::PerRead | ureq::Timeout::RecvBody => {
+            TimeoutKind::Stall
+        }
+        _ => TimeoutKind::Other,
+    }
+}
+
+/// Whether a TLS failure is the server's certificate being refused, told
+/// by rustls's error type.
+fn tls_kind(error: Option<&rustls::Error>) -> TlsKind {
+    match error {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            TlsKind::Certificate
+        }
+        _ => TlsKind::Handshake,
+    }
+}
+
+/// What kind of network failure an I/O error of a request is.
+fn io_kind(e: &io::Error) -> NetworkKind {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused
+        | K::NotConnected
+        | K::AddrNotAvailable
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown => NetworkKind::Connect,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            NetworkKind::Broken
+        }
+        _ => NetworkKind::Other,
     }
 }
 
@@ -1258,6 +1323,7 @@ pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
         ureq::Error::Timeout(t) => Error::Timeout {
             url: shown,
             what: timeout_words(t).into(),
+            kind: timeout_kind(t),
         },
         ureq::Error::TooManyRedirects => Error::Redirect {
             url: shown,
@@ -1272,24 +1338,107 @@ pub(crate) fn map_ureq_error(error: ureq::Error, url: &Url) -> Error {
             reason: "redirect from https to a non-https URL refused".into(),
         },
         ureq::Error::BadUri(_) => Error::InvalidUrl { url: shown, reason },
-        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
-            Error::Tls { url: shown, reason }
-        }
-        ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::TimedOut => Error::Timeout {
+        ureq::Error::Rustls(ref e) => Error::Tls {
+            url: shown,
+            reason,
+            kind: tls_kind(Some(e)),
+        },
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) => Error::Tls {
+            url: shown,
+            reason,
+            kind: TlsKind::Handshake,
+        },
+        ureq::Error::Io(ref e) if timed_out(e) => Error::Timeout {
             url: shown,
             what: reason,
+            kind: TimeoutKind::Other,
         },
         // rustls reports handshake and certificate failures as InvalidData.
         ureq::Error::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => {
-            Error::Tls { url: shown, reason }
+            let rustls = e.get_ref().and_then(|inner| inner.downcast_ref());
+            Error::Tls {
+                url: shown,
+                reason,
+                kind: tls_kind(rustls),
+            }
         }
-        _ => Error::Network { url: shown, reason },
+        ureq::Error::Io(ref e) => Error::Network {
+            url: shown,
+            reason,
+            kind: io_kind(e),
+        },
+        ureq::Error::HostNotFound => Error::Network {
+            url: shown,
+            reason,
+            kind: NetworkKind::HostNotFound,
+        },
+        ureq::Error::ConnectionFailed | ureq::Error::InvalidProxyUrl => Error::Network {
+            url: shown,
+            reason,
+            kind: NetworkKind::Connect,
+        },
+        ureq::Error::Protocol(_) | ureq::Error::Http(_) => Error::Network {
+            url: shown,
+            reason,
+            kind: NetworkKind::Protocol,
+        },
+        _ => Error::Network {
+            url: shown,
+            reason,
+            kind: NetworkKind::Other,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_found_by_type_not_by_words() {
+        let body_read = io::Error::other(ureq::Error::Timeout(ureq::Timeout::RecvBody));
+        assert_eq!(ureq_timeout_of(&body_read), Some(ureq::Timeout::RecvBody));
+        let nested = io::Error::other(ureq::Error::Io(io::Error::from(io::ErrorKind::TimedOut)));
+        assert!(timed_out(&nested));
+        let words = io::Error::other("the upstream said: timeout");
+        assert!(!timed_out(&words) && ureq_timeout_of(&words).is_none());
+
+        let url = Url::parse("http://user:hunter22@example.com/app.zip").unwrap();
+        let err = map_ureq_error(ureq::Error::Io(io::Error::other("timeout")), &url);
+        assert!(
+            matches!(
+                err,
+                Error::Network {
+                    kind: NetworkKind::Other,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = map_ureq_error(ureq::Error::Timeout(ureq::Timeout::Connect), &url);
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    kind: TimeoutKind::Connect,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = map_ureq_error(ureq::Error::HostNotFound, &url);
+        assert!(
+            matches!(
+                err,
+                Error::Network {
+                    kind: NetworkKind::HostNotFound,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!format!("{err} {err:?}").contains("hunter22"));
+    }
 
     #[test]
     fn parses_sources() {

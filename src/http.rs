@@ -22,7 +22,7 @@ use ureq::http::response::Parts;
 use ureq::http::StatusCode;
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result, TimeoutKind};
 use crate::fetch::{FetchOptions, Hop, Requests};
 
 /// Longest the caller's thread waits for the network before it calls the
@@ -113,6 +113,7 @@ impl Exchange {
             return Err(Error::Network {
                 url: shown.to_string(),
                 reason: format!("cannot start a network thread: {e}"),
+                kind: NetworkKind::Other,
             });
         }
         Ok(Exchange {
@@ -230,6 +231,7 @@ pub(crate) fn open(
                 return Err(Error::Network {
                     url: shown,
                     reason: "no response".into(),
+                    kind: NetworkKind::Broken,
                 })
             }
         };
@@ -272,17 +274,20 @@ fn via_proxy(err: Error, spec: &str) -> Error {
     let shown = crate::proxy::shown_proxy(spec);
     let note = |reason: String| format!("{} (via proxy {shown})", scrub_proxy(&reason, spec));
     match err {
-        Error::Network { url, reason } => Error::Network {
+        Error::Network { url, reason, kind } => Error::Network {
             url,
             reason: note(reason),
+            kind,
         },
-        Error::Timeout { url, what } => Error::Timeout {
+        Error::Timeout { url, what, kind } => Error::Timeout {
             url,
             what: note(what),
+            kind,
         },
-        Error::Tls { url, reason } => Error::Tls {
+        Error::Tls { url, reason, kind } => Error::Tls {
             url,
             reason: note(reason),
+            kind,
         },
         other => other,
     }
@@ -341,6 +346,7 @@ impl LowSpeed {
                     self.limit,
                     self.time.as_secs_f64()
                 ),
+                kind: TimeoutKind::LowSpeed,
             });
         }
         self.window_start = Instant::now();
@@ -405,6 +411,16 @@ mod tests {
         let err = rule.check(1010, "u").unwrap_err();
         assert!(err.is_transient());
         assert!(err.to_string().contains("low speed"), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    kind: TimeoutKind::LowSpeed,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let off = FetchOptions {
             speed_limit: 0,
             speed_time: Duration::ZERO,

@@ -41,6 +41,31 @@ use crate::fsutil::{self, TrustedDir};
 /// The directory, inside a DEST that is a mount point, that holds the tree.
 pub const TREE_ON_VOLUME: &str = "current";
 
+/// Prefixes of the work a run creates in the state directory: a staging
+/// tree, a download, a tree set aside by the two-rename swap, a tree being
+/// removed. A crashed run's are removed by the next ([`Layout::recover`]).
+const WORK_PREFIXES: [&str; 4] = ["staging-", "download-", "old-", "trash-"];
+
+/// The records of an activation in progress, left only by a crash in it.
+const JOURNALS: [&str; 2] = ["current.new", "swap"];
+
+/// Whether `name` is a temp file being written (`.<name>.tmp-*`).
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
+}
+
+/// Whether `name`, in a state directory, is a leftover of a run: its work
+/// ([`WORK_PREFIXES`]), a temp file, or an activation's journal. No run
+/// leaves one behind, whether it succeeds or fails (a `trash-*` that
+/// resists removal aside, which the report's warnings name), and the next
+/// run removes a crashed one's. For the tests, which take the patterns
+/// from here rather than knowing them; the kept download (`partial.*`) is
+/// not a leftover.
+#[doc(hidden)]
+pub fn is_leftover(name: &str) -> bool {
+    WORK_PREFIXES.iter().any(|p| name.starts_with(p)) || is_temp(name) || JOURNALS.contains(&name)
+}
+
 /// Where DEST and its state live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -53,6 +78,7 @@ pub struct Layout {
 
 /// What is installed at DEST, as recorded in the state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Installed {
     /// SHA-256 of the package.
     pub digest: Sha256Digest,
@@ -141,6 +167,7 @@ impl Installed {
 
 /// A previous tree kept in the state directory for rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Release {
     /// Its name in `releases/`; names sort by the time the tree was retired.
     pub id: String,
@@ -152,6 +179,7 @@ pub struct Release {
 /// Holds the deploy lock of one DEST until dropped, and the handle of its
 /// checked state directory, through which the deploy reaches its files.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct StateLock {
     _file: File,
     dir: TrustedDir,
@@ -385,6 +413,7 @@ impl Layout {
     /// symlink, is not owned by the effective user, or is writable by group
     /// or others: whoever could write it could make the deploy overwrite or
     /// delete files elsewhere.
+    #[doc(hidden)]
     pub fn lock(&self) -> Result<StateLock> {
         self.lock_waiting(&mut || Ok(()))
     }
@@ -426,6 +455,7 @@ impl Layout {
     /// A leftover that cannot be removed does not fail the recovery: it is
     /// set aside as `trash-*` (tried again by every later run) and described
     /// in the returned warnings.
+    #[doc(hidden)]
     pub fn recover(&self, lock: &StateLock) -> Result<Vec<String>> {
         let dir = &lock.dir;
         if let Some(text) = dir.read("swap") {
@@ -451,11 +481,8 @@ impl Layout {
         dir.remove_file("current.new")?;
         let mut warnings = Vec::new();
         for (name, _) in dir.entries()? {
-            let work = ["staging-", "download-", "old-", "trash-"]
-                .iter()
-                .any(|p| name.starts_with(p));
-            let temp = name.starts_with('.') && name.contains(".tmp-");
-            if work || temp {
+            let work = WORK_PREFIXES.iter().any(|p| name.starts_with(p));
+            if work || is_temp(&name) {
                 if let Some(warning) = clear(dir, &name) {
                     warnings.push(warning);
                 }
@@ -464,7 +491,7 @@ impl Layout {
         if let Ok(releases) = dir.subdir("releases", false, 0o700) {
             // A prune removes the tree first: a record without one is stale.
             for (name, _) in releases.entries()? {
-                if name.starts_with('.') && name.contains(".tmp-") {
+                if is_temp(&name) {
                     releases.remove_file(&name)?;
                 } else if let Some(id) = name.strip_suffix(".state") {
                     if releases.dir_identity(id).is_none() {
@@ -528,6 +555,7 @@ impl Layout {
     /// for a tree zipdeploy has no record of). Fails with
     /// [`Error::NoRelease`] when no release is kept; on any error DEST is
     /// unchanged.
+    #[doc(hidden)]
     pub fn rollback(
         &self,
         lock: &StateLock,
@@ -591,11 +619,13 @@ impl Layout {
     }
 
     /// A fresh path for a staging directory (not created).
+    #[doc(hidden)]
     pub fn staging_path(&self) -> PathBuf {
         self.state.join(format!("staging-{}", fsutil::unique()))
     }
 
     /// A fresh path for a download (not created).
+    #[doc(hidden)]
     pub fn download_path(&self) -> PathBuf {
         self.state
             .join(format!("download-{}.zip", fsutil::unique()))
@@ -608,6 +638,7 @@ impl Layout {
     /// leave a half-written tree active.
     ///
     /// On error DEST is unchanged and `staging` is left for the caller to remove.
+    #[doc(hidden)]
     pub fn activate(
         &self,
         lock: &StateLock,
@@ -851,6 +882,33 @@ mod tests {
 
     fn record(n: u8) -> Installed {
         Installed::new(Sha256Digest::of(&[n]), format!("pkg{n}"), 10)
+    }
+
+    #[test]
+    fn the_names_a_run_works_under_are_leftovers_and_the_kept_ones_are_not() {
+        let layout = Layout::new(Path::new("/srv/app")).unwrap();
+        for work in [layout.staging_path(), layout.download_path()] {
+            let name = work.file_name().unwrap().to_str().unwrap();
+            assert!(is_leftover(name), "{name}");
+        }
+        for name in [
+            "old-1",
+            "trash-ab",
+            ".current.tmp-ab",
+            "current.new",
+            "swap",
+        ] {
+            assert!(is_leftover(name), "{name}");
+        }
+        for name in [
+            "lock",
+            "current",
+            "releases",
+            "partial.zip",
+            "partial.state",
+        ] {
+            assert!(!is_leftover(name), "{name}");
+        }
     }
 
     #[test]

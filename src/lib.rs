@@ -18,8 +18,15 @@
 //! what it was; nothing is written outside DEST and its state directory
 //! `<parent>/.<name>.zipdeploy/` (and the download cache, when one is
 //! given). A DEST that is a mount point (a volume) gets the tree one level
-//! down, in `DEST/current`: see [`Layout::new`]. Each stage is usable on its own: [`fetch::fetch_to_file`],
-//! [`extract::extract_archive`], [`install::Layout`].
+//! down, in `DEST/current`: see [`Layout::new`]. The fetch and extract
+//! stages are usable on their own: [`fetch::fetch_to_file`],
+//! [`extract::extract_archive`]; [`Layout`] says where a destination's tree
+//! and state are and what is installed there.
+//!
+//! Failures are one [`Error`], each variant with a stable numeric
+//! [`Error::code`] whose tens digit is its [`ErrorClass`] (the example CLI's
+//! exit status); network failures carry a typed [`NetworkKind`],
+//! [`TimeoutKind`] or [`TlsKind`] to branch on.
 //! The C ABI (for C, Go and Python embedders) is described by the generated
 //! header `include/zipdeploy.h`.
 //!
@@ -52,45 +59,62 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+// The modules a user names: the stages usable on their own, and the types
+// of the fleet features.
 pub mod cache;
-mod civil;
-mod deploy;
-pub mod digest;
-pub mod error;
 pub mod extract;
 pub mod fetch;
+pub mod install;
+pub mod s3;
+pub mod sidecar;
+pub mod signature;
+
+// Everything a user needs from these is re-exported below; the module paths
+// stay for code written against them, out of the documentation.
+#[doc(hidden)]
+pub mod digest;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod netrc;
+#[doc(hidden)]
+pub mod progress;
+#[doc(hidden)]
+pub mod status;
+
 // The C ABI: its documentation is the C header (`include/zipdeploy.h`), not
 // rustdoc, so the module is hidden there; it stays `pub` so that Rust tests
 // can call the exports as C would.
 #[doc(hidden)]
 pub mod ffi;
+
+mod civil;
+mod deploy;
 mod fsutil;
 mod growth;
 mod http;
-pub mod install;
 mod mounts;
-pub mod netrc;
 mod options;
 mod pipeline;
-pub mod progress;
 mod proxy;
 mod report;
 mod retry_after;
-pub mod s3;
-pub mod sidecar;
-pub mod signature;
-pub mod status;
 mod tap;
 mod trust;
 
 pub use cache::Cache;
 pub use deploy::Deploy;
 pub use digest::Sha256Digest;
-pub use error::{Error, ErrorClass, Limit, Result};
+pub use error::{Error, ErrorClass, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 pub use extract::{Extracted, Limits};
 pub use fetch::{FetchOptions, Fetched, NetrcFile, ProxyConfig, Source};
 pub use install::{Installed, Layout, Release};
 pub use options::{DeployOptions, IntoSource};
-pub use progress::{Notice, NoticeFn, Progress, Stage};
+pub use progress::{Notice, NoticeFn, Progress, ProgressFn, Stage};
 pub use report::{Report, Timings};
-pub use status::{rollback, status, Rollback, Status};
+pub use status::{rollback, rollback_durable, status, Rollback, Status};
+
+// Compiled by `cargo test --doc` only: the README's examples, and what
+// must not compile outside the crate.
+#[cfg(doctest)]
+mod doctests;

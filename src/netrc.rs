@@ -2,7 +2,7 @@
 //! read as curl and go-getter read them, for `http(s)://` locations.
 //!
 //! - The file is looked up by each request's host, redirect hops
-//!   included ([`crate::http`] asks once per hop): its credentials go to the
+//!   included (`http` asks once per hop): its credentials go to the
 //!   host named by a `machine` line (any port, as in curl) and to no other;
 //!   a `default` entry serves hosts no `machine` names.
 //! - Credentials in the URL (`user:pass@`) win, and so does an

@@ -8,6 +8,7 @@ use std::time::Duration;
 /// The stage a [`Progress`] event comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Stage {
     /// Downloading (or reading) the package and hashing it.
     Fetch = 1,
@@ -19,6 +20,7 @@ pub enum Stage {
 
 /// A snapshot of how far a deploy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// The stage reporting.
     pub stage: Stage,

@@ -7,6 +7,7 @@ use crate::digest::Sha256Digest;
 
 /// Time spent in each stage of a deploy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timings {
     /// Downloading (or reading) and hashing the package.
     pub fetch: Duration,
@@ -20,6 +21,7 @@ pub struct Timings {
 
 /// What a deploy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// SHA-256 of the installed package.
     pub digest: Sha256Digest,

@@ -1,14 +1,5 @@
-//! What is installed at a destination, and rolling back to a kept release.
-//!
-//! ```no_run
-//! let status = zipdeploy::status("/var/www/app")?;
-//! match &status.current {
-//!     Some(c) => println!("{} from {} ({} kept)", c.digest, c.source, status.kept.len()),
-//!     None => println!("nothing installed"),
-//! }
-//! zipdeploy::rollback("/var/www/app")?; // back to the previous release
-//! # Ok::<(), zipdeploy::Error>(())
-//! ```
+//! What is installed at a destination ([`status()`]), and rolling back to a
+//! kept release ([`rollback()`]).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +8,7 @@ use crate::install::{Installed, Layout, Release};
 
 /// What a destination holds, from its state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// Where the tree is (absolute): the destination, or `DEST/current`
     /// when DEST is a mount point (see [`Layout::new`]).
@@ -30,6 +22,7 @@ pub struct Status {
 
 /// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rollback {
     /// The record of the tree DEST held before (now the newest kept
     /// release), if there was one.
@@ -42,6 +35,16 @@ pub struct Rollback {
 /// does not wait for a deploy in progress, and shows the state before or
 /// after its activation (records are replaced atomically). Fails, as a
 /// deploy would, when the state directory may not be trusted.
+///
+/// ```no_run
+/// let status = zipdeploy::status("/var/www/app")?;
+/// match &status.current {
+///     Some(c) => println!("{} from {} ({} kept)", c.digest, c.source, status.kept.len()),
+///     None => println!("nothing installed"),
+/// }
+/// zipdeploy::rollback("/var/www/app")?; // back to the previous release
+/// # Ok::<(), zipdeploy::Error>(())
+/// ```
 pub fn status(dest: impl AsRef<Path>) -> Result<Status> {
     let layout = Layout::new(dest.as_ref())?;
     layout.check_state()?;
@@ -60,8 +63,20 @@ pub(crate) fn status_of(layout: &Layout) -> Status {
 /// the deploy lock (waiting for a deploy in progress); the tree it replaces
 /// becomes the newest kept release, so rolling back twice returns to where
 /// you were. Fails with [`crate::Error::NoRelease`] (code 72) when nothing is
-/// kept; on any failure DEST is unchanged. Data is synced to disk.
+/// kept; on any failure DEST is unchanged.
+///
+/// Like a deploy (see [`crate::Deploy::durable`]), it does not sync to disk:
+/// after a power cut the previous state may be back. Use
+/// [`rollback_durable`] for a rollback that survives one.
 pub fn rollback(dest: impl AsRef<Path>) -> Result<Rollback> {
+    rollback_with(dest.as_ref(), false, &mut || Ok(()))
+}
+
+/// [`rollback()`], with the records and directories synced to disk before
+/// it returns, so that it survives a power cut (as
+/// `Deploy::durable(true)`, `--sync`, `zipdeploy_deploy_set_durable`, Go's
+/// `RollbackOptions.Sync` and Python's `sync=True`).
+pub fn rollback_durable(dest: impl AsRef<Path>) -> Result<Rollback> {
     rollback_with(dest.as_ref(), true, &mut || Ok(()))
 }
 
@@ -82,7 +97,9 @@ pub(crate) fn rollback_with(
     })
 }
 
-/// A Unix time as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z`.
+/// A Unix time as RFC 3339 in UTC, e.g. `2024-05-01T12:00:00Z`. For the
+/// example CLI's status output; not part of the documented API.
+#[doc(hidden)]
 pub fn rfc3339(secs: u64) -> String {
     let rem = secs % 86_400;
     let (year, month, day) = crate::civil::civil_from_days((secs / 86_400) as i64);

@@ -2,70 +2,25 @@
 //! container runs its entrypoint, against a real HTTP server on 127.0.0.1.
 
 mod common;
-use common::{cli_path, sha};
+use common::sha;
 
 use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::cli::{self, Run};
 use common::*;
 
 /// The CLI with a clean environment: nothing from the host (PACKAGE_*,
 /// ZIPDEPLOY_*) leaks in, only PATH and HOME.
 fn zipdeploy() -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "HOME",
-            std::env::var_os("HOME").unwrap_or_else(|| "/".into()),
-        )
-        .stdin(Stdio::null());
+    let mut cmd = cli::command();
+    cmd.env(
+        "HOME",
+        std::env::var_os("HOME").unwrap_or_else(|| "/".into()),
+    );
     cmd
-}
-
-/// What a finished run printed.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(output: Output) -> Run {
-        Run {
-            code: output.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts the exit status, showing the output when it differs.
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit status\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Asserts the single `zipdeploy: error: ...` line and returns it.
-    fn error_line(&self) -> &str {
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
-        assert!(
-            lines[0].starts_with("zipdeploy: error: "),
-            "{:?}",
-            self.stderr
-        );
-        lines[0]
-    }
-
-    fn output_contains(&self, needle: &str) -> bool {
-        self.stdout.contains(needle) || self.stderr.contains(needle)
-    }
 }
 
 fn run<I, S>(args: I) -> Run
@@ -77,7 +32,7 @@ where
 }
 
 fn run_with(cmd: &mut Command) -> Run {
-    Run::of(cmd.output().expect("run zipdeploy"))
+    cli::run(cmd)
 }
 
 /// A temp dir whose `app` is the DEST used by most tests.

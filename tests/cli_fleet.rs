@@ -4,63 +4,18 @@
 //! --rollback and --status.
 
 mod common;
-use common::{cli_path, sha};
+use common::sha;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::cli::{self, run};
 use common::signing::Signer;
 use common::*;
 
 /// The CLI with a clean environment.
 fn zipdeploy() -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null());
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Run {
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit status\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-/// A server with fixed files at paths, 404 elsewhere.
-fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
-    let files: HashMap<String, Vec<u8>> =
-        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
-    TestServer::start(move |req, _| match files.get(req.path.as_str()) {
-        Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
-        None => Reply::status(404),
-    })
-}
-
-fn version(dest: &Path) -> String {
-    fs::read_to_string(dest.join("VERSION")).unwrap()
+    cli::command()
 }
 
 #[test]
@@ -311,13 +266,7 @@ fn status_and_rollback() {
     .expect(7);
     assert!(out.stdout.contains("\"code\":72"), "{}", out.stdout);
 
-    for v in ["1", "2"] {
-        run(zipdeploy()
-            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
-            .arg("--dest")
-            .arg(&dest))
-        .expect(0);
-    }
+    install_versions(&server, &dest, &["1", "2"]);
     let out = run(zipdeploy().arg("--status").arg("--dest").arg(&dest)).expect(0);
     assert!(out.stdout.contains(&sha(&app_zip("2"))), "{}", out.stdout);
     assert!(
@@ -419,5 +368,30 @@ fn help_lists_the_fleet_options() {
         "--status: nothing installed",
     ] {
         assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn rollback_with_sync_is_accepted_and_rolls_back() {
+    let server = site(vec![("/v1.zip", app_zip("1")), ("/v2.zip", app_zip("2"))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    install_versions(&server, &dest, &["1", "2"]);
+    run(zipdeploy()
+        .args(["--rollback", "--sync", "--quiet"])
+        .arg("--dest")
+        .arg(&dest))
+    .expect(0);
+    assert_eq!(version(&dest), "1");
+}
+
+/// Installs `/v<version>.zip` of `server` at `dest`, for each version in turn.
+fn install_versions(server: &TestServer, dest: &std::path::Path, versions: &[&str]) {
+    for v in versions {
+        run(zipdeploy()
+            .args(["--url", &server.url(&format!("/v{v}.zip")), "--quiet"])
+            .arg("--dest")
+            .arg(dest))
+        .expect(0);
     }
 }

@@ -5,67 +5,22 @@
 //! and Kubernetes mount secrets.
 
 mod common;
-use common::{cli_path, sha};
+use common::sha;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::cli::{self, run};
 use common::*;
 
 /// The CLI with a clean environment: PATH, HOME and one variable of the
 /// app's own, which must reach COMMAND untouched.
 fn zipdeploy() -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/home/app")
-        .env("APP_MODE", "production")
-        .stdin(Stdio::null());
+    let mut cmd = cli::command();
+    cmd.env("HOME", "/home/app").env("APP_MODE", "production");
     cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Run {
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "exit status\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// The single `zipdeploy: error: ...` line.
-    fn error_line(&self) -> &str {
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
-        assert!(
-            lines[0].starts_with("zipdeploy: error: "),
-            "{:?}",
-            self.stderr
-        );
-        lines[0]
-    }
-
-    fn output_contains(&self, needle: &str) -> bool {
-        self.stdout.contains(needle) || self.stderr.contains(needle)
-    }
 }
 
 /// A temp dir with DEST at `app` and room for secret files.

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Sha256Digest};
+use zipdeploy::Sha256Digest;
 
 /// A package big enough that a server stalling after 1000 bytes is caught
 /// mid-body.
@@ -30,7 +30,7 @@ fn big_package() -> Vec<u8> {
 struct Fixture {
     tmp: tempfile::TempDir,
     dest: PathBuf,
-    before: Snapshot,
+    before: Before,
     server: TestServer,
     sha256: String,
 }
@@ -39,21 +39,14 @@ impl Fixture {
     fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
-        let old = tmp.path().join("old.zip");
-        std::fs::write(&old, app_zip("old")).unwrap();
-        Deploy::new(old.to_str().unwrap())
-            .unwrap()
-            .dest(&dest)
-            .run()
-            .unwrap();
-        std::fs::remove_file(&old).unwrap();
+        let before = install_previous(&dest, &app_zip("old"));
         let pkg = big_package();
         let sha256 = Sha256Digest::of(&pkg).to_hex();
         let server = TestServer::start(move |_, _| {
             Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(30)))
         });
         Fixture {
-            before: snapshot(&dest),
+            before,
             tmp,
             dest,
             server,
@@ -94,13 +87,7 @@ impl Fixture {
 
     /// DEST is as it was, and the state dir holds no work file.
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
-        assert_eq!(names_in(self.tmp.path()), [".app.zipdeploy", "app"]);
-        let work: Vec<_> = names_in(&self.tmp.path().join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
-            .collect();
-        assert!(work.is_empty(), "work files left: {work:?}");
+        assert_untouched(&self.dest, &self.before);
     }
 }
 

@@ -218,20 +218,6 @@ fn kill_at_many_points(tmp: &Path, dest: &Path) {
     );
 }
 
-fn assert_no_leftovers(state: &Path) {
-    let work: Vec<_> = names_in(state)
-        .into_iter()
-        .filter(|n| {
-            n.starts_with("staging-")
-                || n.starts_with("download-")
-                || n.starts_with("old-")
-                || n == "current.new"
-                || n == "swap"
-        })
-        .collect();
-    assert!(work.is_empty(), "leftovers: {work:?}");
-}
-
 /// The deploy run by `kill_9_while_pruning_leaves_no_half_deleted_release`
 /// in its child process (a no-op in a normal test run).
 #[test]

@@ -25,21 +25,15 @@ fn deploy_bytes(pkg: &[u8], dest: &Path) -> zipdeploy::Report {
         .unwrap()
 }
 
-/// The parent holds DEST and its state dir, nothing else.
+/// The parent holds DEST and its state dir, nothing else, and the state
+/// dir no leftover of a run.
 fn assert_nothing_outside(parent: &Path) {
     let names = names_in(parent);
     assert!(
         names.iter().all(|n| n == "app" || n == ".app.zipdeploy"),
         "unexpected files beside DEST: {names:?}"
     );
-    let state = parent.join(".app.zipdeploy");
-    if state.exists() {
-        let leftovers: Vec<_> = names_in(&state)
-            .into_iter()
-            .filter(|n| n.starts_with("staging-") || n.starts_with("download-"))
-            .collect();
-        assert!(leftovers.is_empty(), "work files left: {leftovers:?}");
-    }
+    assert_no_leftovers(&parent.join(".app.zipdeploy"));
 }
 
 #[test]

@@ -5,9 +5,7 @@
 mod common;
 use common::sha;
 
-use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -16,19 +14,6 @@ use common::*;
 use zipdeploy::signature::PublicKey;
 use zipdeploy::{Deploy, Error, ErrorClass};
 
-/// A server with fixed files at paths (ranges supported), 404 elsewhere.
-fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
-    let files: HashMap<String, Vec<u8>> =
-        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
-    TestServer::start(move |req, _| {
-        let path = req.path.split('?').next().unwrap_or_default();
-        match files.get(path) {
-            Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
-            None => Reply::status(404),
-        }
-    })
-}
-
 /// Requests the server saw for `path`.
 fn hits(server: &TestServer, path: &str) -> usize {
     server
@@ -36,10 +21,6 @@ fn hits(server: &TestServer, path: &str) -> usize {
         .iter()
         .filter(|r| r.path.split('?').next() == Some(path))
         .count()
-}
-
-fn version(dest: &Path) -> String {
-    fs::read_to_string(dest.join("VERSION")).unwrap()
 }
 
 /// Incompressible bytes, so that a package is as big as its content.
@@ -823,4 +804,24 @@ fn rollback_to_a_tree_that_predates_zipdeploy() {
     zipdeploy::rollback(&dest).unwrap();
     assert_eq!(version(&dest), "1");
     assert!(zipdeploy::status(&dest).unwrap().current.is_some());
+}
+
+#[test]
+fn rollback_durable_rolls_back_as_rollback_does_and_back_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let server = site(vec![("/v1.zip", app_zip("1")), ("/v2.zip", app_zip("2"))]);
+    for v in ["1", "2"] {
+        Deploy::new(&server.url(&format!("/v{v}.zip")))
+            .unwrap()
+            .dest(&dest)
+            .run()
+            .unwrap();
+    }
+    let back = zipdeploy::rollback_durable(&dest).unwrap();
+    assert_eq!(version(&dest), "1");
+    assert_eq!(back.previous.unwrap().digest.to_hex(), sha(&app_zip("2")));
+    let forth = zipdeploy::rollback(&dest).unwrap();
+    assert_eq!(version(&dest), "2");
+    assert_eq!(forth.status.kept.len(), 1);
 }

@@ -22,7 +22,7 @@ struct Site {
     net: tempfile::TempDir,
     body: Arc<Mutex<Vec<u8>>>,
     server: TestServer,
-    before: Snapshot,
+    before: Before,
 }
 
 impl Site {
@@ -41,12 +41,12 @@ impl Site {
             net: tempfile::tempdir().unwrap(),
             body,
             server,
-            before: Snapshot::new(),
+            before: Before::default(),
         };
         site.deploy_with(&app_zip("old"), Limits::default())
             .unwrap();
         Site {
-            before: snapshot(&site.dest()),
+            before: Before::of(&site.dest()),
             ..site
         }
     }
@@ -108,17 +108,7 @@ impl Site {
 
     fn assert_intact(&self) {
         for root in [self.tmp.path(), self.net.path()] {
-            assert_eq!(
-                snapshot(&root.join("app")),
-                self.before,
-                "previous tree changed"
-            );
-            assert_eq!(names_in(root), [".app.zipdeploy", "app"]);
-            let work: Vec<_> = names_in(&root.join(".app.zipdeploy"))
-                .into_iter()
-                .filter(|n| n.starts_with("staging-") || n.starts_with("download-"))
-                .collect();
-            assert!(work.is_empty(), "{work:?}");
+            assert_untouched(&root.join("app"), &self.before);
         }
     }
 }

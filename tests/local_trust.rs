@@ -27,10 +27,6 @@ use zipdeploy::Deploy;
 
 const NOBODY: u32 = 65534;
 
-fn version(dest: &Path) -> String {
-    String::from_utf8(read(dest.join("VERSION"))).unwrap()
-}
-
 /// Deploys a local package (keeping one release).
 fn deploy(pkg: &[u8], dest: &Path) -> zipdeploy::Result<zipdeploy::Report> {
     let file = dest.with_extension(format!("{}.zip", &sha(pkg)[..8]));

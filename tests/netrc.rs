@@ -4,10 +4,9 @@
 //! the CLI (`--netrc-file`, `--no-netrc`, the default `$HOME/.netrc`).
 
 mod common;
-use common::cli_path;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use zipdeploy::s3::{Credentials, S3Options};
@@ -269,21 +268,15 @@ fn debug_of_the_options_shows_no_password() {
 
 /// The CLI with only PATH and `HOME=home` in its environment.
 fn cli(home: &Path) -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .stdin(Stdio::null());
+    let mut cmd = common::cli::command();
+    cmd.env("HOME", home);
     cmd
 }
 
 /// Runs `cmd`: its exit code and stderr.
 fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().expect("run zipdeploy");
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = common::cli::run(cmd);
+    (run.code, run.stderr)
 }
 
 #[test]

@@ -10,29 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zipdeploy::{Deploy, Error};
+use zipdeploy::{Deploy, Error, NetworkKind, TimeoutKind, TlsKind};
 
 /// A temp dir whose `app` holds a previous deploy, and its snapshot.
 struct Fixture {
     _tmp: tempfile::TempDir,
     dest: PathBuf,
-    before: Snapshot,
+    before: Before,
 }
 
 impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
-        let pkg = tmp.path().join("old.zip");
-        std::fs::write(&pkg, app_zip("old")).unwrap();
-        Deploy::new(pkg.to_str().unwrap())
-            .unwrap()
-            .dest(&dest)
-            .durable(false)
-            .run()
-            .unwrap();
-        std::fs::remove_file(&pkg).unwrap();
-        let before = snapshot(&dest);
+        let before = install_previous(&dest, &app_zip("old"));
         Fixture {
             _tmp: tmp,
             dest,
@@ -51,14 +42,7 @@ impl Fixture {
 
     /// The failure left DEST and its surroundings exactly as they were.
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
-        let parent = self.dest.parent().unwrap();
-        assert_eq!(names_in(parent), [".app.zipdeploy", "app"]);
-        let state: Vec<_> = names_in(&parent.join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
-            .collect();
-        assert!(state.is_empty(), "work files left: {state:?}");
+        assert_untouched(&self.dest, &self.before);
     }
 
     fn assert_installed(&self, version: &str) {
@@ -446,5 +430,98 @@ fn connection_refused_is_a_network_error_without_credentials() {
     let shown = format!("{err} / {err:?}");
     assert!(!shown.contains("tok3n-secret"), "{shown}");
     assert!(shown.contains("127.0.0.1"), "{shown}");
+    f.assert_intact();
+}
+
+// ---------------------------------------------------------------------------
+// Typed causes: a caller branches on the kind, never on the message.
+// ---------------------------------------------------------------------------
+
+/// The error's `source()` chain, each link's message.
+fn chain(err: &Error) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next {
+        links.push(e.to_string());
+        next = e.source();
+    }
+    links
+}
+
+#[test]
+fn a_refused_connection_is_a_typed_connect_failure_without_credentials() {
+    let f = Fixture::new();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://deployer:hunter22@127.0.0.1:{port}/app.zip");
+    let err = f.deploy(&url).run().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Network {
+                kind: NetworkKind::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("a typed source");
+    assert_eq!(
+        source.downcast_ref::<NetworkKind>(),
+        Some(&NetworkKind::Connect)
+    );
+    let shown = format!("{err} {:?}", chain(&err));
+    assert!(!shown.contains("hunter22"), "{shown}");
+    f.assert_intact();
+}
+
+#[test]
+fn a_stall_is_a_typed_stall_timeout() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let server = TestServer::start(move |_, _| {
+        Reply::ok(pkg.clone()).fault(Fault::StallAfter(1000, Duration::from_secs(20)))
+    });
+    let err = f
+        .deploy(&server.url("/app.zip"))
+        .stall_timeout(Duration::from_millis(500))
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: TimeoutKind::Stall,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("a typed source");
+    assert_eq!(
+        source.downcast_ref::<TimeoutKind>(),
+        Some(&TimeoutKind::Stall)
+    );
+    f.assert_intact();
+}
+
+#[test]
+fn an_untrusted_certificate_is_a_typed_certificate_failure() {
+    let f = Fixture::new();
+    let server = TestServer::start_tls(|_, _| Reply::ok(app_zip("tls")));
+    let err = f.deploy(&server.url("/app.zip")).run().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Tls {
+                kind: TlsKind::Certificate,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(chain(&err), ["certificate refused"]);
     f.assert_intact();
 }

@@ -22,22 +22,14 @@ use zipdeploy::{Deploy, Error, ErrorClass};
 struct Fixture {
     _tmp: tempfile::TempDir,
     dest: PathBuf,
-    before: Snapshot,
+    before: Before,
 }
 
 impl Fixture {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
-        let pkg = tmp.path().join("old.zip");
-        std::fs::write(&pkg, app_zip("old")).unwrap();
-        Deploy::new(pkg.to_str().unwrap())
-            .unwrap()
-            .dest(&dest)
-            .run()
-            .unwrap();
-        std::fs::remove_file(&pkg).unwrap();
-        let before = snapshot(&dest);
+        let before = install_previous(&dest, &app_zip("old"));
         Fixture {
             _tmp: tmp,
             dest,
@@ -51,14 +43,7 @@ impl Fixture {
 
     /// DEST is as it was and the state dir holds no work file.
     fn assert_intact(&self) {
-        assert_eq!(snapshot(&self.dest), self.before, "DEST changed");
-        let parent = self.dest.parent().unwrap();
-        assert_eq!(names_in(parent), [".app.zipdeploy", "app"]);
-        let work: Vec<_> = names_in(&parent.join(".app.zipdeploy"))
-            .into_iter()
-            .filter(|n| n.starts_with("download-") || n.starts_with("staging-"))
-            .collect();
-        assert!(work.is_empty(), "work files left: {work:?}");
+        assert_untouched(&self.dest, &self.before);
     }
 }
 

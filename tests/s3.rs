@@ -5,13 +5,13 @@
 //! by local servers speaking the container, IMDSv2 and STS protocols.
 
 mod common;
-use common::{cli_path, sha};
+use common::sha;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::signing::Signer;
@@ -406,13 +406,10 @@ fn an_https_endpoint_behind_a_private_ca() {
 /// AWS files of the host) and instance metadata is off unless a test
 /// points it at its own server.
 fn cli(home: &Path) -> Command {
-    let mut cmd = Command::new(cli_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
+    let mut cmd = common::cli::command();
+    cmd.env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", REGION)
-        .stdin(Stdio::null());
+        .env("AWS_REGION", REGION);
     cmd
 }
 
@@ -422,14 +419,10 @@ struct Out {
 }
 
 fn run(cmd: &mut Command) -> Out {
-    let out = cmd.output().unwrap();
+    let run = common::cli::run(cmd);
     Out {
-        code: out.status.code().unwrap(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        code: run.code,
+        text: run.stdout + &run.stderr,
     }
 }
 

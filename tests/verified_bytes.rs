@@ -21,10 +21,6 @@ use common::*;
 use zipdeploy::signature::PublicKey;
 use zipdeploy::{Deploy, Progress, Stage};
 
-fn version(dest: &Path) -> String {
-    fs::read_to_string(dest.join("VERSION")).unwrap()
-}
-
 /// Whether this is the event for the package's last hashed byte.
 fn last_fetch_event(p: &Progress) -> bool {
     p.stage == Stage::Fetch && p.total_bytes == Some(p.bytes) && p.bytes > 0

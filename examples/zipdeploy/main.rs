@@ -68,7 +68,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     let workdir = match (cli.mode, &cli.source) {
         (Mode::Status, _) => return show_status(cli),
         (Mode::Rollback, _) => {
-            let rollback = zipdeploy::rollback(&cli.dest)?;
+            let rollback = if cli.options.durable {
+                zipdeploy::rollback_durable(&cli.dest)?
+            } else {
+                zipdeploy::rollback(&cli.dest)?
+            };
             announce_rollback(cli, &rollback);
             rollback.status.dest
         }

@@ -250,7 +250,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt::switch(
         "sync",
         EnvVar::Derived,
-        "sync the tree to disk before activation (survives a power cut; slower)",
+        "sync the tree to disk before activation or rollback (survives a power cut; slower)",
     ),
     Opt::switch(
         "progress",

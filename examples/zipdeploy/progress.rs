@@ -168,6 +168,7 @@ pub fn progress_line(p: &Progress, elapsed: Duration) -> String {
             )
         }
         Stage::Install => format!("zipdeploy: install  {bytes}"),
+        _ => format!("zipdeploy: {bytes}"),
     }
 }
 

@@ -92,6 +92,7 @@ impl Default for Limits {
 
 /// What extraction wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Extracted {
     /// Entries in the archive.
     pub entries: u64,

@@ -266,10 +266,12 @@ mod tests {
             Error::Network {
                 url: url.clone(),
                 reason: reason.clone(),
+                kind: crate::NetworkKind::Connect,
             },
             Error::Timeout {
                 url: url.clone(),
                 what: "stall".into(),
+                kind: crate::TimeoutKind::Stall,
             },
             Error::Truncated {
                 url: url.clone(),
@@ -283,6 +285,7 @@ mod tests {
             Error::Tls {
                 url: url.clone(),
                 reason: reason.clone(),
+                kind: crate::TlsKind::Handshake,
             },
             Error::MirrorsFailed {
                 failures: Vec::new(),

@@ -5,10 +5,10 @@
 //! `http(s)://` URL) fetched by the same code as any other URL, so digests,
 //! signatures, the cache, mirrors, resume and streaming extraction work
 //! alike. Each request (each redirect hop, each retry) gets fresh SigV4
-//! headers ([`sigv4`]), and only when it goes to the endpoint's origin.
+//! headers (`sigv4`), and only when it goes to the endpoint's origin.
 //! Nothing here runs unless a location is `s3://`.
 //!
-//! Credentials come from the provider chain in [`credentials`], in the
+//! Credentials come from the provider chain in `credentials`, in the
 //! order AWS tools use; the variables and files read are listed in the
 //! README.
 
@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result};
 
 /// The region used when none is configured anywhere.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -252,6 +252,7 @@ fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Res
             Error::Network {
                 url: shown.clone(),
                 reason,
+                kind: NetworkKind::Credentials,
             }
         })?,
     };

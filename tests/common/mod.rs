@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+pub mod cli;
 pub mod mounts;
 pub mod raw;
 pub mod signing;
@@ -136,7 +137,8 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn tls_config() -> Arc<rustls::ServerConfig> {
+/// The server side of TLS with the test CA's certificate for 127.0.0.1.
+pub fn tls_config() -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> =
@@ -394,6 +396,93 @@ pub fn snapshot(root: &Path) -> Snapshot {
         walk(root, root, &mut out);
     }
     out
+}
+
+/// A server with fixed files at paths (ranges supported, the query
+/// ignored), 404 elsewhere.
+pub fn site(files: Vec<(&str, Vec<u8>)>) -> TestServer {
+    let files: std::collections::HashMap<String, Vec<u8>> =
+        files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
+    TestServer::start(move |req, _| {
+        let path = req.path.split('?').next().unwrap_or_default();
+        match files.get(path) {
+            Some(body) => Reply::file_with_ranges(req, body, "\"e\""),
+            None => Reply::status(404),
+        }
+    })
+}
+
+/// The `VERSION` file of the tree at `dest` (see [`app_zip`]).
+pub fn version(dest: &Path) -> String {
+    fs::read_to_string(dest.join("VERSION")).unwrap()
+}
+
+/// Installs `zip` at `dest` from a local file (removed again): the
+/// previous deploy that a failing run must leave in place. Returns what
+/// DEST and its parent hold then.
+pub fn install_previous(dest: &Path, zip: &[u8]) -> Before {
+    let pkg = dest.parent().unwrap().join("previous.zip");
+    fs::write(&pkg, zip).unwrap();
+    zipdeploy::Deploy::new(pkg.to_str().unwrap())
+        .unwrap()
+        .dest(dest)
+        .run()
+        .unwrap();
+    fs::remove_file(&pkg).unwrap();
+    Before::of(dest)
+}
+
+/// DEST's tree and the names beside it before a run that must leave them
+/// as they were.
+#[derive(Debug, Clone, Default)]
+pub struct Before {
+    pub tree: Snapshot,
+    beside: Vec<String>,
+}
+
+impl Before {
+    /// Takes DEST's tree and the names in its parent now.
+    pub fn of(dest: &Path) -> Before {
+        Before {
+            tree: snapshot(dest),
+            beside: names_in(dest.parent().unwrap()),
+        }
+    }
+}
+
+/// DEST holds the tree it held before; beside it is nothing new but its
+/// state directory (a first run creates it); and that holds no leftover of
+/// a run, by the library's own list of the names a run works under.
+pub fn assert_untouched(dest: &Path, before: &Before) {
+    assert_eq!(snapshot(dest), before.tree, "DEST changed");
+    let layout = zipdeploy::Layout::new(dest).unwrap();
+    let state = layout.state_dir();
+    let state_name = state.file_name().unwrap().to_str().unwrap().to_string();
+    let now = names_in(dest.parent().unwrap());
+    let new: Vec<&String> = now
+        .iter()
+        .filter(|n| !before.beside.contains(n) && **n != state_name)
+        .collect();
+    assert!(new.is_empty(), "created beside DEST: {new:?}");
+    let gone: Vec<&String> = before.beside.iter().filter(|n| !now.contains(n)).collect();
+    assert!(gone.is_empty(), "removed beside DEST: {gone:?}");
+    assert_no_leftovers(state);
+}
+
+/// The state directory `state` (if there is one) holds no leftover of a run.
+pub fn assert_no_leftovers(state: &Path) {
+    if !state.exists() {
+        return;
+    }
+    let left: Vec<String> = names_in(state)
+        .into_iter()
+        .filter(|n| zipdeploy::install::is_leftover(n))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "leftovers in {}: {left:?}",
+        state.display()
+    );
 }
 
 /// Names directly inside `dir`, sorted.
