@@ -19,12 +19,16 @@
 //! the workers in batches; large ones go alone and are read from the file.
 //!
 //! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
-//! Python writing to a pipe) are extracted by the walker itself, since only
+//! Python writing to a pipe) are decoded by the walker itself, since only
 //! their data says where the next header is: a deflated one ends where its
 //! deflate stream does; a stored one at the first signed descriptor that
 //! describes the bytes before it. Either way the descriptor must match what
-//! was written. bzip2, LZMA and Deflate64 entries go to the workers like the
-//! others and are decoded by the zip crate, as after the download. Bytes
+//! was decoded. Only the decoding is sequential: the walker hands the bytes
+//! to the workers, which create and write the files (small entries whole, in
+//! batches; larger ones piece by piece through a short pipe, so memory stays
+//! bounded and the writing goes on beside the decoding). bzip2, LZMA and
+//! Deflate64 entries go to the workers like the others and are decoded by
+//! the zip crate, as after the download. Bytes
 //! before the first entry (a launcher script) are skipped up to the first
 //! local header within 1 MiB; bytes after the last one end the walk.
 //!
@@ -310,15 +314,51 @@ impl Read for GrowingReader<'_> {
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
-    /// Offset of the local header (other methods than stored and deflate
-    /// are decoded by the zip crate, which reads it again).
-    header: u64,
-    data_start: u64,
-    /// The entry's compressed data when the walker already read it (small
-    /// entries), which spares the worker a `pread`.
-    inline: Option<Vec<u8>>,
-    streamed: Streamed,
+    /// The time the file gets (the local header's).
+    mtime: EntryTime,
+    data: JobData,
 }
+
+/// Where a worker finds a file's bytes.
+enum JobData {
+    /// The compressed data its local header declares, which the worker
+    /// decodes and checks against the declared length and CRC.
+    Declared {
+        /// Offset of the local header (other methods than stored and
+        /// deflate are decoded by the zip crate, which reads it again).
+        header: u64,
+        data_start: u64,
+        /// The compressed data when the walker already read it (small
+        /// entries), which spares the worker a `pread`.
+        inline: Option<Vec<u8>>,
+        streamed: Streamed,
+    },
+    /// All the bytes of a small entry with a data descriptor, which the
+    /// walker decoded (and checked) to find where the entry ends.
+    Decoded(Vec<u8>),
+    /// A larger entry with a data descriptor, piece by piece as the walker
+    /// decodes it: writing goes on beside the decoding.
+    Piped(Receiver<Piece>),
+}
+
+/// What goes through the pipe of a `JobData::Piped` entry.
+enum Piece {
+    Bytes(Vec<u8>),
+    /// All bytes were sent and the data descriptor matched them. A pipe
+    /// closed without it is an entry the walker gave up on.
+    End,
+}
+
+/// Largest entry with a data descriptor handed to a worker in one piece;
+/// larger ones go through a pipe.
+const DECODED_MAX: usize = WINDOW;
+
+/// Bytes a pipe piece gathers before it is sent.
+const PIECE: usize = 64 * 1024;
+
+/// Pieces a pipe holds: the walker runs at most this far ahead of the
+/// worker writing the entry.
+const PIPE_DEPTH: usize = 4;
 
 /// Small files go to the workers in batches: one wake-up of a worker per
 /// batch, not per file. A batch leaves when it is full, with any large file,
@@ -326,13 +366,17 @@ struct Job {
 #[derive(Default)]
 struct Batch {
     jobs: Vec<Job>,
-    /// Compressed bytes of the jobs (what inline data they may hold).
+    /// Bytes of the jobs (what data they may hold).
     bytes: u64,
 }
 
 impl Batch {
     fn push(&mut self, job: Job) {
-        self.bytes += job.streamed.compressed;
+        self.bytes += match &job.data {
+            JobData::Declared { streamed, .. } => streamed.compressed,
+            JobData::Decoded(bytes) => bytes.len() as u64,
+            JobData::Piped(_) => 0,
+        };
         self.jobs.push(job);
     }
 
@@ -644,24 +688,30 @@ impl Walker {
                 mtime,
             };
             if described {
-                batch.send(jobs)?; // the walker may now wait for the download
+                if window.tail(data_start).len() < INLINE_MAX as usize {
+                    batch.send(jobs)?; // the walker may now wait for the download
+                }
                 let budget = self.limits.max_total_size - total_size;
                 let tools = own_tools.get_or_insert_with(WorkerTools::new);
                 let described = Described {
-                    path: &path,
+                    path,
                     data_start,
                     zip64: has_zip64_field(&extra),
                 };
-                let end = self.extract_described(
+                let mut handover = Handover {
+                    batch: &mut batch,
+                    jobs,
+                };
+                let end = self.decode_described(
                     &described,
                     &mut streamed,
                     &mut window,
                     tools,
                     budget,
                     &mut space,
+                    &mut handover,
                 )?;
                 total_size += streamed.size;
-                self.entries.fetch_add(1, Ordering::Relaxed);
                 walked.insert(pos, streamed);
                 pos = end;
                 continue;
@@ -683,10 +733,13 @@ impl Walker {
                 let large = inline.is_none();
                 batch.push(Job {
                     path,
-                    header: pos,
-                    data_start,
-                    inline,
-                    streamed,
+                    mtime,
+                    data: JobData::Declared {
+                        header: pos,
+                        data_start,
+                        inline,
+                        streamed,
+                    },
                 });
                 if large {
                     batch.send(jobs)?;
@@ -715,34 +768,26 @@ impl Walker {
         }
     }
 
-    /// Extracts an entry whose sizes and CRC follow its data, in the walker:
-    /// only inflating it finds where it ends. Fills in `streamed` from what
-    /// was extracted and returns the offset after the data descriptor, whose
-    /// fields must agree.
-    fn extract_described(
+    /// Decodes an entry whose sizes and CRC follow its data, in the walker:
+    /// only decoding it finds where it ends. A worker writes the file from
+    /// what `handover` passes on. Fills in `streamed` from the data and
+    /// returns the offset after the data descriptor, whose fields must agree.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_described(
         &self,
-        entry: &Described<'_>,
+        entry: &Described,
         streamed: &mut Streamed,
         window: &mut Window,
         tools: &mut WorkerTools,
         budget: u64,
         space: &mut SpaceCheck,
+        handover: &mut Handover<'_>,
     ) -> std::result::Result<u64, StepAside> {
         let fail = |what: String| format!("entry {:?}: {what}", entry.path.display().to_string());
         let root = entry.path.as_os_str().is_empty();
-        // Directories hold no data; files are written as they inflate.
-        let mut out = match streamed.is_dir || root {
-            true => None,
-            false => Some(
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(STREAM_FILE_MODE)
-                    .open(self.staging.join(entry.path))
-                    .map_err(|e| fail(e.to_string()))?,
-            ),
-        };
-        let is_file = out.is_some();
+        // Directories hold no data; files go to a worker as they decode.
+        let is_file = !(streamed.is_dir || root);
+        let mut output = Output::default();
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
         let mut emit = |bytes: &[u8]| {
@@ -753,13 +798,11 @@ impl Walker {
             if !space.room_for(bytes.len() as u64, self) {
                 return Err("too little free space to extract while downloading".into());
             }
-            self.written
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             crc.update(bytes);
-            match &mut out {
-                Some(out) => out.write_all(bytes).map_err(|e| fail(e.to_string())),
-                None if bytes.is_empty() => Ok(()),
-                None => Err(fail("a directory with data".into())),
+            match is_file {
+                true => output.push(bytes, entry, streamed.mtime, handover),
+                false if bytes.is_empty() => Ok(()),
+                false => Err(fail("a directory with data".into())),
             }
         };
         // What the window holds of the data first (all of it for small
@@ -776,19 +819,22 @@ impl Walker {
             CompressionMethod::Stored if is_file => copy_to_descriptor(&mut raw, tools, &mut emit)?,
             _ => 0, // a stored directory
         };
-        let crc = crc.finalize();
-        if let Some(out) = &out {
-            set_file_time(out, streamed.mtime).map_err(|e| fail(e.to_string()))?;
-        }
-        streamed.crc = crc;
+        streamed.crc = crc.finalize();
         streamed.compressed = compressed;
         streamed.size = written;
         let at = entry.data_start + compressed;
         let mut descriptor = [0u8; 24];
         window.read_at(self, at, &mut descriptor)?;
-        descriptor_len(&descriptor, streamed, entry.zip64)
+        let end = descriptor_len(&descriptor, streamed, entry.zip64)
             .map(|len| at + len)
-            .ok_or_else(|| fail("the data descriptor does not match the data".into()))
+            .ok_or_else(|| fail("the data descriptor does not match the data".into()))?;
+        match is_file {
+            true => output.finish(entry, streamed.mtime, handover)?,
+            false => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(end)
     }
 
     /// Records `path` and creates its directories, stepping aside on any
@@ -868,11 +914,12 @@ impl Walker {
                     // walker is never blocked.
                     break;
                 }
-                match self.extract(&job, &mut tools) {
-                    Ok(()) => {
+                match self.extract(job, &mut tools, stop) {
+                    Ok(true) => {
                         self.entries.fetch_add(1, Ordering::Relaxed);
-                        self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
                     }
+                    // The walker gave up on the entry and says why.
+                    Ok(false) => {}
                     Err(reason) => {
                         stop.store(true, Ordering::Relaxed);
                         failed
@@ -885,8 +932,13 @@ impl Walker {
         }
     }
 
-    fn extract(&self, job: &Job, tools: &mut WorkerTools) -> std::result::Result<(), StepAside> {
-        let s = &job.streamed;
+    /// Writes one file; `Ok(false)` when the walker gave up on it first.
+    fn extract(
+        &self,
+        job: Job,
+        tools: &mut WorkerTools,
+        stop: &AtomicBool,
+    ) -> std::result::Result<bool, StepAside> {
         let path = self.staging.join(&job.path);
         let fail = |what: String| format!("entry {:?}: {what}", job.path.display().to_string());
         let mut out = OpenOptions::new()
@@ -895,11 +947,61 @@ impl Walker {
             .mode(STREAM_FILE_MODE)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
+        let mut write = |bytes: &[u8]| {
+            out.write_all(bytes).map_err(|e| e.to_string())?;
+            self.written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(())
+        };
+        let written = match job.data {
+            JobData::Declared {
+                header,
+                data_start,
+                inline,
+                streamed,
+            } => {
+                let source = DeclaredData {
+                    header,
+                    data_start,
+                    inline: inline.as_deref(),
+                    streamed: &streamed,
+                };
+                self.decode_declared(&source, tools, &mut write)
+            }
+            JobData::Decoded(bytes) => write(&bytes),
+            JobData::Piped(pieces) => loop {
+                match pieces.recv() {
+                    Ok(Piece::Bytes(bytes)) if !stop.load(Ordering::Relaxed) => {
+                        if let Err(e) = write(&bytes) {
+                            break Err(e);
+                        }
+                    }
+                    Ok(Piece::End) => break Ok(()),
+                    // Stopped, or the walker gave up: closing the pipe
+                    // stops the walker too.
+                    _ => return Ok(false),
+                }
+            },
+        };
+        written.map_err(fail)?;
+        set_file_time(&out, job.mtime).map_err(|e| fail(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Decodes an entry whose sizes were declared, handing the bytes to
+    /// `write`; they must match the declared length and CRC.
+    fn decode_declared(
+        &self,
+        job: &DeclaredData<'_>,
+        tools: &mut WorkerTools,
+        write: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+    ) -> std::result::Result<(), StepAside> {
+        let s = job.streamed;
         let mut from_file;
         let mut from_window;
-        let raw: &mut dyn Read = match &job.inline {
+        let raw: &mut dyn Read = match job.inline {
             Some(bytes) => {
-                from_window = bytes.as_slice();
+                from_window = bytes;
                 &mut from_window
             }
             None => {
@@ -914,15 +1016,13 @@ impl Walker {
         let mut emit = |bytes: &[u8]| {
             written += bytes.len() as u64;
             if written > s.size {
-                return Err(fail("data longer than declared".into()));
+                return Err("data longer than declared".into());
             }
             crc.update(bytes);
-            out.write_all(bytes).map_err(|e| fail(e.to_string()))
+            write(bytes)
         };
         match s.method {
-            CompressionMethod::Deflated => tools
-                .inflate(raw, s.compressed, u64::MAX, &mut emit)
-                .map_err(|e| fail(e.to_string()))?,
+            CompressionMethod::Deflated => tools.inflate(raw, s.compressed, u64::MAX, &mut emit)?,
             CompressionMethod::Stored => copy(raw, &mut tools.output, &mut emit)?,
             // bzip2, LZMA, Deflate64: the zip crate's decoders, as when
             // extracting after the download.
@@ -934,17 +1034,24 @@ impl Walker {
                     .override_crc(s.crc);
                 let mut entry =
                     zip::read::read_zipfile_from_stream_with_options(&mut from_header, options)
-                        .map_err(|e| fail(e.to_string()))?
-                        .ok_or_else(|| fail("no local header".into()))?;
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| "no local header".to_string())?;
                 copy(&mut entry, &mut tools.output, &mut emit)?;
             }
         }
         if written != s.size || crc.finalize() != s.crc {
-            return Err(fail("length or CRC-32 does not match".into()));
+            return Err("length or CRC-32 does not match".into());
         }
-        set_file_time(&out, s.mtime).map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
+}
+
+/// The declared data of a job, borrowed.
+struct DeclaredData<'a> {
+    header: u64,
+    data_start: u64,
+    inline: Option<&'a [u8]>,
+    streamed: &'a Streamed,
 }
 
 /// One worker's inflater and buffers, made once and reused for every entry:
@@ -1013,12 +1120,87 @@ impl WorkerTools {
 }
 
 /// Where an entry with a data descriptor is and how its descriptor is laid.
-struct Described<'a> {
-    path: &'a Path,
+struct Described {
+    path: PathBuf,
     data_start: u64,
     /// The local header has a zip64 field: the descriptor's sizes are 8
     /// bytes each, most likely.
     zip64: bool,
+}
+
+/// Where the walker sends the jobs it makes.
+struct Handover<'a> {
+    batch: &'a mut Batch,
+    jobs: &'a SyncSender<Vec<Job>>,
+}
+
+/// What the walker decoded of a file with a data descriptor, on its way to a
+/// worker: gathered while the file is small, then piped.
+#[derive(Default)]
+struct Output {
+    pending: Vec<u8>,
+    pipe: Option<SyncSender<Piece>>,
+}
+
+impl Output {
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        entry: &Described,
+        mtime: EntryTime,
+        handover: &mut Handover<'_>,
+    ) -> std::result::Result<(), StepAside> {
+        self.pending.extend_from_slice(bytes);
+        if self.pipe.is_none() && self.pending.len() > DECODED_MAX {
+            // Too large to hold: a worker starts writing it now.
+            let (pipe, pieces) = sync_channel(PIPE_DEPTH);
+            handover.batch.push(Job {
+                path: entry.path.clone(),
+                mtime,
+                data: JobData::Piped(pieces),
+            });
+            handover.batch.send(handover.jobs)?;
+            self.pipe = Some(pipe);
+        }
+        match &self.pipe {
+            Some(pipe) if self.pending.len() >= PIECE => {
+                let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(2 * PIECE));
+                send_piece(pipe, Piece::Bytes(piece))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands the rest over, once the data descriptor matched.
+    fn finish(
+        self,
+        entry: &Described,
+        mtime: EntryTime,
+        handover: &mut Handover<'_>,
+    ) -> std::result::Result<(), StepAside> {
+        match self.pipe {
+            Some(pipe) => {
+                if !self.pending.is_empty() {
+                    send_piece(&pipe, Piece::Bytes(self.pending))?;
+                }
+                send_piece(&pipe, Piece::End)
+            }
+            None => {
+                // Sent with its batch (the walker sends a full one).
+                handover.batch.push(Job {
+                    path: entry.path.clone(),
+                    mtime,
+                    data: JobData::Decoded(self.pending),
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+fn send_piece(pipe: &SyncSender<Piece>, piece: Piece) -> std::result::Result<(), StepAside> {
+    pipe.send(piece)
+        .map_err(|_| "the workers stopped".to_string())
 }
 
 /// The length of the data descriptor at the start of `bytes` whose CRC and
