@@ -21,24 +21,25 @@
 //! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
 //! Python writing to a pipe) are decoded by the walker itself, since only
 //! their data says where the next header is: a deflated one ends where its
-//! deflate stream does; a stored one at the first signed descriptor that
-//! describes the bytes before it. Either way the descriptor must match what
-//! was decoded. Only the decoding is sequential: the walker hands the bytes
-//! to the workers, which create and write the files (small entries whole, in
-//! batches; larger ones piece by piece through a short pipe, so memory stays
-//! bounded and the writing goes on beside the decoding). bzip2, LZMA and
-//! Deflate64 entries go to the workers like the others and are decoded by
-//! the zip crate, as after the download. Bytes
-//! before the first entry (a launcher script) are skipped up to the first
-//! local header within 1 MiB; bytes after the last one end the walk.
+//! deflate stream does; a stored one at the first descriptor that describes
+//! the bytes before it (signed, or unsigned and followed by a header).
+//! Either way the descriptor must match what was decoded. Only the decoding
+//! is sequential: the walker hands the bytes to the workers, which create
+//! and write the files (small entries whole, in batches; larger ones piece
+//! by piece through a short pipe, so memory stays bounded and the writing
+//! goes on beside the decoding). bzip2, LZMA and Deflate64 entries go to
+//! the workers like the others and are decoded by the zip crate, as after
+//! the download. Bytes before the first entry (a launcher script) are
+//! skipped up to the first local header within 1 MiB; bytes after the last
+//! one end the walk.
 //!
 //! Any doubt makes the walker step aside: a layout it does not handle (a
-//! method other than stored or deflate with a data descriptor, a stored
-//! entry whose descriptor lacks its signature, encryption, an unknown
-//! method, no local header in the first MiB), a name, clash or limit that
-//! planning would refuse, a failed entry, or a download that restarted. The
-//! caller then removes the staging directory and extracts the complete file
-//! the ordinary way, which gives the canonical result or error.
+//! method other than stored or deflate with a data descriptor, encryption,
+//! an unknown method, no local header in the first MiB), a name, clash or
+//! limit that planning would refuse, a failed entry, or a download that
+//! restarted. The caller then removes the staging directory and extracts
+//! the complete file the ordinary way, which gives the canonical result or
+//! error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -1235,17 +1236,20 @@ fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<
 const DESCRIPTOR_SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
 
 /// Copies the data of a stored entry with a data descriptor to `emit`, up
-/// to the first signed descriptor that describes the bytes before it (CRC
-/// and both sizes: jszip's `streamFiles`, Python's zipfile on a pipe, Go
-/// with `Store`); returns their length. Data that happens to hold such a
-/// descriptor of its own prefix is cut there, and then the central
-/// directory disagrees and streaming steps aside.
+/// to the first descriptor that describes the bytes before it (CRC and both
+/// sizes); returns their length. A signed descriptor (jszip's
+/// `streamFiles`, Python's zipfile on a pipe, Go with `Store`) is taken as
+/// it is; one without its signature (older Go) only where a local or central
+/// header follows it. Data that happens to hold such a descriptor of its
+/// own prefix is cut there, and then the central directory disagrees and
+/// streaming steps aside.
 fn copy_to_descriptor(
     raw: &mut dyn Read,
     tools: &mut WorkerTools,
     emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
 ) -> std::result::Result<u64, StepAside> {
-    /// A signed zip64 descriptor: signature, CRC, two 8-byte sizes.
+    /// A signed zip64 descriptor (signature, CRC, two 8-byte sizes), or an
+    /// unsigned one and the signature after it.
     const LONGEST: usize = 24;
     let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + LONGEST);
     let mut crc = crc32fast::Hasher::new();
@@ -1266,22 +1270,31 @@ fn copy_to_descriptor(
         let mut prefix = crc.clone();
         let mut hashed = 0;
         for at in 0..searched {
-            if pending[at..].starts_with(&DESCRIPTOR_SIGNATURE) {
-                prefix.update(&pending[hashed..at]);
-                hashed = at;
-                let size = length + at as u64;
-                let fields = &pending[at + 4..];
-                let u32_at = |i: usize| fields.get(i..i + 4).map(|b| b.try_into().unwrap());
-                let u64_at = |i: usize| fields.get(i..i + 8).map(|b| b.try_into().unwrap());
-                let narrow = u32::try_from(size).ok().map(u32::to_le_bytes);
-                let matches = u32_at(0) == Some(prefix.clone().finalize().to_le_bytes())
-                    && ((narrow.is_some() && u32_at(4) == narrow && u32_at(8) == narrow)
-                        || (u64_at(4) == Some(size.to_le_bytes())
-                            && u64_at(12) == Some(size.to_le_bytes())));
-                if matches {
-                    emit(&pending[..at])?;
-                    return Ok(size);
-                }
+            let here = &pending[at..];
+            let size = length + at as u64;
+            // The sizes first (cheap), the CRC of the prefix only then.
+            let fields = |from: usize| here.get(from..).unwrap_or_default();
+            let signed = here.starts_with(&DESCRIPTOR_SIGNATURE)
+                && [8, 16].iter().any(|&len| sizes_are(fields(8), size, len));
+            let unsigned = [8, 16].iter().any(|&len| {
+                let next = fields(4 + len).get(..4).map(|b| b.try_into().unwrap());
+                sizes_are(fields(4), size, len)
+                    && matches!(
+                        next.map(u32::from_le_bytes),
+                        Some(LOCAL_HEADER | CENTRAL_HEADER)
+                    )
+            });
+            if !signed && !unsigned {
+                continue;
+            }
+            prefix.update(&pending[hashed..at]);
+            hashed = at;
+            let crc = prefix.clone().finalize().to_le_bytes();
+            if (signed && here.get(4..8) == Some(&crc[..]))
+                || (unsigned && here.get(..4) == Some(&crc[..]))
+            {
+                emit(&pending[..at])?;
+                return Ok(size);
             }
         }
         if ended {
@@ -1292,6 +1305,16 @@ fn copy_to_descriptor(
         length += searched as u64;
         pending.drain(..searched);
     }
+}
+
+/// Whether `fields` starts with two sizes that are both `size`, 4 bytes
+/// each (`len` 8) or 8 in zip64 form (`len` 16).
+fn sizes_are(fields: &[u8], size: u64, len: usize) -> bool {
+    let bytes = size.to_le_bytes();
+    let half = len / 2;
+    let fits = half == 8 || size <= u64::from(u32::MAX);
+    fits && fields.get(..half) == Some(&bytes[..half])
+        && fields.get(half..len) == Some(&bytes[..half])
 }
 
 /// Whether an extra-field block holds a zip64 field.
