@@ -1497,6 +1497,143 @@ mod tests {
     }
 
     #[test]
+    fn stored_data_ends_at_a_descriptor_signed_or_followed_by_a_header() {
+        let data = b"stored bytes".to_vec();
+        let (crc, len) = (crc32fast::hash(&data).to_le_bytes(), data.len() as u64);
+        let narrow = [
+            &crc[..],
+            &(len as u32).to_le_bytes(),
+            &(len as u32).to_le_bytes(),
+        ]
+        .concat();
+        let wide = [&crc[..], &len.to_le_bytes(), &len.to_le_bytes()].concat();
+        let local = LOCAL_HEADER.to_le_bytes();
+        let central = CENTRAL_HEADER.to_le_bytes();
+        let end = |tail: &[&[u8]]| {
+            let raw = [&data[..], &tail.concat()].concat();
+            let mut out = Vec::new();
+            let length = copy_to_descriptor(&mut &raw[..], &mut WorkerTools::new(), &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            });
+            length.map(|n| (n, out))
+        };
+        let found = Ok((len, data.clone()));
+        assert_eq!(end(&[&DESCRIPTOR_SIGNATURE, &narrow, b"junk"]), found);
+        assert_eq!(end(&[&DESCRIPTOR_SIGNATURE, &wide]), found);
+        assert_eq!(end(&[&narrow, &local, b"rest of a header"]), found);
+        assert_eq!(end(&[&wide, &central]), found);
+        // Unsigned and followed by neither: not an end.
+        let none = Err("no data descriptor follows a stored entry".to_string());
+        assert_eq!(end(&[&narrow, b"junk"]), none);
+        assert_eq!(end(&[&narrow]), none);
+    }
+
+    #[test]
+    fn decoded_entries_reach_a_worker_whole_or_piped() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        fs::write(dir.path().join("download"), b"").unwrap();
+        let walker = Walker {
+            file: Arc::new(File::open(dir.path().join("download")).unwrap()),
+            growth: Arc::new(Growth::default()),
+            staging: staging.clone(),
+            limits: Limits::default(),
+            entries: Arc::default(),
+            written: AtomicU64::new(0),
+        };
+        let small = b"small".to_vec();
+        let large: Vec<u8> = (0..5 * DECODED_MAX as u32).map(|i| i as u8).collect();
+        let mtime = entry_time((0x21, 0), &[]);
+        let (jobs, queue) = sync_channel::<Vec<Job>>(16);
+        let queue = Mutex::new(queue);
+        let (stop, failed) = (AtomicBool::new(false), Mutex::new(None));
+        let mut batch = Batch::default();
+        std::thread::scope(|scope| {
+            scope.spawn(|| walker.work(&queue, &stop, &failed));
+            let mut handover = Handover {
+                batch: &mut batch,
+                jobs: &jobs,
+            };
+            for (name, data) in [("small", &small), ("large", &large), ("empty", &vec![])] {
+                let entry = Described {
+                    path: PathBuf::from(name),
+                    data_start: 0,
+                    zip64: false,
+                };
+                let mut output = Output::default();
+                for piece in data.chunks(10_000) {
+                    output.push(piece, &entry, mtime, &mut handover).unwrap();
+                }
+                assert_eq!(output.pipe.is_some(), name == "large", "{name}");
+                output.finish(&entry, mtime, &mut handover).unwrap();
+            }
+            // An entry the walker gives up on halfway: its pipe closes
+            // without the end, and the worker does not count it.
+            let entry = Described {
+                path: PathBuf::from("abandoned"),
+                data_start: 0,
+                zip64: false,
+            };
+            let mut output = Output::default();
+            output.push(&large, &entry, mtime, &mut handover).unwrap();
+            drop(output);
+            handover.batch.send(&jobs).unwrap();
+            drop(jobs);
+        });
+        assert_eq!(*failed.lock().unwrap(), None);
+        assert_eq!(fs::read(staging.join("small")).unwrap(), small);
+        assert_eq!(fs::read(staging.join("large")).unwrap(), large);
+        assert_eq!(fs::read(staging.join("empty")).unwrap(), b"");
+        assert_eq!(walker.entries.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_failed_piped_write_stops_the_walker_with_the_workers_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("download"), b"").unwrap();
+        let walker = Walker {
+            file: Arc::new(File::open(dir.path().join("download")).unwrap()),
+            growth: Arc::new(Growth::default()),
+            // Not created: the worker cannot create the file.
+            staging: dir.path().join("missing"),
+            limits: Limits::default(),
+            entries: Arc::default(),
+            written: AtomicU64::new(0),
+        };
+        let large = vec![7u8; 64 * DECODED_MAX];
+        let mtime = entry_time((0x21, 0), &[]);
+        let (jobs, queue) = sync_channel::<Vec<Job>>(16);
+        let queue = Mutex::new(queue);
+        let (stop, failed) = (AtomicBool::new(false), Mutex::new(None));
+        let mut batch = Batch::default();
+        let pushed = std::thread::scope(|scope| {
+            scope.spawn(|| walker.work(&queue, &stop, &failed));
+            let mut handover = Handover {
+                batch: &mut batch,
+                jobs: &jobs,
+            };
+            let entry = Described {
+                path: PathBuf::from("big"),
+                data_start: 0,
+                zip64: false,
+            };
+            let mut output = Output::default();
+            let pushed = large
+                .chunks(PIECE)
+                .try_for_each(|piece| output.push(piece, &entry, mtime, &mut handover));
+            drop((output, jobs));
+            pushed
+        });
+        assert_eq!(pushed, Err("the workers stopped".to_string()));
+        let reason = failed.lock().unwrap().clone().unwrap();
+        assert!(reason.starts_with("entry \"big\": "), "{reason}");
+        assert!(stop.load(Ordering::Relaxed));
+        assert_eq!(walker.entries.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_growing_reader_waits_for_bytes_and_stops_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
