@@ -288,6 +288,61 @@ fn bzip2_lzma_and_deflate64_entries_stream() {
     }
 }
 
+/// An entry of `method` holding `packed`, the compressed form of `data`.
+fn packed_entry(name: &str, method: u16, packed: &[u8], data: &[u8]) -> RawEntry {
+    RawEntry {
+        method,
+        crc: common::raw::crc32(data),
+        size: data.len() as u32,
+        ..RawEntry::stored(name, packed)
+    }
+}
+
+#[test]
+fn bzip2_and_deflate64_entries_with_data_descriptors_stream() {
+    // The walker decodes them to find where they end, as it does deflate.
+    use std::io::{Read, Write};
+    let bzip2 = |data: &[u8]| {
+        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ziplinter");
+    let found_me = read(corpus.join("found-me.txt"));
+    // 7-Zip's Deflate64 data (nothing in Rust writes it), with a descriptor.
+    let deflate64 = {
+        let pkg = read(corpus.join("found-me-deflate64.zip"));
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(pkg)).unwrap();
+        let mut packed = Vec::new();
+        zip.by_index_raw(0)
+            .unwrap()
+            .read_to_end(&mut packed)
+            .unwrap();
+        packed
+    };
+    let big: Vec<u8> = (0..900_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut z = RawZip::new();
+    z.add(&packed_entry("a/found-me.txt", 9, &deflate64, &found_me).with_descriptor());
+    z.add(&packed_entry("b/found-me.txt", 12, &bzip2(&found_me), &found_me).with_descriptor());
+    z.add(&packed_entry("big.bin", 12, &bzip2(&big), &big).with_descriptor());
+    z.add(&packed_entry("empty.txt", 12, &bzip2(b""), b"").with_descriptor());
+    z.add(&RawEntry::deflated("VERSION", b"after them").with_descriptor());
+    let pkg = z.finish();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/a/found-me.txt")), found_me);
+    assert_eq!(read(tmp.path().join("app/b/found-me.txt")), found_me);
+    assert_eq!(read(tmp.path().join("app/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"after them");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
 #[test]
 fn bytes_before_the_first_entry_are_skipped_while_streaming() {
     // A launcher script in front of the archive, offsets fixed (`zip -A`)

@@ -20,26 +20,25 @@
 //!
 //! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
 //! Python writing to a pipe) are decoded by the walker itself, since only
-//! their data says where the next header is: a deflated one ends where its
-//! deflate stream does; a stored one at the first descriptor that describes
-//! the bytes before it (signed, or unsigned and followed by a header).
-//! Either way the descriptor must match what was decoded. Only the decoding
-//! is sequential: the walker hands the bytes to the workers, which create
-//! and write the files (small entries whole, in batches; larger ones piece
-//! by piece through a short pipe, so memory stays bounded and the writing
-//! goes on beside the decoding). bzip2, LZMA and Deflate64 entries go to
-//! the workers like the others and are decoded by the zip crate, as after
-//! the download. Bytes before the first entry (a launcher script) are
-//! skipped up to the first local header within 1 MiB; bytes after the last
-//! one end the walk.
+//! their data says where the next header is: a deflated (or bzip2, or
+//! Deflate64) one ends where its compressed stream does; a stored one at the
+//! first descriptor that describes the bytes before it (signed, or unsigned
+//! and followed by a header). Either way the descriptor must match what was
+//! decoded. Only the decoding is sequential: the walker hands the bytes to
+//! the workers, which create and write the files (small entries whole, in
+//! batches; larger ones piece by piece through a short pipe, so memory stays
+//! bounded and the writing goes on beside the decoding). bzip2, LZMA and
+//! Deflate64 entries with their sizes in the header go to the workers like
+//! the others and are decoded by the zip crate, as after the download. Bytes
+//! before the first entry (a launcher script) are skipped up to the first
+//! local header within 1 MiB; bytes after the last one end the walk.
 //!
-//! Any doubt makes the walker step aside: a layout it does not handle (a
-//! method other than stored or deflate with a data descriptor, encryption,
-//! an unknown method, no local header in the first MiB), a name, clash or
-//! limit that planning would refuse, a failed entry, or a download that
-//! restarted. The caller then removes the staging directory and extracts
-//! the complete file the ordinary way, which gives the canonical result or
-//! error.
+//! Any doubt makes the walker step aside: a layout it does not handle (an
+//! LZMA entry with a data descriptor, encryption, an unknown method, no
+//! local header in the first MiB), a name, clash or limit that planning
+//! would refuse, a failed entry, or a download that restarted. The caller
+//! then removes the staging directory and extracts the complete file the
+//! ordinary way, which gives the canonical result or error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -637,8 +636,8 @@ impl Walker {
             let method = match method {
                 0 => CompressionMethod::Stored,
                 8 => CompressionMethod::Deflated,
-                9 if !described => CompressionMethod::Deflate64,
-                12 if !described => CompressionMethod::Bzip2,
+                9 => CompressionMethod::Deflate64,
+                12 => CompressionMethod::Bzip2,
                 14 if !described => CompressionMethod::Lzma,
                 other if described => {
                     return Err(format!("compression method {other} with a data descriptor"))
@@ -817,18 +816,48 @@ impl Walker {
                     .map_err(fail)?;
                 tools.inflater.total_in()
             }
+            CompressionMethod::Bzip2 => tools
+                .decode(
+                    &mut bzip2::Decompress::new(false),
+                    &mut raw,
+                    u64::MAX,
+                    self.limits.max_ratio,
+                    &mut emit,
+                )
+                .map_err(fail)?,
+            CompressionMethod::Deflate64 => tools
+                .decode(
+                    &mut *Box::new(deflate64::InflaterManaged::new()),
+                    &mut raw,
+                    u64::MAX,
+                    self.limits.max_ratio,
+                    &mut emit,
+                )
+                .map_err(fail)?,
             CompressionMethod::Stored if is_file => copy_to_descriptor(&mut raw, tools, &mut emit)?,
             _ => 0, // a stored directory
         };
         streamed.crc = crc.finalize();
-        streamed.compressed = compressed;
         streamed.size = written;
-        let at = entry.data_start + compressed;
-        let mut descriptor = [0u8; 24];
-        window.read_at(self, at, &mut descriptor)?;
-        let end = descriptor_len(&descriptor, streamed, entry.zip64)
-            .map(|len| at + len)
-            .ok_or_else(|| fail("the data descriptor does not match the data".into()))?;
+        // The Deflate64 decoder may have taken a few bytes beyond its
+        // stream's end into its bit buffer: the descriptor, whose
+        // compressed size must be where it lies, says how many.
+        let slack = match streamed.method {
+            CompressionMethod::Deflate64 => compressed.min(DEFLATE64_SLACK),
+            _ => 0,
+        };
+        let mut end = None;
+        for early in 0..=slack {
+            streamed.compressed = compressed - early;
+            let at = entry.data_start + streamed.compressed;
+            let mut descriptor = [0u8; 24];
+            window.read_at(self, at, &mut descriptor)?;
+            end = descriptor_len(&descriptor, streamed, entry.zip64).map(|len| at + len);
+            if end.is_some() {
+                break;
+            }
+        }
+        let end = end.ok_or_else(|| fail("the data descriptor does not match the data".into()))?;
         match is_file {
             true => output.finish(entry, streamed.mtime, handover)?,
             false => {
@@ -1085,38 +1114,143 @@ impl WorkerTools {
         emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
     ) -> std::result::Result<(), StepAside> {
         self.inflater.reset(false);
+        self.decode(&mut Inflater, raw, compressed, max_ratio, emit)
+            .map(|_| ())
+    }
+
+    /// Runs `decoder` over the `compressed` bytes of `raw` (at most) to the
+    /// end of its stream, as `inflate` does; returns the bytes it used.
+    fn decode<D: Decoder + ?Sized>(
+        &mut self,
+        decoder: &mut D,
+        raw: &mut dyn Read,
+        compressed: u64,
+        max_ratio: u64,
+        emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+    ) -> std::result::Result<u64, StepAside> {
         // Small entries read only what they need.
         let want = usize::try_from(compressed).unwrap_or(usize::MAX).min(CHUNK);
         let (mut start, mut end) = (0, 0);
+        let (mut total_in, mut total_out) = (0u64, 0u64);
         loop {
             if start == end {
                 end = read_some(raw, &mut self.input[..want]).map_err(|e| e.to_string())?;
                 start = 0;
             }
-            let (before_in, before_out) = (self.inflater.total_in(), self.inflater.total_out());
-            let status = self
-                .inflater
-                .decompress(
-                    &self.input[start..end],
-                    &mut self.output,
-                    flate2::FlushDecompress::None,
-                )
-                .map_err(|e| format!("invalid deflate data: {e}"))?;
-            let used = (self.inflater.total_in() - before_in) as usize;
-            let made = (self.inflater.total_out() - before_out) as usize;
-            start += used;
-            emit(&self.output[..made])?;
-            let (total_in, total_out) = (self.inflater.total_in(), self.inflater.total_out());
+            let step = decoder.step(self, start..end)?;
+            start += step.used;
+            total_in += step.used as u64;
+            total_out += step.made as u64;
+            emit(&self.output[..step.made])?;
             if total_out >= RATIO_MIN_SIZE && total_out / total_in.max(1) > max_ratio {
                 return Err("an entry's compression ratio is over the limit".into());
             }
-            match status {
-                flate2::Status::StreamEnd => return Ok(()),
-                // No progress: the input ran out before the stream's end.
-                _ if used == 0 && made == 0 => return Err("the deflate data is truncated".into()),
-                _ => {}
+            if step.ended {
+                return Ok(total_in);
+            }
+            // No progress: the input ran out before the stream's end.
+            if step.used == 0 && step.made == 0 {
+                return Err(format!("the {} data is truncated", decoder.name()));
             }
         }
+    }
+}
+
+/// Most bytes the Deflate64 decoder reads past its stream's end.
+const DEFLATE64_SLACK: u64 = 4;
+
+/// What one step of a decoder did.
+struct Step {
+    used: usize,
+    made: usize,
+    /// The stream ended (all its output made).
+    ended: bool,
+}
+
+/// A decoder whose input ends itself: the walker runs one over an entry
+/// with a data descriptor to find where its data ends.
+trait Decoder {
+    fn name(&self) -> &'static str;
+    /// Decodes what it can of `tools.input[input]` into `tools.output`.
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside>;
+}
+
+/// Deflate, with the worker's own inflater (kept from entry to entry).
+struct Inflater;
+
+impl Decoder for Inflater {
+    fn name(&self) -> &'static str {
+        "deflate"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let inflater = &mut tools.inflater;
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let status = inflater
+            .decompress(
+                &tools.input[input],
+                &mut tools.output,
+                flate2::FlushDecompress::None,
+            )
+            .map_err(|e| format!("invalid deflate data: {e}"))?;
+        Ok(Step {
+            used: (inflater.total_in() - before_in) as usize,
+            made: (inflater.total_out() - before_out) as usize,
+            ended: status == flate2::Status::StreamEnd,
+        })
+    }
+}
+
+impl Decoder for bzip2::Decompress {
+    fn name(&self) -> &'static str {
+        "bzip2"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let (before_in, before_out) = (self.total_in(), self.total_out());
+        let status = self
+            .decompress(&tools.input[input], &mut tools.output)
+            .map_err(|e| format!("invalid bzip2 data: {e}"))?;
+        Ok(Step {
+            used: (self.total_in() - before_in) as usize,
+            made: (self.total_out() - before_out) as usize,
+            ended: status == bzip2::Status::StreamEnd,
+        })
+    }
+}
+
+impl Decoder for deflate64::InflaterManaged {
+    fn name(&self) -> &'static str {
+        "Deflate64"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let result = self.inflate(&tools.input[input], &mut tools.output);
+        if result.data_error {
+            return Err("invalid Deflate64 data".into());
+        }
+        Ok(Step {
+            used: result.bytes_consumed,
+            made: result.bytes_written,
+            // Finished, and all its output handed out.
+            ended: self.finished() && result.bytes_written < tools.output.len(),
+        })
     }
 }
 
