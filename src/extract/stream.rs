@@ -351,7 +351,7 @@ enum Piece {
 
 /// Largest entry with a data descriptor handed to a worker in one piece;
 /// larger ones go through a pipe.
-const DECODED_MAX: usize = WINDOW;
+const DECODED_MAX: usize = WINDOW / 2;
 
 /// Bytes a pipe piece gathers before it is sent.
 const PIECE: usize = 64 * 1024;
@@ -362,7 +362,8 @@ const PIPE_DEPTH: usize = 4;
 
 /// Small files go to the workers in batches: one wake-up of a worker per
 /// batch, not per file. A batch leaves when it is full, with any large file,
-/// and before the walker may wait for the download.
+/// and before the walker refills its window (when it may wait for the
+/// download).
 #[derive(Default)]
 struct Batch {
     jobs: Vec<Job>,
@@ -374,7 +375,9 @@ impl Batch {
     fn push(&mut self, job: Job) {
         self.bytes += match &job.data {
             JobData::Declared { streamed, .. } => streamed.compressed,
-            JobData::Decoded(bytes) => bytes.len() as u64,
+            // Counted twice: about three times their compressed size, yet
+            // batched by the same rule.
+            JobData::Decoded(bytes) => 2 * bytes.len() as u64,
             JobData::Piped(_) => 0,
         };
         self.jobs.push(job);
@@ -547,8 +550,8 @@ impl Walker {
             .map_err(|e| format!("cannot create the staging directory: {e}"))?;
         let failed: Mutex<Option<StepAside>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
-        // Batches hold at most a window's worth of small entries, so the
-        // queue holds at most about 1 MiB of their data.
+        // Batches hold at most about a window's worth of small entries'
+        // data, so the queue holds at most about 1 MiB of it.
         let (jobs, queue) = sync_channel::<Vec<Job>>(16);
         let queue = Mutex::new(queue);
         let workers = std::thread::available_parallelism()
@@ -688,9 +691,10 @@ impl Walker {
                 mtime,
             };
             if described {
-                if window.tail(data_start).len() < INLINE_MAX as usize {
-                    batch.send(jobs)?; // the walker may now wait for the download
-                }
+                // The batch is not sent before the decoding, which may wait
+                // for the download: a small entry's data is mostly in the
+                // window, and a wake-up per entry or two cost more than the
+                // rare wait (a large entry's pipe sends it).
                 let budget = self.limits.max_total_size - total_size;
                 let tools = own_tools.get_or_insert_with(WorkerTools::new);
                 let described = Described {
@@ -983,7 +987,7 @@ impl Walker {
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             Ok(())
         };
-        let written = match job.data {
+        let outcome = match job.data {
             JobData::Declared {
                 header,
                 data_start,
@@ -1013,7 +1017,7 @@ impl Walker {
                 }
             },
         };
-        written.map_err(fail)?;
+        outcome.map_err(fail)?;
         set_file_time(&out, job.mtime).map_err(|e| fail(e.to_string()))?;
         Ok(true)
     }
