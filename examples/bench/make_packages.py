@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generate the benchmark packages of zipdeploy, deterministically.
 
-    python3 examples/bench/make_packages.py [--out DIR] [--seed N] [--only php-app,assets,tiny] [--force]
+    python3 examples/bench/make_packages.py [--out DIR] [--seed N] [--only php-app,assets,tiny,php-app-bsdtar] [--force]
 
-Three packages, shaped like what zipdeploy is used for:
+Four packages, shaped like what zipdeploy is used for:
 
   php-app.zip  20,000 small source files (200 B .. 30 KB, median ~4 KB) of a PHP web
                application: an app/ skeleton, config, routes, views, JS/CSS and a deep
@@ -22,7 +22,7 @@ Three packages, shaped like what zipdeploy is used for:
 
 Everything (names, order, content, sizes, timestamps, modes) derives from the seed, and
 each package has its own random stream, so `--only` does not change a package.  With the
-same Python and zlib the archives are byte-identical.  Compression is zlib level 6.
+same Python and zlib the archives are byte-identical (php-app-bsdtar: the same tree).  Compression is zlib level 6.
 
 Writes DIR/<name>.zip and DIR/packages.tsv (name, zip bytes, entries, files, uncompressed
 bytes, sha256).  The tsv's first line records the generator version and seed: when it
