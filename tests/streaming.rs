@@ -120,6 +120,73 @@ fn stored_entries_with_data_descriptors_stream() {
     assert_eq!(read(tmp.path().join("app/VERSION")), b"mixed");
 }
 
+/// A zip of stored entries whose data descriptors have no signature (CRC
+/// and two 4-byte sizes after the data, as older Go wrote them).
+fn unsigned_descriptor_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let u16s = |v: &[u16]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let u32s = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in files {
+        let offset = out.len() as u32;
+        let (crc, size, name_len) = (
+            common::raw::crc32(data),
+            data.len() as u32,
+            name.len() as u16,
+        );
+        // Version, flags (bit 3), method (stored), time, date (1980-01-01).
+        let head = u16s(&[20, 8, 0, 0, 0x21]);
+        out.extend(u32s(&[0x0403_4b50]));
+        out.extend(&head);
+        out.extend(u32s(&[0, 0, 0]));
+        out.extend(u16s(&[name_len, 0]));
+        out.extend(name.as_bytes());
+        out.extend(*data);
+        out.extend(u32s(&[crc, size, size]));
+        central.extend(u32s(&[0x0201_4b50]));
+        central.extend(u16s(&[20]));
+        central.extend(&head);
+        central.extend(u32s(&[crc, size, size]));
+        central.extend(u16s(&[name_len, 0, 0, 0, 0]));
+        central.extend(u32s(&[0, offset]));
+        central.extend(name.as_bytes());
+    }
+    let (count, at, len) = (files.len() as u16, out.len() as u32, central.len() as u32);
+    out.extend(central);
+    out.extend(u32s(&[0x0605_4b50]));
+    out.extend(u16s(&[0, 0, count, count]));
+    out.extend(u32s(&[len, at]));
+    out.extend(u16s(&[0]));
+    out
+}
+
+#[test]
+fn stored_entries_whose_descriptors_lack_the_signature_stream() {
+    // Older Go's `Store`: the data ends at the first descriptor of the
+    // bytes before it that a header follows; one of its own prefix inside
+    // the data (no header after it) does not end it.
+    let head = b"head".to_vec();
+    let mut big = head.clone();
+    big.extend_from_slice(&common::raw::crc32(&head).to_le_bytes());
+    big.extend_from_slice(&4u32.to_le_bytes());
+    big.extend_from_slice(&4u32.to_le_bytes());
+    big.extend((0..700_000u32).map(|i| (i * 13 % 256) as u8));
+    let pkg = unsigned_descriptor_zip(&[
+        ("big.bin", &big),
+        ("empty.txt", b""),
+        ("lib/VERSION", b"unsigned"),
+    ]);
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    assert_eq!(read(tmp.path().join("app/lib/VERSION")), b"unsigned");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
+}
+
 #[test]
 fn stored_data_holding_its_own_descriptor_falls_back() {
     // Data that contains a valid descriptor of its own first bytes: the
@@ -219,6 +286,61 @@ fn bzip2_lzma_and_deflate64_entries_stream() {
             "{method}"
         );
     }
+}
+
+/// An entry of `method` holding `packed`, the compressed form of `data`.
+fn packed_entry(name: &str, method: u16, packed: &[u8], data: &[u8]) -> RawEntry {
+    RawEntry {
+        method,
+        crc: common::raw::crc32(data),
+        size: data.len() as u32,
+        ..RawEntry::stored(name, packed)
+    }
+}
+
+#[test]
+fn bzip2_and_deflate64_entries_with_data_descriptors_stream() {
+    // The walker decodes them to find where they end, as it does deflate.
+    use std::io::{Read, Write};
+    let bzip2 = |data: &[u8]| {
+        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ziplinter");
+    let found_me = read(corpus.join("found-me.txt"));
+    // 7-Zip's Deflate64 data (nothing in Rust writes it), with a descriptor.
+    let deflate64 = {
+        let pkg = read(corpus.join("found-me-deflate64.zip"));
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(pkg)).unwrap();
+        let mut packed = Vec::new();
+        zip.by_index_raw(0)
+            .unwrap()
+            .read_to_end(&mut packed)
+            .unwrap();
+        packed
+    };
+    let big: Vec<u8> = (0..900_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut z = RawZip::new();
+    z.add(&packed_entry("a/found-me.txt", 9, &deflate64, &found_me).with_descriptor());
+    z.add(&packed_entry("b/found-me.txt", 12, &bzip2(&found_me), &found_me).with_descriptor());
+    z.add(&packed_entry("big.bin", 12, &bzip2(&big), &big).with_descriptor());
+    z.add(&packed_entry("empty.txt", 12, &bzip2(b""), b"").with_descriptor());
+    z.add(&RawEntry::deflated("VERSION", b"after them").with_descriptor());
+    let pkg = z.finish();
+    let (tmp, report) = deploy_over_http(&pkg, true);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(tmp.path().join("app/a/found-me.txt")), found_me);
+    assert_eq!(read(tmp.path().join("app/b/found-me.txt")), found_me);
+    assert_eq!(read(tmp.path().join("app/big.bin")), big);
+    assert_eq!(read(tmp.path().join("app/empty.txt")), b"");
+    assert_eq!(read(tmp.path().join("app/VERSION")), b"after them");
+    let (plain, _) = deploy_over_http(&pkg, false);
+    assert_eq!(
+        snapshot(&tmp.path().join("app")),
+        snapshot(&plain.path().join("app"))
+    );
 }
 
 #[test]

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generate the benchmark packages of zipdeploy, deterministically.
 
-    python3 examples/bench/make_packages.py [--out DIR] [--seed N] [--only php-app,assets,tiny] [--force]
+    python3 examples/bench/make_packages.py [--out DIR] [--seed N] [--only php-app,assets,tiny,php-app-bsdtar] [--force]
 
-Three packages, shaped like what zipdeploy is used for:
+Four packages, shaped like what zipdeploy is used for:
 
   php-app.zip  20,000 small source files (200 B .. 30 KB, median ~4 KB) of a PHP web
                application: an app/ skeleton, config, routes, views, JS/CSS and a deep
@@ -13,10 +13,16 @@ Three packages, shaped like what zipdeploy is used for:
                (DEFLATED, a few STORED) and incompressible "media", fonts and blobs
                (media mostly STORED, the rest DEFLATED); ~400 MB zipped.
   tiny.zip     10 files, a few KB: the start-up cost of each tool.
+  php-app-bsdtar.zip
+               php-app's tree written again by `bsdtar --format zip` (libarchive):
+               every entry's sizes and CRC follow its data (a data descriptor, as
+               Go's archive/zip, jar and Node's archiver write them too).  Needs
+               unzip and bsdtar, and is not byte-identical across filesystems
+               (bsdtar stores entries in directory order).
 
 Everything (names, order, content, sizes, timestamps, modes) derives from the seed, and
 each package has its own random stream, so `--only` does not change a package.  With the
-same Python and zlib the archives are byte-identical.  Compression is zlib level 6.
+same Python and zlib the archives are byte-identical (php-app-bsdtar: the same tree).  Compression is zlib level 6.
 
 Writes DIR/<name>.zip and DIR/packages.tsv (name, zip bytes, entries, files, uncompressed
 bytes, sha256).  The tsv's first line records the generator version and seed: when it
@@ -28,6 +34,8 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
+import subprocess
 import sys
 import time
 import zipfile
@@ -35,7 +43,9 @@ import zlib
 
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 20240517
-PACKAGES = ("php-app", "assets", "tiny")
+PACKAGES = ("php-app", "assets", "tiny", "php-app-bsdtar")
+# package -> the package whose tree it writes again with another writer
+DERIVED = {"php-app-bsdtar": "php-app"}
 MIB = 1 << 20
 
 MTIME = (2024, 5, 17, 12, 0, 0)
@@ -513,6 +523,37 @@ def write_zip(path, entries):
             "uncompressed_bytes": total, "sha256": h.hexdigest()}
 
 
+def bsdtar_zip(src_zip, path):
+    """Write src_zip's tree again with `bsdtar --format zip`, which puts each entry's sizes and CRC in a data
+    descriptor after its data; return the row of the new zip (see COLUMNS)."""
+    tmp = path + ".part"
+    tree = path + ".tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    try:
+        subprocess.run(["unzip", "-q", src_zip, "-d", tree], check=True)
+        names = sorted(os.listdir(tree))  # no "./" prefix on the names
+        subprocess.run(["bsdtar", "--format", "zip", "-cf", tmp, "-C", tree, *names], check=True)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    files = dirs = total = 0
+    with zipfile.ZipFile(tmp) as zf:
+        for zi in zf.infolist():
+            if not zi.flag_bits & 0x08 and zi.file_size:
+                raise SystemExit(f"{path}: bsdtar wrote {zi.filename} without a data descriptor")
+            if zi.is_dir():
+                dirs += 1
+            else:
+                files += 1
+                total += zi.file_size
+    h = hashlib.sha256()
+    with open(tmp, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            h.update(chunk)
+    os.replace(tmp, path)
+    return {"zip_bytes": os.path.getsize(path), "entries": files + dirs, "files": files,
+            "uncompressed_bytes": total, "sha256": h.hexdigest()}
+
+
 COLUMNS = ("name", "zip_bytes", "entries", "files", "uncompressed_bytes", "sha256")
 
 
@@ -555,7 +596,7 @@ def ensure(out, seed=DEFAULT_SEED, only=PACKAGES, force=False, log=print):
     os.makedirs(out, exist_ok=True)
     rows = read_tsv(out, seed)
     for name in only:
-        if name not in GENERATORS:
+        if name not in GENERATORS and name not in DERIVED:
             raise SystemExit(f"unknown package {name!r} (known: {', '.join(PACKAGES)})")
         zpath = os.path.join(out, f"{name}.zip")
         row = rows.get(name)
@@ -563,10 +604,15 @@ def ensure(out, seed=DEFAULT_SEED, only=PACKAGES, force=False, log=print):
             log(f"{name}.zip: cached ({row['zip_bytes'] / MIB:.1f} MiB, sha256 {row['sha256']})")
             continue
         t0 = time.monotonic()
-        # one independent stream per package, so --only does not change a package
-        seed_bytes = hashlib.sha256(f"zipdeploy-bench/{seed}/{name}".encode()).digest()
-        rng = random.Random(int.from_bytes(seed_bytes, "big"))
-        st = write_zip(zpath, GENERATORS[name](rng))
+        if name in DERIVED:
+            base = DERIVED[name]
+            rows.update(ensure(out, seed, [base], force and base not in only, log))
+            st = bsdtar_zip(os.path.join(out, f"{base}.zip"), zpath)
+        else:
+            # one independent stream per package, so --only does not change a package
+            seed_bytes = hashlib.sha256(f"zipdeploy-bench/{seed}/{name}".encode()).digest()
+            rng = random.Random(int.from_bytes(seed_bytes, "big"))
+            st = write_zip(zpath, GENERATORS[name](rng))
         rows[name] = {"name": f"{name}.zip", **st}
         write_tsv(out, seed, rows)
         log(f"{name}.zip: {st['zip_bytes'] / MIB:.1f} MiB zip, {st['entries']} entries ({st['files']} files), "

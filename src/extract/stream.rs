@@ -19,22 +19,26 @@
 //! the workers in batches; large ones go alone and are read from the file.
 //!
 //! Entries whose sizes follow their data (a data descriptor: jar, Go, bsdtar,
-//! Python writing to a pipe) are extracted by the walker itself, since only
-//! their data says where the next header is: a deflated one ends where its
-//! deflate stream does; a stored one at the first signed descriptor that
-//! describes the bytes before it. Either way the descriptor must match what
-//! was written. bzip2, LZMA and Deflate64 entries go to the workers like the
-//! others and are decoded by the zip crate, as after the download. Bytes
+//! Python writing to a pipe) are decoded by the walker itself, since only
+//! their data says where the next header is: a deflated (or bzip2, or
+//! Deflate64) one ends where its compressed stream does; a stored one at the
+//! first descriptor that describes the bytes before it (signed, or unsigned
+//! and followed by a header). Either way the descriptor must match what was
+//! decoded. Only the decoding is sequential: the walker hands the bytes to
+//! the workers, which create and write the files (small entries whole, in
+//! batches; larger ones piece by piece through a short pipe, so memory stays
+//! bounded and the writing goes on beside the decoding). bzip2, LZMA and
+//! Deflate64 entries with their sizes in the header go to the workers like
+//! the others and are decoded by the zip crate, as after the download. Bytes
 //! before the first entry (a launcher script) are skipped up to the first
 //! local header within 1 MiB; bytes after the last one end the walk.
 //!
-//! Any doubt makes the walker step aside: a layout it does not handle (a
-//! method other than stored or deflate with a data descriptor, a stored
-//! entry whose descriptor lacks its signature, encryption, an unknown
-//! method, no local header in the first MiB), a name, clash or limit that
-//! planning would refuse, a failed entry, or a download that restarted. The
-//! caller then removes the staging directory and extracts the complete file
-//! the ordinary way, which gives the canonical result or error.
+//! Any doubt makes the walker step aside: a layout it does not handle (an
+//! LZMA entry with a data descriptor, encryption, an unknown method, no
+//! local header in the first MiB), a name, clash or limit that planning
+//! would refuse, a failed entry, or a download that restarted. The caller
+//! then removes the staging directory and extracts the complete file the
+//! ordinary way, which gives the canonical result or error.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -310,29 +314,72 @@ impl Read for GrowingReader<'_> {
 /// One file for a worker to extract.
 struct Job {
     path: PathBuf,
-    /// Offset of the local header (other methods than stored and deflate
-    /// are decoded by the zip crate, which reads it again).
-    header: u64,
-    data_start: u64,
-    /// The entry's compressed data when the walker already read it (small
-    /// entries), which spares the worker a `pread`.
-    inline: Option<Vec<u8>>,
-    streamed: Streamed,
+    /// The time the file gets (the local header's).
+    mtime: EntryTime,
+    data: JobData,
 }
+
+/// Where a worker finds a file's bytes.
+enum JobData {
+    /// The compressed data its local header declares, which the worker
+    /// decodes and checks against the declared length and CRC.
+    Declared {
+        /// Offset of the local header (other methods than stored and
+        /// deflate are decoded by the zip crate, which reads it again).
+        header: u64,
+        data_start: u64,
+        /// The compressed data when the walker already read it (small
+        /// entries), which spares the worker a `pread`.
+        inline: Option<Vec<u8>>,
+        streamed: Streamed,
+    },
+    /// All the bytes of a small entry with a data descriptor, which the
+    /// walker decoded (and checked) to find where the entry ends.
+    Decoded(Vec<u8>),
+    /// A larger entry with a data descriptor, piece by piece as the walker
+    /// decodes it: writing goes on beside the decoding.
+    Piped(Receiver<Piece>),
+}
+
+/// What goes through the pipe of a `JobData::Piped` entry.
+enum Piece {
+    Bytes(Vec<u8>),
+    /// All bytes were sent and the data descriptor matched them. A pipe
+    /// closed without it is an entry the walker gave up on.
+    End,
+}
+
+/// Largest entry with a data descriptor handed to a worker in one piece;
+/// larger ones go through a pipe.
+const DECODED_MAX: usize = WINDOW / 2;
+
+/// Bytes a pipe piece gathers before it is sent.
+const PIECE: usize = 64 * 1024;
+
+/// Pieces a pipe holds: the walker runs at most this far ahead of the
+/// worker writing the entry.
+const PIPE_DEPTH: usize = 4;
 
 /// Small files go to the workers in batches: one wake-up of a worker per
 /// batch, not per file. A batch leaves when it is full, with any large file,
-/// and before the walker may wait for the download.
+/// and before the walker refills its window (when it may wait for the
+/// download).
 #[derive(Default)]
 struct Batch {
     jobs: Vec<Job>,
-    /// Compressed bytes of the jobs (what inline data they may hold).
+    /// Bytes of the jobs (what data they may hold).
     bytes: u64,
 }
 
 impl Batch {
     fn push(&mut self, job: Job) {
-        self.bytes += job.streamed.compressed;
+        self.bytes += match &job.data {
+            JobData::Declared { streamed, .. } => streamed.compressed,
+            // Counted twice: about three times their compressed size, yet
+            // batched by the same rule.
+            JobData::Decoded(bytes) => 2 * bytes.len() as u64,
+            JobData::Piped(_) => 0,
+        };
         self.jobs.push(job);
     }
 
@@ -503,8 +550,8 @@ impl Walker {
             .map_err(|e| format!("cannot create the staging directory: {e}"))?;
         let failed: Mutex<Option<StepAside>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
-        // Batches hold at most a window's worth of small entries, so the
-        // queue holds at most about 1 MiB of their data.
+        // Batches hold at most about a window's worth of small entries'
+        // data, so the queue holds at most about 1 MiB of it.
         let (jobs, queue) = sync_channel::<Vec<Job>>(16);
         let queue = Mutex::new(queue);
         let workers = std::thread::available_parallelism()
@@ -592,8 +639,8 @@ impl Walker {
             let method = match method {
                 0 => CompressionMethod::Stored,
                 8 => CompressionMethod::Deflated,
-                9 if !described => CompressionMethod::Deflate64,
-                12 if !described => CompressionMethod::Bzip2,
+                9 => CompressionMethod::Deflate64,
+                12 => CompressionMethod::Bzip2,
                 14 if !described => CompressionMethod::Lzma,
                 other if described => {
                     return Err(format!("compression method {other} with a data descriptor"))
@@ -644,24 +691,31 @@ impl Walker {
                 mtime,
             };
             if described {
-                batch.send(jobs)?; // the walker may now wait for the download
+                // The batch is not sent before the decoding, which may wait
+                // for the download: a small entry's data is mostly in the
+                // window, and a wake-up per entry or two cost more than the
+                // rare wait (a large entry's pipe sends it).
                 let budget = self.limits.max_total_size - total_size;
                 let tools = own_tools.get_or_insert_with(WorkerTools::new);
                 let described = Described {
-                    path: &path,
+                    path,
                     data_start,
                     zip64: has_zip64_field(&extra),
                 };
-                let end = self.extract_described(
+                let mut handover = Handover {
+                    batch: &mut batch,
+                    jobs,
+                };
+                let end = self.decode_described(
                     &described,
                     &mut streamed,
                     &mut window,
                     tools,
                     budget,
                     &mut space,
+                    &mut handover,
                 )?;
                 total_size += streamed.size;
-                self.entries.fetch_add(1, Ordering::Relaxed);
                 walked.insert(pos, streamed);
                 pos = end;
                 continue;
@@ -683,10 +737,13 @@ impl Walker {
                 let large = inline.is_none();
                 batch.push(Job {
                     path,
-                    header: pos,
-                    data_start,
-                    inline,
-                    streamed,
+                    mtime,
+                    data: JobData::Declared {
+                        header: pos,
+                        data_start,
+                        inline,
+                        streamed,
+                    },
                 });
                 if large {
                     batch.send(jobs)?;
@@ -715,34 +772,26 @@ impl Walker {
         }
     }
 
-    /// Extracts an entry whose sizes and CRC follow its data, in the walker:
-    /// only inflating it finds where it ends. Fills in `streamed` from what
-    /// was extracted and returns the offset after the data descriptor, whose
-    /// fields must agree.
-    fn extract_described(
+    /// Decodes an entry whose sizes and CRC follow its data, in the walker:
+    /// only decoding it finds where it ends. A worker writes the file from
+    /// what `handover` passes on. Fills in `streamed` from the data and
+    /// returns the offset after the data descriptor, whose fields must agree.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_described(
         &self,
-        entry: &Described<'_>,
+        entry: &Described,
         streamed: &mut Streamed,
         window: &mut Window,
         tools: &mut WorkerTools,
         budget: u64,
         space: &mut SpaceCheck,
+        handover: &mut Handover<'_>,
     ) -> std::result::Result<u64, StepAside> {
         let fail = |what: String| format!("entry {:?}: {what}", entry.path.display().to_string());
         let root = entry.path.as_os_str().is_empty();
-        // Directories hold no data; files are written as they inflate.
-        let mut out = match streamed.is_dir || root {
-            true => None,
-            false => Some(
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(STREAM_FILE_MODE)
-                    .open(self.staging.join(entry.path))
-                    .map_err(|e| fail(e.to_string()))?,
-            ),
-        };
-        let is_file = out.is_some();
+        // Directories hold no data; files go to a worker as they decode.
+        let is_file = !(streamed.is_dir || root);
+        let mut output = Output::default();
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
         let mut emit = |bytes: &[u8]| {
@@ -753,13 +802,11 @@ impl Walker {
             if !space.room_for(bytes.len() as u64, self) {
                 return Err("too little free space to extract while downloading".into());
             }
-            self.written
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             crc.update(bytes);
-            match &mut out {
-                Some(out) => out.write_all(bytes).map_err(|e| fail(e.to_string())),
-                None if bytes.is_empty() => Ok(()),
-                None => Err(fail("a directory with data".into())),
+            match is_file {
+                true => output.push(bytes, entry, streamed.mtime, handover),
+                false if bytes.is_empty() => Ok(()),
+                false => Err(fail("a directory with data".into())),
             }
         };
         // What the window holds of the data first (all of it for small
@@ -773,22 +820,55 @@ impl Walker {
                     .map_err(fail)?;
                 tools.inflater.total_in()
             }
+            CompressionMethod::Bzip2 => tools
+                .decode(
+                    &mut bzip2::Decompress::new(false),
+                    &mut raw,
+                    u64::MAX,
+                    self.limits.max_ratio,
+                    &mut emit,
+                )
+                .map_err(fail)?,
+            CompressionMethod::Deflate64 => tools
+                .decode(
+                    &mut *Box::new(deflate64::InflaterManaged::new()),
+                    &mut raw,
+                    u64::MAX,
+                    self.limits.max_ratio,
+                    &mut emit,
+                )
+                .map_err(fail)?,
             CompressionMethod::Stored if is_file => copy_to_descriptor(&mut raw, tools, &mut emit)?,
             _ => 0, // a stored directory
         };
-        let crc = crc.finalize();
-        if let Some(out) = &out {
-            set_file_time(out, streamed.mtime).map_err(|e| fail(e.to_string()))?;
-        }
-        streamed.crc = crc;
-        streamed.compressed = compressed;
+        streamed.crc = crc.finalize();
         streamed.size = written;
-        let at = entry.data_start + compressed;
-        let mut descriptor = [0u8; 24];
-        window.read_at(self, at, &mut descriptor)?;
-        descriptor_len(&descriptor, streamed, entry.zip64)
-            .map(|len| at + len)
-            .ok_or_else(|| fail("the data descriptor does not match the data".into()))
+        // The Deflate64 decoder may have taken a few bytes beyond its
+        // stream's end into its bit buffer: the descriptor, whose
+        // compressed size must be where it lies, says how many.
+        let slack = match streamed.method {
+            CompressionMethod::Deflate64 => compressed.min(DEFLATE64_SLACK),
+            _ => 0,
+        };
+        let mut end = None;
+        for early in 0..=slack {
+            streamed.compressed = compressed - early;
+            let at = entry.data_start + streamed.compressed;
+            let mut descriptor = [0u8; 24];
+            window.read_at(self, at, &mut descriptor)?;
+            end = descriptor_len(&descriptor, streamed, entry.zip64).map(|len| at + len);
+            if end.is_some() {
+                break;
+            }
+        }
+        let end = end.ok_or_else(|| fail("the data descriptor does not match the data".into()))?;
+        match is_file {
+            true => output.finish(entry, streamed.mtime, handover)?,
+            false => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(end)
     }
 
     /// Records `path` and creates its directories, stepping aside on any
@@ -868,11 +948,12 @@ impl Walker {
                     // walker is never blocked.
                     break;
                 }
-                match self.extract(&job, &mut tools) {
-                    Ok(()) => {
+                match self.extract(job, &mut tools, stop) {
+                    Ok(true) => {
                         self.entries.fetch_add(1, Ordering::Relaxed);
-                        self.written.fetch_add(job.streamed.size, Ordering::Relaxed);
                     }
+                    // The walker gave up on the entry and says why.
+                    Ok(false) => {}
                     Err(reason) => {
                         stop.store(true, Ordering::Relaxed);
                         failed
@@ -885,8 +966,13 @@ impl Walker {
         }
     }
 
-    fn extract(&self, job: &Job, tools: &mut WorkerTools) -> std::result::Result<(), StepAside> {
-        let s = &job.streamed;
+    /// Writes one file; `Ok(false)` when the walker gave up on it first.
+    fn extract(
+        &self,
+        job: Job,
+        tools: &mut WorkerTools,
+        stop: &AtomicBool,
+    ) -> std::result::Result<bool, StepAside> {
         let path = self.staging.join(&job.path);
         let fail = |what: String| format!("entry {:?}: {what}", job.path.display().to_string());
         let mut out = OpenOptions::new()
@@ -895,11 +981,61 @@ impl Walker {
             .mode(STREAM_FILE_MODE)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
+        let mut write = |bytes: &[u8]| {
+            out.write_all(bytes).map_err(|e| e.to_string())?;
+            self.written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(())
+        };
+        let outcome = match job.data {
+            JobData::Declared {
+                header,
+                data_start,
+                inline,
+                streamed,
+            } => {
+                let source = DeclaredData {
+                    header,
+                    data_start,
+                    inline: inline.as_deref(),
+                    streamed: &streamed,
+                };
+                self.decode_declared(&source, tools, &mut write)
+            }
+            JobData::Decoded(bytes) => write(&bytes),
+            JobData::Piped(pieces) => loop {
+                match pieces.recv() {
+                    Ok(Piece::Bytes(bytes)) if !stop.load(Ordering::Relaxed) => {
+                        if let Err(e) = write(&bytes) {
+                            break Err(e);
+                        }
+                    }
+                    Ok(Piece::End) => break Ok(()),
+                    // Stopped, or the walker gave up: closing the pipe
+                    // stops the walker too.
+                    _ => return Ok(false),
+                }
+            },
+        };
+        outcome.map_err(fail)?;
+        set_file_time(&out, job.mtime).map_err(|e| fail(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Decodes an entry whose sizes were declared, handing the bytes to
+    /// `write`; they must match the declared length and CRC.
+    fn decode_declared(
+        &self,
+        job: &DeclaredData<'_>,
+        tools: &mut WorkerTools,
+        write: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+    ) -> std::result::Result<(), StepAside> {
+        let s = job.streamed;
         let mut from_file;
         let mut from_window;
-        let raw: &mut dyn Read = match &job.inline {
+        let raw: &mut dyn Read = match job.inline {
             Some(bytes) => {
-                from_window = bytes.as_slice();
+                from_window = bytes;
                 &mut from_window
             }
             None => {
@@ -914,15 +1050,13 @@ impl Walker {
         let mut emit = |bytes: &[u8]| {
             written += bytes.len() as u64;
             if written > s.size {
-                return Err(fail("data longer than declared".into()));
+                return Err("data longer than declared".into());
             }
             crc.update(bytes);
-            out.write_all(bytes).map_err(|e| fail(e.to_string()))
+            write(bytes)
         };
         match s.method {
-            CompressionMethod::Deflated => tools
-                .inflate(raw, s.compressed, u64::MAX, &mut emit)
-                .map_err(|e| fail(e.to_string()))?,
+            CompressionMethod::Deflated => tools.inflate(raw, s.compressed, u64::MAX, &mut emit)?,
             CompressionMethod::Stored => copy(raw, &mut tools.output, &mut emit)?,
             // bzip2, LZMA, Deflate64: the zip crate's decoders, as when
             // extracting after the download.
@@ -934,17 +1068,24 @@ impl Walker {
                     .override_crc(s.crc);
                 let mut entry =
                     zip::read::read_zipfile_from_stream_with_options(&mut from_header, options)
-                        .map_err(|e| fail(e.to_string()))?
-                        .ok_or_else(|| fail("no local header".into()))?;
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| "no local header".to_string())?;
                 copy(&mut entry, &mut tools.output, &mut emit)?;
             }
         }
         if written != s.size || crc.finalize() != s.crc {
-            return Err(fail("length or CRC-32 does not match".into()));
+            return Err("length or CRC-32 does not match".into());
         }
-        set_file_time(&out, s.mtime).map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
+}
+
+/// The declared data of a job, borrowed.
+struct DeclaredData<'a> {
+    header: u64,
+    data_start: u64,
+    inline: Option<&'a [u8]>,
+    streamed: &'a Streamed,
 }
 
 /// One worker's inflater and buffers, made once and reused for every entry:
@@ -977,48 +1118,228 @@ impl WorkerTools {
         emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
     ) -> std::result::Result<(), StepAside> {
         self.inflater.reset(false);
+        self.decode(&mut Inflater, raw, compressed, max_ratio, emit)
+            .map(|_| ())
+    }
+
+    /// Runs `decoder` over the `compressed` bytes of `raw` (at most) to the
+    /// end of its stream, as `inflate` does; returns the bytes it used.
+    fn decode<D: Decoder + ?Sized>(
+        &mut self,
+        decoder: &mut D,
+        raw: &mut dyn Read,
+        compressed: u64,
+        max_ratio: u64,
+        emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
+    ) -> std::result::Result<u64, StepAside> {
         // Small entries read only what they need.
         let want = usize::try_from(compressed).unwrap_or(usize::MAX).min(CHUNK);
         let (mut start, mut end) = (0, 0);
+        let (mut total_in, mut total_out) = (0u64, 0u64);
         loop {
             if start == end {
                 end = read_some(raw, &mut self.input[..want]).map_err(|e| e.to_string())?;
                 start = 0;
             }
-            let (before_in, before_out) = (self.inflater.total_in(), self.inflater.total_out());
-            let status = self
-                .inflater
-                .decompress(
-                    &self.input[start..end],
-                    &mut self.output,
-                    flate2::FlushDecompress::None,
-                )
-                .map_err(|e| format!("invalid deflate data: {e}"))?;
-            let used = (self.inflater.total_in() - before_in) as usize;
-            let made = (self.inflater.total_out() - before_out) as usize;
-            start += used;
-            emit(&self.output[..made])?;
-            let (total_in, total_out) = (self.inflater.total_in(), self.inflater.total_out());
+            let step = decoder.step(self, start..end)?;
+            start += step.used;
+            total_in += step.used as u64;
+            total_out += step.made as u64;
+            emit(&self.output[..step.made])?;
             if total_out >= RATIO_MIN_SIZE && total_out / total_in.max(1) > max_ratio {
                 return Err("an entry's compression ratio is over the limit".into());
             }
-            match status {
-                flate2::Status::StreamEnd => return Ok(()),
-                // No progress: the input ran out before the stream's end.
-                _ if used == 0 && made == 0 => return Err("the deflate data is truncated".into()),
-                _ => {}
+            if step.ended {
+                return Ok(total_in);
+            }
+            // No progress: the input ran out before the stream's end.
+            if step.used == 0 && step.made == 0 {
+                return Err(format!("the {} data is truncated", decoder.name()));
             }
         }
     }
 }
 
+/// Most bytes the Deflate64 decoder reads past its stream's end.
+const DEFLATE64_SLACK: u64 = 4;
+
+/// What one step of a decoder did.
+struct Step {
+    used: usize,
+    made: usize,
+    /// The stream ended (all its output made).
+    ended: bool,
+}
+
+/// A decoder whose input ends itself: the walker runs one over an entry
+/// with a data descriptor to find where its data ends.
+trait Decoder {
+    fn name(&self) -> &'static str;
+    /// Decodes what it can of `tools.input[input]` into `tools.output`.
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside>;
+}
+
+/// Deflate, with the worker's own inflater (kept from entry to entry).
+struct Inflater;
+
+impl Decoder for Inflater {
+    fn name(&self) -> &'static str {
+        "deflate"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let inflater = &mut tools.inflater;
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let status = inflater
+            .decompress(
+                &tools.input[input],
+                &mut tools.output,
+                flate2::FlushDecompress::None,
+            )
+            .map_err(|e| format!("invalid deflate data: {e}"))?;
+        Ok(Step {
+            used: (inflater.total_in() - before_in) as usize,
+            made: (inflater.total_out() - before_out) as usize,
+            ended: status == flate2::Status::StreamEnd,
+        })
+    }
+}
+
+impl Decoder for bzip2::Decompress {
+    fn name(&self) -> &'static str {
+        "bzip2"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let (before_in, before_out) = (self.total_in(), self.total_out());
+        let status = self
+            .decompress(&tools.input[input], &mut tools.output)
+            .map_err(|e| format!("invalid bzip2 data: {e}"))?;
+        Ok(Step {
+            used: (self.total_in() - before_in) as usize,
+            made: (self.total_out() - before_out) as usize,
+            ended: status == bzip2::Status::StreamEnd,
+        })
+    }
+}
+
+impl Decoder for deflate64::InflaterManaged {
+    fn name(&self) -> &'static str {
+        "Deflate64"
+    }
+
+    fn step(
+        &mut self,
+        tools: &mut WorkerTools,
+        input: std::ops::Range<usize>,
+    ) -> std::result::Result<Step, StepAside> {
+        let result = self.inflate(&tools.input[input], &mut tools.output);
+        if result.data_error {
+            return Err("invalid Deflate64 data".into());
+        }
+        Ok(Step {
+            used: result.bytes_consumed,
+            made: result.bytes_written,
+            // Finished, and all its output handed out.
+            ended: self.finished() && result.bytes_written < tools.output.len(),
+        })
+    }
+}
+
 /// Where an entry with a data descriptor is and how its descriptor is laid.
-struct Described<'a> {
-    path: &'a Path,
+struct Described {
+    path: PathBuf,
     data_start: u64,
     /// The local header has a zip64 field: the descriptor's sizes are 8
     /// bytes each, most likely.
     zip64: bool,
+}
+
+/// Where the walker sends the jobs it makes.
+struct Handover<'a> {
+    batch: &'a mut Batch,
+    jobs: &'a SyncSender<Vec<Job>>,
+}
+
+/// What the walker decoded of a file with a data descriptor, on its way to a
+/// worker: gathered while the file is small, then piped.
+#[derive(Default)]
+struct Output {
+    pending: Vec<u8>,
+    pipe: Option<SyncSender<Piece>>,
+}
+
+impl Output {
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        entry: &Described,
+        mtime: EntryTime,
+        handover: &mut Handover<'_>,
+    ) -> std::result::Result<(), StepAside> {
+        self.pending.extend_from_slice(bytes);
+        if self.pipe.is_none() && self.pending.len() > DECODED_MAX {
+            // Too large to hold: a worker starts writing it now.
+            let (pipe, pieces) = sync_channel(PIPE_DEPTH);
+            handover.batch.push(Job {
+                path: entry.path.clone(),
+                mtime,
+                data: JobData::Piped(pieces),
+            });
+            handover.batch.send(handover.jobs)?;
+            self.pipe = Some(pipe);
+        }
+        match &self.pipe {
+            Some(pipe) if self.pending.len() >= PIECE => {
+                let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(2 * PIECE));
+                send_piece(pipe, Piece::Bytes(piece))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands the rest over, once the data descriptor matched.
+    fn finish(
+        self,
+        entry: &Described,
+        mtime: EntryTime,
+        handover: &mut Handover<'_>,
+    ) -> std::result::Result<(), StepAside> {
+        match self.pipe {
+            Some(pipe) => {
+                if !self.pending.is_empty() {
+                    send_piece(&pipe, Piece::Bytes(self.pending))?;
+                }
+                send_piece(&pipe, Piece::End)
+            }
+            None => {
+                // Sent with its batch (the walker sends a full one).
+                handover.batch.push(Job {
+                    path: entry.path.clone(),
+                    mtime,
+                    data: JobData::Decoded(self.pending),
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+fn send_piece(pipe: &SyncSender<Piece>, piece: Piece) -> std::result::Result<(), StepAside> {
+    pipe.send(piece)
+        .map_err(|_| "the workers stopped".to_string())
 }
 
 /// The length of the data descriptor at the start of `bytes` whose CRC and
@@ -1053,17 +1374,20 @@ fn descriptor_len(bytes: &[u8; 24], streamed: &Streamed, zip64: bool) -> Option<
 const DESCRIPTOR_SIGNATURE: [u8; 4] = 0x0807_4b50u32.to_le_bytes();
 
 /// Copies the data of a stored entry with a data descriptor to `emit`, up
-/// to the first signed descriptor that describes the bytes before it (CRC
-/// and both sizes: jszip's `streamFiles`, Python's zipfile on a pipe, Go
-/// with `Store`); returns their length. Data that happens to hold such a
-/// descriptor of its own prefix is cut there, and then the central
-/// directory disagrees and streaming steps aside.
+/// to the first descriptor that describes the bytes before it (CRC and both
+/// sizes); returns their length. A signed descriptor (jszip's
+/// `streamFiles`, Python's zipfile on a pipe, Go with `Store`) is taken as
+/// it is; one without its signature (older Go) only where a local or central
+/// header follows it. Data that happens to hold such a descriptor of its
+/// own prefix is cut there, and then the central directory disagrees and
+/// streaming steps aside.
 fn copy_to_descriptor(
     raw: &mut dyn Read,
     tools: &mut WorkerTools,
     emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
 ) -> std::result::Result<u64, StepAside> {
-    /// A signed zip64 descriptor: signature, CRC, two 8-byte sizes.
+    /// A signed zip64 descriptor (signature, CRC, two 8-byte sizes), or an
+    /// unsigned one and the signature after it.
     const LONGEST: usize = 24;
     let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + LONGEST);
     let mut crc = crc32fast::Hasher::new();
@@ -1084,22 +1408,31 @@ fn copy_to_descriptor(
         let mut prefix = crc.clone();
         let mut hashed = 0;
         for at in 0..searched {
-            if pending[at..].starts_with(&DESCRIPTOR_SIGNATURE) {
-                prefix.update(&pending[hashed..at]);
-                hashed = at;
-                let size = length + at as u64;
-                let fields = &pending[at + 4..];
-                let u32_at = |i: usize| fields.get(i..i + 4).map(|b| b.try_into().unwrap());
-                let u64_at = |i: usize| fields.get(i..i + 8).map(|b| b.try_into().unwrap());
-                let narrow = u32::try_from(size).ok().map(u32::to_le_bytes);
-                let matches = u32_at(0) == Some(prefix.clone().finalize().to_le_bytes())
-                    && ((narrow.is_some() && u32_at(4) == narrow && u32_at(8) == narrow)
-                        || (u64_at(4) == Some(size.to_le_bytes())
-                            && u64_at(12) == Some(size.to_le_bytes())));
-                if matches {
-                    emit(&pending[..at])?;
-                    return Ok(size);
-                }
+            let here = &pending[at..];
+            let size = length + at as u64;
+            // The sizes first (cheap), the CRC of the prefix only then.
+            let fields = |from: usize| here.get(from..).unwrap_or_default();
+            let signed = here.starts_with(&DESCRIPTOR_SIGNATURE)
+                && [8, 16].iter().any(|&len| sizes_are(fields(8), size, len));
+            let unsigned = [8, 16].iter().any(|&len| {
+                let next = fields(4 + len).get(..4).map(|b| b.try_into().unwrap());
+                sizes_are(fields(4), size, len)
+                    && matches!(
+                        next.map(u32::from_le_bytes),
+                        Some(LOCAL_HEADER | CENTRAL_HEADER)
+                    )
+            });
+            if !signed && !unsigned {
+                continue;
+            }
+            prefix.update(&pending[hashed..at]);
+            hashed = at;
+            let crc = prefix.clone().finalize().to_le_bytes();
+            if (signed && here.get(4..8) == Some(&crc[..]))
+                || (unsigned && here.get(..4) == Some(&crc[..]))
+            {
+                emit(&pending[..at])?;
+                return Ok(size);
             }
         }
         if ended {
@@ -1110,6 +1443,16 @@ fn copy_to_descriptor(
         length += searched as u64;
         pending.drain(..searched);
     }
+}
+
+/// Whether `fields` starts with two sizes that are both `size`, 4 bytes
+/// each (`len` 8) or 8 in zip64 form (`len` 16).
+fn sizes_are(fields: &[u8], size: u64, len: usize) -> bool {
+    let bytes = size.to_le_bytes();
+    let half = len / 2;
+    let fits = half == 8 || size <= u64::from(u32::MAX);
+    fits && fields.get(..half) == Some(&bytes[..half])
+        && fields.get(half..len) == Some(&bytes[..half])
 }
 
 /// Whether an extra-field block holds a zip64 field.
@@ -1289,6 +1632,143 @@ mod tests {
             .read_at(&walker, 199_995, &mut [0u8; 10])
             .unwrap_err();
         assert!(err.contains("ends inside a local header"), "{err}");
+    }
+
+    #[test]
+    fn stored_data_ends_at_a_descriptor_signed_or_followed_by_a_header() {
+        let data = b"stored bytes".to_vec();
+        let (crc, len) = (crc32fast::hash(&data).to_le_bytes(), data.len() as u64);
+        let narrow = [
+            &crc[..],
+            &(len as u32).to_le_bytes(),
+            &(len as u32).to_le_bytes(),
+        ]
+        .concat();
+        let wide = [&crc[..], &len.to_le_bytes(), &len.to_le_bytes()].concat();
+        let local = LOCAL_HEADER.to_le_bytes();
+        let central = CENTRAL_HEADER.to_le_bytes();
+        let end = |tail: &[&[u8]]| {
+            let raw = [&data[..], &tail.concat()].concat();
+            let mut out = Vec::new();
+            let length = copy_to_descriptor(&mut &raw[..], &mut WorkerTools::new(), &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            });
+            length.map(|n| (n, out))
+        };
+        let found = Ok((len, data.clone()));
+        assert_eq!(end(&[&DESCRIPTOR_SIGNATURE, &narrow, b"junk"]), found);
+        assert_eq!(end(&[&DESCRIPTOR_SIGNATURE, &wide]), found);
+        assert_eq!(end(&[&narrow, &local, b"rest of a header"]), found);
+        assert_eq!(end(&[&wide, &central]), found);
+        // Unsigned and followed by neither: not an end.
+        let none = Err("no data descriptor follows a stored entry".to_string());
+        assert_eq!(end(&[&narrow, b"junk"]), none);
+        assert_eq!(end(&[&narrow]), none);
+    }
+
+    #[test]
+    fn decoded_entries_reach_a_worker_whole_or_piped() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        fs::write(dir.path().join("download"), b"").unwrap();
+        let walker = Walker {
+            file: Arc::new(File::open(dir.path().join("download")).unwrap()),
+            growth: Arc::new(Growth::default()),
+            staging: staging.clone(),
+            limits: Limits::default(),
+            entries: Arc::default(),
+            written: AtomicU64::new(0),
+        };
+        let small = b"small".to_vec();
+        let large: Vec<u8> = (0..5 * DECODED_MAX as u32).map(|i| i as u8).collect();
+        let mtime = entry_time((0x21, 0), &[]);
+        let (jobs, queue) = sync_channel::<Vec<Job>>(16);
+        let queue = Mutex::new(queue);
+        let (stop, failed) = (AtomicBool::new(false), Mutex::new(None));
+        let mut batch = Batch::default();
+        std::thread::scope(|scope| {
+            scope.spawn(|| walker.work(&queue, &stop, &failed));
+            let mut handover = Handover {
+                batch: &mut batch,
+                jobs: &jobs,
+            };
+            for (name, data) in [("small", &small), ("large", &large), ("empty", &vec![])] {
+                let entry = Described {
+                    path: PathBuf::from(name),
+                    data_start: 0,
+                    zip64: false,
+                };
+                let mut output = Output::default();
+                for piece in data.chunks(10_000) {
+                    output.push(piece, &entry, mtime, &mut handover).unwrap();
+                }
+                assert_eq!(output.pipe.is_some(), name == "large", "{name}");
+                output.finish(&entry, mtime, &mut handover).unwrap();
+            }
+            // An entry the walker gives up on halfway: its pipe closes
+            // without the end, and the worker does not count it.
+            let entry = Described {
+                path: PathBuf::from("abandoned"),
+                data_start: 0,
+                zip64: false,
+            };
+            let mut output = Output::default();
+            output.push(&large, &entry, mtime, &mut handover).unwrap();
+            drop(output);
+            handover.batch.send(&jobs).unwrap();
+            drop(jobs);
+        });
+        assert_eq!(*failed.lock().unwrap(), None);
+        assert_eq!(fs::read(staging.join("small")).unwrap(), small);
+        assert_eq!(fs::read(staging.join("large")).unwrap(), large);
+        assert_eq!(fs::read(staging.join("empty")).unwrap(), b"");
+        assert_eq!(walker.entries.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_failed_piped_write_stops_the_walker_with_the_workers_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("download"), b"").unwrap();
+        let walker = Walker {
+            file: Arc::new(File::open(dir.path().join("download")).unwrap()),
+            growth: Arc::new(Growth::default()),
+            // Not created: the worker cannot create the file.
+            staging: dir.path().join("missing"),
+            limits: Limits::default(),
+            entries: Arc::default(),
+            written: AtomicU64::new(0),
+        };
+        let large = vec![7u8; 64 * DECODED_MAX];
+        let mtime = entry_time((0x21, 0), &[]);
+        let (jobs, queue) = sync_channel::<Vec<Job>>(16);
+        let queue = Mutex::new(queue);
+        let (stop, failed) = (AtomicBool::new(false), Mutex::new(None));
+        let mut batch = Batch::default();
+        let pushed = std::thread::scope(|scope| {
+            scope.spawn(|| walker.work(&queue, &stop, &failed));
+            let mut handover = Handover {
+                batch: &mut batch,
+                jobs: &jobs,
+            };
+            let entry = Described {
+                path: PathBuf::from("big"),
+                data_start: 0,
+                zip64: false,
+            };
+            let mut output = Output::default();
+            let pushed = large
+                .chunks(PIECE)
+                .try_for_each(|piece| output.push(piece, &entry, mtime, &mut handover));
+            drop((output, jobs));
+            pushed
+        });
+        assert_eq!(pushed, Err("the workers stopped".to_string()));
+        let reason = failed.lock().unwrap().clone().unwrap();
+        assert!(reason.starts_with("entry \"big\": "), "{reason}");
+        assert!(stop.load(Ordering::Relaxed));
+        assert_eq!(walker.entries.load(Ordering::Relaxed), 0);
     }
 
     #[test]
