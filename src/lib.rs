@@ -53,6 +53,7 @@ pub mod signature;
 pub mod status;
 mod tap;
 mod trust;
+mod writeback;
 
 use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
@@ -60,6 +61,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use extract::stream::{Finished, Streamer};
+use writeback::Writeback;
 
 pub use cache::Cache;
 pub use digest::Sha256Digest;
@@ -551,6 +553,10 @@ impl<'a> Deploy<'a> {
                     staging: layout.staging_path(),
                     temps: RefCell::new(Vec::new()),
                     partial_done: Cell::new(false),
+                    writeback: self
+                        .durable
+                        .then(|| lock.filesystem().map(Writeback::new).ok())
+                        .flatten(),
                 };
                 let result = self.deploy(&work, &mut report);
                 let _ = install::remove_tree(&work.staging);
@@ -688,8 +694,15 @@ impl<'a> Deploy<'a> {
                 &work.staging,
                 &self.limits,
                 progress.as_deref_mut(),
+                work.writeback.as_ref(),
             )?,
         };
+        if self.durable && got.scratch {
+            // Of no more use, and not to be written out by the flush before
+            // activation: its pages are dropped, never written (it is
+            // removed when the deploy ends).
+            let _ = got.archive.set_len(0);
+        }
         if let Some(hook) = self.before_activate.take() {
             hook(&work.staging).map_err(Error::Hook)?;
         }
@@ -755,6 +768,7 @@ impl<'a> Deploy<'a> {
                             validators: fetch::Validators::default(),
                             signed_by,
                             streamer: None,
+                            scratch: false,
                             _entry: Some(lock),
                         })));
                     }
@@ -928,6 +942,7 @@ impl<'a> Deploy<'a> {
             validators: fetch::Validators::default(),
             signed_by,
             streamer: None,
+            scratch: false,
             _entry: None,
         })))
     }
@@ -995,7 +1010,13 @@ impl<'a> Deploy<'a> {
         let mut streamer = None;
         if self.stream {
             // Streaming is an optimisation: if it cannot start, extract later.
-            streamer = Streamer::start(&download, &work.staging, &self.limits).ok();
+            streamer = Streamer::start(
+                &download,
+                &work.staging,
+                &self.limits,
+                work.writeback.clone(),
+            )
+            .ok();
         }
         // Fetch events carry the entries streamed so far.
         let mut forward = |p: &Progress| {
@@ -1053,6 +1074,7 @@ impl<'a> Deploy<'a> {
         };
         self.verify(&fetched, verifier.as_mut(), signature)?;
         let mut entry = None;
+        let scratch = temp.is_none();
         let shown = match (cache, temp) {
             (Some(cache), Some(temp)) => {
                 let lock = match entry_lock.take() {
@@ -1086,6 +1108,7 @@ impl<'a> Deploy<'a> {
             location,
             validators,
             signed_by: self.signer_id(),
+            scratch,
             streamer,
             _entry: entry,
         })))
@@ -1188,6 +1211,8 @@ struct Obtained {
     validators: fetch::Validators,
     signed_by: Option<String>,
     streamer: Option<Streamer>,
+    /// Whether `archive` is this deploy's own download, of no use once extracted.
+    scratch: bool,
     /// The cache entry's lock, held until the deploy is over.
     _entry: Option<cache::EntryLock>,
 }
@@ -1212,6 +1237,8 @@ struct Work<'a> {
     /// Whether the partial download is of no more use (complete, or failed
     /// for good): removed after the deploy.
     partial_done: Cell<bool>,
+    /// Started on the files extraction writes when the deploy is durable.
+    writeback: Option<Writeback>,
 }
 
 impl std::fmt::Debug for Deploy<'_> {

@@ -31,6 +31,7 @@ use zip::ZipArchive;
 
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
+use crate::writeback::Writeback;
 use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
 use times::{set_file_time, set_path_time};
 
@@ -124,7 +125,7 @@ pub fn extract_archive(
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Extracted> {
     let file = File::open(archive).map_err(Error::io("open archive", archive))?;
-    extract_open_archive(&file, archive, dest, limits, progress)
+    extract_open_archive(&file, archive, dest, limits, progress, None)
 }
 
 /// [`extract_archive`] from the open file `archive` (at `shown`, named in
@@ -136,6 +137,7 @@ pub(crate) fn extract_open_archive(
     dest: &Path,
     limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
 ) -> Result<Extracted> {
     let (mut zip, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
@@ -157,7 +159,7 @@ pub(crate) fn extract_open_archive(
             .map_err(Error::io("create directory", &path))?;
         extracted.dirs += 1;
     }
-    extracted.bytes = write_files(&zip, &plan, dest, &mut progress)?;
+    extracted.bytes = write_files(&zip, &plan, dest, &mut progress, writeback)?;
     extracted.files = plan.files.len() as u64;
     for link in &plan.symlinks {
         write_symlink(&mut zip, link, dest)?;
@@ -395,6 +397,7 @@ struct Shared<'a> {
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
+    writeback: Option<&'a Writeback>,
 }
 
 impl Shared<'_> {
@@ -408,7 +411,14 @@ impl Shared<'_> {
             let Some(planned) = self.files.get(i) else {
                 return;
             };
-            match write_file(&mut zip, planned, self.dest, self.umask, &mut buf) {
+            match write_file(
+                &mut zip,
+                planned,
+                self.dest,
+                self.umask,
+                &mut buf,
+                self.writeback,
+            ) {
                 Ok(n) => {
                     self.bytes.fetch_add(n, Ordering::Relaxed);
                     self.done.fetch_add(1, Ordering::Relaxed);
@@ -433,6 +443,7 @@ fn write_files(
     plan: &Plan,
     dest: &Path,
     progress: &mut Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
 ) -> Result<u64> {
     let shared = Shared {
         zip,
@@ -444,6 +455,7 @@ fn write_files(
         stop: AtomicBool::new(false),
         error: Mutex::new(None),
         umask: umask(),
+        writeback,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helpers = if plan.files.len() < 32 {
@@ -482,6 +494,7 @@ fn write_file(
     dest: &Path,
     umask: u32,
     buf: &mut [u8],
+    writeback: Option<&Writeback>,
 ) -> Result<u64> {
     let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", planned.name));
     let mut entry = zip
@@ -512,6 +525,9 @@ fn write_file(
         }
         out.write_all(&buf[..n])
             .map_err(Error::io("write", &path))?;
+        if let Some(w) = writeback {
+            w.wrote(&out, written, n as u64);
+        }
     }
     if written != planned.size {
         return Err(corrupt(format!(
@@ -526,6 +542,9 @@ fn write_file(
             .map_err(Error::io("chmod", &path))?;
     }
     set_file_time(&out, planned.mtime).map_err(Error::io("set the time of", &path))?;
+    if let Some(w) = writeback {
+        w.finished(&out, written);
+    }
     Ok(written)
 }
 

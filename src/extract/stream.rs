@@ -59,6 +59,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::growth::{Growth, GrowthEnd};
+use crate::writeback::Writeback;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
 const CENTRAL_HEADER: u32 = 0x0201_4b50;
@@ -114,7 +115,12 @@ pub(crate) enum Finished {
 impl Streamer {
     /// Starts extracting the open download file `download` into `staging`
     /// (which must not exist).
-    pub(crate) fn start(download: &File, staging: &Path, limits: &Limits) -> io::Result<Streamer> {
+    pub(crate) fn start(
+        download: &File,
+        staging: &Path,
+        limits: &Limits,
+        writeback: Option<Writeback>,
+    ) -> io::Result<Streamer> {
         let file = Arc::new(download.try_clone()?);
         let growth = Arc::new(Growth::default());
         let entries = Arc::new(AtomicU64::new(0));
@@ -125,6 +131,7 @@ impl Streamer {
             limits: limits.clone(),
             entries: entries.clone(),
             written: AtomicU64::new(0),
+            writeback,
         };
         let thread = std::thread::Builder::new()
             .name("zipdeploy-stream".into())
@@ -459,6 +466,7 @@ struct Walker {
     entries: Arc<AtomicU64>,
     /// Bytes the workers have written.
     written: AtomicU64,
+    writeback: Option<Writeback>,
 }
 
 /// Keeps streaming from taking the disk space the download still needs:
@@ -757,7 +765,13 @@ impl Walker {
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             crc.update(bytes);
             match &mut out {
-                Some(out) => out.write_all(bytes).map_err(|e| fail(e.to_string())),
+                Some(out) => {
+                    out.write_all(bytes).map_err(|e| fail(e.to_string()))?;
+                    if let Some(w) = &self.writeback {
+                        w.wrote(out, written, bytes.len() as u64);
+                    }
+                    Ok(())
+                }
                 None if bytes.is_empty() => Ok(()),
                 None => Err(fail("a directory with data".into())),
             }
@@ -779,6 +793,9 @@ impl Walker {
         let crc = crc.finalize();
         if let Some(out) = &out {
             set_file_time(out, streamed.mtime).map_err(|e| fail(e.to_string()))?;
+            if let Some(w) = &self.writeback {
+                w.finished(out, written);
+            }
         }
         streamed.crc = crc;
         streamed.compressed = compressed;
@@ -917,7 +934,11 @@ impl Walker {
                 return Err(fail("data longer than declared".into()));
             }
             crc.update(bytes);
-            out.write_all(bytes).map_err(|e| fail(e.to_string()))
+            out.write_all(bytes).map_err(|e| fail(e.to_string()))?;
+            if let Some(w) = &self.writeback {
+                w.wrote(&out, written, bytes.len() as u64);
+            }
+            Ok(())
         };
         match s.method {
             CompressionMethod::Deflated => tools
@@ -943,6 +964,9 @@ impl Walker {
             return Err(fail("length or CRC-32 does not match".into()));
         }
         set_file_time(&out, s.mtime).map_err(|e| fail(e.to_string()))?;
+        if let Some(w) = &self.writeback {
+            w.finished(&out, written);
+        }
         Ok(())
     }
 }
@@ -1264,6 +1288,7 @@ mod tests {
             limits: Limits::default(),
             entries: Arc::default(),
             written: AtomicU64::new(0),
+            writeback: None,
         };
         walker.growth.advance(data.len() as u64);
         walker.growth.end(GrowthEnd::Complete);
