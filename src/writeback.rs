@@ -3,9 +3,11 @@
 //! [`Layout::activate`](crate::install::Layout::activate)) has little left
 //! to write. Nothing here is a guarantee: the final `syncfs` is, and it
 //! waits for everything started here. This only moves the disk writes
-//! earlier, beside the CPU work of inflating.
+//! earlier, beside the CPU work of inflating. (The deploy's own download is
+//! not written at all: it is truncated before the final flush.)
 //!
-//! Two kinds of files, two ways (measured on ext4 on 2 cores, BENCHMARKS.md):
+//! Two kinds of files, two ways (measured on the benchmark's loop-mounted
+//! journaled ext4, 2 cores):
 //!
 //! - A large file (at least [`LARGE`]) has its writeback started from the
 //!   thread that writes it, every [`STEP`] bytes and at its end, with
@@ -13,22 +15,23 @@
 //!   asynchronous writeback of the range's dirty pages (what dpkg does with
 //!   `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which rustix lacks), and
 //!   drops only pages that are already clean.
-//! - Small files are left to the kernel in batches: starting writeback of
-//!   each one by one cost more CPU in the extracting threads than the whole
-//!   final flush (20,000 files: +1.5 s of extraction to save 0.5 s of
+//! - Small files are left to the kernel in batches: starting the writeback
+//!   of each one cost the extracting threads more than the whole final
+//!   flush (php-app, 20,000 files: about +1 s of extraction to save 0.5 s of
 //!   flush). Once [`BATCH_FILES`] small files or [`BATCH_BYTES`] of them are
 //!   written, a background thread calls `syncfs`, which writes them all in
 //!   one pass while the extraction threads go on.
 //!
-//! Why `syncfs` and not an `fsync` per file: on ext4 every `fsync` commits
-//! the journal or flushes the device cache, and a tree of 20,000 files took
-//! 40 s to `fsync` file by file (15 s with writeback started first), against
-//! 0.6 s for one `syncfs`. Its cost on a shared host: `syncfs` writes every
-//! dirty page of the filesystem, other programs' too, so a deploy onto a
-//! filesystem that others are busy writing also waits for their data. That
-//! data is written sooner, not twice, and zipdeploy already paid that price
-//! with its one final `syncfs`; the background ones are only issued for
-//! trees of many small files, at most one at a time.
+//! Why `syncfs`, and not an `fsync` per file: on ext4 each `fsync` commits
+//! the journal or flushes the device cache; a tree of 20,000 files took
+//! about 40 s to `fsync` file by file (15 to 19 s with writeback started
+//! first), against under 1 s for one `syncfs`. Its cost on a shared host:
+//! `syncfs` writes every dirty page of the filesystem, other programs' too,
+//! so a deploy onto a filesystem that others are busy writing also waits
+//! for their data (written sooner, not twice), and a background `syncfs`
+//! also writes the part of the download that has arrived. zipdeploy paid
+//! the first price already with its one final `syncfs`; the background
+//! ones are only issued for trees of many small files, one at a time.
 
 use std::fs::File;
 use std::num::NonZeroU64;
