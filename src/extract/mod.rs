@@ -130,7 +130,8 @@ pub fn extract_archive(
 
 /// [`extract_archive`] from the open file `archive` (at `shown`, named in
 /// errors): the pipeline extracts the very handle it hashed, never the
-/// path again.
+/// path again. A durable deploy passes `writeback`, started on each file
+/// written.
 pub(crate) fn extract_open_archive(
     archive: &File,
     shown: &Path,
@@ -397,6 +398,7 @@ struct Shared<'a> {
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
+    /// For a durable deploy: starts the writeback of the files written.
     writeback: Option<&'a Writeback>,
 }
 

@@ -114,7 +114,8 @@ pub(crate) enum Finished {
 
 impl Streamer {
     /// Starts extracting the open download file `download` into `staging`
-    /// (which must not exist).
+    /// (which must not exist), starting the writeback of each file written
+    /// when `writeback` is given (a durable deploy).
     pub(crate) fn start(
         download: &File,
         staging: &Path,
@@ -466,6 +467,7 @@ struct Walker {
     entries: Arc<AtomicU64>,
     /// Bytes the workers have written.
     written: AtomicU64,
+    /// For a durable deploy: starts the writeback of the files written.
     writeback: Option<Writeback>,
 }
 
