@@ -350,9 +350,13 @@ impl<'a> Deploy<'a> {
     /// Without it every guarantee holds against a crash or `kill -9` of the
     /// deploying process (the kernel keeps what was written); with it they
     /// also hold against a power cut or kernel crash, which could otherwise
-    /// leave files of a just-activated tree empty. The cost is one `syncfs`
-    /// of the destination's filesystem (measured in BENCHMARKS.md: about
-    /// 0.5 s for a 150 MB tree of 20,000 files, more for large trees).
+    /// leave files of a just-activated tree empty. Every file and directory
+    /// of the new tree is on disk before the activation rename (one `syncfs`
+    /// of the destination's filesystem), and the activation before `run`
+    /// returns. Most of the writing is started while the tree is extracted
+    /// (see `src/writeback.rs`), and the deploy's own download is dropped
+    /// rather than written, so the final flush has little left to do; its
+    /// cost is measured in BENCHMARKS.md (the `--sync` rows).
     pub fn durable(mut self, durable: bool) -> Self {
         self.options.durable = durable;
         self

@@ -186,6 +186,15 @@ pub struct StateLock {
 }
 
 impl StateLock {
+    /// A handle of the state directory, for what acts on its filesystem
+    /// (the staging tree is on the same one).
+    pub(crate) fn filesystem(&self) -> Result<std::os::fd::OwnedFd> {
+        self.dir
+            .fd()
+            .try_clone_to_owned()
+            .map_err(Error::io("open", self.dir.path()))
+    }
+
     /// A new download file in the state directory, created exclusively
     /// (0600) under a random name and open for reading and writing: the
     /// download is written, hashed and extracted through this handle.

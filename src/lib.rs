@@ -101,6 +101,7 @@ mod report;
 mod retry_after;
 mod tap;
 mod trust;
+mod writeback;
 
 pub use cache::Cache;
 pub use deploy::Deploy;

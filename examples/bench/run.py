@@ -1020,9 +1020,11 @@ def target_checks(pkg, by):
         ratio("php-app: zipdeploy / verified shell", "zipdeploy", "shell", 0.6)
         ratio("php-app: zipdeploy / ripunzip", "zipdeploy", "ripunzip", 1.0)
         ratio("php-app: redeploy of the installed digest / full deploy", "zd-redeploy", "zipdeploy", 0.05)
+        ratio("php-app: zipdeploy --sync / zipdeploy (issue 16)", "zd-sync", "zipdeploy", 1.3)
     elif pkg == "assets":
         ratio("assets: zipdeploy / verified shell", "zipdeploy", "shell", 0.25)
         ratio("assets: zipdeploy / ripunzip", "zipdeploy", "ripunzip", 1.0)
+        ratio("assets: zipdeploy --sync / zipdeploy (issue 16)", "zd-sync", "zipdeploy", 1.3)
     elif pkg == "tiny":
         ratio("tiny: zipdeploy / plain curl + unzip", "zipdeploy", "plain", 1.5)
     if "slow-zd" in by:

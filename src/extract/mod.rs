@@ -31,6 +31,7 @@ use zip::ZipArchive;
 
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
+use crate::writeback::Writeback;
 use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
 use times::{set_file_time, set_path_time};
 
@@ -125,18 +126,20 @@ pub fn extract_archive(
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<Extracted> {
     let file = File::open(archive).map_err(Error::io("open archive", archive))?;
-    extract_open_archive(&file, archive, dest, limits, progress)
+    extract_open_archive(&file, archive, dest, limits, progress, None)
 }
 
 /// [`extract_archive`] from the open file `archive` (at `shown`, named in
 /// errors): the pipeline extracts the very handle it hashed, never the
-/// path again.
+/// path again. A durable deploy passes `writeback`, started on each file
+/// written.
 pub(crate) fn extract_open_archive(
     archive: &File,
     shown: &Path,
     dest: &Path,
     limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
 ) -> Result<Extracted> {
     let (mut zip, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
@@ -158,7 +161,7 @@ pub(crate) fn extract_open_archive(
             .map_err(Error::io("create directory", &path))?;
         extracted.dirs += 1;
     }
-    extracted.bytes = write_files(&zip, &plan, dest, &mut progress)?;
+    extracted.bytes = write_files(&zip, &plan, dest, &mut progress, writeback)?;
     extracted.files = plan.files.len() as u64;
     for link in &plan.symlinks {
         write_symlink(&mut zip, link, dest)?;
@@ -396,6 +399,8 @@ struct Shared<'a> {
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
+    /// For a durable deploy: starts the writeback of the files written.
+    writeback: Option<&'a Writeback>,
 }
 
 impl Shared<'_> {
@@ -409,7 +414,14 @@ impl Shared<'_> {
             let Some(planned) = self.files.get(i) else {
                 return;
             };
-            match write_file(&mut zip, planned, self.dest, self.umask, &mut buf) {
+            match write_file(
+                &mut zip,
+                planned,
+                self.dest,
+                self.umask,
+                &mut buf,
+                self.writeback,
+            ) {
                 Ok(n) => {
                     self.bytes.fetch_add(n, Ordering::Relaxed);
                     self.done.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +446,7 @@ fn write_files(
     plan: &Plan,
     dest: &Path,
     progress: &mut Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
 ) -> Result<u64> {
     let shared = Shared {
         zip,
@@ -445,6 +458,7 @@ fn write_files(
         stop: AtomicBool::new(false),
         error: Mutex::new(None),
         umask: umask(),
+        writeback,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helpers = if plan.files.len() < 32 {
@@ -483,6 +497,7 @@ fn write_file(
     dest: &Path,
     umask: u32,
     buf: &mut [u8],
+    writeback: Option<&Writeback>,
 ) -> Result<u64> {
     let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", planned.name));
     let mut entry = zip
@@ -513,6 +528,9 @@ fn write_file(
         }
         out.write_all(&buf[..n])
             .map_err(Error::io("write", &path))?;
+        if let Some(w) = writeback {
+            w.wrote(&out, written, n as u64);
+        }
     }
     if written != planned.size {
         return Err(corrupt(format!(
@@ -527,6 +545,9 @@ fn write_file(
             .map_err(Error::io("chmod", &path))?;
     }
     set_file_time(&out, planned.mtime).map_err(Error::io("set the time of", &path))?;
+    if let Some(w) = writeback {
+        w.finished(&out, written);
+    }
     Ok(written)
 }
 

@@ -63,6 +63,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::growth::{Growth, GrowthEnd};
+use crate::writeback::Writeback;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
 const CENTRAL_HEADER: u32 = 0x0201_4b50;
@@ -117,8 +118,14 @@ pub(crate) enum Finished {
 
 impl Streamer {
     /// Starts extracting the open download file `download` into `staging`
-    /// (which must not exist).
-    pub(crate) fn start(download: &File, staging: &Path, limits: &Limits) -> io::Result<Streamer> {
+    /// (which must not exist), starting the writeback of each file written
+    /// when `writeback` is given (a durable deploy).
+    pub(crate) fn start(
+        download: &File,
+        staging: &Path,
+        limits: &Limits,
+        writeback: Option<Writeback>,
+    ) -> io::Result<Streamer> {
         let file = Arc::new(download.try_clone()?);
         let growth = Arc::new(Growth::default());
         let entries = Arc::new(AtomicU64::new(0));
@@ -129,6 +136,7 @@ impl Streamer {
             limits: limits.clone(),
             entries: entries.clone(),
             written: AtomicU64::new(0),
+            writeback,
         };
         let thread = std::thread::Builder::new()
             .name("zipdeploy-stream".into())
@@ -506,6 +514,8 @@ struct Walker {
     entries: Arc<AtomicU64>,
     /// Bytes the workers have written.
     written: AtomicU64,
+    /// For a durable deploy: starts the writeback of the files written.
+    writeback: Option<Writeback>,
 }
 
 /// Keeps streaming from taking the disk space the download still needs:
@@ -981,10 +991,15 @@ impl Walker {
             .mode(STREAM_FILE_MODE)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
+        let mut len = 0u64;
         let mut write = |bytes: &[u8]| {
             out.write_all(bytes).map_err(|e| e.to_string())?;
             self.written
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            len += bytes.len() as u64;
+            if let Some(w) = &self.writeback {
+                w.wrote(&out, len, bytes.len() as u64);
+            }
             Ok(())
         };
         let outcome = match job.data {
@@ -1019,6 +1034,9 @@ impl Walker {
         };
         outcome.map_err(fail)?;
         set_file_time(&out, job.mtime).map_err(|e| fail(e.to_string()))?;
+        if let Some(w) = &self.writeback {
+            w.finished(&out, len);
+        }
         Ok(true)
     }
 
@@ -1607,6 +1625,7 @@ mod tests {
             limits: Limits::default(),
             entries: Arc::default(),
             written: AtomicU64::new(0),
+            writeback: None,
         };
         walker.growth.advance(data.len() as u64);
         walker.growth.end(GrowthEnd::Complete);
@@ -1680,6 +1699,7 @@ mod tests {
             limits: Limits::default(),
             entries: Arc::default(),
             written: AtomicU64::new(0),
+            writeback: None,
         };
         let small = b"small".to_vec();
         let large: Vec<u8> = (0..5 * DECODED_MAX as u32).map(|i| i as u8).collect();
@@ -1739,6 +1759,7 @@ mod tests {
             limits: Limits::default(),
             entries: Arc::default(),
             written: AtomicU64::new(0),
+            writeback: None,
         };
         let large = vec![7u8; 64 * DECODED_MAX];
         let mtime = entry_time((0x21, 0), &[]);

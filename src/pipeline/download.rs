@@ -58,7 +58,13 @@ impl Pipeline {
         let mut streamer = None;
         if self.options.stream {
             // Streaming is an optimisation: if it cannot start, extract later.
-            streamer = Streamer::start(&download, &work.staging, &self.options.limits).ok();
+            streamer = Streamer::start(
+                &download,
+                &work.staging,
+                &self.options.limits,
+                work.writeback.clone(),
+            )
+            .ok();
         }
         // Fetch events carry the entries streamed so far.
         let mut forward = |p: &Progress| {
@@ -114,6 +120,7 @@ impl Pipeline {
         };
         self.verify(&fetched, check.as_mut())?;
         let mut entry = None;
+        let scratch = temp.is_none();
         let shown = match (cache, temp) {
             (Some(cache), Some(temp)) => {
                 let lock =
@@ -141,6 +148,7 @@ impl Pipeline {
             validators,
             signed_by: self.signed_by(),
             streamer,
+            scratch,
             _entry: entry,
         })))
     }

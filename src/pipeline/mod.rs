@@ -24,6 +24,7 @@ use crate::progress::{self, Progress, Stage};
 use crate::report::{Report, Timings};
 use crate::{extract, sidecar, Sha256Digest};
 
+use crate::writeback::Writeback;
 use obtain::Got;
 use scratch::Scratch;
 use signer::Signer;
@@ -108,6 +109,11 @@ pub(crate) fn run(job: Job<'_>) -> Result<Report> {
                 installed: installed.as_ref(),
                 staging: layout.staging_path(),
                 scratch: Scratch::new(&lock),
+                writeback: pipeline
+                    .options
+                    .durable
+                    .then(|| lock.filesystem().map(Writeback::new).ok())
+                    .flatten(),
             };
             work.scratch.remove_at_end(work.staging.clone());
             pipeline.deploy(&mut work, &mut progress, before_activate, &mut report)?;
@@ -171,6 +177,8 @@ struct Work<'l> {
     staging: PathBuf,
     /// What is removed when the deploy ends (the staging tree among it).
     scratch: Scratch<'l>,
+    /// Started on the files extraction writes when the deploy is durable.
+    writeback: Option<Writeback>,
 }
 
 /// The package's location and the options, the expected digest resolved.
@@ -273,8 +281,15 @@ impl Pipeline {
                 &work.staging,
                 limits,
                 progress.as_deref_mut(),
+                work.writeback.as_ref(),
             )?,
         };
+        if self.options.durable && got.scratch {
+            // Of no more use, and not to be written out by the flush before
+            // activation: its pages are dropped, never written (it is
+            // removed when the deploy ends).
+            let _ = got.archive.set_len(0);
+        }
         if let Some(hook) = before_activate {
             hook(&work.staging).map_err(Error::Hook)?;
         }

@@ -61,6 +61,8 @@ pub(super) struct Obtained {
     pub(super) validators: Validators,
     pub(super) signed_by: Option<String>,
     pub(super) streamer: Option<Streamer>,
+    /// Whether `archive` is this deploy's own download, of no use once extracted.
+    pub(super) scratch: bool,
     /// The cache entry's lock, held until the deploy is over.
     pub(super) _entry: Option<EntryLock>,
 }
@@ -119,6 +121,7 @@ impl Pipeline {
                             validators: Validators::default(),
                             signed_by,
                             streamer: None,
+                            scratch: false,
                             _entry: Some(lock),
                         })));
                     }
@@ -257,6 +260,7 @@ impl Pipeline {
             validators: Validators::default(),
             signed_by: self.signed_by(),
             streamer: None,
+            scratch: false,
             _entry: None,
         })))
     }
