@@ -46,6 +46,7 @@ mod mounts;
 pub mod netrc;
 pub mod progress;
 mod proxy;
+mod ranged;
 mod retry_after;
 pub mod s3;
 pub mod sidecar;
@@ -375,6 +376,14 @@ impl<'a> Deploy<'a> {
     /// Retries on transient network failures.
     pub fn retries(mut self, retries: u32) -> Self {
         self.fetch.retries = retries;
+        self
+    }
+
+    /// Most connections one download uses (default 4; 1 keeps one): the
+    /// rest of a download slowed by a per-connection cap is fetched in byte
+    /// ranges over several at once. See [`FetchOptions::connections`].
+    pub fn connections(mut self, connections: u32) -> Self {
+        self.fetch.connections = connections.max(1);
         self
     }
 

@@ -106,6 +106,7 @@ pub fn fetch_options(cli: &Cli, console: &SharedConsole) -> FetchOptions {
         stall_timeout: cli.stall_timeout.unwrap_or(defaults.stall_timeout),
         on_notice,
         retries: cli.retries.unwrap_or(defaults.retries),
+        connections: cli.connections.unwrap_or(defaults.connections),
         speed_limit: cli.speed_limit.unwrap_or(defaults.speed_limit),
         speed_time: cli.speed_time.unwrap_or(defaults.speed_time),
         max_size: cli.max_size.unwrap_or(defaults.max_size),

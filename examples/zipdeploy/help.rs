@@ -52,6 +52,7 @@ pub fn default_shown(opt: &Opt) -> Option<String> {
     Some(match opt.name {
         "timeout" => "none".into(),
         "retries" => fetch.retries.to_string(),
+        "connections" => fetch.connections.to_string(),
         "speed-limit" => human_size(fetch.speed_limit),
         "speed-time" => human_duration(fetch.speed_time),
         "connect-timeout" => human_duration(fetch.connect_timeout),

@@ -150,6 +150,12 @@ pub const OPTIONS: &[Opt] = &[
         "retries on transient network errors",
     ),
     Opt::value(
+        "connections",
+        "N",
+        EnvVar::Derived,
+        "most connections a download uses: the rest of a slow download is fetched in ranges over up to N; 1: one",
+    ),
+    Opt::value(
         "speed-limit",
         "BYTES",
         EnvVar::Derived,
