@@ -1015,6 +1015,18 @@ const char *zipdeploy_error_message(const struct zipdeploy_error *error);
  */
 void zipdeploy_error_free(struct zipdeploy_error *error);
 
+/**
+ * Sets the most connections one download uses (default 4; 1 keeps a
+ * single connection): when the server serves byte ranges of the package
+ * and one connection is the bottleneck (a per-connection cap), the rest is
+ * fetched in ranges over several connections at once, still hashed and
+ * extracted in order.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL or `connections` is 0.
+ */
+int zipdeploy_deploy_set_connections(struct zipdeploy_deploy *deploy, uint32_t connections);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -449,7 +449,10 @@ pub(crate) struct Conditions<'c> {
     /// Told, before the first body byte, the validators of each response
     /// that starts the body from byte 0 (`None` when the server's response
     /// cannot be resumed: no strong validator or no `Accept-Ranges`), so
-    /// that the caller can describe the bytes that follow.
+    /// that the caller can describe the bytes that follow. Also told `None`
+    /// before a download spread over several connections writes beyond the
+    /// contiguous prefix, and the validators again once the file has been
+    /// cut back to that prefix.
     pub(crate) on_start: Option<&'c mut OnStart<'c>>,
 }
 

@@ -297,15 +297,17 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let (error, refused) = match fetch_part_once(target, spread, index, file, &shown) {
-            Ok(()) => {
-                spread.update(index, |p| p.state = PartState::Complete);
-                return;
-            }
-            Err(_) if spread.stopped() => return,
-            Err(Refusal::Refused(error)) => (error, true),
-            Err(Refusal::Failed(error)) => (error, false),
-        };
+        let (error, refused, asked_delay) =
+            match fetch_part_once(target, spread, index, file, &shown) {
+                Ok(()) => {
+                    spread.update(index, |p| p.state = PartState::Complete);
+                    return;
+                }
+                Err(_) if spread.stopped() => return,
+                Err(Refusal::Refused(error)) => (error, true, None),
+                Err(Refusal::Failed(error)) => (error, false, None),
+                Err(Refusal::Later(error, delay)) => (error, false, Some(delay)),
+            };
         let now = Instant::now();
         let late = target.deadline.is_some_and(|d| now >= d);
         if refused || !error.is_transient() || attempts > options.retries || late {
@@ -313,7 +315,7 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
             return;
         }
         spread.update(index, |p| p.state = PartState::Asking);
-        let mut delay = crate::fetch::backoff(options, attempts);
+        let mut delay = asked_delay.unwrap_or_else(|| crate::fetch::backoff(options, attempts));
         if let Some(d) = target.deadline {
             delay = delay.min(d.saturating_duration_since(now));
         }
@@ -336,6 +338,8 @@ enum Refusal {
     Refused(Error),
     /// Anything else (retried when transient).
     Failed(Error),
+    /// A status the server asked to retry after a delay (`Retry-After`).
+    Later(Error, Duration),
 }
 
 /// The heartbeat of a helper: stops it when the download stops.
@@ -391,10 +395,16 @@ fn fetch_part_once(
             )))
         }
         status => {
-            return Err(Refusal::Failed(Error::HttpStatus {
+            let error = Error::HttpStatus {
                 url: shown.to_string(),
                 status,
-            }))
+            };
+            let later = header("retry-after")
+                .and_then(|v| crate::retry_after::delay(&v, std::time::SystemTime::now()));
+            return Err(match later {
+                Some(delay) => Refusal::Later(error, delay),
+                None => Refusal::Failed(error),
+            });
         }
     }
     if !validators.names(target.validator) {
