@@ -217,8 +217,7 @@ pub struct FetchOptions {
     /// validator and that connection turns out to be the bottleneck (a
     /// server or CDN capping each connection), the rest is fetched in
     /// parts over up to this many connections at once, still hashed and
-    /// extracted in order. 1 keeps a single
-    /// connection. Default 4.
+    /// extracted in order. 1 keeps a single connection. Default 4.
     pub connections: u32,
     /// Extra request headers, e.g. `("PRIVATE-TOKEN", "…")`, sent only to
     /// the origin (scheme, host, port) of the URL fetched: not to another
@@ -1335,9 +1334,18 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         prefix + spread.map_or(0, |s| s.beyond(prefix))
     }
 
-    /// The low-speed rule and a progress report, with `received` bytes.
+    /// The low-speed rule on this connection's bytes (the contiguous
+    /// prefix it writes), and a progress report with `received` bytes
+    /// (every connection's).
     fn heartbeat(&mut self, received: u64) -> Result<()> {
-        self.speed.check(received, self.shown)?;
+        self.speed.check(self.out.written(), self.shown)?;
+        self.report(received)
+    }
+
+    /// A progress report with `received` bytes. While the helpers bring
+    /// the rest, each applies the low-speed rule to its own connection, so
+    /// that a slow part is retried alone.
+    fn report(&mut self, received: u64) -> Result<()> {
         report(
             self.progress,
             Progress::bytes(Stage::Fetch, received, self.total),
@@ -1397,9 +1405,12 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     return self.take_parts(spread, resumable);
                 }
                 if self.out.written() == end || spread.any_failed() {
-                    // A part is not coming: this connection goes on alone.
+                    // A part is not coming: this connection goes on alone
+                    // (its low-speed window starts again: it may have
+                    // waited for the part's answer).
                     stop_and_join(spread, &mut helpers);
                     split = None;
+                    self.speed = http::LowSpeed::new(self.options, self.out.written());
                     self.out
                         .write_all(&buffer[keep..n])
                         .map_err(Error::io("write", self.out_path))?;
@@ -1472,7 +1483,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             }
             spread.wait_first(http::TICK);
             let received = self.received(Some(spread));
-            self.heartbeat(received)?;
+            self.report(received)?;
         }
     }
 
@@ -1518,7 +1529,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     spread.wait_part(index, upto, http::TICK);
                 }
                 let received = self.received(Some(spread));
-                self.heartbeat(received)?;
+                self.report(received)?;
             }
         }
         Ok(())

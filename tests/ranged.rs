@@ -155,16 +155,24 @@ fn a_capped_download_is_fetched_over_several_connections_with_the_exact_bytes() 
     );
     assert_eq!(sorted.last().unwrap().1, v1.zip.len() - 1);
 
-    // A deploy streams and installs it.
+    // A deploy streams and installs it; every connection carries the
+    // header given for the package's origin.
     let dest = tmp.path().join("app");
+    let first = server.requests().len();
     let report = Deploy::new(&url)
         .unwrap()
         .sha256(&sha(&v1.zip))
         .unwrap()
         .dest(&dest)
+        .header("X-Token", "t0ken")
         .run()
         .unwrap();
     assert_installed(&dest, &v1);
+    let deploy_requests = &server.requests()[first..];
+    assert!(deploy_requests.len() > 2, "{deploy_requests:?}");
+    for req in deploy_requests {
+        assert_eq!(req.header("x-token"), Some("t0ken"), "{req:?}");
+    }
     assert_eq!(report.bytes_downloaded, v1.zip.len() as u64);
     assert!(report.streamed, "{:?}", report.stream_fallback);
     assert!(names_in(&state_dir(&dest))
@@ -294,6 +302,51 @@ fn a_range_cut_mid_way_is_retried_alone_from_where_it_stopped() {
     starts.sort();
     starts.dedup();
     assert_eq!(starts.len(), again.len(), "{again:?}");
+}
+
+#[test]
+fn a_stalled_range_trips_the_low_speed_rule_and_is_retried_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    const SENT: usize = 100_000;
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, n| {
+            let reply = ranged_reply(req, &zip, "\"v1\"");
+            match n {
+                1 => reply.fault(Fault::StallAfter(SENT, Duration::from_secs(10))),
+                _ => capped(reply),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .speed_limit(100_000, Duration::from_millis(500))
+        .retries(1)
+        .run()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_installed(&dest, &v1);
+    let requests = server.requests();
+    let (start, last) = range_of(&requests[1]).unwrap();
+    let asked: Vec<_> = requests.iter().filter_map(range_of).collect();
+    assert!(asked.contains(&(start + SENT, last)), "{asked:?}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.header("range").is_none())
+            .count(),
+        1
+    );
 }
 
 #[test]
