@@ -391,7 +391,8 @@ fn fetch_part_once(
         206 => {}
         200 => {
             return Err(refused(format!(
-                "server ignored the range of bytes {start}-{end}"
+                "server ignored the range of bytes {start}-{}",
+                end - 1
             )))
         }
         status => {
@@ -409,7 +410,8 @@ fn fetch_part_once(
     }
     if !validators.names(target.validator) {
         return Err(refused(format!(
-            "bytes {start}-{end} came from another version of the package"
+            "bytes {start}-{} came from another version of the package",
+            end - 1
         )));
     }
     let range = header("content-range").unwrap_or_default();
