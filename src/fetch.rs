@@ -217,7 +217,7 @@ pub struct FetchOptions {
     /// validator and that connection turns out to be the bottleneck (a
     /// server or CDN capping each connection), the rest is fetched in
     /// parts over up to this many connections at once, still hashed and
-    /// extracted in order. 1 keeps a single connection. Default 4.
+    /// extracted in order. 1 keeps a single connection. Default 8.
     pub connections: u32,
     /// Extra request headers, e.g. `("PRIVATE-TOKEN", "…")`, sent only to
     /// the origin (scheme, host, port) of the URL fetched: not to another
@@ -295,7 +295,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(250),
             max_redirects: 5,
             max_size: 4 << 30,
-            connections: 4,
+            connections: 8,
             headers: Vec::new(),
             origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),

@@ -2056,7 +2056,7 @@ fn positive(n: u64, what: &str) -> Result<u64, Failure> {
     }
 }
 
-/// Sets the most connections one download uses (default 4; 1 keeps a
+/// Sets the most connections one download uses (default 8; 1 keeps a
 /// single connection): when the server serves byte ranges of the package
 /// and one connection is the bottleneck (a per-connection cap), the rest is
 /// fetched in ranges over several connections at once, still hashed and

@@ -379,7 +379,7 @@ impl<'a> Deploy<'a> {
         self
     }
 
-    /// Most connections one download uses (default 4; 1 keeps one): the
+    /// Most connections one download uses (default 8; 1 keeps one): the
     /// rest of a download slowed by a per-connection cap is fetched in byte
     /// ranges over several at once. See [`FetchOptions::connections`].
     pub fn connections(mut self, connections: u32) -> Self {

@@ -236,7 +236,7 @@ type Options struct {
 	// 3; negative: none).
 	Retries int
 	// Connections bounds the connections one download uses (0: the default,
-	// 4; 1: one): a download slowed by a per-connection cap fetches its rest
+	// 8; 1: one): a download slowed by a per-connection cap fetches its rest
 	// in byte ranges over several at once.
 	Connections int
 	// Headers are extra request headers, e.g. "Authorization", sent to the

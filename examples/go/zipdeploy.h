@@ -1016,7 +1016,7 @@ const char *zipdeploy_error_message(const struct zipdeploy_error *error);
 void zipdeploy_error_free(struct zipdeploy_error *error);
 
 /**
- * Sets the most connections one download uses (default 4; 1 keeps a
+ * Sets the most connections one download uses (default 8; 1 keeps a
  * single connection): when the server serves byte ranges of the package
  * and one connection is the bottleneck (a per-connection cap), the rest is
  * fetched in ranges over several connections at once, still hashed and

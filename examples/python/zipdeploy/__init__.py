@@ -443,7 +443,7 @@ def deploy(
     ``connect_timeout`` establishing a connection (default 10 s);
     ``stall_timeout`` waiting for bytes once connected (default 30 s).
     ``retries`` bounds the retries on transient failures (default 3);
-    ``connections`` bounds the connections one download uses (default 4; 1:
+    ``connections`` bounds the connections one download uses (default 8; 1:
     one): a download slowed by a per-connection cap fetches its rest in byte
     ranges over several at once;
     ``speed_limit`` is the low-speed rule ``(bytes_per_second, seconds)``: a
