@@ -1042,6 +1042,7 @@ fn http_attempt(
         options,
         &extra,
         deadline,
+        http::CHUNK,
         &mut || report(progress, waiting),
     )?;
     let status = head.status.as_u16();

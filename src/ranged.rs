@@ -45,6 +45,11 @@ pub(crate) const FAST: u64 = 128 << 20;
 /// connection: new connections cost round trips.
 pub(crate) const WORTH: Duration = Duration::from_secs(1);
 
+/// Bytes a helper's connection hands over at a time: a part's connection
+/// is capped well below what larger chunks are for, and each helper keeps a
+/// few in flight.
+const PART_CHUNK: usize = 64 * 1024;
+
 /// Fewest bytes a connection is given.
 pub(crate) const MIN_PART: u64 = 1 << 20;
 
@@ -371,6 +376,7 @@ fn fetch_part_once(
         options,
         &extra,
         target.deadline,
+        PART_CHUNK,
         &mut || halt(spread),
     )
     .map_err(Refusal::Failed)?;
