@@ -32,7 +32,7 @@ type FetchEdit = Box<dyn Fn(&mut FetchOptions) + Send + Sync>;
 /// Builder methods compose in any order: [`Deploy::fetch_options`] and
 /// [`Deploy::limits`] replace the whole network or extraction settings,
 /// and the methods that change one network setting (`timeout`,
-/// `connect_timeout`, `stall_timeout`, `speed_limit`, `retries`,
+/// `connect_timeout`, `stall_timeout`, `speed_limit`, `retries`, `connections`,
 /// `max_download`, `proxy`, `netrc`, `header`, `header_for`,
 /// `root_certificate_pem`, `cacert_file`, `s3_endpoint`, `s3_path_style`)
 /// are applied on top of them, whether called before or after:
@@ -295,6 +295,13 @@ impl<'a> Deploy<'a> {
     /// Retries on transient network failures.
     pub fn retries(self, retries: u32) -> Self {
         self.edit_fetch(move |f| f.retries = retries)
+    }
+
+    /// Most connections one download uses (default 8; 1 keeps one): the
+    /// rest of a download slowed by a per-connection cap is fetched in byte
+    /// ranges over several at once. See [`FetchOptions::connections`].
+    pub fn connections(self, connections: u32) -> Self {
+        self.edit_fetch(move |f| f.connections = connections.max(1))
     }
 
     /// Adds a request header for the package URL, e.g.

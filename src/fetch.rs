@@ -8,8 +8,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use url::Url;
@@ -22,6 +24,7 @@ pub use crate::netrc::NetrcFile;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 use crate::proxy;
 pub use crate::proxy::ProxyConfig;
+use crate::ranged;
 use crate::tap::{Tap, TapSink};
 use crate::trust;
 pub use crate::trust::read_cacert_file;
@@ -164,7 +167,7 @@ pub(crate) fn redact_str(location: &str) -> String {
 }
 
 /// Removes any credential of `url` from a message produced by another crate.
-fn scrub(message: &str, url: &Url) -> String {
+pub(crate) fn scrub(message: &str, url: &Url) -> String {
     let mut out = message.to_string();
     if let Some(password) = url.password().filter(|p| !p.is_empty()) {
         out = out.replace(password, "***");
@@ -209,6 +212,13 @@ pub struct FetchOptions {
     pub max_redirects: u32,
     /// Largest package accepted, in bytes. Default 4 GiB.
     pub max_size: u64,
+    /// Most connections one download uses. A download starts on one; when
+    /// the server serves byte ranges of the package under a strong
+    /// validator and that connection turns out to be the bottleneck (a
+    /// server or CDN capping each connection), the rest is fetched in
+    /// parts over up to this many connections at once, still hashed and
+    /// extracted in order. 1 keeps a single connection. Default 8.
+    pub connections: u32,
     /// Extra request headers, e.g. `("PRIVATE-TOKEN", "…")`, sent only to
     /// the origin (scheme, host, port) of the URL fetched: not to another
     /// origin a redirect names. A [`crate::Deploy`] binds them to the
@@ -261,6 +271,7 @@ impl std::fmt::Debug for FetchOptions {
             .field("backoff", &self.backoff)
             .field("max_redirects", &self.max_redirects)
             .field("max_size", &self.max_size)
+            .field("connections", &self.connections)
             .field("header_names", &headers)
             .field("origin_header_names", &origin_headers)
             .field("root_certs_pem", &self.root_certs_pem.len())
@@ -284,6 +295,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(250),
             max_redirects: 5,
             max_size: 4 << 30,
+            connections: 8,
             headers: Vec::new(),
             origin_headers: Vec::new(),
             root_certs_pem: Vec::new(),
@@ -394,13 +406,17 @@ impl Validators {
         self.etag.is_none() && self.last_modified.is_none()
     }
 
+    /// Whether these validators include `validator` (so the response is of
+    /// the version it names).
+    pub(crate) fn names(&self, validator: &str) -> bool {
+        self.etag.as_deref() == Some(validator) || self.last_modified.as_deref() == Some(validator)
+    }
+
     /// Whether a response with these validators may continue bytes served
     /// under `validator`: it names no validator, or that one. (A server
     /// that ignores `If-Range` would otherwise splice two versions.)
     fn continues(&self, validator: &str) -> bool {
-        self.is_empty()
-            || self.etag.as_deref() == Some(validator)
-            || self.last_modified.as_deref() == Some(validator)
+        self.is_empty() || self.names(validator)
     }
 
     /// `If-None-Match` / `If-Modified-Since` for a conditional request.
@@ -433,7 +449,10 @@ pub(crate) struct Conditions<'c> {
     /// Told, before the first body byte, the validators of each response
     /// that starts the body from byte 0 (`None` when the server's response
     /// cannot be resumed: no strong validator or no `Accept-Ranges`), so
-    /// that the caller can describe the bytes that follow.
+    /// that the caller can describe the bytes that follow. Also told `None`
+    /// before a download spread over several connections writes beyond the
+    /// contiguous prefix, and the validators again once the file has been
+    /// cut back to that prefix.
     pub(crate) on_start: Option<&'c mut OnStart<'c>>,
 }
 
@@ -643,9 +662,12 @@ pub(crate) fn hash_local_observed(
     })
 }
 
-/// Opens (creating if need be) the file a download is written to.
+/// Opens (creating if need be) the file a download is written to, also
+/// for reading: a download spread over several connections reads its parts
+/// back to hash them.
 fn open_download(path: &Path) -> Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
@@ -895,7 +917,7 @@ fn http_fetch(
 }
 
 /// Exponential backoff with jitter for retry number `attempt` (1-based).
-fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
+pub(crate) fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
     let base = options
         .backoff
         .saturating_mul(1 << attempt.saturating_sub(1).min(16))
@@ -1014,13 +1036,14 @@ fn http_attempt(
         }
     }
     let waiting = Progress::bytes(Stage::Fetch, have, state.total);
-    let (mut exchange, head) = http::open(
+    let (exchange, head) = http::open(
         requests,
         url,
         signer,
         options,
         &extra,
         deadline,
+        http::CHUNK,
         &mut || report(progress, waiting),
     )?;
     let status = head.status.as_u16();
@@ -1130,8 +1153,31 @@ fn http_attempt(
             },
         }
     };
+    // The rest may come over more connections when the server serves
+    // ranges of this version and its length is known.
+    let spreading = match (expected_total, state.validator.as_deref()) {
+        (Some(total), Some(validator)) if state.ranges && options.connections > 1 => {
+            Some(Spreading {
+                target: ranged::Target {
+                    url,
+                    signer,
+                    options,
+                    validator,
+                    total,
+                    deadline,
+                    path,
+                },
+                resumable: Resumable {
+                    validators: &state.validators,
+                    describe: conditions.on_start.as_deref_mut(),
+                    ranges: &mut state.ranges,
+                },
+            })
+        }
+        _ => None,
+    };
     let result = receive_body(
-        &mut exchange,
+        exchange,
         out,
         path,
         expected_total,
@@ -1139,6 +1185,7 @@ fn http_attempt(
         &shown,
         progress,
         read_err,
+        spreading,
     );
     match (result, expected_total) {
         (Err(Error::Network { .. }), Some(expected)) if out.written() < expected => {
@@ -1158,13 +1205,46 @@ fn http_attempt(
     }
 }
 
+/// What a download may spread over more connections with (see
+/// [`crate::ranged`]).
+struct Spreading<'s, 'd> {
+    target: ranged::Target<'s>,
+    resumable: Resumable<'s, 'd>,
+}
+
+/// What makes the download file resumable, kept true while a download is
+/// spread.
+struct Resumable<'s, 'd> {
+    /// The validators of the bytes being received.
+    validators: &'s Validators,
+    /// [`Conditions::on_start`]: told `None` before any byte lands beyond
+    /// the contiguous prefix (should the process die then, the file is no
+    /// partial download to resume), and the validators again once the file
+    /// is a prefix again.
+    describe: Option<&'s mut OnStart<'d>>,
+    /// Cleared when the server would not serve a range of this version:
+    /// the next attempt starts over.
+    ranges: &'s mut bool,
+}
+
+impl Resumable<'_, '_> {
+    /// Tells whether the file is a contiguous prefix of the package.
+    fn describe(&mut self, prefix: bool) {
+        if let Some(describe) = self.describe.as_mut() {
+            describe(prefix.then_some(self.validators));
+        }
+    }
+}
+
 /// Writes the body of `exchange` into `out` (which hashes), enforcing the
 /// size limit and the low-speed rule, and reporting progress: after each
 /// chunk, and every [`http::TICK`] while none comes (a heartbeat with
-/// unchanged counts, so the callback can cancel a stalled download).
+/// unchanged counts, so the callback can cancel a stalled download). With
+/// `spreading`, the rest may come over more connections; the file is a
+/// contiguous prefix again when this returns.
 #[allow(clippy::too_many_arguments)]
 fn receive_body(
-    exchange: &mut http::Exchange,
+    exchange: http::Exchange,
     out: &mut HashingWriter<DownloadFile<'_, '_>>,
     out_path: &Path,
     total: Option<u64>,
@@ -1172,6 +1252,7 @@ fn receive_body(
     shown: &str,
     progress: &mut Option<&mut ProgressFn<'_>>,
     read_err: impl Fn(io::Error) -> Error,
+    spreading: Option<Spreading<'_, '_>>,
 ) -> Result<()> {
     let max = options.max_size;
     if let Some(total) = total.filter(|t| *t > max) {
@@ -1182,34 +1263,282 @@ fn receive_body(
             entry: None,
         });
     }
-    let mut speed = http::LowSpeed::new(options, out.written());
-    loop {
-        let written = out.written();
-        let mut heartbeat = || {
-            speed.check(written, shown)?;
-            report(progress, Progress::bytes(Stage::Fetch, written, total))
-        };
-        let (buffer, n) = match exchange.next_body(&mut heartbeat)? {
-            http::Event::Data(buffer, n) => (buffer, n),
-            http::Event::End => return Ok(()),
-            http::Event::ReadFailed(e) => return Err(read_err(e)),
-        };
-        if written + n as u64 > max {
-            return Err(Error::LimitExceeded {
-                limit: Limit::DownloadSize,
-                max,
-                actual: written + n as u64,
-                entry: None,
-            });
-        }
-        out.write_all(&buffer[..n])
-            .map_err(Error::io("write", out_path))?;
-        exchange.recycle(buffer);
-        speed.check(out.written(), shown)?;
-        report(
+    let (target, mut resumable) = match spreading {
+        Some(Spreading { target, resumable }) => (Some(target), Some(resumable)),
+        None => (None, None),
+    };
+    let spread = OnceLock::new();
+    let result = std::thread::scope(|scope| {
+        // However this ends, the helpers stop before they are joined.
+        let _stop = StopHelpers(&spread);
+        let speed = http::LowSpeed::new(options, out.written());
+        let mut body = Body {
+            out: &mut *out,
+            out_path,
+            total,
+            options,
+            shown,
             progress,
-            Progress::bytes(Stage::Fetch, out.written(), total),
-        )?;
+            speed,
+        };
+        let spreading = target.as_ref().zip(resumable.as_mut());
+        body.receive(exchange, &read_err, spreading, &spread, scope)
+    });
+    if spread.get().is_none() {
+        return result;
+    }
+    // Helpers wrote beyond the prefix: cut back to it, then it may be
+    // resumed again.
+    let have = out.written();
+    let file = &mut out.get_mut().file;
+    let settled = file
+        .set_len(have)
+        .and_then(|()| file.seek(SeekFrom::Start(have)).map(drop))
+        .map_err(Error::io("truncate", out_path));
+    if let (Ok(()), Some(resumable)) = (&settled, resumable.as_mut()) {
+        resumable.describe(true);
+    }
+    result.and(settled)
+}
+
+/// Stops the helpers of a spread download when dropped.
+struct StopHelpers<'s>(&'s OnceLock<ranged::Spread>);
+
+impl Drop for StopHelpers<'_> {
+    fn drop(&mut self) {
+        if let Some(spread) = self.0.get() {
+            spread.stop();
+        }
+    }
+}
+
+/// Stops the helpers and waits for them (a [`http::TICK`] at most), so
+/// that none writes to the file any more.
+fn stop_and_join(spread: &ranged::Spread, helpers: &mut Vec<ScopedJoinHandle<'_, ()>>) {
+    spread.stop();
+    for helper in helpers.drain(..) {
+        let _ = helper.join();
+    }
+}
+
+/// The receiving end of a download: the file, the limits, the progress.
+struct Body<'b, 'a, 't, 'p, 'q> {
+    out: &'b mut HashingWriter<DownloadFile<'a, 't>>,
+    out_path: &'b Path,
+    total: Option<u64>,
+    options: &'b FetchOptions,
+    shown: &'b str,
+    progress: &'b mut Option<&'p mut ProgressFn<'q>>,
+    speed: http::LowSpeed,
+}
+
+impl<'b> Body<'b, '_, '_, '_, '_> {
+    /// Bytes received on every connection.
+    fn received(&self, spread: Option<&ranged::Spread>) -> u64 {
+        let prefix = self.out.written();
+        prefix + spread.map_or(0, |s| s.beyond(prefix))
+    }
+
+    /// The low-speed rule on this connection's bytes (the contiguous
+    /// prefix it writes), and a progress report with `received` bytes
+    /// (every connection's).
+    fn heartbeat(&mut self, received: u64) -> Result<()> {
+        self.speed.check(self.out.written(), self.shown)?;
+        self.report(received)
+    }
+
+    /// A progress report with `received` bytes. While the helpers bring
+    /// the rest, each applies the low-speed rule to its own connection, so
+    /// that a slow part is retried alone.
+    fn report(&mut self, received: u64) -> Result<()> {
+        report(
+            self.progress,
+            Progress::bytes(Stage::Fetch, received, self.total),
+        )
+    }
+
+    /// Receives the body of `exchange`. With `spreading`, hands the rest to
+    /// helpers on more connections when that pays, stops at the end of its
+    /// own part and takes the helpers' parts in, in order.
+    fn receive<'scope, 'env>(
+        &mut self,
+        mut exchange: http::Exchange,
+        read_err: &impl Fn(io::Error) -> Error,
+        mut spreading: Option<(&'env ranged::Target<'env>, &mut Resumable<'_, '_>)>,
+        spread_cell: &'env OnceLock<ranged::Spread>,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+    ) -> Result<()> {
+        let max = self.options.max_size;
+        let mut planner = spreading
+            .as_ref()
+            .map(|_| ranged::Planner::new(self.options.connections, self.out.written()));
+        // Where this connection stops while the rest is spread.
+        let mut split: Option<u64> = None;
+        let mut helpers = Vec::new();
+        loop {
+            let written = self.out.written();
+            let spread = spread_cell.get().filter(|_| split.is_some());
+            let received = self.received(spread);
+            let asked = Instant::now();
+            let event = exchange.next_body(&mut || self.heartbeat(received))?;
+            if let Some(planner) = planner.as_mut() {
+                planner.waited(asked.elapsed());
+            }
+            let (buffer, n) = match event {
+                http::Event::Data(buffer, n) => (buffer, n),
+                http::Event::End => return Ok(()),
+                http::Event::ReadFailed(e) => return Err(read_err(e)),
+            };
+            if written + n as u64 > max {
+                return Err(Error::LimitExceeded {
+                    limit: Limit::DownloadSize,
+                    max,
+                    actual: written + n as u64,
+                    entry: None,
+                });
+            }
+            let keep = split.map_or(n, |end| n.min((end - written) as usize));
+            self.out
+                .write_all(&buffer[..keep])
+                .map_err(Error::io("write", self.out_path))?;
+            if let (Some(end), Some(spread)) = (split, spread) {
+                if self.out.written() == end && self.first_part_coming(spread)? {
+                    // The rest comes from the helpers: this connection is
+                    // done.
+                    drop(exchange);
+                    let resumable = spreading.map(|(_, resumable)| resumable);
+                    return self.take_parts(spread, resumable);
+                }
+                if self.out.written() == end || spread.any_failed() {
+                    // A part is not coming: this connection goes on alone
+                    // (its low-speed window starts again: it may have
+                    // waited for the part's answer).
+                    stop_and_join(spread, &mut helpers);
+                    split = None;
+                    self.speed = http::LowSpeed::new(self.options, self.out.written());
+                    self.out
+                        .write_all(&buffer[keep..n])
+                        .map_err(Error::io("write", self.out_path))?;
+                }
+            }
+            exchange.recycle(buffer);
+            let received = self.received(spread_cell.get().filter(|_| split.is_some()));
+            self.heartbeat(received)?;
+            let plan = match (planner.as_ref(), self.total) {
+                (Some(planner), Some(total)) if spread_cell.get().is_none() => {
+                    planner.plan(self.out.written(), total)
+                }
+                _ => None,
+            };
+            if let (Some(plan), Some((target, resumable))) = (plan, spreading.as_mut()) {
+                // Bytes are about to land beyond the prefix.
+                resumable.describe(false);
+                split = Some(plan[0].1);
+                self.spread(&plan, target, spread_cell, scope, &mut helpers)?;
+            }
+        }
+    }
+
+    /// Starts a helper for every part of `plan` but the first, writing
+    /// through its own duplicate of the download's handle.
+    fn spread<'scope, 'env>(
+        &mut self,
+        plan: &[(u64, u64)],
+        target: &'env ranged::Target<'env>,
+        spread_cell: &'env OnceLock<ranged::Spread>,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        helpers: &mut Vec<ScopedJoinHandle<'scope, ()>>,
+    ) -> Result<()> {
+        let spread = spread_cell.get_or_init(|| ranged::Spread::new(plan));
+        for index in 0..spread.len() {
+            let file = self
+                .out
+                .get_mut()
+                .file
+                .try_clone()
+                .map_err(Error::io("open", self.out_path))?;
+            let started = std::thread::Builder::new()
+                .name("zipdeploy-range".into())
+                .spawn_scoped(scope, move || {
+                    ranged::fetch_part(target, spread, index, &file);
+                });
+            match started {
+                Ok(helper) => helpers.push(helper),
+                Err(e) => spread.fail(
+                    index,
+                    Error::Network {
+                        url: self.shown.to_string(),
+                        reason: format!("cannot start a network thread: {e}"),
+                        kind: crate::NetworkKind::Other,
+                    },
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits (with heartbeats) until the first helper's part is answered:
+    /// whether it and every other part is coming.
+    fn first_part_coming(&mut self, spread: &ranged::Spread) -> Result<bool> {
+        loop {
+            if spread.any_failed() {
+                return Ok(false);
+            }
+            if let Some(coming) = spread.first_answered() {
+                return Ok(coming);
+            }
+            spread.wait_first(http::TICK);
+            let received = self.received(Some(spread));
+            self.report(received)?;
+        }
+    }
+
+    /// Takes the helpers' parts in, in order, as they are written: each
+    /// byte read back through the download's handle, then hashed, shown to
+    /// the tap and the growth, as if this connection had received it.
+    fn take_parts(
+        &mut self,
+        spread: &ranged::Spread,
+        resumable: Option<&mut Resumable<'_, '_>>,
+    ) -> Result<()> {
+        let mut buffer = vec![0u8; CHUNK];
+        for index in 0..spread.len() {
+            loop {
+                let (upto, complete) = match spread.progress(index) {
+                    Ok(progress) => progress,
+                    Err((error, refused)) => {
+                        if let (true, Some(resumable)) = (refused, resumable) {
+                            *resumable.ranges = false;
+                        }
+                        return Err(error);
+                    }
+                };
+                let have = self.out.written();
+                if upto > have {
+                    let want = buffer
+                        .len()
+                        .min(usize::try_from(upto - have).unwrap_or(usize::MAX));
+                    let file = &self.out.get_mut().file;
+                    let n = file
+                        .read_at(&mut buffer[..want], have)
+                        .map_err(Error::io("read", self.out_path))?;
+                    if n == 0 {
+                        return Err(Error::io("read", self.out_path)(
+                            io::ErrorKind::UnexpectedEof.into(),
+                        ));
+                    }
+                    self.out.absorb(&buffer[..n]);
+                    self.out.get_mut().adopt(&buffer[..n]);
+                } else if complete {
+                    break;
+                } else {
+                    spread.wait_part(index, upto, http::TICK);
+                }
+                let received = self.received(Some(spread));
+                self.report(received)?;
+            }
+        }
+        Ok(())
     }
 }
 

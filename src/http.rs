@@ -29,8 +29,9 @@ use crate::fetch::{FetchOptions, Hop, Requests};
 /// heartbeat again (and so, about the longest a cancel takes).
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
-/// Bytes read from the socket per chunk handed over.
-const CHUNK: usize = 256 * 1024;
+/// Bytes read from the socket per chunk handed over, by default (see
+/// [`open`]).
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// What the helper thread of an exchange reports.
 pub(crate) enum Event {
@@ -67,6 +68,7 @@ impl Exchange {
         shown: &str,
         headers: Vec<(String, String)>,
         deadline: Option<Instant>,
+        chunk: usize,
     ) -> Result<Exchange> {
         let agent = ureq::Agent::new_with_config(config.clone());
         let (send, messages) = mpsc::sync_channel(4);
@@ -96,7 +98,7 @@ impl Exchange {
                 }
                 let mut reader = body.into_reader();
                 loop {
-                    let mut buffer = spares.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+                    let mut buffer = spares.try_recv().unwrap_or_else(|_| vec![0; chunk]);
                     let event = match reader.read(&mut buffer) {
                         Ok(0) => Event::End,
                         Ok(n) => Event::Data(buffer, n),
@@ -191,7 +193,11 @@ pub(crate) fn headers_for(hop: &Url, first: &Url, options: &FetchOptions) -> Vec
 /// [`FetchOptions::max_redirects`], never from https to http), with the
 /// user headers each hop's origin may get plus `extra` (e.g. `Range`).
 /// Requests to an S3 endpoint get fresh SigV4 headers from `signer`, each
-/// hop its own; others the netrc credentials for their own host, if any. Returns the exchange and the head of the final response.
+/// hop its own; others the netrc credentials for their own host, if any.
+/// The body comes in chunks of up to `chunk` bytes (a few are in flight:
+/// smaller chunks for slower connections keep memory down). Returns the
+/// exchange and the head of the final response.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn open(
     requests: &Requests<'_>,
     url: &Url,
@@ -199,6 +205,7 @@ pub(crate) fn open(
     options: &FetchOptions,
     extra: &[(String, String)],
     deadline: Option<Instant>,
+    chunk: usize,
     heartbeat: &mut dyn FnMut() -> Result<()>,
 ) -> Result<(Exchange, Parts)> {
     let shown = crate::fetch::redact_url(url);
@@ -217,7 +224,7 @@ pub(crate) fn open(
             None => headers.extend(netrc.authorization(&hop, &headers)?),
         }
         let Hop { config, proxy } = requests.hop(&hop)?;
-        let mut exchange = Exchange::start(&config, &hop, &shown, headers, deadline)?;
+        let mut exchange = Exchange::start(&config, &hop, &shown, headers, deadline, chunk)?;
         let head = match exchange.next(heartbeat)? {
             Message::Head(Ok(head)) => head,
             Message::Head(Err(e)) => {

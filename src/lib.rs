@@ -97,6 +97,7 @@ mod mounts;
 mod options;
 mod pipeline;
 mod proxy;
+mod ranged;
 mod report;
 mod retry_after;
 mod tap;

@@ -322,6 +322,80 @@ fn an_interrupted_download_resumes_with_a_signed_range_request() {
     assert_eq!(requests[1].header("range"), Some("bytes=100-"));
 }
 
+/// `body` as S3 serves it, closed ranges (`bytes=A-B`) included, at about
+/// 3 MB/s per connection (S3 caps each connection; its guidance is
+/// parallel byte-range GETs).
+fn capped_object(req: &Request, body: &[u8]) -> Reply {
+    let pace = Fault::Trickle(64 * 1024, std::time::Duration::from_millis(20));
+    let range = req.header("range").and_then(|r| r.strip_prefix("bytes="));
+    let Some((first, last)) = range.and_then(|r| r.split_once('-')) else {
+        return Reply::file_with_ranges(req, body, "\"etag-1\"").fault(pace);
+    };
+    let first: usize = first.parse().unwrap();
+    let last: usize = last.parse().unwrap_or(body.len() - 1);
+    let mut reply = Reply::ok(body[first..=last].to_vec())
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", "\"etag-1\"")
+        .header(
+            "Content-Range",
+            &format!("bytes {first}-{last}/{}", body.len()),
+        )
+        .fault(pace);
+    reply.status = 206;
+    reply
+}
+
+#[test]
+fn a_capped_object_is_fetched_in_signed_parallel_ranges() {
+    let zip = {
+        let mut state = 7u64;
+        let noise: Vec<u8> = (0..6 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        zip_of(&[
+            Entry::File("noise.bin", &noise),
+            Entry::File("VERSION", b"s3"),
+        ])
+    };
+    let body = zip.clone();
+    // Every request reaches `extra` only once its signature checked out.
+    let server = s3_endpoint_with(
+        REGION,
+        vec![],
+        move |req, _| Some(capped_object(req, &body)),
+        false,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    Deploy::new("s3://releases/app.zip")
+        .unwrap()
+        .sha256(&sha(&zip))
+        .unwrap()
+        .fetch_options(FetchOptions {
+            connections: 4,
+            ..s3_options(&server, SECRET)
+        })
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_eq!(std::fs::read(dest.join("VERSION")).unwrap(), b"s3");
+    let requests = server.requests();
+    let parts: Vec<_> = requests
+        .iter()
+        .filter_map(|r| r.header("range"))
+        .filter(|r| !r.ends_with('-'))
+        .collect();
+    assert!(parts.len() >= 2, "{requests:?}");
+    for req in &requests {
+        assert_eq!(verify(req, REGION), Ok(()), "{req:?}");
+    }
+}
+
 #[test]
 fn mirrors_mix_s3_and_https_and_the_cache_serves_s3_packages() {
     let zip = app_zip("mirrored");

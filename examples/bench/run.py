@@ -12,8 +12,10 @@ Run it as root from the repository (Python 3.11, standard library only).  It
     reported as unavailable, loudly, and the rest goes on;
   * builds the CLI with `cargo build --release --example zipdeploy`;
   * generates the packages with make_packages.py (cached in <target>/bench/pkgs);
-  * serves them with a private nginx on 127.0.0.1 (sendfile on; /slow/ is limit_rate 50m), or with a
-    threaded Python server when nginx is unavailable;
+  * serves them with a private nginx on 127.0.0.1 (sendfile on; /slow/ is limit_rate 50m; /rate25/ is
+    limit_rate 25m per connection, as object stores and CDNs cap each connection; /norange25/ is the
+    same cap from a server that advertises byte ranges but answers every request whole, max_ranges 0),
+    or with a threaded Python server when nginx is unavailable;
   * puts every destination (and every temporary zip) on a journaled ext4 made in a sparse image file
     under <target>/bench and loop-mounted there, or on the host filesystem when it cannot mount;
   * for each package runs every tool round-robin (one warm-up round, then --runs rounds, the order
@@ -57,6 +59,8 @@ import make_packages  # noqa: E402  (beside this file)
 MIB = 1 << 20
 SLOW_RATE = "50m"  # nginx limit_rate: 50 MiB/s
 SLOW_BYTES_PER_S = 50 * MIB
+CAPPED_RATE = "25m"  # nginx limit_rate per connection on /rate25/ and /norange25/: 25 MiB/s
+CAPPED_BYTES_PER_S = 25 * MIB
 APT_PACKAGES = {"nginx": "nginx-light", "curl": "curl", "unzip": "unzip", "bsdtar": "libarchive-tools",
                 "mkfs.ext4": "e2fsprogs", "sha256sum": "coreutils"}
 
@@ -87,7 +91,7 @@ with tempfile.TemporaryFile(dir=tmpdir) as f:
 
 FALLBACK_SERVER = r"""
 import http.server, os, sys, time
-root, port, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+root, port, rate, capped = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -103,7 +107,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def serve(self, body):
         path = self.path.split("?", 1)[0]
-        slow = path.startswith("/slow/")
+        pace = {"slow": rate, "rate25": capped, "norange25": capped}.get(path.split("/")[1])
+        ranges = not path.startswith("/norange25/")
         name = os.path.basename(path)
         full = os.path.join(root, name)
         if not name or not os.path.isfile(full):
@@ -112,7 +117,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         size = os.path.getsize(full)
         start, end, status = 0, size - 1, 200
         spec = self.headers.get("Range", "")
-        if spec.startswith("bytes=") and "," not in spec:
+        if ranges and spec.startswith("bytes=") and "," not in spec:
             a, _, b = spec[6:].partition("-")
             try:
                 if a:
@@ -139,7 +144,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not body:
             return
         with open(full, "rb") as f:
-            if not slow:
+            if not pace:
                 self.connection.sendfile(f, start, n)
                 return
             f.seek(start)
@@ -150,7 +155,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     break
                 self.wfile.write(chunk)
                 sent += len(chunk)
-                ahead = sent / rate - (time.monotonic() - t0)
+                ahead = sent / pace - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
 
@@ -502,6 +507,16 @@ http {{
             alias {self.pkgdir}/;
             limit_rate {SLOW_RATE};
         }}
+        location /rate25/ {{
+            alias {self.pkgdir}/;
+            limit_rate {CAPPED_RATE};
+        }}
+        location /norange25/ {{
+            alias {self.pkgdir}/;
+            limit_rate {CAPPED_RATE};
+            max_ranges 0;
+            add_header Accept-Ranges bytes;
+        }}
     }}
 }}
 """
@@ -515,14 +530,15 @@ http {{
         self.wait_ready()
         version = capture([nginx, "-v"]).replace("nginx version: ", "")
         self.description = (f"{version} on 127.0.0.1 (private config {rel(path)}: 1 worker, sendfile on; "
-                            f"/slow/ has limit_rate {SLOW_RATE} = 50 MiB/s)")
+                            f"/slow/ has limit_rate {SLOW_RATE} = 50 MiB/s; /rate25/ and /norange25/ limit_rate "
+                            f"{CAPPED_RATE} = 25 MiB/s per connection, /norange25/ max_ranges 0)")
         log(f"server: {self.description} at {self.base}")
 
     def start_python(self):
         port = free_port()
         self.logf = open(os.path.join(CACHE, "logs", "python-server.log"), "w")
         self.proc = subprocess.Popen([sys.executable, "-c", FALLBACK_SERVER, self.pkgdir, str(port),
-                                      str(SLOW_BYTES_PER_S)], stdin=subprocess.DEVNULL, stdout=self.logf,
+                                      str(SLOW_BYTES_PER_S), str(CAPPED_BYTES_PER_S)], stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf)
         self.base = f"http://127.0.0.1:{port}"
         try:
@@ -531,7 +547,8 @@ http {{
             raise SystemExit(f"the fallback HTTP server did not start: {e}")
         why = "--python-server" if self.args.python_server else "nginx unavailable"
         self.description = (f"Python {platform.python_version()} http.server (threaded, examples/bench/run.py's "
-                            f"fallback; {why}) on 127.0.0.1, /slow/ paced at 50 MiB/s")
+                            f"fallback; {why}) on 127.0.0.1, /slow/ paced at 50 MiB/s, /rate25/ and /norange25/ "
+                            "at 25 MiB/s per connection, /norange25/ ignoring Range)")
         loud(f"serving with the fallback Python server, not nginx: {self.description}")
 
     def stop(self):
@@ -566,7 +583,7 @@ class Tool:
         self.errors = []
 
 
-def build_tools(pkg, setup, rip, zd, zd_flags, slow):
+def build_tools(pkg, setup, rip, zd, zd_flags, slow, capped=False):
     sh = ["sh", "-c"]
     tools = [
         Tool("shell", "verified shell (curl + sha256sum + unzip)",
@@ -622,8 +639,29 @@ def build_tools(pkg, setup, rip, zd, zd_flags, slow):
                           lambda c: ["curl", "-fsS", c["slow_url"], "-o", "/dev/null"],
                           "curl -fsS URL/slow/PKG -o /dev/null", dest_state="none", verify=False))
         if zd:
-            tools.append(Tool("slow-zd", "/slow/ 50 MiB/s: zipdeploy", zd_argv("slow_url"),
-                              shown.replace("URL", "URL/slow/PKG"), noop=False, json_out=use_json))
+            # One connection, as curl's: the row measures what streaming
+            # extraction adds to the download (the /rate25/ rows measure
+            # several connections).
+            tools.append(Tool("slow-zd", "/slow/ 50 MiB/s: zipdeploy --connections 1",
+                              zd_argv("slow_url", ["--connections", "1"]),
+                              shown.replace("URL", "URL/slow/PKG") + " --connections 1", noop=False,
+                              json_out=use_json))
+    if capped:
+        # Issue 16 item 3: a server capping each connection at 25 MiB/s.
+        if rip is not None:
+            tools.append(Tool("rate-rip", "/rate25/ 25 MiB/s per connection: ripunzip",
+                              lambda c: [rip, "unzip-uri", c["rate_url"], "-d", c["dest"]],
+                              "ripunzip unzip-uri URL/rate25/PKG -d DEST", dest_state="empty"))
+        if zd:
+            for key, where, url_key in (("rate", "/rate25/ 25 MiB/s per connection", "rate_url"),
+                                        ("norange", "/norange25/ 25 MiB/s, no ranges", "norange_url")):
+                place = "URL" + where.split(" ")[0] + "PKG"
+                tools.append(Tool(f"{key}-zd", f"{where}: zipdeploy", zd_argv(url_key),
+                                  shown.replace("URL", place), noop=False, json_out=use_json))
+                tools.append(Tool(f"{key}-zd1", f"{where}: zipdeploy --connections 1",
+                                  zd_argv(url_key, ["--connections", "1"]),
+                                  shown.replace("URL", place) + " --connections 1", noop=False,
+                                  json_out=use_json))
     return tools
 
 
@@ -697,6 +735,8 @@ class Bench:
     def ctx(self, pkg, tool):
         base = os.path.join(self.fs.root, "dest", tool.key)
         return {"url": f"{self.server.base}/{pkg}.zip", "slow_url": f"{self.server.base}/slow/{pkg}.zip",
+                "rate_url": f"{self.server.base}/rate25/{pkg}.zip",
+                "norange_url": f"{self.server.base}/norange25/{pkg}.zip",
                 "sha256": self.rows[pkg]["sha256"], "base": base, "dest": os.path.join(base, "app"),
                 "state": os.path.join(base, ".app.zipdeploy"),
                 "tmpdir": os.path.join(self.fs.root, "tmp"),
@@ -770,7 +810,8 @@ class Bench:
     def package(self, pkg):
         row = self.rows[pkg]
         slow = pkg in self.args.slow.split(",")
-        tools = build_tools(pkg, self.setup, self.rip, self.zd, self.zd_flags, slow)
+        capped = pkg in self.args.capped.split(",")
+        tools = build_tools(pkg, self.setup, self.rip, self.zd, self.zd_flags, slow, capped)
         self.results[pkg] = tools
         src = os.path.join(self.fs.root, "src", pkg)
         rm_rf(src)
@@ -1037,7 +1078,16 @@ def target_checks(pkg, by):
             p, m = paired(by["slow-zd"], by["slow-curl"])
             out.append((f"{pkg} at 50 MiB/s: zipdeploy / curl download only (informative: writing the tree, not "
                         "the network, is the bottleneck here)", p, m, None, "×"))
-    rss = max((x["rss_kib"] for t in by.values() if t.key in ("zipdeploy", "zd-sync", "zd-redeploy", "slow-zd")
+    if "rate-zd" in by:
+        ratio(f"{pkg} at 25 MiB/s per connection: zipdeploy / zipdeploy --connections 1", "rate-zd", "rate-zd1",
+              0.35)
+        if "rate-rip" in by and by["rate-rip"].samples and by["rate-zd"].samples:
+            p, m = paired(by["rate-zd"], by["rate-rip"])
+            out.append((f"{pkg} at 25 MiB/s per connection: zipdeploy / ripunzip (informative)", p, m, None, "×"))
+        ratio(f"{pkg} at 25 MiB/s, server without ranges: zipdeploy / zipdeploy --connections 1 (no regression)",
+              "norange-zd", "norange-zd1", 1.05)
+    rss = max((x["rss_kib"] for t in by.values() if t.key in ("zipdeploy", "zd-sync", "zd-redeploy", "slow-zd",
+                                                                 "rate-zd", "rate-zd1", "norange-zd", "norange-zd1")
                for x in t.samples), default=None)
     out.append((f"{pkg}: zipdeploy peak RSS (all its rows)", None if rss is None else rss / 1024, None, 32, " MiB"))
     return out
@@ -1056,6 +1106,9 @@ def main():
     ap.add_argument("--slow", default="php-app,assets,php-app-bsdtar",
                     help="packages also fetched from the 50 MiB/s /slow/ location "
                          "(default php-app,assets,php-app-bsdtar)")
+    ap.add_argument("--capped", default="assets",
+                    help="packages also fetched from the 25 MiB/s-per-connection /rate25/ and /norange25/ "
+                         "locations (default assets)")
     ap.add_argument("--zipdeploy-bin", metavar="PATH", help="use this binary instead of building the example")
     ap.add_argument("--no-zipdeploy", action="store_true", help="measure the other tools only")
     ap.add_argument("--no-ripunzip", action="store_true", help="do not install or run ripunzip")

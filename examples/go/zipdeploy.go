@@ -235,6 +235,10 @@ type Options struct {
 	// Retries after the first attempt on transient failures (0: the default,
 	// 3; negative: none).
 	Retries int
+	// Connections bounds the connections one download uses (0: the default,
+	// 8; 1: one): a download slowed by a per-connection cap fetches its rest
+	// in byte ranges over several at once.
+	Connections int
 	// Headers are extra request headers, e.g. "Authorization", sent to the
 	// package URL's origin only.
 	Headers map[string]string
@@ -554,6 +558,12 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 			retries = 0
 		}
 		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_retries(d, C.uint32_t(retries))) })
+	}
+	if o.Connections > 0 {
+		connections := o.Connections
+		steps = append(steps, func() error {
+			return check(C.zipdeploy_deploy_set_connections(d, C.uint32_t(connections)))
+		})
 	}
 	if o.Keep != 0 {
 		keep := o.Keep

@@ -478,6 +478,18 @@ int zipdeploy_deploy_set_speed_limit(struct zipdeploy_deploy *deploy,
 int zipdeploy_deploy_set_retries(struct zipdeploy_deploy *deploy, uint32_t retries);
 
 /**
+ * Sets the most connections one download uses (default 8; 1 keeps a
+ * single connection): when the server serves byte ranges of the package
+ * and one connection is the bottleneck (a per-connection cap), the rest is
+ * fetched in ranges over several connections at once, still hashed and
+ * extracted in order.
+ *
+ * Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+ * NULL or `connections` is 0.
+ */
+int zipdeploy_deploy_set_connections(struct zipdeploy_deploy *deploy, uint32_t connections);
+
+/**
  * Adds a request header for the package URL, e.g. `PRIVATE-TOKEN: …`
  * (sent on every attempt; never shown in messages). It goes only to the
  * package URL's origin (scheme, host, port), also when a redirect, mirror,

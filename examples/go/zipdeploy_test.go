@@ -53,12 +53,13 @@ func TestDeployReportsAndRedeploysAsNoOp(t *testing.T) {
 	sha := env(t, "ZIPDEPLOY_TEST_SHA256")
 	var stages []Stage
 	opts := Options{
-		URL:     env(t, "ZIPDEPLOY_TEST_URL"),
-		Dest:    dest,
-		SHA256:  sha,
-		Retries: -1,
-		Headers: map[string]string{"X-Test": "go"},
-		Sync:    true,
+		URL:         env(t, "ZIPDEPLOY_TEST_URL"),
+		Dest:        dest,
+		SHA256:      sha,
+		Retries:     -1,
+		Connections: 2,
+		Headers:     map[string]string{"X-Test": "go"},
+		Sync:        true,
 		Progress: func(p Progress) {
 			if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
 				stages = append(stages, p.Stage)

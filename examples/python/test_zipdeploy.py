@@ -50,6 +50,7 @@ class DeployTest(unittest.TestCase):
             self.sha,
             timeout=30,
             retries=0,
+            connections=2,
             headers={"X-Test": "python"},
             max_download=1 << 20,
             progress=events.append,
@@ -219,6 +220,9 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 20)
         with self.assertRaises(zipdeploy.UsageError) as caught:
             zipdeploy.deploy(self.url, self.dest, headers={"Bad Name": "x"})
+        self.assertEqual(caught.exception.code, 23)
+        with self.assertRaises(zipdeploy.UsageError) as caught:
+            zipdeploy.deploy(self.url, self.dest, connections=0)
         self.assertEqual(caught.exception.code, 23)
         with self.assertRaises(zipdeploy.UsageError):
             zipdeploy.deploy("a\0b", self.dest)

@@ -185,6 +185,9 @@ fn settings(
     if let Some(retries) = given.parsed("retries", |t| t.parse().ok())? {
         fetch.retries = retries;
     }
+    if let Some(n) = given.parsed("connections", |t| t.parse().ok().filter(|n| *n >= 1))? {
+        fetch.connections = n;
+    }
     if let Some(bytes) = given.parsed("speed-limit", parse_size)? {
         fetch.speed_limit = bytes;
     }

@@ -169,6 +169,15 @@ pub const OPTIONS: &[Opt] = &[
         )
     },
     Opt {
+        default: Some(|d| d.fetch.connections.to_string()),
+        ..Opt::value(
+            "connections",
+            "N",
+            EnvVar::Derived,
+            "most connections a download uses: the rest of a slow download is fetched in ranges over up to N; 1: one",
+        )
+    },
+    Opt {
         default: Some(|d| human_size(d.fetch.speed_limit)),
         ..Opt::value(
             "speed-limit",

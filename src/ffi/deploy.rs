@@ -479,6 +479,34 @@ pub unsafe extern "C" fn zipdeploy_deploy_set_retries(
     }
 }
 
+/// Sets the most connections one download uses (default 8; 1 keeps a
+/// single connection): when the server serves byte ranges of the package
+/// and one connection is the bottleneck (a per-connection cap), the rest is
+/// fetched in ranges over several connections at once, still hashed and
+/// extracted in order.
+///
+/// Returns `ZIPDEPLOY_OK`, or `ZIPDEPLOY_INVALID_ARGUMENT` if `deploy` is
+/// NULL or `connections` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn zipdeploy_deploy_set_connections(
+    deploy: *mut zipdeploy_deploy,
+    connections: u32,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        set(deploy, |s| {
+            if connections == 0 {
+                return Err(Failure::new(
+                    ZIPDEPLOY_INVALID_ARGUMENT,
+                    "connections must be at least 1",
+                ));
+            }
+            s.options.fetch.connections = connections;
+            Ok(())
+        })
+    }
+}
+
 /// Adds a request header for the package URL, e.g. `PRIVATE-TOKEN: …`
 /// (sent on every attempt; never shown in messages). It goes only to the
 /// package URL's origin (scheme, host, port), also when a redirect, mirror,

@@ -256,6 +256,7 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_connect_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_stall_timeout_ms": (_I, [_P, _U64]),
     "zipdeploy_deploy_set_retries": (_I, [_P, _U32]),
+    "zipdeploy_deploy_set_connections": (_I, [_P, _U32]),
     "zipdeploy_deploy_set_speed_limit": (_I, [_P, _U64, _U64]),
     "zipdeploy_deploy_add_header": (_I, [_P, _S, _S]),
     "zipdeploy_deploy_add_header_for": (_I, [_P, _S, _S, _S]),
@@ -408,6 +409,7 @@ def deploy(
     connect_timeout: Optional[float] = None,
     stall_timeout: Optional[float] = None,
     retries: Optional[int] = None,
+    connections: Optional[int] = None,
     speed_limit: Optional[Tuple[int, float]] = None,
     headers: Optional[Mapping[str, str]] = None,
     headers_for: Optional[Mapping[str, Mapping[str, str]]] = None,
@@ -441,6 +443,9 @@ def deploy(
     ``connect_timeout`` establishing a connection (default 10 s);
     ``stall_timeout`` waiting for bytes once connected (default 30 s).
     ``retries`` bounds the retries on transient failures (default 3);
+    ``connections`` bounds the connections one download uses (default 8; 1:
+    one): a download slowed by a per-connection cap fetches its rest in byte
+    ranges over several at once;
     ``speed_limit`` is the low-speed rule ``(bytes_per_second, seconds)``: a
     download averaging less fails as a timeout and is retried (default
     ``(1024, 30)``; ``(0, 0)`` turns it off). ``headers`` are sent with the
@@ -534,6 +539,8 @@ def deploy(
             )
         if retries is not None:
             check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries)))
+        if connections is not None:
+            check(lib.zipdeploy_deploy_set_connections(handle, _count("connections", connections)))
         if speed_limit is not None:
             limit, seconds = speed_limit
             window = _millis("speed_limit", seconds) if limit else 0

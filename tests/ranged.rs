@@ -1,0 +1,538 @@
+//! Parallel ranged download: a download slowed by a per-connection cap
+//! spreads its rest over several connections (`Range` + `If-Range`), and
+//! every guarantee of one connection stands — the exact bytes and digest,
+//! never two versions mixed, a failed range retried alone, servers without
+//! ranges, the size limit, cancelling, resuming a kept partial.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zipdeploy::fetch::{fetch_to_file, FetchOptions};
+use zipdeploy::{Deploy, ErrorClass, Sha256Digest, Source};
+
+/// A stored package: `data/noise.bin` (`size` bytes of noise) and
+/// `VERSION`.
+struct Package {
+    zip: Vec<u8>,
+    noise: Vec<u8>,
+    version: String,
+}
+
+fn package(size: usize, seed: u64, version: &str) -> Package {
+    let mut state = seed | 1;
+    let noise: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    use std::io::Write;
+    w.start_file("data/noise.bin", stored).unwrap();
+    w.write_all(&noise).unwrap();
+    w.start_file("VERSION", stored).unwrap();
+    w.write_all(version.as_bytes()).unwrap();
+    Package {
+        zip: w.finish().unwrap().into_inner(),
+        noise,
+        version: version.into(),
+    }
+}
+
+/// 6 MiB: about 2 s on one capped connection.
+fn six_mib(version: &str) -> Package {
+    package(6 << 20, 7, version)
+}
+
+/// A server's cap on each connection: about 3 MB/s.
+fn capped(reply: Reply) -> Reply {
+    reply.fault(Fault::Trickle(64 * 1024, Duration::from_millis(20)))
+}
+
+/// A parsed `Range: bytes=A-B` (B inclusive) or `bytes=A-`.
+fn range_of(req: &Request) -> Option<(usize, Option<usize>)> {
+    let spec = req.header("range")?.strip_prefix("bytes=")?;
+    let (first, last) = spec.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()))
+}
+
+/// Serves `body` as a static file server does: `Range` (closed or open),
+/// `If-Range` against `etag`.
+fn ranged_reply(req: &Request, body: &[u8], etag: &str) -> Reply {
+    let base = Reply::ok(body.to_vec())
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag);
+    let Some((start, last)) = range_of(req) else {
+        return base;
+    };
+    if req.header("if-range").is_some_and(|v| v != etag) {
+        return base;
+    }
+    if start >= body.len() {
+        return Reply::status(416).header("Content-Range", &format!("bytes */{}", body.len()));
+    }
+    let last = last.unwrap_or(body.len() - 1).min(body.len() - 1);
+    let mut reply = Reply::ok(body[start..=last].to_vec())
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag)
+        .header(
+            "Content-Range",
+            &format!("bytes {start}-{last}/{}", body.len()),
+        );
+    reply.status = 206;
+    reply
+}
+
+/// The requests that asked for a closed range `bytes=A-B`: the parts.
+fn parts_asked(server: &TestServer) -> Vec<(usize, usize)> {
+    server
+        .requests()
+        .iter()
+        .filter_map(range_of)
+        .filter_map(|(a, b)| Some((a, b?)))
+        .collect()
+}
+
+fn assert_installed(dest: &Path, package: &Package) {
+    assert_eq!(
+        read(dest.join("data/noise.bin")),
+        package.noise,
+        "noise.bin"
+    );
+    assert_eq!(read(dest.join("VERSION")), package.version.as_bytes());
+}
+
+fn state_dir(dest: &Path) -> std::path::PathBuf {
+    dest.parent().unwrap().join(".app.zipdeploy")
+}
+
+#[test]
+fn a_capped_download_is_fetched_over_several_connections_with_the_exact_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
+    };
+    let url = server.url("/app.zip");
+
+    // The fetch stage alone: the file holds the exact bytes, and the
+    // digest is theirs.
+    let out = tmp.path().join("out.zip");
+    let options = FetchOptions {
+        connections: 4,
+        ..FetchOptions::default()
+    };
+    let started = Instant::now();
+    let fetched = fetch_to_file(&Source::parse(&url).unwrap(), &out, &options, None).unwrap();
+    let spread = started.elapsed();
+    assert_eq!(read(&out), v1.zip);
+    assert_eq!(fetched.digest, Sha256Digest::of(&v1.zip));
+    assert_eq!(fetched.bytes, v1.zip.len() as u64);
+    let parts = parts_asked(&server);
+    assert!(parts.len() >= 2, "the rest was not spread: {parts:?}");
+    let requests = server.requests();
+    assert!(requests[0].header("range").is_none());
+    for req in &requests[1..] {
+        assert_eq!(req.header("if-range"), Some("\"v1\""), "{req:?}");
+    }
+    // The parts tile the tail exactly, up to the last byte.
+    let mut sorted = parts.clone();
+    sorted.sort();
+    assert!(
+        sorted.windows(2).all(|w| w[0].1 + 1 == w[1].0),
+        "{sorted:?}"
+    );
+    assert_eq!(sorted.last().unwrap().1, v1.zip.len() - 1);
+
+    // A deploy streams and installs it; every connection carries the
+    // header given for the package's origin.
+    let dest = tmp.path().join("app");
+    let first = server.requests().len();
+    let report = Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .header("X-Token", "t0ken")
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let deploy_requests = &server.requests()[first..];
+    assert!(deploy_requests.len() > 2, "{deploy_requests:?}");
+    for req in deploy_requests {
+        assert_eq!(req.header("x-token"), Some("t0ken"), "{req:?}");
+    }
+    assert_eq!(report.bytes_downloaded, v1.zip.len() as u64);
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert!(names_in(&state_dir(&dest))
+        .iter()
+        .all(|n| !n.starts_with("partial")));
+
+    // One connection when asked: a single request, and slower.
+    let before = server.requests().len();
+    let started = Instant::now();
+    let single = FetchOptions {
+        connections: 1,
+        ..FetchOptions::default()
+    };
+    fetch_to_file(&Source::parse(&url).unwrap(), &out, &single, None).unwrap();
+    let alone = started.elapsed();
+    assert_eq!(read(&out), v1.zip);
+    assert_eq!(server.requests().len(), before + 1);
+    assert!(
+        spread < alone,
+        "spread {spread:?}, one connection {alone:?}"
+    );
+}
+
+#[test]
+fn a_package_that_changes_between_ranges_is_never_mixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    let v2 = package(6 << 20, 99, "v2");
+    // v1 is replaced by v2 right after the first request; this server
+    // even ignores If-Range (it answers ranges of v2 with 206).
+    let server = {
+        let (one, two) = (v1.zip.clone(), v2.zip.clone());
+        TestServer::start(move |req, n| {
+            let mut req = req.clone();
+            req.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("if-range"));
+            match n {
+                0 => capped(ranged_reply(&req, &one, "\"v1\"")),
+                _ => capped(ranged_reply(&req, &two, "\"v2\"")),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    let report = Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .dest(&dest)
+        .retries(2)
+        .run()
+        .unwrap();
+    assert!(!parts_asked(&server).is_empty(), "the rest was not spread");
+    // One version, whole: v1 (its connection went on alone) or v2 (the
+    // download started over), never bytes of both.
+    let installed = if report.digest == Sha256Digest::of(&v1.zip) {
+        &v1
+    } else {
+        &v2
+    };
+    assert_eq!(report.digest, Sha256Digest::of(&installed.zip));
+    assert_installed(&dest, installed);
+
+    // With the digest of v1 expected, v1 is what gets installed.
+    let dest = tmp.path().join("app2");
+    let server = {
+        let (one, two) = (v1.zip.clone(), v2.zip.clone());
+        TestServer::start(move |req, n| match n {
+            0 => capped(ranged_reply(req, &one, "\"v1\"")),
+            _ => capped(ranged_reply(req, &two, "\"v2\"")),
+        })
+    };
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .run()
+        .unwrap();
+    assert!(!parts_asked(&server).is_empty(), "the rest was not spread");
+    assert_installed(&dest, &v1);
+}
+
+#[test]
+fn a_range_cut_mid_way_is_retried_alone_from_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    const CUT: usize = 100_000;
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, n| {
+            let reply = ranged_reply(req, &zip, "\"v1\"");
+            // The first part asked for breaks after CUT bytes.
+            match n {
+                1 => reply.fault(Fault::CloseAfter(CUT)),
+                _ => capped(reply),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let requests = server.requests();
+    let (start, last) = range_of(&requests[1]).unwrap();
+    let last = last.expect("a closed range");
+    let again: Vec<_> = requests.iter().filter_map(range_of).collect();
+    assert!(
+        again.contains(&(start + CUT, Some(last))),
+        "the cut range was not asked again from byte {}: {again:?}",
+        start + CUT
+    );
+    // Nothing else was asked twice: the first connection went on, and no
+    // other part started over.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.header("range").is_none())
+            .count(),
+        1
+    );
+    let mut starts: Vec<usize> = again.iter().map(|(a, _)| *a).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), again.len(), "{again:?}");
+}
+
+#[test]
+fn a_stalled_range_trips_the_low_speed_rule_and_is_retried_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    const SENT: usize = 100_000;
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, n| {
+            let reply = ranged_reply(req, &zip, "\"v1\"");
+            match n {
+                1 => reply.fault(Fault::StallAfter(SENT, Duration::from_secs(10))),
+                _ => capped(reply),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .speed_limit(100_000, Duration::from_millis(500))
+        .retries(1)
+        .run()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_installed(&dest, &v1);
+    let requests = server.requests();
+    let (start, last) = range_of(&requests[1]).unwrap();
+    let asked: Vec<_> = requests.iter().filter_map(range_of).collect();
+    assert!(asked.contains(&(start + SENT, last)), "{asked:?}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.header("range").is_none())
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn servers_without_ranges_are_served_by_one_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // Advertises ranges but answers every request with the whole body.
+    let ignoring = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |_, _| {
+            capped(
+                Reply::ok(zip.clone())
+                    .header("Accept-Ranges", "bytes")
+                    .header("ETag", "\"v1\""),
+            )
+        })
+    };
+    // Understands only open ranges (`bytes=A-`): a closed one is
+    // answered from byte 0, as its Content-Range says.
+    let misplaced = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| capped(Reply::file_with_ranges(req, &zip, "\"v1\"")))
+    };
+    for (name, server) in [("ignoring", &ignoring), ("misplaced", &misplaced)] {
+        let dest = tmp.path().join(name).join("app");
+        Deploy::new(&server.url("/app.zip"))
+            .unwrap()
+            .sha256(&sha(&v1.zip))
+            .unwrap()
+            .dest(&dest)
+            .retries(0)
+            .run()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_installed(&dest, &v1);
+        assert!(
+            !parts_asked(server).is_empty(),
+            "{name}: no range was tried"
+        );
+        let whole = server
+            .requests()
+            .iter()
+            .filter(|r| r.header("range").is_none())
+            .count();
+        assert_eq!(whole, 1, "{name}: the first connection did not go on alone");
+    }
+    // No Accept-Ranges: no range is asked for.
+    let plain = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |_, _| capped(Reply::ok(zip.clone()).header("ETag", "\"v1\"")))
+    };
+    let dest = tmp.path().join("plain/app");
+    Deploy::new(&plain.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    assert_eq!(plain.requests().len(), 1);
+}
+
+#[test]
+fn the_size_limit_holds_over_several_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // Each range reply runs on past the end asked for (to the end of the
+    // file), under a Content-Range that names the part.
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| {
+            let mut reply = capped(ranged_reply(req, &zip, "\"v1\""));
+            if let Some((start, Some(_))) = range_of(req) {
+                reply.body = zip[start..].to_vec();
+            }
+            reply
+        })
+    };
+    let url = server.url("/app.zip");
+    let len = v1.zip.len() as u64;
+    let dest = tmp.path().join("app");
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .max_download(len)
+        .retries(0)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    assert!(!parts_asked(&server).is_empty(), "the rest was not spread");
+
+    let before = server.requests().len();
+    let err = Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(tmp.path().join("small/app"))
+        .max_download(len - 1)
+        .retries(0)
+        .run()
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Limit, "{err}");
+    assert_eq!(
+        server.requests().len(),
+        before + 1,
+        "no part may be asked for"
+    );
+}
+
+#[test]
+fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
+    };
+    let url = server.url("/app.zip");
+    let dest = tmp.path().join("app");
+    let state = state_dir(&dest);
+    let spread_seen = Arc::new(AtomicBool::new(false));
+    let described_while_spread = Arc::new(AtomicBool::new(false));
+    let cancelled_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let err = {
+        let server = &server;
+        let (spread_seen, described, cancelled_at) = (
+            spread_seen.clone(),
+            described_while_spread.clone(),
+            cancelled_at.clone(),
+        );
+        let started = Instant::now();
+        Deploy::new(&url)
+            .unwrap()
+            .sha256(&sha(&v1.zip))
+            .unwrap()
+            .dest(&dest)
+            .progress(move |_| {
+                let ranged = server.requests().len() > 2;
+                if ranged && !spread_seen.swap(true, Ordering::SeqCst) {
+                    // While spread, the file is not described as a
+                    // resumable prefix.
+                    described.store(state.join("partial.state").exists(), Ordering::SeqCst);
+                }
+                if ranged || started.elapsed() > Duration::from_secs(5) {
+                    cancelled_at
+                        .lock()
+                        .unwrap()
+                        .get_or_insert_with(Instant::now);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .run()
+            .unwrap_err()
+    };
+    let stopped = cancelled_at.lock().unwrap().unwrap().elapsed();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err}");
+    assert!(
+        spread_seen.load(Ordering::SeqCst),
+        "the rest was never spread"
+    );
+    assert!(!described_while_spread.load(Ordering::SeqCst));
+    assert!(
+        stopped < Duration::from_secs(1),
+        "stopped after {stopped:?}"
+    );
+    assert!(!dest.exists());
+
+    // What is kept is a prefix of the package, described for a resume...
+    let kept = read(state_dir(&dest).join("partial.zip"));
+    assert!(state_dir(&dest).join("partial.state").exists());
+    assert!(!kept.is_empty() && kept.len() < v1.zip.len());
+    assert_eq!(kept, v1.zip[..kept.len()]);
+
+    // ...which the next run resumes from its end.
+    let before = server.requests().len();
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let resumed = &server.requests()[before];
+    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+}
