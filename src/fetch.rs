@@ -1129,29 +1129,13 @@ fn http_attempt(
     }
     let received_before = out.written();
     let read_err = |e: io::Error| {
-        let reason = scrub(&e.to_string(), url);
-        match ureq_timeout_of(&e) {
-            Some(ureq::Timeout::Global) => Error::Timeout {
-                url: shown.clone(),
-                what: timeout_words(ureq::Timeout::Global).into(),
-                kind: TimeoutKind::Deadline,
-            },
-            Some(t) => Error::Timeout {
-                url: shown.clone(),
-                what: format!("{} ({:?})", timeout_words(t), options.stall_timeout),
-                kind: timeout_kind(t),
-            },
-            None if timed_out(&e) => Error::Timeout {
-                url: shown.clone(),
-                what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
-                kind: TimeoutKind::Stall,
-            },
-            None => Error::Network {
-                url: shown.clone(),
-                reason: format!("body read failed after {received_before} bytes: {reason}"),
-                kind: NetworkKind::Broken,
-            },
-        }
+        body_read_error(
+            e,
+            url,
+            &shown,
+            options,
+            &format!("after {received_before} bytes"),
+        )
     };
     // The rest may come over more connections when the server serves
     // ranges of this version and its length is known.
@@ -1558,6 +1542,41 @@ fn parse_content_range_total(value: &str) -> Option<u64> {
 fn parse_content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     rest.split('-').next()?.trim().parse().ok()
+}
+
+/// The error for a response body whose read failed: a timeout by its type
+/// (ureq's, or the socket's), else a broken connection. `at` says where in
+/// the body, e.g. "after 1024 bytes".
+pub(crate) fn body_read_error(
+    e: io::Error,
+    url: &Url,
+    shown: &str,
+    options: &FetchOptions,
+    at: &str,
+) -> Error {
+    let reason = scrub(&e.to_string(), url);
+    match ureq_timeout_of(&e) {
+        Some(ureq::Timeout::Global) => Error::Timeout {
+            url: shown.to_string(),
+            what: timeout_words(ureq::Timeout::Global).into(),
+            kind: TimeoutKind::Deadline,
+        },
+        Some(t) => Error::Timeout {
+            url: shown.to_string(),
+            what: format!("{} ({:?})", timeout_words(t), options.stall_timeout),
+            kind: timeout_kind(t),
+        },
+        None if timed_out(&e) => Error::Timeout {
+            url: shown.to_string(),
+            what: format!("{reason} (stall timeout {:?})", options.stall_timeout),
+            kind: TimeoutKind::Stall,
+        },
+        None => Error::Network {
+            url: shown.to_string(),
+            reason: format!("body read failed {at}: {reason}"),
+            kind: NetworkKind::Broken,
+        },
+    }
 }
 
 /// Which of ureq's timeouts ended a body read, if one did: found by type,

@@ -444,14 +444,13 @@ fn fetch_part_once(
             http::Event::Data(buffer, n) => (buffer, n),
             http::Event::End => break,
             http::Event::ReadFailed(e) => {
-                return Err(Refusal::Failed(Error::Network {
-                    url: shown.to_string(),
-                    reason: format!(
-                        "body read failed at byte {at} of a range: {}",
-                        crate::fetch::scrub(&e.to_string(), target.url)
-                    ),
-                    kind: crate::NetworkKind::Broken,
-                }))
+                return Err(Refusal::Failed(crate::fetch::body_read_error(
+                    e,
+                    target.url,
+                    shown,
+                    options,
+                    &format!("at byte {at} of a range"),
+                )))
             }
         };
         if spread.stopped() {
