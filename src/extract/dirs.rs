@@ -310,27 +310,44 @@ pub(crate) enum Seen {
 }
 
 /// Paths the streaming walker has seen, and what each is, held as keyed
-/// 64-bit hashes: about 24 bytes a path, whatever its length (the walker
-/// records every ancestor of every entry). Two paths with one hash would
-/// look like one; the walker then sees a clash or fails to create a file,
-/// and steps aside, so a collision costs time, never correctness.
+/// 64-bit hashes: about 10 bytes a file and 20 a directory, whatever the
+/// length of its path (the walker records every ancestor of every entry).
+/// Two paths with one hash would look like one; the walker then sees a
+/// clash or fails to create a file, and steps aside, so a collision costs
+/// time, never correctness.
 #[derive(Default)]
 pub(crate) struct SeenPaths {
     keys: RandomState,
-    seen: HashMap<u64, Seen>,
+    files: std::collections::HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    /// Directories, and whether each was listed.
+    dirs: KeyMap<bool>,
 }
 
 impl SeenPaths {
     pub(crate) fn get(&self, path: &Path) -> Option<Seen> {
-        self.seen.get(&self.keys.hash_one(path)).copied()
+        let key = self.keys.hash_one(path);
+        if self.files.contains(&key) {
+            return Some(Seen::File);
+        }
+        self.dirs.get(&key).map(|&listed| Seen::Dir { listed })
     }
 
     pub(crate) fn insert(&mut self, path: &Path, seen: Seen) {
-        self.seen.insert(self.keys.hash_one(path), seen);
+        let key = self.keys.hash_one(path);
+        match seen {
+            Seen::File => {
+                self.dirs.remove(&key);
+                self.files.insert(key);
+            }
+            Seen::Dir { listed } => {
+                self.files.remove(&key);
+                self.dirs.insert(key, listed);
+            }
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.seen.len()
+        self.files.len() + self.dirs.len()
     }
 }
 

@@ -531,7 +531,9 @@ impl Shared<'_> {
             .mode(checked.mode.unwrap_or(0o644))
             .open(&path)
             .map_err(Error::io("create", &path))?;
-        let written = read_data(reader, record, file.data, tools, &mut |b| out.write_all(b))
+        let data = data_start(reader, record.header)
+            .map_err(|e| Error::CorruptArchive(format!("entry {:?}: {e}", checked.name)))?;
+        let written = read_data(reader, record, data, tools, &mut |b| out.write_all(b))
             .map_err(|e| e.into_error(&checked.name, &path))?;
         if let Some(mode) = checked.mode.filter(|m| m & self.umask != 0) {
             // Exact bits where the umask took some at creation (setuid, setgid

@@ -50,8 +50,6 @@ pub(crate) struct FileRef {
     pub(crate) size: u64,
     /// Offset of its central directory record.
     pub(crate) central: u64,
-    /// Offset of its data.
-    pub(crate) data: u64,
 }
 
 /// The checked plan of an archive: what to create, in which order.
@@ -232,10 +230,11 @@ fn plan_once(
     let mut plan = Plan {
         directory,
         paths: PathTable::with_capacity(keys, count),
+        files: Vec::with_capacity(count),
         ..Plan::default()
     };
-    // [local header, end of data) of every entry, for the overlap check.
-    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(count);
+    let mut layout = Layout::default();
+    let file = reader.with_block(0);
     // A file or symlink something else is below (reported after the loop,
     // with the least such path).
     let mut below_leaf = false;
@@ -249,7 +248,7 @@ fn plan_once(
             let end = data.checked_add(record.compressed).ok_or_else(|| {
                 Error::CorruptArchive(format!("entry #{index}: its data ends beyond 2^64 bytes"))
             })?;
-            ranges.push((record.header, end));
+            layout.add(record.header, end, &file);
             let checked = check_entry(record, limits)?;
             plan.total_size = plan.total_size.saturating_add(record.size);
             if plan.total_size > limits.max_total_size {
@@ -269,7 +268,6 @@ fn plan_once(
                 Kind::File => plan.files.push(FileRef {
                     size: record.size,
                     central: record.at,
-                    data,
                 }),
                 Kind::Symlink => plan.symlinks.push(record.at),
                 Kind::Dir => {}
@@ -280,8 +278,23 @@ fn plan_once(
     if below_leaf {
         return Err(below_a_leaf(&plan, limits, &mut reader)?.into());
     }
-    check_ranges(&mut ranges, directory.start, &mut reader)?;
-    drop(ranges);
+    if layout.sorted {
+        layout.add(directory.start, directory.start, &reader);
+        if let Some(e) = layout.hidden {
+            return Err(e.into());
+        }
+    } else {
+        // Entries out of order (or overlapping): each one's byte range.
+        let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(count);
+        let (mut name, mut extra) = (Vec::new(), Vec::new());
+        directory.each(&mut reader.clone(), |_, record, reader| -> Result<()> {
+            let data = check_local(reader, record, &mut name, &mut extra)
+                .map_err(Error::CorruptArchive)?;
+            ranges.push((record.header, data.saturating_add(record.compressed)));
+            Ok(())
+        })?;
+        check_ranges(&mut ranges, directory.start, &mut reader)?;
+    }
     plan.files.sort_by_key(|f| std::cmp::Reverse(f.size));
     plan.files.shrink_to_fit();
     plan.symlinks.shrink_to_fit();
@@ -548,6 +561,48 @@ fn below_a_leaf(
     })
 }
 
+/// The entries' byte ranges seen so far, while they come in the order of
+/// the file (as every writer lays them out): each one must start at or
+/// after the end of the one before, and no local header may hide between
+/// them. Checked on the way in constant memory; entries out of order are
+/// checked after the pass by [`check_ranges`].
+struct Layout {
+    /// Whether every range so far started where or after the last ended.
+    sorted: bool,
+    /// End of the last range.
+    end: u64,
+    /// A hidden local header, refused after the pass (as the other
+    /// checks of the layout).
+    hidden: Option<Error>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            sorted: true,
+            end: 0,
+            hidden: None,
+        }
+    }
+}
+
+impl Layout {
+    /// The next entry spans `[start, end)` (the central directory: `start`
+    /// twice).
+    fn add(&mut self, start: u64, end: u64, reader: &SharedFile) {
+        if !self.sorted || start < self.end {
+            self.sorted = false;
+            return;
+        }
+        if self.hidden.is_none() && self.end < start {
+            if let Err(e) = hidden_header(reader, self.end, start) {
+                self.hidden = Some(e);
+            }
+        }
+        self.end = end;
+    }
+}
+
 /// Refuses overlapping entries (the Fifield zip bomb), data reaching into
 /// the central directory, and local headers hidden between the entries (a
 /// second archive an extractor reading from the front would see): what the
@@ -575,7 +630,7 @@ fn check_ranges(ranges: &mut [(u64, u64)], dir_start: u64, reader: &mut SharedFi
 }
 
 /// Refuses a local header that fits whole in `[from, to)`.
-fn hidden_header(reader: &mut SharedFile, from: u64, to: u64) -> Result<()> {
+fn hidden_header(reader: &SharedFile, from: u64, to: u64) -> Result<()> {
     const SIG: &[u8; 4] = b"PK\x03\x04";
     let unreadable =
         |e: io::Error| Error::CorruptArchive(format!("reading between the entries: {e}"));

@@ -201,11 +201,18 @@ impl Drop for Streamer {
 /// offset of its local header, a keyed hash of what that header says (name,
 /// sizes, CRC-32, method, time, kind), and the time its file was given:
 /// 32 bytes an entry, no name.
+///
+/// Held in chunks of [`WALKED_CHUNK`] entries: a growing `Vec` would copy
+/// itself, and for a moment take 1.5 times its size, at every doubling.
 #[derive(Default)]
 pub(crate) struct Walked {
     keys: RandomState,
-    entries: Vec<WalkedEntry>,
+    chunks: Vec<Vec<WalkedEntry>>,
+    len: usize,
 }
+
+/// Entries in one chunk of [`Walked`] (128 KiB).
+const WALKED_CHUNK: usize = 4096;
 
 struct WalkedEntry {
     header: u64,
@@ -251,23 +258,29 @@ impl Walked {
             s.dos_time,
             s.is_dir,
         );
-        self.entries.push(WalkedEntry {
+        if self.chunks.last().is_none_or(|c| c.len() == WALKED_CHUNK) {
+            self.chunks.push(Vec::with_capacity(WALKED_CHUNK));
+        }
+        let chunk = self.chunks.last_mut().expect("just pushed");
+        chunk.push(WalkedEntry {
             header,
             digest,
             mtime: s.mtime,
         });
+        self.len += 1;
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
+    /// The entry whose local header is at `header` (entries are pushed in
+    /// the order of the file).
     fn get(&self, header: u64) -> Option<&WalkedEntry> {
-        let i = self
-            .entries
-            .binary_search_by_key(&header, |e| e.header)
-            .ok()?;
-        self.entries.get(i)
+        let after = self.chunks.partition_point(|c| c[0].header <= header);
+        let chunk = &self.chunks[after.checked_sub(1)?];
+        let i = chunk.binary_search_by_key(&header, |e| e.header).ok()?;
+        chunk.get(i)
     }
 }
 
@@ -288,14 +301,13 @@ fn agrees(
         ));
     }
     let mut differs = None;
-    let offset = plan.directory.archive_offset;
     let read = plan
         .directory
         .each(&mut reader.clone(), |index, record, _| -> Result<()> {
             // Files and symlinks were streamed as files; directories as
             // directories.
             let is_dir = check_entry(record, limits)?.kind == Kind::Dir;
-            let header = record.header.wrapping_add(offset);
+            let header = record.header; // the archive offset added
             let digest = walked.digest(
                 &record.name,
                 record.crc,
@@ -338,7 +350,6 @@ fn complete_tree(
     limits: &Limits,
 ) -> Result<()> {
     let created_mode = STREAM_FILE_MODE & !umask();
-    let offset = plan.directory.archive_offset;
     plan.directory
         .each(&mut reader.clone(), |_, record, _| -> Result<()> {
             let entry = check_entry(record, limits)?;
@@ -351,7 +362,7 @@ fn complete_tree(
                         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                             .map_err(Error::io("chmod", &path))?;
                     }
-                    let header = record.header.wrapping_add(offset);
+                    let header = record.header; // the archive offset added
                     if walked.get(header).map(|w| w.mtime) != Some(mtime) {
                         set_path_time(&path, mtime).map_err(Error::io("set the time of", &path))?;
                     }
