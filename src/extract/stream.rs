@@ -1403,6 +1403,41 @@ mod tests {
     }
 
     #[test]
+    fn walked_entries_are_found_across_chunks() {
+        let mut walked = Walked::default();
+        let streamed = |n: u32| Streamed {
+            name: format!("f{n}").into_bytes(),
+            method: CompressionMethod::Stored,
+            crc: n,
+            compressed: 1,
+            size: 1,
+            dos_time: (0, 0),
+            is_dir: false,
+            mtime: EntryTime {
+                secs: i64::from(n),
+                nanos: 0,
+            },
+        };
+        let count = 2 * WALKED_CHUNK as u32 + 7;
+        for n in 0..count {
+            walked.push(u64::from(n) * 3 + 1, 0, &streamed(n));
+        }
+        assert_eq!(walked.len(), count as usize);
+        assert_eq!(walked.chunks.len(), 3);
+        for n in [0, 1, 4095, 4096, 4097, 8191, 8192, count - 1] {
+            let found = walked.get(u64::from(n) * 3 + 1).expect("pushed");
+            assert_eq!(found.mtime.secs, i64::from(n));
+            let s = streamed(n);
+            let digest = walked.digest(&s.name, n, 1, 1, 0, (0, 0), false);
+            assert_eq!(found.digest, digest);
+        }
+        for missing in [0, 2, 3 * u64::from(count) + 1] {
+            assert!(walked.get(missing).is_none(), "{missing}");
+        }
+        assert!(Walked::default().get(1).is_none());
+    }
+
+    #[test]
     fn a_growing_reader_waits_for_bytes_and_stops_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
