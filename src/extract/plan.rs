@@ -7,13 +7,16 @@
 //! its size and the offsets of its central record and data (24 bytes), for
 //! a symlink the offset of its record (8 bytes), and every path as keyed
 //! hashes in a [`PathTable`] (16 bytes a file, 40 a directory; see
-//! `dirs.rs`); while it runs, also each entry's byte range (16 bytes) for
-//! the overlap check. Measured with the release CLI on a 200,000-entry
-//! `node_modules` tree of tiny files (the benchmark's `many` package, names
-//! of 92 bytes on average), the peak RSS of a whole deploy is about 24 MiB,
-//! of which about 100 bytes an entry; it was 170 MiB (0.8 KiB an entry)
-//! when the zip crate's `ZipArchive` held every parsed record and the plan
-//! held every name.
+//! `dirs.rs`). Entries laid out in the order of the file are checked for
+//! overlaps on the way; only an archive out of order collects each entry's
+//! byte range (16 bytes). Measured with the release CLI on the benchmark's
+//! `many` package (200,000 entries of a `node_modules` tree, names of 92
+//! bytes on average): a whole deploy from a local path peaks at 15.8 MiB of
+//! RSS, about 60 bytes an entry over the 4 MiB of a tiny package; over HTTP,
+//! where the streaming walker's tables (about 50 bytes an entry) are held
+//! while the plan is made, at 26.9 MiB, about 115 bytes an entry. It was
+//! 170 MiB (0.8 KiB an entry) when the zip crate's `ZipArchive` held every
+//! parsed record and the plan held every name.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
