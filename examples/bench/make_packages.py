@@ -19,6 +19,10 @@ Four packages, shaped like what zipdeploy is used for:
                Go's archive/zip, jar and Node's archiver write them too).  Needs
                unzip and bsdtar, and is not byte-identical across filesystems
                (bsdtar stores entries in directory order).
+  many.zip     200,000 entries (files and their directories) of a node_modules tree:
+               packages, scoped packages and nested node_modules, tiny files (20 B ..
+               2 KB, skewed small), all DEFLATED; ~90 MB zipped, ~86 MB uncompressed.
+               Measures memory per entry.
 
 Everything (names, order, content, sizes, timestamps, modes) derives from the seed, and
 each package has its own random stream, so `--only` does not change a package.  With the
@@ -41,9 +45,9 @@ import time
 import zipfile
 import zlib
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the many package
 DEFAULT_SEED = 20240517
-PACKAGES = ("php-app", "assets", "tiny", "php-app-bsdtar")
+PACKAGES = ("php-app", "assets", "tiny", "php-app-bsdtar", "many")
 # package -> the package whose tree it writes again with another writer
 DERIVED = {"php-app-bsdtar": "php-app"}
 MIB = 1 << 20
@@ -478,7 +482,73 @@ def tiny(r):
     yield "public/favicon.png", r.randbytes(1500), zipfile.ZIP_STORED, 0o644
 
 
-GENERATORS = {"php-app": php_app, "assets": assets, "tiny": tiny}
+def tiny_size(r):
+    """20 B .. 2 KB, skewed small (before the text generators round them up a little)."""
+    return 20 + int(2000 * r.random() ** 3)
+
+
+def many(r, entries=200_000):
+    """A node_modules tree: packages (some scoped) with package.json, README, LICENSE and
+    lib/, dist/, src/ trees of tiny files, a third of them with nested node_modules.
+    Stops at exactly `entries` entries, counting the directory entries write_zip adds."""
+    w = Words(r)
+    dirs, seen = set(), set()
+    count = 0
+
+    def add(path):
+        nonlocal count
+        parts = path.split("/")
+        new = [d for d in ("/".join(parts[:k]) for k in range(1, len(parts))) if d not in dirs]
+        if path in seen or path in dirs or count + len(new) + 1 > entries:
+            return False
+        dirs.update(new)
+        seen.add(path)
+        count += len(new) + 1
+        return True
+
+    def package(root, depth):
+        name = w.slug()
+        if r.random() < 0.15:
+            name = f"@{r.choice(VENDORS)}/{name}"
+        base = f"{root}/node_modules/{name}"
+        for f in ("package.json", "README.md", "LICENSE", "index.js"):
+            yield f"{base}/{f}"
+        subs = [r.choice(("lib", "dist", "src", "build")) for _ in range(r.randint(1, 3))]
+        for _ in range(r.randint(0, 4)):
+            subs.append(f"{r.choice(subs)}/{w.slug('_')}")
+        for _ in range(r.randint(3, 40)):
+            ext = r.choice(("js", "js", "js", "d.ts", "mjs", "cjs", "map", "json"))
+            yield f"{base}/{r.choice(subs)}/{w.slug('.')}.{ext}"
+        if depth < 3 and r.random() < 0.3:
+            for _ in range(r.randint(1, 4)):
+                yield from package(base, depth + 1)
+
+    top = ["package.json", "package-lock.json", "server.js", "README.md"]
+    files = [f for f in top if add(f)]
+    while count < entries:
+        for path in package("app", 0):
+            if add(path):
+                files.append(path)
+            if count >= entries:
+                break
+        if count + 2 >= entries:  # no room left for a file under a new directory: top-level files
+            i = 0
+            while count < entries:
+                if add(f"extra-{i}.js"):
+                    files.append(f"extra-{i}.js")
+                i += 1
+    for path in files:
+        size = tiny_size(r)
+        if path.endswith(".json"):
+            data = json_source(w, size)
+        elif path.endswith(".md") or path.endswith("LICENSE"):
+            data = md_source(w, size)
+        else:
+            data = js_source(w, size)
+        yield path, data, zipfile.ZIP_DEFLATED, 0o644
+
+
+GENERATORS = {"php-app": php_app, "assets": assets, "tiny": tiny, "many": many}
 
 
 # --------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ const ZIP64_END_RECORD: u64 = 56;
 /// empty fields cost what they take.
 pub(crate) const EXTRA_FIELD_COST: u64 = 32;
 
-const CENTRAL_SIG: [u8; 4] = *b"PK\x01\x02";
+pub(crate) const CENTRAL_SIG: [u8; 4] = *b"PK\x01\x02";
 const END_SIG: [u8; 4] = *b"PK\x05\x06";
 const ZIP64_END_SIG: [u8; 4] = *b"PK\x06\x06";
 const ZIP64_LOCATOR_SIG: [u8; 4] = *b"PK\x06\x07";
@@ -63,12 +63,12 @@ pub(crate) fn check_path(name: &[u8], limits: &Limits) -> Result<()> {
 /// What the last end of central directory record declares (ZIP64 values
 /// where the archive has them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct EndRecord {
+pub(crate) struct EndRecord {
     /// Offset of the end record in the file.
-    at: u64,
-    entries: u64,
-    size: u64,
-    offset: u64,
+    pub(crate) at: u64,
+    pub(crate) entries: u64,
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
 }
 
 /// Checks the central directory against the limits before the zip crate
@@ -126,7 +126,10 @@ fn unreadable(e: io::Error) -> Error {
 
 /// Finds the last end record in the file's final 64 KiB (where the zip crate
 /// looks first) and its ZIP64 counterpart.
-fn end_record<R: Read + Seek>(reader: &mut R, len: u64) -> io::Result<Option<EndRecord>> {
+pub(crate) fn end_record<R: Read + Seek>(
+    reader: &mut R,
+    len: u64,
+) -> io::Result<Option<EndRecord>> {
     if len < END_RECORD {
         return Ok(None);
     }
@@ -201,7 +204,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(le)
 }
 
-fn signature_at<R: Read + Seek>(reader: &mut R, at: u64) -> io::Result<[u8; 4]> {
+pub(crate) fn signature_at<R: Read + Seek>(reader: &mut R, at: u64) -> io::Result<[u8; 4]> {
     let mut sig = [0u8; 4];
     reader.seek(SeekFrom::Start(at))?;
     match reader.read_exact(&mut sig) {

@@ -14,6 +14,7 @@
 //! entry's length and CRC, creates symlinks last (each target checked to stay
 //! inside the tree) and finally applies directory modes and times.
 
+mod central;
 mod dirs;
 mod limits;
 mod plan;
@@ -23,16 +24,22 @@ mod times;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use zip::ZipArchive;
+use zip::CompressionMethod;
 
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
 use crate::writeback::Writeback;
-use plan::{check_free_space, check_link_target, zip_reason, Plan, Planned, MAX_LINK_TARGET};
+use central::Record;
+use dirs::{Known, Leaf};
+use plan::{
+    check_entry, check_free_space, check_link_target, data_start, zip_reason, Checked, FileRef,
+    Kind, Plan, MAX_LINK_TARGET,
+};
+use stream::WorkerTools;
 use times::{set_file_time, set_path_time};
 
 /// Size of each extraction worker's copy buffer.
@@ -49,11 +56,10 @@ pub struct Limits {
     /// central directory record before the zip crate parses the records.
     /// Default 1,000,000.
     ///
-    /// Memory grows with entries, not with depth: the parsed central
-    /// directory and the plan take about 0.5 KB an entry (measured: 200,000
-    /// tiny entries peak at 106 MB RSS, 8.5 MB of it the process; 2,000
-    /// entries 255 directories deep with 4 KB names at 49 MB, where storing
-    /// every ancestor's path took 1.1 GB).
+    /// Memory grows with entries, not with names or depth: about 60 bytes
+    /// an entry and no name, 115 while streaming (see `plan.rs`; measured:
+    /// a whole deploy of 200,000 tiny entries peaks at 16 MiB of RSS from a
+    /// local path, 27 MiB over HTTP).
     pub max_entries: u64,
     /// Uncompressed/compressed ratio of one entry larger than 1 MiB.
     /// Default 2,000 (deflate cannot exceed about 1,032).
@@ -71,9 +77,10 @@ pub struct Limits {
     pub max_path_length: u64,
     /// Bytes of extra fields and comments in the central directory, summed
     /// over all entries, each extra field counted 32 bytes more (what the
-    /// zip crate spends parsing it). The zip crate keeps all of it in memory
-    /// while extracting; zipdeploy uses none of the comments. Default
-    /// 64 MiB (real archives carry 20 to 70 bytes per entry).
+    /// zip crate spends parsing it). Extraction reads the records one at a
+    /// time and keeps none of it, but an archive carrying this much is no
+    /// application package. Default 64 MiB (real archives carry 20 to 70
+    /// bytes per entry).
     pub max_metadata: u64,
 }
 
@@ -141,7 +148,7 @@ pub(crate) fn extract_open_archive(
     mut progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
 ) -> Result<Extracted> {
-    let (mut zip, plan) = open_and_plan(archive, shown, limits)?;
+    let (reader, mut plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
         check_free_space(dest, &plan)?;
     }
@@ -150,25 +157,24 @@ pub(crate) fn extract_open_archive(
         .create(dest)
         .map_err(Error::io("create directory", dest))?;
     let mut extracted = Extracted {
-        entries: zip.len() as u64,
+        entries: plan.entries(),
         ..Extracted::default()
     };
-    for dir in &plan.dirs {
-        let path = dest.join(dir);
-        fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&path)
-            .map_err(Error::io("create directory", &path))?;
-        extracted.dirs += 1;
-    }
-    extracted.bytes = write_files(&zip, &plan, dest, &mut progress, writeback)?;
+    extracted.dirs = create_dirs(&mut plan, &reader, dest, limits)?;
+    extracted.bytes = write_files(&reader, &plan, dest, limits, &mut progress, writeback)?;
     extracted.files = plan.files.len() as u64;
-    for link in &plan.symlinks {
-        write_symlink(&mut zip, link, dest)?;
+    let mut tools = WorkerTools::new();
+    let mut record = Record::default();
+    let mut link_reader = reader.with_block(SMALL_BLOCK);
+    for &central in &plan.symlinks {
+        let link = read_planned(&mut link_reader, &mut record, central, &plan, limits)?;
+        let target = read_link(&mut link_reader, &record, &link, &mut tools)?;
+        let path = dest.join(&link.path);
+        std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
+        set_path_time(&path, record.mtime()).map_err(Error::io("set the time of", &path))?;
         extracted.symlinks += 1;
     }
-    apply_dir_modes(&plan, dest)?;
-    apply_dir_times(&plan, dest)?;
+    finish_dirs(&mut plan, &reader, dest, limits)?;
     report(
         &mut progress,
         Progress {
@@ -182,42 +188,114 @@ pub(crate) fn extract_open_archive(
     Ok(extracted)
 }
 
-/// Gives directories the modes the archive says, never less than owner rwx
-/// and with the search bit wherever the read bit is (a directory stored
-/// 0644 becomes 0755: a web server running as another user can enter it),
-/// deepest first so a read-only parent never blocks its children.
-/// Directories were created with 0755 less the umask; those that already
-/// have their mode are left alone (one `chmod` fewer per directory).
-pub(crate) fn apply_dir_modes(plan: &Plan, dest: &Path) -> Result<()> {
-    let created = 0o755 & !umask();
-    for (dir, mode) in plan.dir_modes.iter().rev() {
-        let mode = dir_mode(*mode);
-        if mode == created {
-            continue;
+/// Blocks of a reader that jumps from entry to entry: one read serves a
+/// central record, or a small entry's data.
+const SMALL_BLOCK: usize = 4 * 1024;
+
+/// The error for an entry that is not what planning saw: the archive
+/// changed on disk while it was extracted.
+fn changed(name: &str) -> Error {
+    Error::CorruptArchive(format!(
+        "entry {name:?}: the archive changed while it was extracted"
+    ))
+}
+
+/// Creates every directory of the plan, parents first, each once, with
+/// mode 0755 (less the umask); returns how many.
+pub(crate) fn create_dirs(
+    plan: &mut Plan,
+    reader: &SharedFile,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<u64> {
+    let mut created = 0;
+    let keys = plan.paths.keys.clone();
+    let mut pending: Vec<(PathBuf, dirs::PathKey)> = Vec::new();
+    let mut reader = reader.clone();
+    let directory = plan.directory;
+    directory.each(&mut reader, |_, record, _| -> Result<()> {
+        let checked = check_entry(record, limits)?;
+        dirs_of(&keys, &checked, &mut pending);
+        for (prefix, key) in pending.drain(..) {
+            if plan.paths.dir(key).is_none() {
+                return Err(changed(&checked.name));
+            }
+            if plan.paths.mark_created(key) {
+                let path = dest.join(&prefix);
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&path)
+                    .map_err(Error::io("create directory", &path))?;
+                created += 1;
+            }
         }
-        let path = dest.join(dir);
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .map_err(Error::io("chmod", &path))?;
-    }
-    Ok(())
+        Ok(())
+    })?;
+    Ok(created)
+}
+
+/// The directories an entry is in, and the entry itself if it is one:
+/// each path with its key, parents first, into `dirs`.
+fn dirs_of(keys: &dirs::PathKeys, checked: &Checked, dirs: &mut Vec<(PathBuf, dirs::PathKey)>) {
+    let depth = checked.path.components().count();
+    let wanted = match checked.kind {
+        Kind::Dir => depth,
+        _ => depth.saturating_sub(1),
+    };
+    dirs.clear();
+    let _ = keys.each_prefix(&checked.path, |prefix, key| {
+        if dirs.len() == wanted {
+            return Err(());
+        }
+        dirs.push((prefix.to_path_buf(), key));
+        Ok(())
+    });
+}
+
+/// Gives every directory its mode and time, once nothing more is created
+/// in it. Modes: those the archive says, never less than owner rwx and
+/// with the search bit wherever the read bit is (a directory stored 0644
+/// becomes 0755: a web server running as another user can enter it);
+/// directories that already have their mode are left alone. Times: see
+/// `times.rs`.
+pub(crate) fn finish_dirs(
+    plan: &mut Plan,
+    reader: &SharedFile,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<()> {
+    let created = 0o755 & !umask();
+    let keys = plan.paths.keys.clone();
+    let mut pending: Vec<(PathBuf, dirs::PathKey)> = Vec::new();
+    let mut reader = reader.clone();
+    let directory = plan.directory;
+    directory.each(&mut reader, |_, record, _| -> Result<()> {
+        let checked = check_entry(record, limits)?;
+        dirs_of(&keys, &checked, &mut pending);
+        for (prefix, key) in pending.drain(..) {
+            let Some(dir) = plan.paths.dir(key).copied() else {
+                return Err(changed(&checked.name));
+            };
+            if !plan.paths.mark_timed(key) {
+                continue;
+            }
+            let path = dest.join(&prefix);
+            let mode = dir.mode().map(dir_mode).filter(|m| *m != created);
+            if let Some(mode) = mode {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .map_err(Error::io("chmod", &path))?;
+            }
+            if let Some(time) = dir.time() {
+                set_path_time(&path, time).map_err(Error::io("set the time of", &path))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The mode a directory stored with `mode` gets: owner rwx, and x wherever r.
 pub(crate) fn dir_mode(mode: u32) -> u32 {
     mode | 0o700 | ((mode & 0o444) >> 2)
-}
-
-/// Gives every directory its time (see `times.rs`), once nothing more is
-/// created in it.
-pub(crate) fn apply_dir_times(plan: &Plan, dest: &Path) -> Result<()> {
-    for dir in &plan.dirs {
-        let Some(time) = plan.dir_times.time_of(&dir) else {
-            continue;
-        };
-        let path = dest.join(dir);
-        set_path_time(&path, time).map_err(Error::io("set the time of", &path))?;
-    }
-    Ok(())
 }
 
 /// The process umask, read without changing it (Linux reports it in
@@ -233,29 +311,36 @@ pub(crate) fn umask() -> u32 {
 }
 
 /// A file read with `pread`, so clones share the descriptor but not the
-/// position: each extraction thread gets its own cursor into one archive.
+/// position: each pass and each extraction thread gets its own cursor into
+/// one archive.
 ///
-/// While the archive is opened and planned, small reads are served from a
-/// block read ahead: the zip crate reads the central directory and the local
-/// headers field by field, six `pread`s per entry. Afterwards every read goes
-/// straight to the file: extraction reads each entry once, where reading
-/// ahead only copied bytes twice.
+/// Small reads are served from blocks read ahead: the central directory is
+/// read record by record, field by field. Two blocks, the one used last
+/// kept, so that reading the central directory and the local headers in
+/// turn (planning checks each record against its local header) does not
+/// read each block again and again. Reads of at least [`DIRECT_READ`]
+/// bytes go straight to the file.
 #[derive(Clone)]
 pub(crate) struct SharedFile {
     file: Arc<File>,
     len: u64,
     pos: u64,
-    /// Whether small reads go through `block` (shared by all clones).
-    read_ahead: Arc<AtomicBool>,
-    /// Bytes read ahead, starting at offset `block_start`.
-    block: Vec<u8>,
-    block_start: u64,
+    /// Bytes read ahead: blocks of `block_size` bytes, the one used last
+    /// first.
+    blocks: Vec<Block>,
+    block_size: usize,
 }
 
-/// Bytes read ahead for small reads.
+#[derive(Clone, Default)]
+struct Block {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+/// Bytes read ahead for small reads of a pass over the central directory.
 const READ_AHEAD: usize = 64 * 1024;
 
-/// Reads at least this long bypass the read-ahead block.
+/// Reads at least this long bypass the read-ahead blocks.
 const DIRECT_READ: usize = 8 * 1024;
 
 impl SharedFile {
@@ -265,61 +350,76 @@ impl SharedFile {
             file: Arc::new(file),
             len,
             pos: 0,
-            read_ahead: Arc::new(AtomicBool::new(true)),
-            block: Vec::new(),
-            block_start: 0,
+            blocks: Vec::new(),
+            block_size: READ_AHEAD,
         })
     }
 
-    /// Ends reading ahead, for this reader and all its clones.
-    fn stop_reading_ahead(&self) {
-        self.read_ahead.store(false, Ordering::Relaxed);
-    }
-
-    fn reading_ahead(&self) -> bool {
-        self.read_ahead.load(Ordering::Relaxed)
-    }
-
-    /// The read-ahead bytes at the current position, if any.
-    fn ahead(&self) -> &[u8] {
-        if !self.reading_ahead() {
-            return &[];
-        }
-        let skip = self.pos.checked_sub(self.block_start).map(usize::try_from);
-        match skip {
-            Some(Ok(skip)) if skip < self.block.len() => &self.block[skip..],
-            _ => &[],
+    /// A reader of the same file with blocks of `size` bytes (0: none).
+    pub(crate) fn with_block(&self, size: usize) -> Self {
+        SharedFile {
+            blocks: Vec::new(),
+            block_size: size,
+            ..self.clone()
         }
     }
 
-    /// Reads a block ahead from the current position.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The index of the block holding the current position, if any.
+    fn ahead(&self) -> Option<usize> {
+        self.blocks.iter().position(|b| {
+            self.pos
+                .checked_sub(b.start)
+                .is_some_and(|skip| skip < b.bytes.len() as u64)
+        })
+    }
+
+    /// Reads a block at the current position, in place of the one used
+    /// least recently; it becomes the first.
     fn read_block(&mut self) -> io::Result<()> {
-        self.block.resize(READ_AHEAD, 0);
-        self.block_start = self.pos;
-        match self.file.read_at(&mut self.block, self.pos) {
-            Ok(n) => {
-                self.block.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                self.block.clear();
-                Err(e)
-            }
-        }
+        let mut block = match self.blocks.len() {
+            0 | 1 => Block::default(),
+            _ => self.blocks.pop().unwrap_or_default(),
+        };
+        block.bytes.resize(self.block_size, 0);
+        block.start = self.pos;
+        let n = self.file.read_at(&mut block.bytes, self.pos)?;
+        block.bytes.truncate(n);
+        self.blocks.insert(0, block);
+        Ok(())
     }
 }
 
 impl Read for SharedFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.ahead().is_empty() {
-            if buf.len() >= DIRECT_READ || !self.reading_ahead() {
+        let index = match self.ahead() {
+            Some(i) => i,
+            None if buf.len() >= DIRECT_READ || self.block_size == 0 => {
                 let n = self.file.read_at(buf, self.pos)?;
                 self.pos += n as u64;
                 return Ok(n);
             }
-            self.read_block()?;
+            None => {
+                self.read_block()?;
+                match self.ahead() {
+                    Some(i) => i,
+                    None => return Ok(0), // at the end
+                }
+            }
+        };
+        if index != 0 {
+            self.blocks.swap(0, index);
         }
-        let ahead = self.ahead();
+        let block = &self.blocks[0];
+        let skip = (self.pos - block.start) as usize;
+        let ahead = &block.bytes[skip..];
         let n = ahead.len().min(buf.len());
         buf[..n].copy_from_slice(&ahead[..n]);
         self.pos += n as u64;
@@ -343,54 +443,32 @@ impl Seek for SharedFile {
 
 /// Opens the open archive `file` (at `shown`, named in errors) as a ZIP and
 /// plans it: every check that needs only the central directory and the
-/// local headers.
+/// local headers. Returns a reader of the archive for the later passes.
 pub(crate) fn open_and_plan(
     file: &File,
     shown: &Path,
     limits: &Limits,
-) -> Result<(ZipArchive<SharedFile>, Plan)> {
-    let reader = file
+) -> Result<(SharedFile, Plan)> {
+    let mut reader = file
         .try_clone()
         .and_then(SharedFile::new)
         .map_err(Error::io("open archive", shown))?;
-    let handle = reader.clone();
-    let mut central = reader.clone();
-    let planned = open_zip(reader, limits).and_then(|mut zip| {
-        let plan = Plan::new(&mut zip, &mut central, limits)?;
-        Ok((zip, plan))
-    });
-    handle.stop_reading_ahead(); // extraction reads each entry once
-    planned
-}
-
-fn open_zip(mut reader: SharedFile, limits: &Limits) -> Result<ZipArchive<SharedFile>> {
     let mut head = [0u8; 512];
-    let n = reader.read(&mut head).unwrap_or(0);
-    let _ = reader.seek(SeekFrom::Start(0));
+    let n = reader.file().read_at(&mut head, 0).unwrap_or(0);
     if n == 0 {
         return Err(Error::NotZip("the package is empty (0 bytes)".into()));
     }
-    // Before the zip crate reads (and keeps) every central record.
+    // Before anything is parsed: the entry count and the metadata.
     limits::check_central_directory(&mut reader, limits)?;
-    ZipArchive::new(reader).map_err(|e| {
-        let text = String::from_utf8_lossy(&head[..n])
-            .trim_start()
-            .to_lowercase();
-        if text.starts_with("<!doctype html") || text.starts_with("<html") || text.starts_with('<')
-        {
-            Error::NotZip("the package is an HTML/XML document (an error page?)".into())
-        } else if !head[..n].windows(2).any(|w| w == b"PK") {
-            Error::NotZip(format!("no ZIP signature found ({e})"))
-        } else {
-            Error::CorruptArchive(e.to_string())
-        }
-    })
+    let plan = Plan::new(&reader, &head[..n], limits)?;
+    Ok((reader.with_block(READ_AHEAD), plan))
 }
 
 /// Counters the file workers share.
 struct Shared<'a> {
-    zip: &'a ZipArchive<SharedFile>,
-    files: &'a [Planned],
+    reader: &'a SharedFile,
+    plan: &'a Plan,
+    limits: &'a Limits,
     dest: &'a Path,
     next: AtomicUsize,
     done: AtomicU64,
@@ -403,25 +481,28 @@ struct Shared<'a> {
     writeback: Option<&'a Writeback>,
 }
 
+/// One worker's reader, decoder and record, reused for every file.
+struct Worker {
+    reader: SharedFile,
+    tools: WorkerTools,
+    record: Record,
+}
+
 impl Shared<'_> {
     /// Extracts files until none are left or someone failed, calling
     /// `after_each` after every file.
     fn work(&self, mut after_each: impl FnMut(&Self)) {
-        let mut zip = self.zip.clone();
-        let mut buf = vec![0u8; CHUNK];
+        let mut worker = Worker {
+            reader: self.reader.with_block(SMALL_BLOCK),
+            tools: WorkerTools::new(),
+            record: Record::default(),
+        };
         while !self.stop.load(Ordering::Relaxed) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(planned) = self.files.get(i) else {
+            let Some(file) = self.plan.files.get(i) else {
                 return;
             };
-            match write_file(
-                &mut zip,
-                planned,
-                self.dest,
-                self.umask,
-                &mut buf,
-                self.writeback,
-            ) {
+            match self.write_file(&mut worker, file) {
                 Ok(n) => {
                     self.bytes.fetch_add(n, Ordering::Relaxed);
                     self.done.fetch_add(1, Ordering::Relaxed);
@@ -437,20 +518,66 @@ impl Shared<'_> {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(e);
     }
+
+    /// Writes one file: exact length and CRC, mode and mtime.
+    fn write_file(&self, worker: &mut Worker, file: &FileRef) -> Result<u64> {
+        let Worker {
+            reader,
+            tools,
+            record,
+        } = worker;
+        let checked = read_planned(reader, record, file.central, self.plan, self.limits)?;
+        if checked.kind != Kind::File || record.size != file.size {
+            return Err(changed(&checked.name));
+        }
+        let path = self.dest.join(&checked.path);
+        // create_new = O_CREAT|O_EXCL: fails on any existing path, links included.
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(checked.mode.unwrap_or(0o644))
+            .open(&path)
+            .map_err(Error::io("create", &path))?;
+        let data = data_start(reader, record.header)
+            .map_err(|e| Error::CorruptArchive(format!("entry {:?}: {e}", checked.name)))?;
+        let mut so_far = 0u64;
+        let written = read_data(reader, record, data, tools, &mut |b| {
+            out.write_all(b)?;
+            so_far += b.len() as u64;
+            if let Some(w) = self.writeback {
+                w.wrote(&out, so_far, b.len() as u64);
+            }
+            Ok(())
+        })
+        .map_err(|e| e.into_error(&checked.name, &path))?;
+        if let Some(mode) = checked.mode.filter(|m| m & self.umask != 0) {
+            // Exact bits where the umask took some at creation (setuid, setgid
+            // and sticky were already dropped by planning).
+            out.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(Error::io("chmod", &path))?;
+        }
+        set_file_time(&out, record.mtime()).map_err(Error::io("set the time of", &path))?;
+        if let Some(w) = self.writeback {
+            w.finished(&out, written);
+        }
+        Ok(written)
+    }
 }
 
 /// Writes every planned file, on as many threads as there are cores, the
 /// calling thread included (it alone reports progress).
 fn write_files(
-    zip: &ZipArchive<SharedFile>,
+    reader: &SharedFile,
     plan: &Plan,
     dest: &Path,
+    limits: &Limits,
     progress: &mut Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
 ) -> Result<u64> {
     let shared = Shared {
-        zip,
-        files: &plan.files,
+        reader,
+        plan,
+        limits,
         dest,
         next: AtomicUsize::new(0),
         done: AtomicU64::new(0),
@@ -466,7 +593,7 @@ fn write_files(
     } else {
         cores.min(8) - 1
     };
-    let total_entries = Some(zip.len() as u64);
+    let total_entries = Some(plan.entries());
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| shared.work(|_| {}));
@@ -490,63 +617,134 @@ fn write_files(
     }
 }
 
-/// Writes one file: exact length, CRC checked by the reader, mode and mtime.
-fn write_file(
-    zip: &mut ZipArchive<SharedFile>,
-    planned: &Planned,
-    dest: &Path,
-    umask: u32,
-    buf: &mut [u8],
-    writeback: Option<&Writeback>,
-) -> Result<u64> {
-    let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", planned.name));
-    let mut entry = zip
-        .by_index(planned.index)
-        .map_err(|e| corrupt(zip_reason(&e)))?;
-    let path = dest.join(&planned.path);
-    // create_new = O_CREAT|O_EXCL: fails on any existing path, links included.
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(planned.mode.unwrap_or(0o644))
-        .open(&path)
-        .map_err(Error::io("create", &path))?;
-    let mut written = 0u64;
-    loop {
-        let n = match entry.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(corrupt(read_reason(&e, planned.size))),
-        };
-        written += n as u64;
-        if written > planned.size {
-            return Err(corrupt(format!(
-                "data is longer than the declared {} bytes",
-                planned.size
-            )));
-        }
-        out.write_all(&buf[..n])
-            .map_err(Error::io("write", &path))?;
-        if let Some(w) = writeback {
-            w.wrote(&out, written, n as u64);
+/// Reads the central record at `central` (its local header offset made
+/// absolute) and checks it again: it must be an entry planning saw.
+pub(crate) fn read_planned(
+    reader: &mut SharedFile,
+    record: &mut Record,
+    central: u64,
+    plan: &Plan,
+    limits: &Limits,
+) -> Result<Checked> {
+    record
+        .read(reader, central)
+        .map_err(|e| Error::CorruptArchive(format!("central directory record: {e}")))?;
+    record.header = record.header.wrapping_add(plan.directory.archive_offset);
+    let checked = check_entry(record, limits)?;
+    let expected = match checked.kind {
+        Kind::File => Known::Leaf(Leaf::File),
+        Kind::Symlink => Known::Leaf(Leaf::Symlink),
+        Kind::Dir => Known::ListedDir,
+    };
+    let key = plan.paths.keys.key(&checked.path);
+    if key.map(|k| plan.paths.known(k)) != Some(Ok(expected)) {
+        return Err(changed(&checked.name));
+    }
+    Ok(checked)
+}
+
+/// Why an entry's data could not be extracted.
+pub(crate) enum DataError {
+    /// The archive is at fault (shown after the entry's name).
+    Corrupt(String),
+    /// Writing it failed.
+    Write(io::Error),
+}
+
+impl DataError {
+    pub(crate) fn into_error(self, name: &str, path: &Path) -> Error {
+        match self {
+            DataError::Corrupt(why) => Error::CorruptArchive(format!("entry {name:?}: {why}")),
+            DataError::Write(e) => Error::io("write", path)(e),
         }
     }
-    if written != planned.size {
-        return Err(corrupt(format!(
-            "data is shorter than declared ({written} of {} bytes)",
-            planned.size
+}
+
+/// Decodes the data of the entry `record` (starting at `data`) into `emit`,
+/// checked against the declared size and CRC-32; returns its length.
+/// Stored and deflated entries are decoded here (with the worker's one
+/// inflater), the others by the zip crate.
+pub(crate) fn read_data(
+    reader: &mut SharedFile,
+    record: &Record,
+    data: u64,
+    tools: &mut WorkerTools,
+    emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> std::result::Result<u64, DataError> {
+    let size = record.size;
+    let mut crc = crc32fast::Hasher::new();
+    let mut written = 0u64;
+    let mut failed_write = None;
+    let mut sink = |bytes: &[u8]| -> std::result::Result<(), String> {
+        written += bytes.len() as u64;
+        if written > size {
+            return Err(format!("data is longer than the declared {size} bytes"));
+        }
+        crc.update(bytes);
+        emit(bytes).map_err(|e| {
+            failed_write = Some(e);
+            String::new()
+        })
+    };
+    let seek = |reader: &mut SharedFile, at: u64| {
+        reader
+            .seek(SeekFrom::Start(at))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let decoded = match plan::method_of(record.method) {
+        CompressionMethod::Stored => seek(reader, data).and_then(|()| {
+            let mut raw = (&mut *reader).take(record.compressed);
+            stream::copy(&mut raw, &mut tools.output, &mut sink)?;
+            match raw.limit() {
+                0 => Ok(()),
+                _ => Err("data ends early (truncated archive)".to_string()),
+            }
+        }),
+        CompressionMethod::Deflated => seek(reader, data).and_then(|()| {
+            let mut raw = (&mut *reader).take(record.compressed);
+            tools
+                .inflate(&mut raw, record.compressed, u64::MAX, &mut sink)
+                .map_err(|e| match e.contains("truncated") {
+                    true => "data ends early (truncated archive)".to_string(),
+                    false => e,
+                })
+        }),
+        // bzip2, LZMA, Deflate64: the zip crate's decoders, from the local
+        // header on, with the central directory's sizes and CRC.
+        _ => seek(reader, record.header).and_then(|()| {
+            let options = zip::read::ZipReadOptions::new()
+                .override_compressed_size(record.compressed)
+                .override_uncompressed_size(size)
+                .override_crc(record.crc);
+            let mut entry = zip::read::read_zipfile_from_stream_with_options(reader, options)
+                .map_err(|e| zip_reason(&e))?
+                .ok_or_else(|| "no local header".to_string())?;
+            let buf = &mut tools.output;
+            loop {
+                let n = match entry.read(buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_reason(&e, size)),
+                };
+                sink(&buf[..n])?;
+            }
+        }),
+    };
+    if let Some(e) = failed_write {
+        return Err(DataError::Write(e));
+    }
+    decoded.map_err(DataError::Corrupt)?;
+    if written != size {
+        return Err(DataError::Corrupt(format!(
+            "data is shorter than declared ({written} of {size} bytes)"
         )));
     }
-    if let Some(mode) = planned.mode.filter(|m| m & umask != 0) {
-        // Exact bits where the umask took some at creation (setuid, setgid
-        // and sticky were already dropped by planning).
-        out.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(Error::io("chmod", &path))?;
-    }
-    set_file_time(&out, planned.mtime).map_err(Error::io("set the time of", &path))?;
-    if let Some(w) = writeback {
-        w.finished(&out, written);
+    if crc.finalize() != record.crc {
+        return Err(DataError::Corrupt(
+            "CRC-32 mismatch (data corrupted)".into(),
+        ));
     }
     Ok(written)
 }
@@ -564,21 +762,28 @@ fn read_reason(e: &io::Error, declared: u64) -> String {
     }
 }
 
-fn write_symlink(zip: &mut ZipArchive<SharedFile>, planned: &Planned, dest: &Path) -> Result<()> {
+/// A symlink's target, read and checked: relative, inside the tree.
+pub(crate) fn read_link(
+    reader: &mut SharedFile,
+    record: &Record,
+    link: &Checked,
+    tools: &mut WorkerTools,
+) -> Result<PathBuf> {
+    let corrupt = |why: String| Error::CorruptArchive(format!("entry {:?}: {why}", link.name));
+    let data = data_start(reader, record.header).map_err(|e| corrupt(e.to_string()))?;
     let mut target = Vec::new();
-    zip.by_index(planned.index)
-        .and_then(|e| Ok(e.take(MAX_LINK_TARGET + 1).read_to_end(&mut target)?))
-        .map_err(|e| {
-            Error::CorruptArchive(format!("entry {:?}: {}", planned.name, zip_reason(&e)))
-        })?;
-    let target =
-        check_link_target(&planned.path, &target).map_err(|reason| Error::UnsafeEntry {
-            entry: planned.name.clone(),
-            reason: format!("symlink {reason}"),
-        })?;
-    let path = dest.join(&planned.path);
-    std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
-    set_path_time(&path, planned.mtime).map_err(Error::io("set the time of", &path))
+    read_data(reader, record, data, tools, &mut |b| {
+        target.extend_from_slice(b);
+        Ok(())
+    })
+    .map_err(|e| e.into_error(&link.name, &link.path))?;
+    if target.len() as u64 > MAX_LINK_TARGET {
+        return Err(corrupt("symlink target longer than 4096 bytes".into()));
+    }
+    check_link_target(&link.path, &target).map_err(|reason| Error::UnsafeEntry {
+        entry: link.name.clone(),
+        reason: format!("symlink {reason}"),
+    })
 }
 
 #[cfg(test)]
@@ -586,18 +791,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shared_file_reads_the_same_bytes_with_and_without_read_ahead() {
+    fn shared_file_reads_the_same_bytes_whatever_its_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 17 % 251) as u8).collect();
         fs::write(&path, &data).unwrap();
-        let mut file = SharedFile::new(File::open(&path).unwrap()).unwrap();
-        let mut other = file.clone();
-        for read_ahead in [true, false] {
-            if !read_ahead {
-                other.stop_reading_ahead(); // for all clones
-            }
-            // Small and large reads, forwards, backwards and across block ends.
+        let file = SharedFile::new(File::open(&path).unwrap()).unwrap();
+        for block in [READ_AHEAD, SMALL_BLOCK, 0] {
+            let mut file = file.with_block(block);
+            // Small and large reads, forwards, backwards, across block
+            // ends, and in turn at two places (two blocks).
             for (pos, len) in [
                 (0, 4),
                 (4, 26),
@@ -607,13 +810,17 @@ mod tests {
                 (299_990, 10),
                 (100_000, 8 * 1024),
                 (70_000, 3),
+                (40, 3),
+                (70_010, 3),
+                (50, 3),
             ] {
                 file.seek(SeekFrom::Start(pos)).unwrap();
                 let mut buf = vec![0u8; len];
                 file.read_exact(&mut buf).unwrap();
                 assert_eq!(buf, data[pos as usize..pos as usize + len], "{pos}+{len}");
             }
-            assert_eq!(file.ahead().is_empty(), !read_ahead);
+            assert!(file.blocks.len() <= 2);
+            assert_eq!(file.blocks.is_empty(), block == 0);
             file.seek(SeekFrom::Start(300_000)).unwrap();
             assert_eq!(file.read(&mut [0u8; 4]).unwrap(), 0, "at the end");
             file.seek(SeekFrom::End(-2)).unwrap();
@@ -622,6 +829,7 @@ mod tests {
             assert_eq!(tail, data[data.len() - 2..]);
         }
         // A clone keeps its own position.
+        let mut other = file.clone();
         let mut head = [0u8; 3];
         other.read_exact(&mut head).unwrap();
         assert_eq!(head, data[..3]);

@@ -40,7 +40,6 @@
 //! then removes the staging directory and extracts the complete file the
 //! ordinary way, which gives the canonical result or error.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
@@ -50,17 +49,18 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use zip::{CompressionMethod, ZipArchive};
+use std::hash::{BuildHasher, Hasher, RandomState};
+
+use zip::CompressionMethod;
 
 use super::dirs::{Seen, SeenPaths};
 use super::limits::check_path;
 use super::plan::{
-    check_link_target, check_name, decode_name, unicode_path, Kind, Plan, MAX_LINK_TARGET,
+    check_entry, check_link_target, check_name, decode_name, unicode_path, Kind, Plan,
+    MAX_LINK_TARGET,
 };
 use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
-use super::{
-    apply_dir_modes, apply_dir_times, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK,
-};
+use super::{finish_dirs, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
 use crate::error::{Error, Result};
 use crate::growth::{Growth, GrowthEnd};
 use crate::writeback::Writeback;
@@ -104,7 +104,7 @@ type StepAside = String;
 /// A streaming extraction running beside a download.
 pub(crate) struct Streamer {
     growth: Arc<Growth>,
-    thread: Option<JoinHandle<std::result::Result<HashMap<u64, Streamed>, StepAside>>>,
+    thread: Option<JoinHandle<std::result::Result<Walked, StepAside>>>,
     entries: Arc<AtomicU64>,
 }
 
@@ -188,16 +188,15 @@ impl Streamer {
                 return Ok(Finished::SteppedAside("the extractor thread failed".into()))
             }
         };
-        let (zip, plan) = open_and_plan(archive, shown, limits)?;
-        let streamed_times = match agrees(&zip, &plan, &walked) {
-            Ok(times) => times,
-            Err(reason) => return Ok(Finished::SteppedAside(reason)),
-        };
-        complete_tree(&plan, staging, &streamed_times)?;
+        let (reader, mut plan) = open_and_plan(archive, shown, limits)?;
+        if let Err(reason) = agrees(&reader, &plan, &walked, limits) {
+            return Ok(Finished::SteppedAside(reason));
+        }
+        complete_tree(&mut plan, &reader, staging, &walked, limits)?;
         Ok(Finished::Extracted(Extracted {
-            entries: zip.len() as u64,
+            entries: plan.entries(),
             files: plan.files.len() as u64,
-            dirs: plan.dirs.len() as u64,
+            dirs: plan.paths.dirs() as u64,
             symlinks: plan.symlinks.len() as u64,
             bytes: plan.files.iter().map(|f| f.size).sum(),
         }))
@@ -210,85 +209,196 @@ impl Drop for Streamer {
     }
 }
 
+/// What the walker extracted, in the order of the file: for each entry the
+/// offset of its local header, a keyed hash of what that header says (name,
+/// sizes, CRC-32, method, time, kind), and the time its file was given:
+/// 32 bytes an entry, no name.
+///
+/// Held in chunks of [`WALKED_CHUNK`] entries: a growing `Vec` would copy
+/// itself, and for a moment take 1.5 times its size, at every doubling.
+#[derive(Default)]
+pub(crate) struct Walked {
+    keys: RandomState,
+    chunks: Vec<Vec<WalkedEntry>>,
+    len: usize,
+}
+
+/// Entries in one chunk of [`Walked`] (128 KiB).
+const WALKED_CHUNK: usize = 4096;
+
+struct WalkedEntry {
+    header: u64,
+    digest: u64,
+    mtime: EntryTime,
+}
+
+impl Walked {
+    /// The hash of what a local header or a central record says of an entry.
+    #[allow(clippy::too_many_arguments)]
+    fn digest(
+        &self,
+        name: &[u8],
+        crc: u32,
+        compressed: u64,
+        size: u64,
+        method: u16,
+        dos: (u16, u16),
+        is_dir: bool,
+    ) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_usize(name.len());
+        h.write(name);
+        h.write_u32(crc);
+        h.write_u64(compressed);
+        h.write_u64(size);
+        h.write_u16(method);
+        h.write_u16(dos.0);
+        h.write_u16(dos.1);
+        h.write_u8(u8::from(is_dir));
+        h.finish()
+    }
+
+    /// Records the entry whose local header is at `header` (after all
+    /// those recorded so far).
+    fn push(&mut self, header: u64, method: u16, s: &Streamed) {
+        let digest = self.digest(
+            &s.name,
+            s.crc,
+            s.compressed,
+            s.size,
+            method,
+            s.dos_time,
+            s.is_dir,
+        );
+        if self.chunks.last().is_none_or(|c| c.len() == WALKED_CHUNK) {
+            self.chunks.push(Vec::with_capacity(WALKED_CHUNK));
+        }
+        let chunk = self.chunks.last_mut().expect("just pushed");
+        chunk.push(WalkedEntry {
+            header,
+            digest,
+            mtime: s.mtime,
+        });
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The entry whose local header is at `header` (entries are pushed in
+    /// the order of the file).
+    fn get(&self, header: u64) -> Option<&WalkedEntry> {
+        let after = self.chunks.partition_point(|c| c[0].header <= header);
+        let chunk = &self.chunks[after.checked_sub(1)?];
+        let i = chunk.binary_search_by_key(&header, |e| e.header).ok()?;
+        chunk.get(i)
+    }
+}
+
 /// Checks that the central directory describes exactly what was extracted:
 /// the same entries at the same offsets, with the same names, sizes, CRCs,
-/// methods and times, and the same kinds. Returns the time each entry was
-/// given while streaming, by index.
+/// methods and times, and the same kinds.
 fn agrees(
-    zip: &ZipArchive<SharedFile>,
+    reader: &SharedFile,
     plan: &Plan,
-    walked: &HashMap<u64, Streamed>,
-) -> std::result::Result<Vec<EntryTime>, StepAside> {
-    if zip.len() != walked.len() {
+    walked: &Walked,
+    limits: &Limits,
+) -> std::result::Result<(), StepAside> {
+    if plan.entries() != walked.len() as u64 {
         return Err(format!(
             "the central directory lists {} entries, the local headers {}",
-            zip.len(),
+            plan.entries(),
             walked.len()
         ));
     }
-    let mut kinds: HashMap<usize, Kind> = HashMap::with_capacity(zip.len());
-    kinds.extend(plan.files.iter().map(|f| (f.index, Kind::File)));
-    kinds.extend(plan.symlinks.iter().map(|f| (f.index, Kind::Symlink)));
-    let mut times = Vec::with_capacity(zip.len());
-    for index in 0..zip.len() {
-        let entry = zip
-            .by_index_data(index)
-            .map_err(|e| format!("entry #{index}: {e}"))?;
-        let Some(local) = walked.get(&entry.header_start()) else {
-            return Err(format!("entry #{index} was not seen while streaming"));
-        };
-        let time = entry.last_modified().map(|t| (t.datepart(), t.timepart()));
-        let same = local.name == entry.name_raw()
-            && local.crc == entry.crc32()
-            && local.compressed == entry.compressed_size()
-            && local.size == entry.size()
-            && entry.compression() == local.method
-            && time.is_none_or(|t| t == local.dos_time);
-        // Files and symlinks were streamed as files; directories as directories.
-        let kind = kinds.get(&index).copied().unwrap_or(Kind::Dir);
-        if !same || local.is_dir != (kind == Kind::Dir) {
-            return Err(format!(
-                "entry {:?} differs between its local header and the central directory",
-                String::from_utf8_lossy(entry.name_raw())
-            ));
-        }
-        times.push(local.mtime);
+    let mut differs = None;
+    let read = plan
+        .directory
+        .each(&mut reader.clone(), |index, record, _| -> Result<()> {
+            // Files and symlinks were streamed as files; directories as
+            // directories.
+            let is_dir = check_entry(record, limits)?.kind == Kind::Dir;
+            let header = record.header; // the archive offset added
+            let digest = walked.digest(
+                &record.name,
+                record.crc,
+                record.compressed,
+                record.size,
+                record.method,
+                record.dos,
+                is_dir,
+            );
+            match walked.get(header) {
+                Some(local) if local.digest == digest => Ok(()),
+                Some(_) => {
+                    differs = Some(format!(
+                        "entry {:?} differs between its local header and the central directory",
+                        String::from_utf8_lossy(&record.name)
+                    ));
+                    Err(Error::CorruptArchive(String::new()))
+                }
+                None => {
+                    differs = Some(format!("entry #{index} was not seen while streaming"));
+                    Err(Error::CorruptArchive(String::new()))
+                }
+            }
+        });
+    match (read, differs) {
+        (_, Some(reason)) => Err(reason),
+        (Err(e), None) => Err(e.to_string()),
+        (Ok(()), None) => Ok(()),
     }
-    Ok(times)
 }
 
 /// Applies what only the central directory knows: file modes and times
 /// (where its times differ from the local headers'), symlinks (streamed as
 /// files holding their target), directory modes and times.
-fn complete_tree(plan: &Plan, staging: &Path, streamed_times: &[EntryTime]) -> Result<()> {
+fn complete_tree(
+    plan: &mut Plan,
+    reader: &SharedFile,
+    staging: &Path,
+    walked: &Walked,
+    limits: &Limits,
+) -> Result<()> {
     let created_mode = STREAM_FILE_MODE & !umask();
-    for file in &plan.files {
-        let path = staging.join(&file.path);
-        if let Some(mode) = file.mode.filter(|m| *m != created_mode) {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(Error::io("chmod", &path))?;
-        }
-        if streamed_times.get(file.index) != Some(&file.mtime) {
-            set_path_time(&path, file.mtime).map_err(Error::io("set the time of", &path))?;
-        }
-    }
-    for link in &plan.symlinks {
-        let path = staging.join(&link.path);
-        let mut target = Vec::new();
-        File::open(&path)
-            .and_then(|f| f.take(MAX_LINK_TARGET + 1).read_to_end(&mut target))
-            .map_err(Error::io("read", &path))?;
-        let target =
-            check_link_target(&link.path, &target).map_err(|reason| Error::UnsafeEntry {
-                entry: link.name.clone(),
-                reason: format!("symlink {reason}"),
-            })?;
-        fs::remove_file(&path).map_err(Error::io("remove", &path))?;
-        std::os::unix::fs::symlink(&target, &path).map_err(Error::io("symlink", &path))?;
-        set_path_time(&path, link.mtime).map_err(Error::io("set the time of", &path))?;
-    }
-    apply_dir_modes(plan, staging)?;
-    apply_dir_times(plan, staging)
+    plan.directory
+        .each(&mut reader.clone(), |_, record, _| -> Result<()> {
+            let entry = check_entry(record, limits)?;
+            let path = staging.join(&entry.path);
+            let mtime = record.mtime();
+            match entry.kind {
+                Kind::Dir => {}
+                Kind::File => {
+                    if let Some(mode) = entry.mode.filter(|m| *m != created_mode) {
+                        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                            .map_err(Error::io("chmod", &path))?;
+                    }
+                    let header = record.header; // the archive offset added
+                    if walked.get(header).map(|w| w.mtime) != Some(mtime) {
+                        set_path_time(&path, mtime).map_err(Error::io("set the time of", &path))?;
+                    }
+                }
+                Kind::Symlink => {
+                    let mut target = Vec::new();
+                    File::open(&path)
+                        .and_then(|f| f.take(MAX_LINK_TARGET + 1).read_to_end(&mut target))
+                        .map_err(Error::io("read", &path))?;
+                    let target = check_link_target(&entry.path, &target).map_err(|reason| {
+                        Error::UnsafeEntry {
+                            entry: entry.name.clone(),
+                            reason: format!("symlink {reason}"),
+                        }
+                    })?;
+                    fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+                    std::os::unix::fs::symlink(&target, &path)
+                        .map_err(Error::io("symlink", &path))?;
+                    set_path_time(&path, mtime).map_err(Error::io("set the time of", &path))?;
+                }
+            }
+            Ok(())
+        })?;
+    finish_dirs(plan, reader, staging, limits)
 }
 
 /// Reads a download file while it grows: waits for bytes not yet written,
@@ -553,7 +663,7 @@ impl SpaceCheck {
 }
 
 impl Walker {
-    fn run(self) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
+    fn run(self) -> std::result::Result<Walked, StepAside> {
         fs::DirBuilder::new()
             .mode(0o755)
             .create(&self.staging)
@@ -594,10 +704,10 @@ impl Walker {
         &self,
         jobs: &SyncSender<Vec<Job>>,
         stop: &AtomicBool,
-    ) -> std::result::Result<HashMap<u64, Streamed>, StepAside> {
+    ) -> std::result::Result<Walked, StepAside> {
         let mut window = Window::default();
         let mut batch = Batch::default();
-        let mut walked = HashMap::new();
+        let mut walked = Walked::default();
         let mut kinds = SeenPaths::default();
         let mut total_size = 0u64;
         let mut space = SpaceCheck::default();
@@ -637,6 +747,7 @@ impl Walker {
             let u32_at =
                 |i: usize| u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
             let (flags, method) = (u16_at(2), u16_at(4));
+            let method_number = method;
             let dos_time = (u16_at(8), u16_at(6));
             let crc = u32_at(10);
             let (name_len, extra_len) = (u64::from(u16_at(22)), u64::from(u16_at(24)));
@@ -726,11 +837,11 @@ impl Walker {
                     &mut handover,
                 )?;
                 total_size += streamed.size;
-                walked.insert(pos, streamed);
+                walked.push(pos, method_number, &streamed);
                 pos = end;
                 continue;
             }
-            walked.insert(pos, streamed.clone());
+            walked.push(pos, method_number, &streamed);
             if path.as_os_str().is_empty() {
                 // `./`: the root, which planning skips too (a `.` file it
                 // refuses, so step aside for one).
@@ -1109,14 +1220,14 @@ struct DeclaredData<'a> {
 /// One worker's inflater and buffers, made once and reused for every entry:
 /// allocating (and zeroing) them per entry cost more than inflating the
 /// small files of a typical application.
-struct WorkerTools {
+pub(crate) struct WorkerTools {
     inflater: flate2::Decompress,
     input: Vec<u8>,
-    output: Vec<u8>,
+    pub(crate) output: Vec<u8>,
 }
 
 impl WorkerTools {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         WorkerTools {
             inflater: flate2::Decompress::new(false),
             input: vec![0u8; CHUNK],
@@ -1128,7 +1239,7 @@ impl WorkerTools {
     /// stream ends itself), handing the output to `emit` piece by piece.
     /// Past 1 MiB of output, more than `max_ratio` times the input consumed
     /// is refused (entries whose sizes are known were checked before).
-    fn inflate(
+    pub(crate) fn inflate(
         &mut self,
         raw: &mut dyn Read,
         compressed: u64,
@@ -1488,7 +1599,7 @@ fn has_zip64_field(extra: &[u8]) -> bool {
 }
 
 /// Copies `input` to `emit` through `buf`.
-fn copy(
+pub(crate) fn copy(
     input: &mut (impl Read + ?Sized),
     buf: &mut [u8],
     emit: &mut impl FnMut(&[u8]) -> std::result::Result<(), StepAside>,
@@ -1790,6 +1901,41 @@ mod tests {
         assert!(reason.starts_with("entry \"big\": "), "{reason}");
         assert!(stop.load(Ordering::Relaxed));
         assert_eq!(walker.entries.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn walked_entries_are_found_across_chunks() {
+        let mut walked = Walked::default();
+        let streamed = |n: u32| Streamed {
+            name: format!("f{n}").into_bytes(),
+            method: CompressionMethod::Stored,
+            crc: n,
+            compressed: 1,
+            size: 1,
+            dos_time: (0, 0),
+            is_dir: false,
+            mtime: EntryTime {
+                secs: i64::from(n),
+                nanos: 0,
+            },
+        };
+        let count = 2 * WALKED_CHUNK as u32 + 7;
+        for n in 0..count {
+            walked.push(u64::from(n) * 3 + 1, 0, &streamed(n));
+        }
+        assert_eq!(walked.len(), count as usize);
+        assert_eq!(walked.chunks.len(), 3);
+        for n in [0, 1, 4095, 4096, 4097, 8191, 8192, count - 1] {
+            let found = walked.get(u64::from(n) * 3 + 1).expect("pushed");
+            assert_eq!(found.mtime.secs, i64::from(n));
+            let s = streamed(n);
+            let digest = walked.digest(&s.name, n, 1, 1, 0, (0, 0), false);
+            assert_eq!(found.digest, digest);
+        }
+        for missing in [0, 2, 3 * u64::from(count) + 1] {
+            assert!(walked.get(missing).is_none(), "{missing}");
+        }
+        assert!(Walked::default().get(1).is_none());
     }
 
     #[test]
