@@ -1067,12 +1067,12 @@ def target_checks(pkg, by):
 
     if pkg == "php-app":
         ratio("php-app: zipdeploy / verified shell", "zipdeploy", "shell", 0.6)
-        ratio("php-app: zipdeploy / ripunzip", "zipdeploy", "ripunzip", 1.0)
+        ratio("php-app: zipdeploy / ripunzip (issue 16: 0.7, was 1.0)", "zipdeploy", "ripunzip", 0.7)
         ratio("php-app: redeploy of the installed digest / full deploy", "zd-redeploy", "zipdeploy", 0.05)
         ratio("php-app: zipdeploy --sync / zipdeploy (issue 16)", "zd-sync", "zipdeploy", 1.3)
     elif pkg == "assets":
         ratio("assets: zipdeploy / verified shell", "zipdeploy", "shell", 0.25)
-        ratio("assets: zipdeploy / ripunzip", "zipdeploy", "ripunzip", 1.0)
+        ratio("assets: zipdeploy / ripunzip (issue 16: 0.75, was 1.0)", "zipdeploy", "ripunzip", 0.75)
         ratio("assets: zipdeploy --sync / zipdeploy (issue 16)", "zd-sync", "zipdeploy", 1.3)
     elif pkg == "tiny":
         ratio("tiny: zipdeploy / plain curl + unzip", "zipdeploy", "plain", 1.5)
