@@ -23,19 +23,6 @@ fn hits(server: &TestServer, path: &str) -> usize {
         .count()
 }
 
-/// Incompressible bytes, so that a package is as big as its content.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn key(signer: &Signer) -> PublicKey {
     PublicKey::parse(&signer.public_base64()).unwrap()
 }
@@ -155,7 +142,10 @@ fn a_bad_wrong_key_or_missing_signature_is_refused_and_dest_kept() {
 #[test]
 fn the_signature_follows_a_resumed_download() {
     let signer = Signer::new();
-    let pkg = zip_of(&[Entry::File("big.bin", &noise(300_000))]);
+    let pkg = zip_of(&[Entry::File(
+        "big.bin",
+        &noise(300_000, 0x9E37_79B9_7F4A_7C15),
+    )]);
     let sig = signer.sign(&pkg);
     let body = pkg.clone();
     // The first package request breaks off half-way; the retry resumes with
@@ -191,7 +181,10 @@ fn the_signature_follows_a_resumed_download() {
 #[test]
 fn a_restarted_download_resets_the_signature_verifier() {
     let signer = Signer::new();
-    let pkg = zip_of(&[Entry::File("big.bin", &noise(200_000))]);
+    let pkg = zip_of(&[Entry::File(
+        "big.bin",
+        &noise(200_000, 0x9E37_79B9_7F4A_7C15),
+    )]);
     let sig = signer.sign(&pkg);
     let body = pkg.clone();
     // First attempt: garbage then a cut; then the real package (no ranges,
@@ -549,7 +542,10 @@ fn a_wrong_download_never_enters_the_cache() {
 
 #[test]
 fn concurrent_deploys_of_one_digest_download_it_once() {
-    let pkg = zip_of(&[Entry::File("data.bin", &noise(400_000))]);
+    let pkg = zip_of(&[Entry::File(
+        "data.bin",
+        &noise(400_000, 0x9E37_79B9_7F4A_7C15),
+    )]);
     let body = pkg.clone();
     let server = Arc::new(TestServer::start(move |_, _| {
         Reply::ok(body.clone()).fault(Fault::Trickle(64 << 10, Duration::from_millis(20)))

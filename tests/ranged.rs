@@ -25,25 +25,9 @@ struct Package {
 }
 
 fn package(size: usize, seed: u64, version: &str) -> Package {
-    let mut state = seed | 1;
-    let noise: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    use std::io::Write;
-    w.start_file("data/noise.bin", stored).unwrap();
-    w.write_all(&noise).unwrap();
-    w.start_file("VERSION", stored).unwrap();
-    w.write_all(version.as_bytes()).unwrap();
+    let noise = noise(size, seed);
     Package {
-        zip: w.finish().unwrap().into_inner(),
+        zip: noise_package(&noise, version),
         noise,
         version: version.into(),
     }

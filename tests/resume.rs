@@ -14,24 +14,7 @@ use zipdeploy::{Deploy, ErrorClass, Sha256Digest};
 /// A package of `size` bytes of noise, stored (so its size is the
 /// download's), plus a VERSION file.
 fn big_package(size: usize, seed: u64, version: &str) -> Vec<u8> {
-    let mut state = seed | 1;
-    let noise: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    use std::io::Write;
-    w.start_file("data/noise.bin", stored).unwrap();
-    w.write_all(&noise).unwrap();
-    w.start_file("VERSION", stored).unwrap();
-    w.write_all(version.as_bytes()).unwrap();
-    w.finish().unwrap().into_inner()
+    noise_package(&noise(size, seed), version)
 }
 
 /// What the server sent: per request, its status and body length.

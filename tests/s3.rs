@@ -348,15 +348,7 @@ fn capped_object(req: &Request, body: &[u8]) -> Reply {
 #[test]
 fn a_capped_object_is_fetched_in_signed_parallel_ranges() {
     let zip = {
-        let mut state = 7u64;
-        let noise: Vec<u8> = (0..6 << 20)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let noise = noise(6 << 20, 7);
         zip_of(&[
             Entry::File("noise.bin", &noise),
             Entry::File("VERSION", b"s3"),

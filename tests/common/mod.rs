@@ -509,6 +509,33 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
 }
 
 /// SHA-256 of `bytes` as lowercase hex, as `--sha256` takes it.
+/// Incompressible bytes from a xorshift generator seeded with `seed`, so
+/// that a package is as big as its content.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A package of `noise` stored (so its size is the download's) as
+/// `data/noise.bin`, plus a `VERSION` file.
+pub fn noise_package(noise: &[u8], version: &str) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("data/noise.bin", stored).unwrap();
+    w.write_all(noise).unwrap();
+    w.start_file("VERSION", stored).unwrap();
+    w.write_all(version.as_bytes()).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
 pub fn sha(bytes: &[u8]) -> String {
     zipdeploy::Sha256Digest::of(bytes).to_hex()
 }
