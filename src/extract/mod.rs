@@ -209,6 +209,30 @@ pub(crate) fn create_dirs(
     limits: &Limits,
 ) -> Result<u64> {
     let mut created = 0;
+    each_dir(plan, reader, limits, |plan, _, prefix, key| {
+        if plan.paths.mark_created(key) {
+            let path = dest.join(prefix);
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&path)
+                .map_err(Error::io("create directory", &path))?;
+            created += 1;
+        }
+        Ok(())
+    })?;
+    Ok(created)
+}
+
+/// Calls `visit` with every directory of every entry (the directories it
+/// is in, and itself if it is one), parents first, re-reading the central
+/// directory: each entry is checked again, and a directory planning did
+/// not see means the archive changed.
+fn each_dir(
+    plan: &mut Plan,
+    reader: &SharedFile,
+    limits: &Limits,
+    mut visit: impl FnMut(&mut Plan, dirs::DirNode, &Path, dirs::PathKey) -> Result<()>,
+) -> Result<()> {
     let keys = plan.paths.keys.clone();
     let mut pending: Vec<(PathBuf, dirs::PathKey)> = Vec::new();
     let mut reader = reader.clone();
@@ -217,21 +241,13 @@ pub(crate) fn create_dirs(
         let checked = check_entry(record, limits)?;
         dirs_of(&keys, &checked, &mut pending);
         for (prefix, key) in pending.drain(..) {
-            if plan.paths.dir(key).is_none() {
+            let Some(dir) = plan.paths.dir(key).copied() else {
                 return Err(changed(&checked.name));
-            }
-            if plan.paths.mark_created(key) {
-                let path = dest.join(&prefix);
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&path)
-                    .map_err(Error::io("create directory", &path))?;
-                created += 1;
-            }
+            };
+            visit(plan, dir, &prefix, key)?;
         }
         Ok(())
-    })?;
-    Ok(created)
+    })
 }
 
 /// The directories an entry is in, and the entry itself if it is one:
@@ -265,29 +281,18 @@ pub(crate) fn finish_dirs(
     limits: &Limits,
 ) -> Result<()> {
     let created = 0o755 & !umask();
-    let keys = plan.paths.keys.clone();
-    let mut pending: Vec<(PathBuf, dirs::PathKey)> = Vec::new();
-    let mut reader = reader.clone();
-    let directory = plan.directory;
-    directory.each(&mut reader, |_, record, _| -> Result<()> {
-        let checked = check_entry(record, limits)?;
-        dirs_of(&keys, &checked, &mut pending);
-        for (prefix, key) in pending.drain(..) {
-            let Some(dir) = plan.paths.dir(key).copied() else {
-                return Err(changed(&checked.name));
-            };
-            if !plan.paths.mark_timed(key) {
-                continue;
-            }
-            let path = dest.join(&prefix);
-            let mode = dir.mode().map(dir_mode).filter(|m| *m != created);
-            if let Some(mode) = mode {
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                    .map_err(Error::io("chmod", &path))?;
-            }
-            if let Some(time) = dir.time() {
-                set_path_time(&path, time).map_err(Error::io("set the time of", &path))?;
-            }
+    each_dir(plan, reader, limits, |plan, dir, prefix, key| {
+        if !plan.paths.mark_timed(key) {
+            return Ok(());
+        }
+        let path = dest.join(prefix);
+        let mode = dir.mode().map(dir_mode).filter(|m| *m != created);
+        if let Some(mode) = mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(Error::io("chmod", &path))?;
+        }
+        if let Some(time) = dir.time() {
+            set_path_time(&path, time).map_err(Error::io("set the time of", &path))?;
         }
         Ok(())
     })
