@@ -37,6 +37,9 @@ missing_packages() {
   command -v mount >/dev/null || echo mount
   command -v setpriv >/dev/null || echo util-linux
   command -v unshare >/dev/null || echo util-linux
+  # tests/memory.rs measures peak RSS with GNU time; signal tests use kill(1).
+  [[ -x /usr/bin/time ]] || echo time
+  [[ -x /bin/kill || -x /usr/bin/kill ]] || echo procps
   # The archive writers of tests/writers.rs.
   command -v zip >/dev/null || echo zip
   command -v bsdtar >/dev/null || echo libarchive-tools
