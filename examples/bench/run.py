@@ -616,6 +616,10 @@ def build_tools(pkg, setup, rip, zd, zd_flags, slow, capped=False):
              lambda c: ["cp", "-a", c["srctree"], c["dest"]],
              "cp -a EXTRACTED DEST (same filesystem, warm cache)", ref="floor"),
     ]
+    if pkg in ("php-app", "assets"):  # what being on disk costs a plain copy: the floor of --sync
+        tools.append(Tool("floor-sync", "write floor + sync (cp -a, then syncfs)",
+                          lambda c: sh + ['cp -a "$1" "$2" && sync -f "$2"', "sh", c["srctree"], c["dest"]],
+                          "cp -a EXTRACTED DEST && sync -f DEST"))
     if "bsdtar" in setup.unavailable:
         tools = [t for t in tools if t.key != "bsdtar"]
     if rip is None:
@@ -1076,6 +1080,10 @@ def target_checks(pkg, by):
         ratio("assets: zipdeploy --sync / zipdeploy (issue 16)", "zd-sync", "zipdeploy", 1.3)
     elif pkg == "tiny":
         ratio("tiny: zipdeploy / plain curl + unzip", "zipdeploy", "plain", 1.5)
+    if "floor-sync" in by and by["floor-sync"].samples and by["floor"].samples:
+        p, m = paired(by["floor-sync"], by["floor"])
+        out.append((f"{pkg}: write floor + sync / write floor (informative: what --sync costs a plain copy on "
+                    "this device)", p, m, None, "×"))
     if "slow-zd" in by:
         if pkg == "assets":
             ratio("assets at 50 MiB/s: zipdeploy / curl download only", "slow-zd", "slow-curl", 1.15)
