@@ -21,6 +21,7 @@ use crate::error::{Error, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 use crate::growth::Growth;
 use crate::http;
 pub use crate::netrc::NetrcFile;
+use crate::prealloc;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 use crate::proxy;
 pub use crate::proxy::ProxyConfig;
@@ -793,6 +794,17 @@ impl DownloadFile<'_, '_> {
         }
     }
 
+    /// Reserves the disk blocks of the rest of a download of `total` bytes
+    /// (see [`crate::prealloc`]), telling the growth so.
+    fn reserve(&self, total: u64) {
+        let rest = total.saturating_sub(self.written);
+        if prealloc::reserve(&self.file, self.written, rest) {
+            if let Some(g) = self.growth {
+                g.reserved();
+            }
+        }
+    }
+
     /// Empties the file for a download that starts over.
     fn restart(&mut self) -> io::Result<()> {
         if let Some(g) = self.growth {
@@ -1246,6 +1258,9 @@ fn receive_body(
             actual: total,
             entry: None,
         });
+    }
+    if let Some(total) = total {
+        out.get_mut().reserve(total);
     }
     let (target, mut resumable) = match spreading {
         Some(Spreading { target, resumable }) => (Some(target), Some(resumable)),
