@@ -367,6 +367,23 @@ mod tests {
     }
 
     #[test]
+    fn handed_over_buffers_are_written_and_hashed_up_to_their_length() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let mut w = HashingWriter::new(Vec::new());
+        for chunk in data.chunks(100_000) {
+            // Only the first `len` bytes of a buffer count.
+            let mut buffer = chunk.to_vec();
+            buffer.extend_from_slice(b"not part of the package");
+            w.write_buffer(buffer, chunk.len()).unwrap();
+        }
+        assert!(matches!(w.hasher, Hasher::Threaded(_)));
+        assert_eq!(w.written(), data.len() as u64);
+        let (digest, inner) = w.finish();
+        assert_eq!(digest, Sha256Digest::of(&data));
+        assert_eq!(inner, data);
+    }
+
+    #[test]
     fn reset_starts_over() {
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"stale").unwrap();
