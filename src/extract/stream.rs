@@ -84,10 +84,6 @@ const RATIO_MIN_SIZE: u64 = 1 << 20;
 /// Free space streaming always leaves beside what the download still needs.
 const SPACE_RESERVE: u64 = 1 << 20;
 
-/// Files from this size on get their blocks reserved before they are
-/// written (see [`crate::prealloc`]).
-const RESERVE_MIN: u64 = 1 << 20;
-
 /// What the walker extracted, as its local header described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Streamed {
@@ -1112,9 +1108,7 @@ impl Walker {
         // deploy: reserved blocks are converted when written out, which
         // would add to its final flush).
         let reserved = match &job.data {
-            JobData::Declared { streamed, .. }
-                if streamed.size >= RESERVE_MIN && self.writeback.is_none() =>
-            {
+            JobData::Declared { streamed, .. } if self.writeback.is_none() => {
                 prealloc::reserve(&out, 0, streamed.size).then_some(streamed.size)
             }
             _ => None,
