@@ -10,13 +10,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use url::Url;
 
-use crate::digest::{HashingWriter, Offload, Sha256Digest, ThreadWriter};
+use crate::digest::{HashingWriter, Sha256Digest};
 use crate::error::{Error, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 use crate::growth::Growth;
 use crate::http;
@@ -488,7 +488,7 @@ pub(crate) fn fetch_observed(
     path: &Path,
     options: &FetchOptions,
     mut progress: Option<&mut ProgressFn<'_>>,
-    growth: Option<&Arc<Growth>>,
+    growth: Option<&Growth>,
     tap: Option<&mut dyn Tap>,
     conditions: Conditions<'_>,
 ) -> Result<Outcome> {
@@ -559,8 +559,6 @@ pub(crate) fn fetch_observed(
         Ended::NotModified => return Ok(Outcome::NotModified),
         Ended::Body(attempts, resumed, validators) => (attempts, resumed, validators),
     };
-    // The last bytes may still be on their way to the file.
-    out.settle().map_err(Error::io("write", path))?;
     let bytes = out.written();
     let (digest, file) = out.finish();
     Ok(Outcome::Fetched {
@@ -779,7 +777,7 @@ struct DownloadFile<'a, 't> {
     written: u64,
     /// Whether the file was emptied to start over.
     restarted: bool,
-    growth: Option<&'a Arc<Growth>>,
+    growth: Option<&'a Growth>,
     tap: Option<&'t mut dyn Tap>,
 }
 
@@ -819,31 +817,6 @@ impl DownloadFile<'_, '_> {
         self.restarted = true;
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0)).map(drop)
-    }
-}
-
-/// The hashing thread writes the received buffers, through a handle of its
-/// own (same position), and tells the growth once they are written.
-impl Offload for DownloadFile<'_, '_> {
-    fn offload(&mut self) -> Option<ThreadWriter> {
-        let mut file = self.file.try_clone().ok()?;
-        let growth = self.growth.cloned();
-        let mut written = self.written;
-        Some(Box::new(move |bytes: &[u8]| {
-            file.write_all(bytes)?;
-            written += bytes.len() as u64;
-            if let Some(g) = &growth {
-                g.advance(written);
-            }
-            Ok(())
-        }))
-    }
-
-    fn offloaded(&mut self, bytes: &[u8]) {
-        if let Some(tap) = self.tap.as_mut() {
-            tap.update(bytes);
-        }
-        self.written += bytes.len() as u64;
     }
 }
 
@@ -950,7 +923,6 @@ fn http_fetch(
             delay,
             error: err.to_string(),
         });
-        out.settle().map_err(Error::io("write", path))?;
         let still = Progress::bytes(Stage::Fetch, out.written(), state.total);
         http::pause(delay, &mut || report(progress, still))?;
     }
@@ -969,7 +941,7 @@ pub(crate) fn backoff(options: &FetchOptions, attempt: u32) -> Duration {
 }
 
 fn restart(out: &mut HashingWriter<DownloadFile<'_, '_>>, path: &Path) -> Result<()> {
-    out.reset().map_err(Error::io("write", path))?;
+    out.reset();
     out.get_mut().restart().map_err(Error::io("truncate", path))
 }
 
@@ -1360,10 +1332,9 @@ struct Body<'b, 'a, 't, 'p, 'q> {
 }
 
 impl<'b> Body<'b, '_, '_, '_, '_> {
-    /// Bytes received on every connection and in the file (the download's
-    /// progress: a run killed after it leaves them for the next to resume).
+    /// Bytes received on every connection.
     fn received(&self, spread: Option<&ranged::Spread>) -> u64 {
-        let prefix = self.out.stored();
+        let prefix = self.out.written();
         prefix + spread.map_or(0, |s| s.beyond(prefix))
     }
 
@@ -1414,18 +1385,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             }
             let (buffer, n) = match event {
                 http::Event::Data(buffer, n) => (buffer, n),
-                http::Event::End => {
-                    // The last bytes in the file, then shown.
-                    let stored = self.out.stored();
-                    self.out
-                        .settle()
-                        .map_err(Error::io("write", self.out_path))?;
-                    if self.out.stored() != stored {
-                        let received = self.received(spread);
-                        self.report(received)?;
-                    }
-                    return Ok(());
-                }
+                http::Event::End => return Ok(()),
                 http::Event::ReadFailed(e) => return Err(read_err(e)),
             };
             if written + n as u64 > max {

@@ -150,7 +150,7 @@ impl Streamer {
     }
 
     /// Where the download reports its progress.
-    pub(crate) fn growth(&self) -> &Arc<Growth> {
+    pub(crate) fn growth(&self) -> &Growth {
         &self.growth
     }
 
