@@ -137,7 +137,8 @@ enum Hasher {
 
 /// What the writer sends the hashing thread.
 enum Chunk {
-    Data(Vec<u8>),
+    /// Bytes to hash: the buffer's first `usize` bytes.
+    Data(Vec<u8>, usize),
     Reset,
 }
 
@@ -159,8 +160,8 @@ impl HashThread {
                 let mut state = state;
                 for chunk in queue {
                     match chunk {
-                        Chunk::Data(buf) => {
-                            state.update(&buf);
+                        Chunk::Data(buf, len) => {
+                            state.update(&buf[..len]);
                             let _ = give_back.try_send(buf);
                         }
                         Chunk::Reset => state = Sha256::new(),
@@ -180,8 +181,14 @@ impl HashThread {
         let mut buf = self.spare.try_recv().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
+        let len = buf.len();
+        self.update_owned(buf, len);
+    }
+
+    /// Hashes `buf[..len]`, handing `buf` itself over (no copy).
+    fn update_owned(&self, buf: Vec<u8>, len: usize) {
         // The thread only stops when this side hangs up.
-        let _ = self.chunks.send(Chunk::Data(buf));
+        let _ = self.chunks.send(Chunk::Data(buf, len));
     }
 
     fn finish(self) -> Sha256 {
@@ -240,22 +247,50 @@ impl<W: Write> HashingWriter<W> {
         (Sha256Digest(state.finalize().into()), self.inner)
     }
 
+    /// Writes `buffer[..len]` to the wrapped writer and hashes it. On the
+    /// helper thread, the buffer itself is handed over rather than copied
+    /// (a copy of every byte of a large download saved); returns a buffer
+    /// to read the next bytes into, when one is free.
+    pub(crate) fn write_buffer(
+        &mut self,
+        buffer: Vec<u8>,
+        len: usize,
+    ) -> io::Result<Option<Vec<u8>>> {
+        self.inner.write_all(&buffer[..len])?;
+        let spare = match self.hasher() {
+            Hasher::Inline(state) => {
+                state.update(&buffer[..len]);
+                Some(buffer)
+            }
+            Hasher::Threaded(thread) => {
+                thread.update_owned(buffer, len);
+                thread.spare.try_recv().ok()
+            }
+        };
+        self.written += len as u64;
+        Ok(spare)
+    }
+
     fn hash(&mut self, bytes: &[u8]) {
-        if let Hasher::Inline(state) = &mut self.hasher {
-            if self.written < INLINE_LIMIT {
-                state.update(bytes);
-                return;
-            }
-            let state = std::mem::take(state);
-            match HashThread::start(state.clone()) {
-                Some(thread) => self.hasher = Hasher::Threaded(thread),
-                None => self.hasher = Hasher::Inline(state),
-            }
-        }
-        match &mut self.hasher {
+        match self.hasher() {
             Hasher::Inline(state) => state.update(bytes),
             Hasher::Threaded(thread) => thread.update(bytes),
         }
+    }
+
+    /// The hasher for the next bytes: past [`INLINE_LIMIT`], the helper
+    /// thread (started then).
+    fn hasher(&mut self) -> &mut Hasher {
+        if let Hasher::Inline(state) = &mut self.hasher {
+            if self.written >= INLINE_LIMIT {
+                let state = std::mem::take(state);
+                match HashThread::start(state.clone()) {
+                    Some(thread) => self.hasher = Hasher::Threaded(thread),
+                    None => self.hasher = Hasher::Inline(state),
+                }
+            }
+        }
+        &mut self.hasher
     }
 }
 
@@ -329,6 +364,23 @@ mod tests {
         w.reset();
         w.write_all(b"fresh").unwrap();
         assert_eq!(w.finish().0, Sha256Digest::of(b"fresh"));
+    }
+
+    #[test]
+    fn handed_over_buffers_are_written_and_hashed_up_to_their_length() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let mut w = HashingWriter::new(Vec::new());
+        for chunk in data.chunks(100_000) {
+            // Only the first `len` bytes of a buffer count.
+            let mut buffer = chunk.to_vec();
+            buffer.extend_from_slice(b"not part of the package");
+            w.write_buffer(buffer, chunk.len()).unwrap();
+        }
+        assert!(matches!(w.hasher, Hasher::Threaded(_)));
+        assert_eq!(w.written(), data.len() as u64);
+        let (digest, inner) = w.finish();
+        assert_eq!(digest, Sha256Digest::of(&data));
+        assert_eq!(inner, data);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::error::{Error, Limit, NetworkKind, Result, TimeoutKind, TlsKind};
 use crate::growth::Growth;
 use crate::http;
 pub use crate::netrc::NetrcFile;
+use crate::prealloc;
 use crate::progress::{notify, report, Notice, NoticeFn, Progress, ProgressFn, Stage};
 use crate::proxy;
 pub use crate::proxy::ProxyConfig;
@@ -793,6 +794,17 @@ impl DownloadFile<'_, '_> {
         }
     }
 
+    /// Reserves the disk blocks of the rest of a download of `total` bytes
+    /// (see [`crate::prealloc`]), telling the growth so.
+    fn reserve(&self, total: u64) {
+        let rest = total.saturating_sub(self.written);
+        if prealloc::reserve(&self.file, self.written, rest) {
+            if let Some(g) = self.growth {
+                g.reserved();
+            }
+        }
+    }
+
     /// Empties the file for a download that starts over.
     fn restart(&mut self) -> io::Result<()> {
         if let Some(g) = self.growth {
@@ -1247,6 +1259,9 @@ fn receive_body(
             entry: None,
         });
     }
+    if let Some(total) = total {
+        out.get_mut().reserve(total);
+    }
     let (target, mut resumable) = match spreading {
         Some(Spreading { target, resumable }) => (Some(target), Some(resumable)),
         None => (None, None),
@@ -1381,31 +1396,42 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     entry: None,
                 });
             }
-            let keep = split.map_or(n, |end| n.min((end - written) as usize));
-            self.out
-                .write_all(&buffer[..keep])
-                .map_err(Error::io("write", self.out_path))?;
-            if let (Some(end), Some(spread)) = (split, spread) {
-                if self.out.written() == end && self.first_part_coming(spread)? {
-                    // The rest comes from the helpers: this connection is
-                    // done.
-                    drop(exchange);
-                    let resumable = spreading.map(|(_, resumable)| resumable);
-                    return self.take_parts(spread, resumable);
+            let spare = if split.is_none() {
+                // All of it is this connection's (the usual case): the
+                // buffer itself goes on to the hashing.
+                self.out
+                    .write_buffer(buffer, n)
+                    .map_err(Error::io("write", self.out_path))?
+            } else {
+                let keep = split.map_or(n, |end| n.min((end - written) as usize));
+                self.out
+                    .write_all(&buffer[..keep])
+                    .map_err(Error::io("write", self.out_path))?;
+                if let (Some(end), Some(spread)) = (split, spread) {
+                    if self.out.written() == end && self.first_part_coming(spread)? {
+                        // The rest comes from the helpers: this connection is
+                        // done.
+                        drop(exchange);
+                        let resumable = spreading.map(|(_, resumable)| resumable);
+                        return self.take_parts(spread, resumable);
+                    }
+                    if self.out.written() == end || spread.any_failed() {
+                        // A part is not coming: this connection goes on alone
+                        // (its low-speed window starts again: it may have
+                        // waited for the part's answer).
+                        stop_and_join(spread, &mut helpers);
+                        split = None;
+                        self.speed = http::LowSpeed::new(self.options, self.out.written());
+                        self.out
+                            .write_all(&buffer[keep..n])
+                            .map_err(Error::io("write", self.out_path))?;
+                    }
                 }
-                if self.out.written() == end || spread.any_failed() {
-                    // A part is not coming: this connection goes on alone
-                    // (its low-speed window starts again: it may have
-                    // waited for the part's answer).
-                    stop_and_join(spread, &mut helpers);
-                    split = None;
-                    self.speed = http::LowSpeed::new(self.options, self.out.written());
-                    self.out
-                        .write_all(&buffer[keep..n])
-                        .map_err(Error::io("write", self.out_path))?;
-                }
+                Some(buffer)
+            };
+            if let Some(spare) = spare {
+                exchange.recycle(spare);
             }
-            exchange.recycle(buffer);
             let received = self.received(spread_cell.get().filter(|_| split.is_some()));
             self.heartbeat(received)?;
             let plan = match (planner.as_ref(), self.total) {

@@ -17,6 +17,8 @@ struct GrowthState {
     len: u64,
     /// The length the server announced, when it did.
     total: Option<u64>,
+    /// Whether the disk space of the rest is already reserved.
+    reserved: bool,
     /// Set once no more bytes will come.
     end: Option<GrowthEnd>,
 }
@@ -49,10 +51,20 @@ impl Growth {
         self.lock().total = total;
     }
 
-    /// Bytes the download still has to write, when its length is known.
+    /// The disk space of the rest of the download is reserved (see
+    /// [`crate::prealloc`]): it is no longer counted as still needed.
+    pub(crate) fn reserved(&self) {
+        self.lock().reserved = true;
+    }
+
+    /// Disk space the download still needs for the bytes it has to write,
+    /// when its length is known.
     pub(crate) fn remaining(&self) -> Option<u64> {
         let state = self.lock();
-        state.total.map(|t| t.saturating_sub(state.len))
+        match state.reserved {
+            true => Some(0),
+            false => state.total.map(|t| t.saturating_sub(state.len)),
+        }
     }
 
     /// Declares the end of the file (the first end declared wins).

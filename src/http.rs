@@ -57,6 +57,8 @@ pub(crate) struct Exchange {
     spare: SyncSender<Vec<u8>>,
     /// This exchange's own agent: shutting it down touches nothing else.
     agent: ureq::Agent,
+    /// Bytes read per chunk: the length of every buffer.
+    chunk: usize,
 }
 
 impl Exchange {
@@ -122,6 +124,7 @@ impl Exchange {
             messages,
             spare,
             agent,
+            chunk,
         })
     }
 
@@ -151,8 +154,10 @@ impl Exchange {
         }
     }
 
-    /// Gives a data buffer back for the next chunk.
-    pub(crate) fn recycle(&self, buffer: Vec<u8>) {
+    /// Gives a buffer back for the next chunk: one it sent, or another one
+    /// the bytes were handed on in (grown to a chunk's length if need be).
+    pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
+        buffer.resize(self.chunk, 0);
         let _ = self.spare.try_send(buffer);
     }
 }

@@ -96,6 +96,7 @@ mod http;
 mod mounts;
 mod options;
 mod pipeline;
+mod prealloc;
 mod proxy;
 mod ranged;
 mod report;

@@ -141,3 +141,33 @@ fn running_out_of_space_fails_cleanly() {
         .unwrap();
     assert_eq!(read(dest.join("VERSION")), b"new");
 }
+
+/// The download's blocks are reserved up front: streaming's free-space check
+/// must not count the rest of the download a second time, or it steps aside
+/// on a disk that holds the download, the tree and the 1 MiB streaming
+/// keeps free (11 MiB), with a quarter MiB to spare; counted twice, the
+/// half-MiB entry not yet downloaded does not fit.
+#[test]
+fn streaming_counts_the_reserved_download_once() {
+    let Some(disk) = SmallDisk::new("11520k") else {
+        return;
+    };
+    let dest = disk.mount.join("app");
+    let pkg = noise_package(5 << 20);
+    let server = {
+        let pkg = pkg.clone();
+        TestServer::start(move |_, _| Reply::ok(pkg.clone()))
+    };
+    let report = Deploy::new(&server.url("/5m.zip"))
+        .unwrap()
+        .sha256(&Sha256Digest::of(&pkg).to_hex())
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .stream(true)
+        .durable(false)
+        .run()
+        .unwrap();
+    assert!(report.streamed, "{:?}", report.stream_fallback);
+    assert_eq!(read(dest.join("VERSION")), b"big");
+}

@@ -63,6 +63,7 @@ use super::times::{entry_time, set_file_time, set_path_time, EntryTime};
 use super::{finish_dirs, open_and_plan, umask, Extracted, Limits, SharedFile, CHUNK};
 use crate::error::{Error, Result};
 use crate::growth::{Growth, GrowthEnd};
+use crate::prealloc;
 use crate::writeback::Writeback;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
@@ -622,7 +623,8 @@ struct Walker {
     staging: PathBuf,
     limits: Limits,
     entries: Arc<AtomicU64>,
-    /// Bytes the workers have written.
+    /// Bytes the workers have written, or reserved on disk for the file
+    /// they write.
     written: AtomicU64,
     /// For a durable deploy: starts the writeback of the files written.
     writeback: Option<Writeback>,
@@ -1102,11 +1104,25 @@ impl Walker {
             .mode(STREAM_FILE_MODE)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
+        // A large file's blocks are reserved at once (not for a durable
+        // deploy: reserved blocks are converted when written out, which
+        // would add to its final flush).
+        let reserved = match &job.data {
+            JobData::Declared { streamed, .. } if self.writeback.is_none() => {
+                prealloc::reserve(&out, 0, streamed.size).then_some(streamed.size)
+            }
+            _ => None,
+        };
+        if let Some(size) = reserved {
+            self.written.fetch_add(size, Ordering::Relaxed);
+        }
         let mut len = 0u64;
         let mut write = |bytes: &[u8]| {
             out.write_all(bytes).map_err(|e| e.to_string())?;
-            self.written
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if reserved.is_none() {
+                self.written
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
             len += bytes.len() as u64;
             if let Some(w) = &self.writeback {
                 w.wrote(&out, len, bytes.len() as u64);
