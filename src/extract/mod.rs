@@ -37,7 +37,7 @@ use central::Record;
 use dirs::{Known, Leaf};
 use plan::{
     check_entry, check_free_space, check_link_target, data_start, zip_reason, Checked, FileRef,
-    Kind, Plan, MAX_LINK_TARGET,
+    Kind, Plan, LARGE_FILE, MAX_LINK_TARGET,
 };
 use stream::WorkerTools;
 use times::{set_file_time, set_path_time};
@@ -469,6 +469,9 @@ pub(crate) fn open_and_plan(
     Ok((reader.with_block(READ_AHEAD), plan))
 }
 
+/// Small files a worker claims at a time.
+const FILE_BATCH: usize = 64;
+
 /// Counters the file workers share.
 struct Shared<'a> {
     reader: &'a SharedFile,
@@ -498,24 +501,46 @@ impl Shared<'_> {
     /// `after_each` after every file.
     fn work(&self, mut after_each: impl FnMut(&Self)) {
         let mut worker = Worker {
-            reader: self.reader.with_block(SMALL_BLOCK),
+            // A batch's records, and its files' data, lie side by side.
+            reader: self.reader.with_block(READ_AHEAD),
             tools: WorkerTools::new(),
             record: Record::default(),
         };
-        while !self.stop.load(Ordering::Relaxed) {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(file) = self.plan.files.get(i) else {
+        loop {
+            let batch = self.claim();
+            if batch.is_empty() {
                 return;
-            };
-            match self.write_file(&mut worker, file) {
-                Ok(n) => {
-                    self.bytes.fetch_add(n, Ordering::Relaxed);
-                    self.done.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => self.fail(e),
             }
-            after_each(self);
+            for file in batch {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match self.write_file(&mut worker, file) {
+                    Ok(n) => {
+                        self.bytes.fetch_add(n, Ordering::Relaxed);
+                        self.done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => self.fail(e),
+                }
+                after_each(self);
+            }
         }
+    }
+
+    /// The next files to write: one large file, or a batch of small ones
+    /// (neighbours in the archive, in one directory as a rule, so two
+    /// workers seldom create files in the same directory at once).
+    fn claim(&self) -> &[FileRef] {
+        let files = &self.plan.files;
+        let step = match files.get(self.next.load(Ordering::Relaxed)) {
+            Some(file) if file.size < LARGE_FILE => FILE_BATCH,
+            _ => 1,
+        };
+        let from = self
+            .next
+            .fetch_add(step, Ordering::Relaxed)
+            .min(files.len());
+        &files[from..(from + step).min(files.len())]
     }
 
     fn fail(&self, e: Error) {
