@@ -33,7 +33,7 @@ use zip::CompressionMethod;
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
 use crate::writeback::Writeback;
-use central::Record;
+use central::{Record, Records};
 use dirs::{DirNode, Known, Leaf, PathKey};
 use plan::{
     check_entry, check_free_space, check_link_target, data_start, zip_reason, Checked, FileRef,
@@ -210,6 +210,7 @@ fn changed(name: &str) -> Error {
 /// were visited.
 fn each_dir(
     plan: &Plan,
+    records: Records,
     reader: &SharedFile,
     limits: &Limits,
     mut visit: impl FnMut(&DirNode, &Path, PathKey) -> Result<()>,
@@ -218,7 +219,7 @@ fn each_dir(
     let mut keys: Vec<PathKey> = Vec::new();
     let mut last_parent = None;
     plan.directory
-        .each(&mut reader.clone(), |_, record, _| -> Result<()> {
+        .each_of(records, &mut reader.clone(), |_, record, _| -> Result<()> {
             let checked = check_entry(record, limits)?;
             keys.clear();
             let _ = plan.paths.keys.each_prefix(&checked.path, |_, key| {
@@ -251,7 +252,8 @@ fn each_dir(
 /// with the search bit wherever the read bit is (a directory stored 0644
 /// becomes 0755: a web server running as another user can enter it);
 /// directories that already have their mode are left alone. Times: see
-/// `times.rs`.
+/// `times.rs`. Two threads share the work in a large archive: nothing is
+/// created any more, and each directory is done once.
 pub(crate) fn finish_dirs(
     plan: &Plan,
     reader: &SharedFile,
@@ -259,7 +261,7 @@ pub(crate) fn finish_dirs(
     limits: &Limits,
 ) -> Result<()> {
     let created = 0o755 & !umask();
-    let visit = |dir: &DirNode, prefix: &Path, key| {
+    let finish_dir = |dir: &DirNode, prefix: &Path, key| {
         if !plan.paths.mark_timed(key) {
             return Ok(());
         }
@@ -274,8 +276,25 @@ pub(crate) fn finish_dirs(
         }
         Ok(())
     };
-    each_dir(plan, reader, limits, visit, |_| {})
+    let finish = |records| each_dir(plan, records, reader, limits, finish_dir, |_| {});
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match plan.directory.halves() {
+        Some([first, second]) if cores > 1 && plan.entries() >= SPLIT_ENTRIES => {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| finish(second));
+                let mine = finish(first);
+                let theirs = other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                mine.and(theirs)
+            })
+        }
+        _ => finish(plan.directory.all()),
+    }
 }
+
+/// Entries from which directories are finished on two threads.
+const SPLIT_ENTRIES: u64 = 4096;
 
 /// The mode a directory stored with `mode` gets: owner rwx, and x wherever r.
 pub(crate) fn dir_mode(mode: u32) -> u32 {
@@ -611,7 +630,15 @@ impl Shared<'_> {
                 self.dirs.advance(record.next);
             }
         };
-        let done = each_dir(self.plan, self.reader, self.limits, visit, entry_done);
+        let records = self.plan.directory.all();
+        let done = each_dir(
+            self.plan,
+            records,
+            self.reader,
+            self.limits,
+            visit,
+            entry_done,
+        );
         self.dirs.advance(u64::MAX);
         done.map(|()| created)
     }
@@ -707,11 +734,14 @@ fn write_tree(
         writeback,
         dirs: DirsReady::default(),
     };
+    // As many writers as cores beside the thread creating directories (the
+    // streaming walker's layout): a writer waiting for the journal or for a
+    // directory's lock leaves its core to another.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helpers = if plan.files.len() < 32 {
         0
     } else {
-        cores.min(8) - 1
+        cores.min(8)
     };
     let total_entries = Some(plan.entries());
     let mut dirs = shared.create_large_files_dirs()?;
@@ -916,10 +946,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    /// 400 small files, their directories taken in turn (`d{i % 40}/sub/`),
-    /// each `d..` listed with mode 0750, half before its files and half
-    /// after them; the file `d07/sub/f87` stored, to be corrupted.
-    fn interleaved_package() -> Vec<u8> {
+    /// `files` small files, their directories taken in turn
+    /// (`d{i % 40}/sub/`), each `d..` listed with mode 0750, half before its
+    /// files and half after them; the file `d07/sub/f87` stored, to be
+    /// corrupted.
+    fn interleaved_package(files: usize) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
         let time = zip::DateTime::from_date_and_time(2021, 3, 4, 5, 6, 8).unwrap();
         let file = zip::write::SimpleFileOptions::default().last_modified_time(time);
@@ -927,7 +958,7 @@ mod tests {
         for d in 0..20 {
             w.add_directory(format!("d{d:02}/"), dir).unwrap();
         }
-        for i in 0..400 {
+        for i in 0..files {
             let options = match i {
                 87 => file.compression_method(zip::CompressionMethod::Stored),
                 _ => file,
@@ -944,13 +975,15 @@ mod tests {
 
     #[test]
     fn files_in_directories_taken_in_turn_get_their_bytes_and_directories_their_modes_and_times() {
+        // Enough entries that two threads finish the directories.
+        let files = SPLIT_ENTRIES as usize + 100;
         let tmp = tempfile::tempdir().unwrap();
         let archive = tmp.path().join("app.zip");
-        fs::write(&archive, interleaved_package()).unwrap();
+        fs::write(&archive, interleaved_package(files)).unwrap();
         let dest = tmp.path().join("app");
         let done = extract_archive(&archive, &dest, &Limits::default(), None).unwrap();
-        assert_eq!((done.files, done.dirs), (400, 80));
-        for i in 0..400 {
+        assert_eq!((done.files, done.dirs), (files as u64, 80));
+        for i in 0..files {
             let path = dest.join(format!("d{:02}/sub/f{i}", i % 40));
             assert_eq!(fs::read_to_string(&path).unwrap(), format!("file {i}\n"));
         }
@@ -966,7 +999,7 @@ mod tests {
 
     #[test]
     fn a_file_failing_while_directories_are_created_is_the_error_reported() {
-        let mut bytes = interleaved_package();
+        let mut bytes = interleaved_package(400);
         let at = bytes.windows(8).position(|w| w == b"file 87\n").unwrap();
         bytes[at] = b'F';
         let tmp = tempfile::tempdir().unwrap();

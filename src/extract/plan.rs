@@ -262,6 +262,9 @@ fn plan_once(
                 Error::CorruptArchive(format!("entry #{index}: its data ends beyond 2^64 bytes"))
             })?;
             layout.add(record.header, end, &file);
+            if index == count / 2 {
+                plan.directory.middle = Some((index, record.at));
+            }
             let checked = check_entry(record, limits)?;
             plan.total_size = plan.total_size.saturating_add(record.size);
             if plan.total_size > limits.max_total_size {
