@@ -9,10 +9,12 @@
 //! (encryption, exotic compression) or over a limit. A device or FIFO entry
 //! that carries data is planned as a regular file; nothing special is ever
 //! created.
-//! *Writing* then creates directories, fills files on all cores (each created
-//! with `O_EXCL`, so nothing is ever written through a link), checks each
-//! entry's length and CRC, creates symlinks last (each target checked to stay
-//! inside the tree) and finally applies directory modes and times.
+//! *Writing* then fills files on all cores (each created with `O_EXCL`, so
+//! nothing is ever written through a link): large ones first, the others in
+//! the order of the archive, in batches, while the calling thread creates
+//! the directories just ahead of them. It checks each entry's length and
+//! CRC, creates symlinks last (each target checked to stay inside the tree)
+//! and finally applies directory modes and times, on two threads.
 
 mod central;
 mod dirs;
