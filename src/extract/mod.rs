@@ -520,6 +520,15 @@ impl DirsReady {
     }
 }
 
+/// Lets every worker through when dropped.
+struct AllReady<'a>(&'a DirsReady);
+
+impl Drop for AllReady<'_> {
+    fn drop(&mut self) {
+        self.0.advance(u64::MAX);
+    }
+}
+
 /// Records between two advances of [`DirsReady`].
 const DIRS_STEP: usize = 256;
 
@@ -620,6 +629,8 @@ impl Shared<'_> {
     /// of small files is written as soon as its directories exist. Returns
     /// how many it created.
     fn create_dirs(&self) -> Result<u64> {
+        // However this ends (a panic included), no worker waits any more.
+        let _all = AllReady(&self.dirs);
         let mut created = 0;
         let mut entries = 0;
         let visit = |_: &DirNode, prefix: &Path, key| {
@@ -641,7 +652,6 @@ impl Shared<'_> {
             visit,
             entry_done,
         );
-        self.dirs.advance(u64::MAX);
         done.map(|()| created)
     }
 
