@@ -10,6 +10,7 @@
 //! per entry is kept but what [`super::plan::Plan`] says it keeps.
 
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 
 use super::limits::{end_record, signature_at, CENTRAL_SIG};
 use super::plan::unicode_path;
@@ -146,6 +147,17 @@ pub(crate) struct Directory {
     pub(crate) start: u64,
     pub(crate) entries: u64,
     pub(crate) archive_offset: u64,
+    /// The index and offset of the record halfway, once planning has read
+    /// them all: two threads can then walk one half each.
+    pub(crate) middle: Option<(usize, u64)>,
+}
+
+/// A run of consecutive records: the offset of the first, and their
+/// indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Records {
+    pub(crate) at: u64,
+    pub(crate) indices: Range<usize>,
 }
 
 impl Directory {
@@ -167,6 +179,7 @@ impl Directory {
                 start,
                 entries: 0,
                 archive_offset: 0,
+                middle: None,
             });
         }
         for (at, archive_offset) in [(end.offset, 0), (start, start.wrapping_sub(end.offset))] {
@@ -175,16 +188,54 @@ impl Directory {
                     start: at,
                     entries: end.entries,
                     archive_offset,
+                    middle: None,
                 });
             }
         }
         Err("no central directory record where the end record points".into())
     }
 
+    /// All the records.
+    pub(crate) fn all(&self) -> Records {
+        Records {
+            at: self.start,
+            indices: 0..self.entries as usize,
+        }
+    }
+
+    /// The records in two halves, where planning noted the middle.
+    pub(crate) fn halves(&self) -> Option<[Records; 2]> {
+        let (index, at) = self.middle?;
+        Some([
+            Records {
+                at: self.start,
+                indices: 0..index,
+            },
+            Records {
+                at,
+                indices: index..self.entries as usize,
+            },
+        ])
+    }
+
     /// Calls `each` with every record in order, read into one reused
     /// [`Record`] (its `header` with the archive offset added).
     pub(crate) fn each<R, E>(
         &self,
+        reader: &mut R,
+        each: impl FnMut(usize, &Record, &mut R) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        R: Read + Seek,
+        E: From<Error>,
+    {
+        self.each_of(self.all(), reader, each)
+    }
+
+    /// [`Directory::each`] over the run `records`.
+    pub(crate) fn each_of<R, E>(
+        &self,
+        records: Records,
         reader: &mut R,
         mut each: impl FnMut(usize, &Record, &mut R) -> Result<(), E>,
     ) -> Result<(), E>
@@ -193,8 +244,8 @@ impl Directory {
         E: From<Error>,
     {
         let mut record = Record::default();
-        let mut at = self.start;
-        for index in 0..self.entries as usize {
+        let mut at = records.at;
+        for index in records.indices {
             record.read(reader, at).map_err(|e| {
                 Error::CorruptArchive(format!("central directory record #{index}: {e}"))
             })?;
@@ -260,6 +311,7 @@ mod tests {
             start: 7,
             entries: 2,
             archive_offset: 100,
+            middle: Some((1, second)),
         };
         let mut seen = Vec::new();
         dir.each(&mut Cursor::new(&bytes), |i, r, _| {
@@ -274,5 +326,15 @@ mod tests {
                 (1, b"c".to_vec(), 103)
             ]
         );
+        let [first, last] = dir.halves().unwrap();
+        let mut halves = Vec::new();
+        for half in [first, last] {
+            dir.each_of(half, &mut Cursor::new(&bytes), |i, r, _| {
+                halves.push((i, r.name.clone()));
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(halves, [(0, b"a/b.txt".to_vec()), (1, b"c".to_vec())]);
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::times::EntryTime;
 
@@ -103,7 +104,7 @@ pub(crate) enum Leaf {
 
 /// A directory of the plan, listed by the archive or implied by an entry
 /// below it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct DirNode {
     check: u64,
     /// Its entry's time when listed, else the newest time below it.
@@ -112,16 +113,19 @@ pub(crate) struct DirNode {
     /// Permission bits its entry gives it.
     mode: u16,
     flags: u8,
+    /// What writing did to it ([`CREATED`], [`TIMED`]): set through a
+    /// shared table, while file workers read it.
+    done: AtomicU8,
 }
 
 const LISTED: u8 = 1;
 const HAS_TIME: u8 = 2;
 const HAS_MODE: u8 = 4;
-const CREATED: u8 = 8;
-const TIMED: u8 = 16;
 /// Also claimed by a file or a symlink (an archive refused).
-const LEAF_FILE: u8 = 32;
-const LEAF_SYMLINK: u8 = 64;
+const LEAF_FILE: u8 = 8;
+const LEAF_SYMLINK: u8 = 16;
+const CREATED: u8 = 1;
+const TIMED: u8 = 2;
 
 impl DirNode {
     pub(crate) fn listed(&self) -> bool {
@@ -226,6 +230,7 @@ impl PathTable {
                 nanos: 0,
                 mode: 0,
                 flags: 0,
+                done: AtomicU8::new(0),
             }
         });
         if !dir.listed() && dir.time().is_none_or(|t| t < time) {
@@ -251,13 +256,14 @@ impl PathTable {
     /// Notes that a file or symlink claims the directory at `key`: the
     /// archive is refused once the name that does is known.
     pub(crate) fn mark_leaf(&mut self, key: PathKey, leaf: Leaf) {
-        self.mark(
-            key,
-            match leaf {
-                Leaf::File => LEAF_FILE,
-                Leaf::Symlink => LEAF_SYMLINK,
-            },
-        );
+        if let Some(d) = self.dirs.get_mut(&key.index) {
+            if d.check == key.check {
+                d.flags |= match leaf {
+                    Leaf::File => LEAF_FILE,
+                    Leaf::Symlink => LEAF_SYMLINK,
+                };
+            }
+        }
     }
 
     /// The file or symlink at `key`, if one claims it.
@@ -278,23 +284,21 @@ impl PathTable {
     }
 
     /// Marks the directory at `key` created; false if it already was (or is
-    /// not a directory of the plan).
-    pub(crate) fn mark_created(&mut self, key: PathKey) -> bool {
-        self.mark(key, CREATED)
+    /// not a directory of the plan). One thread creates directories while
+    /// others write files and read the table.
+    pub(crate) fn mark_created(&self, key: PathKey) -> bool {
+        self.mark_done(key, CREATED)
     }
 
     /// Marks the directory at `key` timed; false if it already was.
-    pub(crate) fn mark_timed(&mut self, key: PathKey) -> bool {
-        self.mark(key, TIMED)
+    pub(crate) fn mark_timed(&self, key: PathKey) -> bool {
+        self.mark_done(key, TIMED)
     }
 
-    fn mark(&mut self, key: PathKey, flag: u8) -> bool {
-        match self.dirs.get_mut(&key.index) {
-            Some(d) if d.check == key.check && d.flags & flag == 0 => {
-                d.flags |= flag;
-                true
-            }
-            _ => false,
+    fn mark_done(&self, key: PathKey, flag: u8) -> bool {
+        match self.dir(key) {
+            Some(d) => d.done.fetch_or(flag, Ordering::Relaxed) & flag == 0,
+            None => false,
         }
     }
 }

@@ -9,10 +9,12 @@
 //! (encryption, exotic compression) or over a limit. A device or FIFO entry
 //! that carries data is planned as a regular file; nothing special is ever
 //! created.
-//! *Writing* then creates directories, fills files on all cores (each created
-//! with `O_EXCL`, so nothing is ever written through a link), checks each
-//! entry's length and CRC, creates symlinks last (each target checked to stay
-//! inside the tree) and finally applies directory modes and times.
+//! *Writing* then fills files on all cores (each created with `O_EXCL`, so
+//! nothing is ever written through a link): large ones first, the others in
+//! the order of the archive, in batches, while the calling thread creates
+//! the directories just ahead of them. It checks each entry's length and
+//! CRC, creates symlinks last (each target checked to stay inside the tree)
+//! and finally applies directory modes and times, on two threads.
 
 mod central;
 mod dirs;
@@ -26,18 +28,18 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use zip::CompressionMethod;
 
 use crate::error::{Error, Result};
 use crate::progress::{report, Progress, ProgressFn, Stage};
 use crate::writeback::Writeback;
-use central::Record;
-use dirs::{Known, Leaf};
+use central::{Record, Records};
+use dirs::{DirNode, Known, Leaf, PathKey};
 use plan::{
     check_entry, check_free_space, check_link_target, data_start, zip_reason, Checked, FileRef,
-    Kind, Plan, MAX_LINK_TARGET,
+    Kind, Plan, LARGE_FILE, MAX_LINK_TARGET,
 };
 use stream::WorkerTools;
 use times::{set_file_time, set_path_time};
@@ -148,7 +150,7 @@ pub(crate) fn extract_open_archive(
     mut progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
 ) -> Result<Extracted> {
-    let (reader, mut plan) = open_and_plan(archive, shown, limits)?;
+    let (reader, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
         check_free_space(dest, &plan)?;
     }
@@ -160,8 +162,8 @@ pub(crate) fn extract_open_archive(
         entries: plan.entries(),
         ..Extracted::default()
     };
-    extracted.dirs = create_dirs(&mut plan, &reader, dest, limits)?;
-    extracted.bytes = write_files(&reader, &plan, dest, limits, &mut progress, writeback)?;
+    (extracted.dirs, extracted.bytes) =
+        write_tree(&reader, &plan, dest, limits, &mut progress, writeback)?;
     extracted.files = plan.files.len() as u64;
     let mut tools = WorkerTools::new();
     let mut record = Record::default();
@@ -174,7 +176,7 @@ pub(crate) fn extract_open_archive(
         set_path_time(&path, record.mtime()).map_err(Error::io("set the time of", &path))?;
         extracted.symlinks += 1;
     }
-    finish_dirs(&mut plan, &reader, dest, limits)?;
+    finish_dirs(&plan, &reader, dest, limits)?;
     report(
         &mut progress,
         Progress {
@@ -200,72 +202,51 @@ fn changed(name: &str) -> Error {
     ))
 }
 
-/// Creates every directory of the plan, parents first, each once, with
-/// mode 0755 (less the umask); returns how many.
-pub(crate) fn create_dirs(
-    plan: &mut Plan,
-    reader: &SharedFile,
-    dest: &Path,
-    limits: &Limits,
-) -> Result<u64> {
-    let mut created = 0;
-    each_dir(plan, reader, limits, |plan, _, prefix, key| {
-        if plan.paths.mark_created(key) {
-            let path = dest.join(prefix);
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&path)
-                .map_err(Error::io("create directory", &path))?;
-            created += 1;
-        }
-        Ok(())
-    })?;
-    Ok(created)
-}
-
 /// Calls `visit` with every directory of every entry (the directories it
 /// is in, and itself if it is one), parents first, re-reading the central
 /// directory: each entry is checked again, and a directory planning did
-/// not see means the archive changed.
+/// not see means the archive changed. An entry in the same directory as
+/// the one before it (as neighbours in an archive mostly are) has its
+/// parents visited already: only its own path, if it is a directory,
+/// remains. `entry_done` is called with each record once its directories
+/// were visited.
 fn each_dir(
-    plan: &mut Plan,
+    plan: &Plan,
+    records: Records,
     reader: &SharedFile,
     limits: &Limits,
-    mut visit: impl FnMut(&mut Plan, dirs::DirNode, &Path, dirs::PathKey) -> Result<()>,
+    mut visit: impl FnMut(&DirNode, &Path, PathKey) -> Result<()>,
+    mut entry_done: impl FnMut(&Record),
 ) -> Result<()> {
-    let keys = plan.paths.keys.clone();
-    let mut pending: Vec<(PathBuf, dirs::PathKey)> = Vec::new();
-    let mut reader = reader.clone();
-    let directory = plan.directory;
-    directory.each(&mut reader, |_, record, _| -> Result<()> {
-        let checked = check_entry(record, limits)?;
-        dirs_of(&keys, &checked, &mut pending);
-        for (prefix, key) in pending.drain(..) {
-            let Some(dir) = plan.paths.dir(key).copied() else {
-                return Err(changed(&checked.name));
+    let mut keys: Vec<PathKey> = Vec::new();
+    let mut last_parent = None;
+    plan.directory
+        .each_of(records, &mut reader.clone(), |_, record, _| -> Result<()> {
+            let checked = check_entry(record, limits)?;
+            keys.clear();
+            let _ = plan.paths.keys.each_prefix(&checked.path, |_, key| {
+                keys.push(key);
+                Ok::<(), ()>(())
+            });
+            let parents = keys.len().saturating_sub(1);
+            let parent = parents.checked_sub(1).map(|i| keys[i]);
+            let first = match parent.is_some() && parent == last_parent {
+                true => parents,
+                false => 0,
             };
-            visit(plan, dir, &prefix, key)?;
-        }
-        Ok(())
-    })
-}
-
-/// The directories an entry is in, and the entry itself if it is one:
-/// each path with its key, parents first, into `dirs`.
-fn dirs_of(keys: &dirs::PathKeys, checked: &Checked, dirs: &mut Vec<(PathBuf, dirs::PathKey)>) {
-    let depth = checked.path.components().count();
-    let wanted = match checked.kind {
-        Kind::Dir => depth,
-        _ => depth.saturating_sub(1),
-    };
-    dirs.clear();
-    let _ = keys.each_prefix(&checked.path, |prefix, key| {
-        if dirs.len() == wanted {
-            return Err(());
-        }
-        dirs.push((prefix.to_path_buf(), key));
-        Ok(())
-    });
+            last_parent = parent;
+            let wanted = match checked.kind {
+                Kind::Dir => keys.len(),
+                _ => parents,
+            };
+            for (level, &key) in keys.iter().enumerate().take(wanted).skip(first) {
+                let dir = plan.paths.dir(key).ok_or_else(|| changed(&checked.name))?;
+                let mut path = checked.path.ancestors().skip(keys.len() - 1 - level);
+                visit(dir, path.next().expect("a path per key"), key)?;
+            }
+            entry_done(record);
+            Ok(())
+        })
 }
 
 /// Gives every directory its mode and time, once nothing more is created
@@ -273,15 +254,16 @@ fn dirs_of(keys: &dirs::PathKeys, checked: &Checked, dirs: &mut Vec<(PathBuf, di
 /// with the search bit wherever the read bit is (a directory stored 0644
 /// becomes 0755: a web server running as another user can enter it);
 /// directories that already have their mode are left alone. Times: see
-/// `times.rs`.
+/// `times.rs`. Two threads share the work in a large archive: nothing is
+/// created any more, and each directory is done once.
 pub(crate) fn finish_dirs(
-    plan: &mut Plan,
+    plan: &Plan,
     reader: &SharedFile,
     dest: &Path,
     limits: &Limits,
 ) -> Result<()> {
     let created = 0o755 & !umask();
-    each_dir(plan, reader, limits, |plan, dir, prefix, key| {
+    let finish_dir = |dir: &DirNode, prefix: &Path, key| {
         if !plan.paths.mark_timed(key) {
             return Ok(());
         }
@@ -295,8 +277,26 @@ pub(crate) fn finish_dirs(
             set_path_time(&path, time).map_err(Error::io("set the time of", &path))?;
         }
         Ok(())
-    })
+    };
+    let finish = |records| each_dir(plan, records, reader, limits, finish_dir, |_| {});
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match plan.directory.halves() {
+        Some([first, second]) if cores > 1 && plan.entries() >= SPLIT_ENTRIES => {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| finish(second));
+                let mine = finish(first);
+                let theirs = other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                mine.and(theirs)
+            })
+        }
+        _ => finish(plan.directory.all()),
+    }
 }
+
+/// Entries from which directories are finished on two threads.
+const SPLIT_ENTRIES: u64 = 4096;
 
 /// The mode a directory stored with `mode` gets: owner rwx, and x wherever r.
 pub(crate) fn dir_mode(mode: u32) -> u32 {
@@ -469,6 +469,9 @@ pub(crate) fn open_and_plan(
     Ok((reader.with_block(READ_AHEAD), plan))
 }
 
+/// Small files a worker claims at a time.
+const FILE_BATCH: usize = 64;
+
 /// Counters the file workers share.
 struct Shared<'a> {
     reader: &'a SharedFile,
@@ -484,7 +487,50 @@ struct Shared<'a> {
     umask: u32,
     /// For a durable deploy: starts the writeback of the files written.
     writeback: Option<&'a Writeback>,
+    dirs: DirsReady,
 }
+
+/// How far the creation of directories has gone through the central
+/// directory: a worker waits on it before it writes a batch of small files.
+#[derive(Default)]
+struct DirsReady {
+    /// Every record before this offset has its directories.
+    upto: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl DirsReady {
+    fn advance(&self, upto: u64) {
+        *self.upto.lock().unwrap_or_else(|p| p.into_inner()) = upto;
+        self.moved.notify_all();
+    }
+
+    /// Wakes the waiting workers, to see `stop`.
+    fn wake(&self) {
+        let _upto = self.upto.lock().unwrap_or_else(|p| p.into_inner());
+        self.moved.notify_all();
+    }
+
+    /// Waits until the record at `central` has its directories, or `stop`.
+    fn wait_for(&self, central: u64, stop: &AtomicBool) {
+        let mut upto = self.upto.lock().unwrap_or_else(|p| p.into_inner());
+        while *upto <= central && !stop.load(Ordering::Relaxed) {
+            upto = self.moved.wait(upto).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Lets every worker through when dropped.
+struct AllReady<'a>(&'a DirsReady);
+
+impl Drop for AllReady<'_> {
+    fn drop(&mut self) {
+        self.0.advance(u64::MAX);
+    }
+}
+
+/// Records between two advances of [`DirsReady`].
+const DIRS_STEP: usize = 256;
 
 /// One worker's reader, decoder and record, reused for every file.
 struct Worker {
@@ -498,30 +544,133 @@ impl Shared<'_> {
     /// `after_each` after every file.
     fn work(&self, mut after_each: impl FnMut(&Self)) {
         let mut worker = Worker {
-            reader: self.reader.with_block(SMALL_BLOCK),
+            // A batch's records, and its files' data, lie side by side.
+            reader: self.reader.with_block(READ_AHEAD),
             tools: WorkerTools::new(),
             record: Record::default(),
         };
-        while !self.stop.load(Ordering::Relaxed) {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(file) = self.plan.files.get(i) else {
+        loop {
+            let batch = self.claim();
+            if batch.is_empty() {
                 return;
-            };
-            match self.write_file(&mut worker, file) {
-                Ok(n) => {
-                    self.bytes.fetch_add(n, Ordering::Relaxed);
-                    self.done.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => self.fail(e),
             }
-            after_each(self);
+            let small = batch.iter().filter(|f| f.size < LARGE_FILE);
+            if let Some(last) = small.map(|f| f.central).max() {
+                self.dirs.wait_for(last, &self.stop);
+            }
+            for file in batch {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match self.write_file(&mut worker, file) {
+                    Ok(n) => {
+                        self.bytes.fetch_add(n, Ordering::Relaxed);
+                        self.done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => self.fail(e),
+                }
+                after_each(self);
+            }
         }
+    }
+
+    /// The next files to write: one large file, or a batch of small ones
+    /// (neighbours in the archive, in one directory as a rule, so two
+    /// workers seldom create files in the same directory at once).
+    fn claim(&self) -> &[FileRef] {
+        let files = &self.plan.files;
+        let step = match files.get(self.next.load(Ordering::Relaxed)) {
+            Some(file) if file.size < LARGE_FILE => FILE_BATCH,
+            _ => 1,
+        };
+        let from = self
+            .next
+            .fetch_add(step, Ordering::Relaxed)
+            .min(files.len());
+        &files[from..(from + step).min(files.len())]
     }
 
     fn fail(&self, e: Error) {
         self.stop.store(true, Ordering::Relaxed);
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(e);
+        drop(slot);
+        self.dirs.wake();
+    }
+
+    /// Creates the directories of the large files, which the workers
+    /// write first; returns how many.
+    fn create_large_files_dirs(&self) -> Result<u64> {
+        let mut created = 0;
+        let mut reader = self.reader.with_block(SMALL_BLOCK);
+        let mut record = Record::default();
+        for file in self.plan.files.iter().take_while(|f| f.size >= LARGE_FILE) {
+            let checked = read_planned(
+                &mut reader,
+                &mut record,
+                file.central,
+                self.plan,
+                self.limits,
+            )?;
+            let parent = checked.path.parent().unwrap_or(Path::new(""));
+            self.plan.paths.keys.each_prefix(parent, |prefix, key| {
+                if self.plan.paths.dir(key).is_none() {
+                    return Err(changed(&checked.name));
+                }
+                created += u64::from(self.create_dir(prefix, key)?);
+                Ok(())
+            })?;
+        }
+        Ok(created)
+    }
+
+    /// Creates every directory of the plan not created yet, in the order
+    /// of the central directory, while the workers write files: each batch
+    /// of small files is written as soon as its directories exist. Returns
+    /// how many it created.
+    fn create_dirs(&self) -> Result<u64> {
+        // However this ends (a panic included), no worker waits any more.
+        let _all = AllReady(&self.dirs);
+        let mut created = 0;
+        let mut entries = 0;
+        let visit = |_: &DirNode, prefix: &Path, key| {
+            created += u64::from(self.create_dir(prefix, key)?);
+            Ok(())
+        };
+        let entry_done = |record: &Record| {
+            entries += 1;
+            if entries % DIRS_STEP == 0 {
+                self.dirs.advance(record.next);
+            }
+        };
+        let records = self.plan.directory.all();
+        let done = each_dir(
+            self.plan,
+            records,
+            self.reader,
+            self.limits,
+            visit,
+            entry_done,
+        );
+        done.map(|()| created)
+    }
+
+    /// Creates the directory `prefix` of the plan (at `key`) with mode 0755
+    /// (less the umask) unless it was; returns whether it did.
+    fn create_dir(&self, prefix: &Path, key: PathKey) -> Result<bool> {
+        if self.stop.load(Ordering::Relaxed) {
+            // Another thread failed: the error it gave is the one reported.
+            return Err(Error::Cancelled);
+        }
+        if !self.plan.paths.mark_created(key) {
+            return Ok(false);
+        }
+        let path = self.dest.join(prefix);
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(Error::io("create directory", &path))?;
+        Ok(true)
     }
 
     /// Writes one file: exact length and CRC, mode and mtime.
@@ -569,16 +718,20 @@ impl Shared<'_> {
     }
 }
 
-/// Writes every planned file, on as many threads as there are cores, the
-/// calling thread included (it alone reports progress).
-fn write_files(
+/// Creates every planned directory and writes every planned file, on as
+/// many threads as there are cores: the calling thread creates the
+/// directories (parents first, each once) while the others already write
+/// the files whose directories exist, then writes files too (and alone
+/// reports progress). Returns the directories created and the bytes
+/// written.
+fn write_tree(
     reader: &SharedFile,
     plan: &Plan,
     dest: &Path,
     limits: &Limits,
     progress: &mut Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let shared = Shared {
         reader,
         plan,
@@ -591,17 +744,26 @@ fn write_files(
         error: Mutex::new(None),
         umask: umask(),
         writeback,
+        dirs: DirsReady::default(),
     };
+    // As many writers as cores beside the thread creating directories (the
+    // streaming walker's layout): a writer waiting for the journal or for a
+    // directory's lock leaves its core to another.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helpers = if plan.files.len() < 32 {
         0
     } else {
-        cores.min(8) - 1
+        cores.min(8)
     };
     let total_entries = Some(plan.entries());
+    let mut dirs = shared.create_large_files_dirs()?;
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| shared.work(|_| {}));
+        }
+        match shared.create_dirs() {
+            Ok(n) => dirs += n,
+            Err(e) => shared.fail(e),
         }
         shared.work(|shared| {
             let p = Progress {
@@ -618,7 +780,7 @@ fn write_files(
     });
     match shared.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(shared.bytes.into_inner()),
+        None => Ok((dirs, shared.bytes.into_inner())),
     }
 }
 
@@ -794,6 +956,72 @@ pub(crate) fn read_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// `files` small files, their directories taken in turn
+    /// (`d{i % 40}/sub/`), each `d..` listed with mode 0750, half before its
+    /// files and half after them; the file `d07/sub/f87` stored, to be
+    /// corrupted.
+    fn interleaved_package(files: usize) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let time = zip::DateTime::from_date_and_time(2021, 3, 4, 5, 6, 8).unwrap();
+        let file = zip::write::SimpleFileOptions::default().last_modified_time(time);
+        let dir = file.unix_permissions(0o750);
+        for d in 0..20 {
+            w.add_directory(format!("d{d:02}/"), dir).unwrap();
+        }
+        for i in 0..files {
+            let options = match i {
+                87 => file.compression_method(zip::CompressionMethod::Stored),
+                _ => file,
+            };
+            w.start_file(format!("d{:02}/sub/f{i}", i % 40), options)
+                .unwrap();
+            w.write_all(format!("file {i}\n").as_bytes()).unwrap();
+        }
+        for d in 20..40 {
+            w.add_directory(format!("d{d:02}/"), dir).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn files_in_directories_taken_in_turn_get_their_bytes_and_directories_their_modes_and_times() {
+        // Enough entries that two threads finish the directories.
+        let files = SPLIT_ENTRIES as usize + 100;
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("app.zip");
+        fs::write(&archive, interleaved_package(files)).unwrap();
+        let dest = tmp.path().join("app");
+        let done = extract_archive(&archive, &dest, &Limits::default(), None).unwrap();
+        assert_eq!((done.files, done.dirs), (files as u64, 80));
+        for i in 0..files {
+            let path = dest.join(format!("d{:02}/sub/f{i}", i % 40));
+            assert_eq!(fs::read_to_string(&path).unwrap(), format!("file {i}\n"));
+        }
+        let time = fs::metadata(dest.join("d00/sub/f0")).unwrap().mtime();
+        for d in 0..40 {
+            let listed = fs::metadata(dest.join(format!("d{d:02}"))).unwrap();
+            assert_eq!(listed.mode() & 0o7777, 0o750, "d{d:02}");
+            assert_eq!(listed.mtime(), time, "d{d:02}");
+            let implied = fs::metadata(dest.join(format!("d{d:02}/sub"))).unwrap();
+            assert_eq!(implied.mtime(), time, "d{d:02}/sub: the newest below");
+        }
+    }
+
+    #[test]
+    fn a_file_failing_while_directories_are_created_is_the_error_reported() {
+        let mut bytes = interleaved_package(400);
+        let at = bytes.windows(8).position(|w| w == b"file 87\n").unwrap();
+        bytes[at] = b'F';
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("app.zip");
+        fs::write(&archive, bytes).unwrap();
+        let e = extract_archive(&archive, &tmp.path().join("app"), &Limits::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d07/sub/f87") && e.contains("CRC"), "{e}");
+    }
 
     #[test]
     fn shared_file_reads_the_same_bytes_whatever_its_blocks() {
