@@ -584,13 +584,7 @@ def write_zip(path, entries):
             zf.writestr(zi, data, compress_type=method, compresslevel=6)
             files += 1
             total += len(data)
-    h = hashlib.sha256()
-    with open(tmp, "rb") as f:
-        while chunk := f.read(4 * MIB):
-            h.update(chunk)
-    os.replace(tmp, path)
-    return {"zip_bytes": os.path.getsize(path), "entries": files + dirs, "files": files,
-            "uncompressed_bytes": total, "sha256": h.hexdigest()}
+    return publish(tmp, path, files, dirs, total)
 
 
 def bsdtar_zip(src_zip, path):
@@ -615,6 +609,11 @@ def bsdtar_zip(src_zip, path):
             else:
                 files += 1
                 total += zi.file_size
+    return publish(tmp, path, files, dirs, total)
+
+
+def publish(tmp, path, files, dirs, total):
+    """Move the finished zip tmp to path; return its row (see COLUMNS)."""
     h = hashlib.sha256()
     with open(tmp, "rb") as f:
         while chunk := f.read(4 * MIB):
