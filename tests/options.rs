@@ -152,17 +152,21 @@ fn a_zero_stall_timeout_is_a_configuration_error() {
     assert!(names_in(tmp.path()).is_empty());
 }
 
+/// Serves `pkg` only at /mirror.zip (app.zip is missing) and its digest
+/// at /app.zip.sha256.
+fn mirror_and_sidecar_server(pkg: &[u8]) -> TestServer {
+    let pkg = pkg.to_vec();
+    TestServer::start(move |req, _| match req.path.as_str() {
+        "/mirror.zip" => Reply::ok(pkg.clone()),
+        "/app.zip.sha256" => Reply::ok(format!("{}  app.zip\n", sha(&pkg))),
+        _ => Reply::status(404),
+    })
+}
+
 #[test]
 fn locations_may_be_given_parsed_or_not() {
     let pkg = app_zip("1");
-    let server = TestServer::start({
-        let pkg = pkg.clone();
-        move |req, _| match req.path.as_str() {
-            "/mirror.zip" => Reply::ok(pkg.clone()),
-            "/app.zip.sha256" => Reply::ok(format!("{}  app.zip\n", sha(&pkg))),
-            _ => Reply::status(404),
-        }
-    });
+    let server = mirror_and_sidecar_server(&pkg);
     let tmp = tempfile::tempdir().unwrap();
     let main = Source::parse(&server.url("/app.zip")).unwrap();
     let report = Deploy::new(main)
@@ -183,14 +187,7 @@ fn locations_may_be_given_parsed_or_not() {
 #[allow(deprecated)]
 fn the_deprecated_source_twins_still_work() {
     let pkg = app_zip("1");
-    let server = TestServer::start({
-        let pkg = pkg.clone();
-        move |req, _| match req.path.as_str() {
-            "/mirror.zip" => Reply::ok(pkg.clone()),
-            "/app.zip.sha256" => Reply::ok(format!("{}  app.zip\n", sha(&pkg))),
-            _ => Reply::status(404),
-        }
-    });
+    let server = mirror_and_sidecar_server(&pkg);
     let tmp = tempfile::tempdir().unwrap();
     let parse = |path: &str| Source::parse(&server.url(path)).unwrap();
     let deploy = Deploy::from_source(parse("/app.zip"))

@@ -78,6 +78,13 @@ fn ranged_reply(req: &Request, body: &[u8], etag: &str) -> Reply {
 }
 
 /// The requests that asked for a closed range `bytes=A-B`: the parts.
+/// A server of `package` (ETag "v1") that honours ranges and caps each
+/// connection's speed.
+fn capped_server(package: &Package) -> TestServer {
+    let zip = package.zip.clone();
+    TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
+}
+
 fn parts_asked(server: &TestServer) -> Vec<(usize, usize)> {
     server
         .requests()
@@ -104,10 +111,7 @@ fn state_dir(dest: &Path) -> std::path::PathBuf {
 fn a_capped_download_is_fetched_over_several_connections_with_the_exact_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = six_mib("v1");
-    let server = {
-        let zip = v1.zip.clone();
-        TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
-    };
+    let server = capped_server(&v1);
     let url = server.url("/app.zip");
 
     // The fetch stage alone: the file holds the exact bytes, and the
@@ -446,10 +450,7 @@ fn the_size_limit_holds_over_several_connections() {
 fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = six_mib("v1");
-    let server = {
-        let zip = v1.zip.clone();
-        TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
-    };
+    let server = capped_server(&v1);
     let url = server.url("/app.zip");
     let dest = tmp.path().join("app");
     let state = state_dir(&dest);
