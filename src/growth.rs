@@ -21,6 +21,10 @@ struct GrowthState {
     reserved: bool,
     /// Set once no more bytes will come.
     end: Option<GrowthEnd>,
+    /// The smallest length a waiting reader waits for: `advance` wakes the
+    /// readers only once it is reached. `u64::MAX` once they were woken and
+    /// none waits again; 0 (wake at every advance) before anyone waited.
+    wanted: u64,
 }
 
 /// Why a download file stopped growing.
@@ -39,8 +43,13 @@ impl Growth {
     }
 
     pub(crate) fn advance(&self, len: u64) {
-        self.lock().len = len;
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.len = len;
+        if len >= state.wanted {
+            state.wanted = u64::MAX;
+            drop(state);
+            self.changed.notify_all();
+        }
     }
 
     pub(crate) fn restarted(&self) {
@@ -73,19 +82,110 @@ impl Growth {
         self.changed.notify_all();
     }
 
-    /// Waits until more than `pos` bytes exist or the file ended; returns the
-    /// length then, or `Err` if the download was abandoned.
-    pub(crate) fn wait_beyond(&self, pos: u64) -> std::result::Result<u64, GrowthEnd> {
+    /// Returns the length at once when more than `pos` bytes exist;
+    /// otherwise waits until `want` bytes (at least `pos + 1`) exist or the
+    /// file ended, and returns the length then. `Err` if the download was
+    /// abandoned.
+    ///
+    /// A reader that has caught up asks for more than the next byte (see
+    /// `extract::stream`), so that it sleeps and wakes once per stretch of
+    /// the download rather than once per network chunk.
+    pub(crate) fn wait_for(&self, pos: u64, want: u64) -> std::result::Result<u64, GrowthEnd> {
+        let want = want.max(pos + 1);
         let mut state = self.lock();
+        let mut first = true;
         loop {
             match state.end {
                 Some(GrowthEnd::Abandoned) => return Err(GrowthEnd::Abandoned),
                 Some(GrowthEnd::Complete) => return Ok(state.len),
-                None if state.len > pos => return Ok(state.len),
+                None if state.len >= want || (first && state.len > pos) => return Ok(state.len),
                 None => {
+                    state.wanted = state.wanted.min(want);
                     state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                    first = false;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Lets a waiter that could wrongly return do so.
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_reader_that_caught_up_sleeps_until_the_length_it_wants() {
+        let growth = Growth::default();
+        growth.advance(10);
+        // Bytes beyond `pos` already there: no wait, whatever is wanted.
+        assert_eq!(growth.wait_for(5, 1000), Ok(10));
+        let returned = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let len = growth.wait_for(10, 100);
+                returned.store(true, Ordering::SeqCst);
+                len
+            });
+            settle();
+            growth.advance(50);
+            settle();
+            assert!(
+                !returned.load(Ordering::SeqCst),
+                "woken short of what it wants"
+            );
+            growth.advance(100);
+            assert_eq!(waiter.join().unwrap(), Ok(100));
+        });
+    }
+
+    #[test]
+    fn readers_waiting_for_different_lengths_each_wake_at_their_own() {
+        let growth = Growth::default();
+        let near = AtomicBool::new(false);
+        let far = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                let len = growth.wait_for(0, 20);
+                near.store(true, Ordering::SeqCst);
+                len
+            });
+            let second = s.spawn(|| {
+                let len = growth.wait_for(0, 200);
+                far.store(true, Ordering::SeqCst);
+                len
+            });
+            settle();
+            growth.advance(30);
+            assert_eq!(first.join().unwrap(), Ok(30));
+            settle();
+            assert!(!far.load(Ordering::SeqCst));
+            growth.advance(150);
+            settle();
+            assert!(!far.load(Ordering::SeqCst));
+            // The end wakes every reader, however much it wanted.
+            growth.end(GrowthEnd::Complete);
+            assert_eq!(second.join().unwrap(), Ok(150));
+        });
+        assert!(near.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn an_abandoned_download_wakes_its_readers_with_an_error() {
+        let growth = Growth::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| growth.wait_for(0, 1 << 20));
+            settle();
+            growth.advance(10);
+            growth.restarted();
+            assert_eq!(waiter.join().unwrap(), Err(GrowthEnd::Abandoned));
+        });
+        assert_eq!(growth.wait_for(100, 200), Err(GrowthEnd::Abandoned));
     }
 }

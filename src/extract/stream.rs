@@ -402,6 +402,11 @@ fn complete_tree(
     finish_dirs(plan, reader, staging, limits)
 }
 
+/// Bytes a reader that caught up with the download waits for (or its end)
+/// before it goes on: it then sleeps and wakes once per this stretch, not
+/// once per network chunk (assets over loopback: about 1,600 fewer sleeps).
+const CAUGHT_UP_WAIT: u64 = 1 << 20;
+
 /// Reads a download file while it grows: waits for bytes not yet written,
 /// and stops at `end`.
 struct GrowingReader<'a> {
@@ -416,9 +421,10 @@ impl Read for GrowingReader<'_> {
         if self.pos >= self.end || buf.is_empty() {
             return Ok(0);
         }
+        let want = self.pos.saturating_add(CAUGHT_UP_WAIT).min(self.end);
         let available = self
             .growth
-            .wait_beyond(self.pos)
+            .wait_for(self.pos, want)
             .map_err(|_| io::Error::other("the download restarted or failed"))?;
         let n = (available.min(self.end).saturating_sub(self.pos)).min(buf.len() as u64) as usize;
         if n == 0 {
