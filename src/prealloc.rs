@@ -1,12 +1,15 @@
 //! Reserving a file's blocks before writing it, when its final length is
-//! known: the download (its announced length) and the large files streaming
-//! extracts (their declared sizes).
+//! known: the download (its announced length) and large extracted files
+//! (their declared sizes, streamed or from a complete package; not in a
+//! durable deploy).
 //!
 //! On ext4, a write into blocks not yet allocated (delayed allocation)
 //! reserves and tracks every 4 KiB block on its own; into blocks reserved
 //! by one `fallocate` it does not. Measured here on 392 MiB written in
 //! 256 KiB pieces: 62 ms of CPU instead of 92, the reservation included.
-//! Files under [`MIN_LEN`] are not worth the extra call.
+//! Files under [`MIN_LEN`] are not worth the extra call. Deploying the
+//! benchmark's assets package (600 MiB in 40 files) from a local path took
+//! 0.94x the time without (paired rounds), 60 ms less CPU.
 
 use std::fs::File;
 

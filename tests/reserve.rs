@@ -1,7 +1,8 @@
 //! Disk blocks reserved before they are written: the download gets its
 //! announced length at once, and a large file extracted while downloading
 //! its declared size, while their lengths still say how much was written
-//! (a cut download is resumed from its length).
+//! (a cut download is resumed from its length). A large file extracted from
+//! a local package is reserved too.
 
 mod common;
 
@@ -98,4 +99,59 @@ fn the_download_and_a_large_streamed_file_have_their_blocks_before_their_bytes()
     let err = deploy.join().unwrap().unwrap_err();
     assert_eq!(err.class(), zipdeploy::ErrorClass::Network, "{err}");
     assert!(!dest.exists());
+}
+
+/// `filefrag -v`'s extent lines for `path`, or `None` where it cannot map
+/// extents (no filefrag, or a filesystem without FIEMAP).
+fn extent_flags(path: &Path) -> Option<Vec<String>> {
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .map(str::to_string)
+        .collect();
+    (out.status.success() && !lines.is_empty()).then_some(lines)
+}
+
+#[test]
+fn a_large_file_from_a_local_package_is_written_into_reserved_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    if !reserving_works(tmp.path()) {
+        eprintln!("SKIPPED: this filesystem does not reserve blocks (fallocate KEEP_SIZE)");
+        return;
+    }
+    let data = noise(3 << 20, 12);
+    let package = tmp.path().join("app.zip");
+    std::fs::write(&package, noise_package(&data, "v1")).unwrap();
+    let dest = tmp.path().join("app");
+    Deploy::new(package.to_str().unwrap())
+        .unwrap()
+        .dest(&dest)
+        .durable(false)
+        .run()
+        .unwrap();
+    let file = dest.join("data/noise.bin");
+    assert_eq!(std::fs::read(&file).unwrap(), data);
+    // Written into blocks reserved first, the file's extents have their
+    // place on disk ("unwritten" until the kernel writes the data out).
+    // Written without, they are still delayed allocations: the kernel
+    // reserved and tracked each 4 KiB block as it came.
+    let Some(extents) = extent_flags(&file) else {
+        eprintln!("SKIPPED: filefrag cannot map extents here");
+        return;
+    };
+    assert!(
+        !extents.iter().any(|l| l.contains("delalloc")),
+        "{extents:#?}"
+    );
 }

@@ -40,6 +40,8 @@ missing_packages() {
   # tests/memory.rs measures peak RSS with GNU time; signal tests use kill(1).
   [[ -x /usr/bin/time ]] || echo time
   [[ -x /bin/kill || -x /usr/bin/kill ]] || echo procps
+  # tests/reserve.rs tells reserved blocks from delayed allocation with filefrag.
+  command -v filefrag >/dev/null || echo e2fsprogs
   # The archive writers of tests/writers.rs.
   command -v zip >/dev/null || echo zip
   command -v bsdtar >/dev/null || echo libarchive-tools

@@ -33,6 +33,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use zip::CompressionMethod;
 
 use crate::error::{Error, Result};
+use crate::prealloc;
 use crate::progress::{report, Progress, ProgressFn, Stage};
 use crate::writeback::Writeback;
 use central::{Record, Records};
@@ -692,6 +693,12 @@ impl Shared<'_> {
             .mode(checked.mode.unwrap_or(0o644))
             .open(&path)
             .map_err(Error::io("create", &path))?;
+        // A large file's blocks are reserved at once, as streaming does (not
+        // for a durable deploy: see `stream`). Planning checked its size
+        // against the limits and the free space.
+        if self.writeback.is_none() {
+            prealloc::reserve(&out, 0, file.size);
+        }
         let data = data_start(reader, record.header)
             .map_err(|e| Error::CorruptArchive(format!("entry {:?}: {e}", checked.name)))?;
         let mut so_far = 0u64;
