@@ -37,6 +37,11 @@ impl Sha256Digest {
         Sha256Digest(Sha256::digest(bytes).into())
     }
 
+    /// The digest of everything `state` was given.
+    pub(crate) fn of_state(state: Sha256) -> Self {
+        Sha256Digest(state.finalize().into())
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -10,10 +10,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use crate::digest::{HashingWriter, Sha256Digest};
@@ -661,6 +663,50 @@ pub(crate) fn hash_local_observed(
         attempts: 1,
         resumed: 0,
     })
+}
+
+/// Hashes the open local package `file` (at `path`, named in errors) from
+/// its start on the calling thread, reading at offsets: extraction reads
+/// the same handle meanwhile (see `pipeline::local`). Counts the bytes
+/// hashed in `hashed`; `Ok(None)` when `stop` was set first.
+pub(crate) fn hash_local_at(
+    file: &File,
+    path: &Path,
+    max: u64,
+    stop: &AtomicBool,
+    hashed: &AtomicU64,
+) -> Result<Option<Fetched>> {
+    let mut state = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let n = match file.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", path)(e)),
+        };
+        at += n as u64;
+        if at > max {
+            return Err(Error::LimitExceeded {
+                limit: Limit::DownloadSize,
+                max,
+                actual: at,
+                entry: None,
+            });
+        }
+        state.update(&buf[..n]);
+        hashed.store(at, Ordering::Relaxed);
+    }
+    Ok(Some(Fetched {
+        digest: Sha256Digest::of_state(state),
+        bytes: at,
+        attempts: 1,
+        resumed: 0,
+    }))
 }
 
 /// Opens (creating if need be) the file a download is written to, also

@@ -3,7 +3,8 @@
 //! swapped (renamed over, or rewritten in place) between hashing and
 //! extraction never reaches DEST. Each test makes the swap from the progress
 //! callback, which runs in the deploying thread right after the last byte was
-//! hashed and before extraction starts.
+//! hashed: before extraction starts, or during it for a local package that
+//! is hashed while it is extracted.
 
 mod common;
 use common::sha;

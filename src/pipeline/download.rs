@@ -141,7 +141,7 @@ impl Pipeline {
         Ok(Got::Package(Box::new(Obtained {
             archive: download,
             shown,
-            fetched,
+            fetched: Some(fetched),
             downloaded,
             source: source.clone(),
             location,

@@ -1,13 +1,15 @@
 //! The run of one deploy, stage by stage: lock DEST's state, read the
 //! expected digest (from a sidecar, when asked), obtain the verified
 //! package ([`obtain`]: the cache, then each location, [`download`]ing
-//! it), extract it (while it downloads, or after), run the hook, activate.
+//! it), extract it (while it downloads, while a local package is hashed
+//! ([`local`]), or after), run the hook, activate.
 //!
 //! [`crate::Deploy`] only collects what to do; this module does it. The
 //! stages it wires together never import each other.
 
 mod cached;
 mod download;
+mod local;
 mod obtain;
 mod scratch;
 mod signer;
@@ -224,12 +226,16 @@ impl Pipeline {
                 return Ok(());
             }
         };
-        report.digest = got.fetched.digest;
-        report.package_size = got.fetched.bytes;
         report.bytes_downloaded = got.downloaded;
         report.source = got.source.redacted();
         report.signed_by = got.signed_by.clone();
-        if let Some(current) = work.installed.filter(|c| c.digest == got.fetched.digest) {
+        if let Some(fetched) = &got.fetched {
+            report.digest = fetched.digest;
+            report.package_size = fetched.bytes;
+        }
+        let same_digest =
+            |c: &&Installed| got.fetched.as_ref().is_some_and(|f| f.digest == c.digest);
+        if let Some(current) = work.installed.filter(same_digest) {
             report.noop = true;
             // The same bytes under new validators (a file touched, a new
             // location): remember them, or every later deploy downloads it.
@@ -263,8 +269,8 @@ impl Pipeline {
             None => None,
         };
         report.streamed = streamed.is_some();
-        let done = match streamed {
-            Some(done) => {
+        let (done, fetched) = match (streamed, got.fetched) {
+            (Some(done), Some(fetched)) => {
                 let p = Progress {
                     stage: Stage::Extract,
                     bytes: done.bytes,
@@ -273,17 +279,30 @@ impl Pipeline {
                     total_entries: Some(done.entries),
                 };
                 progress::report(&mut progress.as_deref_mut(), p)?;
-                done
+                (done, fetched)
             }
-            None => extract::extract_open_archive(
-                &got.archive,
-                &got.shown,
-                &work.staging,
-                limits,
-                progress.as_deref_mut(),
-                work.writeback.as_ref(),
-            )?,
+            (None, Some(fetched)) => {
+                let done = extract::extract_open_archive(
+                    &got.archive,
+                    &got.shown,
+                    &work.staging,
+                    limits,
+                    progress.as_deref_mut(),
+                    work.writeback.as_ref(),
+                )?;
+                (done, fetched)
+            }
+            (_, None) => {
+                let len = got
+                    .archive
+                    .metadata()
+                    .map_err(Error::io("stat package", &got.shown))?
+                    .len();
+                self.extract_while_hashing(&got.archive, &got.shown, len, work, progress)?
+            }
         };
+        report.digest = fetched.digest;
+        report.package_size = fetched.bytes;
         if self.options.durable && got.scratch {
             // Of no more use, and not to be written out by the flush before
             // activation: its pages are dropped, never written (it is
@@ -296,8 +315,7 @@ impl Pipeline {
         report.timings.extract = extract_started.elapsed();
 
         let install_started = Instant::now();
-        let mut record =
-            Installed::new(got.fetched.digest, got.source.redacted(), got.fetched.bytes);
+        let mut record = Installed::new(fetched.digest, got.source.redacted(), fetched.bytes);
         record.location = got.location;
         record.etag = got.validators.etag;
         record.last_modified = got.validators.last_modified;

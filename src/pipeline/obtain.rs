@@ -50,7 +50,9 @@ pub(super) struct Obtained {
     pub(super) archive: File,
     /// Where that file is, for messages only.
     pub(super) shown: PathBuf,
-    pub(super) fetched: Fetched,
+    /// How it was hashed and verified; `None` for a local package hashed
+    /// while it is extracted (see `Pipeline::extract_while_hashing`).
+    pub(super) fetched: Option<Fetched>,
     /// Bytes that came over the network.
     pub(super) downloaded: u64,
     /// The location that served it.
@@ -114,7 +116,7 @@ impl Pipeline {
                         return Ok(Got::Package(Box::new(Obtained {
                             archive: file,
                             shown: cache.cache().entry_path(&expected),
-                            fetched,
+                            fetched: Some(fetched),
                             downloaded: 0,
                             source: self.source.clone(),
                             location: None,
@@ -241,15 +243,40 @@ impl Pipeline {
             // extract a private copy instead (not kept in the cache).
             return self.download(source, None, work, progress, signed.as_ref());
         }
-        let mut check = signed.as_ref().map(Signed::check);
-        let fetched = fetch::hash_local_observed(
-            &file,
-            path,
-            &self.options.fetch,
-            progress.as_deref_mut(),
-            check.as_mut().map(Check::tap),
-        )?;
-        self.verify(&fetched, check.as_mut())?;
+        let max = self.options.fetch.max_size;
+        if meta.len() > max {
+            return Err(Error::LimitExceeded {
+                limit: Limit::DownloadSize,
+                max,
+                actual: meta.len(),
+                entry: None,
+            });
+        }
+        // Hashed while it is extracted when its digest cannot make the
+        // deploy a no-op: it is either not the expected one (an error) or
+        // a new tree. Verified first, as before, when a signature is to be
+        // checked, or when a mismatch would move on to a mirror.
+        let hash_later = signed.is_none()
+            && self.options.mirrors.is_empty()
+            && match (self.options.sha256, work.installed) {
+                (_, None) => true,
+                (Some(expected), Some(current)) => current.digest != expected,
+                (None, Some(_)) => false,
+            };
+        let fetched = if hash_later {
+            None
+        } else {
+            let mut check = signed.as_ref().map(Signed::check);
+            let fetched = fetch::hash_local_observed(
+                &file,
+                path,
+                &self.options.fetch,
+                progress.as_deref_mut(),
+                check.as_mut().map(Check::tap),
+            )?;
+            self.verify(&fetched, check.as_mut())?;
+            Some(fetched)
+        };
         Ok(Got::Package(Box::new(Obtained {
             archive: file,
             shown: path.clone(),

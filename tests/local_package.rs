@@ -1,0 +1,163 @@
+//! A local package is hashed on one thread while it is extracted on
+//! others, from the one handle it was opened with; nothing is activated
+//! before its digest is verified, and a package that is not the expected
+//! one fails with that, whatever extraction made of it.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use zipdeploy::{Deploy, Error, ErrorClass, Progress, Stage};
+
+/// 2,000 files of 16 KiB of noise (32 MiB): extraction reports progress
+/// file by file, long before the last byte is hashed.
+fn many_files(version: &str) -> Vec<u8> {
+    let names: Vec<String> = (0..2000).map(|i| format!("data/{i:04}.bin")).collect();
+    let bodies: Vec<Vec<u8>> = (0..2000).map(|i| noise(16 << 10, i + 1)).collect();
+    let mut entries: Vec<Entry<'_>> = names
+        .iter()
+        .zip(&bodies)
+        .map(|(n, b)| Entry::File(n, b))
+        .collect();
+    entries.push(Entry::File("VERSION", version.as_bytes()));
+    zip_of(&entries)
+}
+
+/// Writes `zip` beside `dest` as a package only this user can write.
+fn local_package(dest: &Path, zip: &[u8]) -> PathBuf {
+    let path = dest.parent().unwrap().join("pkg.zip");
+    std::fs::write(&path, zip).unwrap();
+    chmod(&path, 0o644);
+    path
+}
+
+/// Deploys the local package `pkg` expecting `digest`, recording every
+/// progress event, cancelling at the first for which `cancel` holds.
+fn deploy(
+    pkg: &Path,
+    digest: &str,
+    dest: &Path,
+    cancel: impl Fn(&Progress) -> bool + Send + 'static,
+) -> (zipdeploy::Result<zipdeploy::Report>, Vec<Progress>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let result = Deploy::new(pkg.to_str().unwrap())
+        .unwrap()
+        .sha256(digest)
+        .unwrap()
+        .dest(dest)
+        .progress(move |p| {
+            seen.lock().unwrap().push(*p);
+            match cancel(p) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        })
+        .run();
+    let events = events.lock().unwrap().clone();
+    (result, events)
+}
+
+/// A fetch event telling entries already extracted before the last byte
+/// was hashed.
+fn extracted_while_hashing(p: &Progress) -> bool {
+    p.stage == Stage::Fetch && p.entries > 0 && Some(p.bytes) < p.total_bytes
+}
+
+#[test]
+fn a_local_package_is_extracted_while_it_is_hashed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let zip = many_files("v1");
+    let pkg = local_package(&dest, &zip);
+    let (result, events) = deploy(&pkg, &sha(&zip), &dest, |_| false);
+    let report = result.unwrap();
+    assert_eq!(version(&dest), "v1");
+    assert_eq!(report.digest.to_hex(), sha(&zip));
+    assert_eq!(report.package_size, zip.len() as u64);
+    assert!(
+        events.iter().any(extracted_while_hashing),
+        "no entry was extracted before the package was hashed: {:?}",
+        &events[..events.len().min(5)]
+    );
+    // The fetch stage ends with the whole package, before activation.
+    let whole = events
+        .iter()
+        .position(|p| p.stage == Stage::Fetch && p.bytes == zip.len() as u64)
+        .expect("the fetch stage never told the whole package");
+    let install = events.iter().position(|p| p.stage == Stage::Install);
+    assert!(install.is_some_and(|i| i > whole), "{events:?}");
+}
+
+#[test]
+fn a_local_package_that_is_not_the_expected_one_fails_with_its_digest_even_when_hostile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v1"));
+    // Another package (extraction stops once the digest is known), and one
+    // that extraction alone refuses, maybe before the hash ends: the wrong
+    // digest is the cause reported either way.
+    let other = many_files("v2");
+    let hostile = zip_of(&[
+        Entry::File("ok.txt", b"fine"),
+        Entry::File("../escaped.txt", b"out"),
+    ]);
+    for zip in [other, hostile] {
+        let pkg = local_package(&dest, &zip);
+        let (result, _) = deploy(&pkg, &sha(b"another package"), &dest, |_| false);
+        std::fs::remove_file(&pkg).unwrap();
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::Digest);
+        assert_untouched(&dest, &before);
+        assert!(!tmp.path().join("escaped.txt").exists());
+    }
+}
+
+#[test]
+fn cancelling_while_a_local_package_is_hashed_and_extracted_leaves_dest_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v1"));
+    let zip = many_files("v2");
+    let pkg = local_package(&dest, &zip);
+    let (result, events) = deploy(&pkg, &sha(&zip), &dest, extracted_while_hashing);
+    std::fs::remove_file(&pkg).unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err}");
+    assert!(events.iter().any(extracted_while_hashing));
+    assert_untouched(&dest, &before);
+}
+
+#[test]
+fn a_local_package_that_is_not_the_expected_one_moves_on_to_a_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let wanted = app_zip("v2");
+    let pkg = local_package(&dest, &app_zip("stale"));
+    let mirror = TestServer::serving(wanted.clone());
+    let report = Deploy::new(pkg.to_str().unwrap())
+        .unwrap()
+        .mirror(mirror.url("/app.zip").as_str())
+        .unwrap()
+        .sha256(&sha(&wanted))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_eq!(version(&dest), "v2");
+    assert_eq!(
+        report.mirrors_skipped.len(),
+        1,
+        "{:?}",
+        report.mirrors_skipped
+    );
+    assert!(
+        report.mirrors_skipped[0].contains("SHA-256 mismatch"),
+        "{:?}",
+        report.mirrors_skipped
+    );
+}
