@@ -113,11 +113,44 @@ impl Growth {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::{Scope, ScopedJoinHandle};
     use std::time::Duration;
+
+    type Waited = std::result::Result<u64, GrowthEnd>;
 
     /// Lets a waiter that could wrongly return do so.
     fn settle() {
         std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// A reader waiting on its own thread for `want` bytes from `pos`.
+    struct Waiter<'s> {
+        thread: ScopedJoinHandle<'s, Waited>,
+        returned: &'s AtomicBool,
+    }
+
+    impl<'s> Waiter<'s> {
+        fn start<'e>(
+            s: &'s Scope<'s, 'e>,
+            growth: &'s Growth,
+            returned: &'s AtomicBool,
+            (pos, want): (u64, u64),
+        ) -> Self {
+            let thread = s.spawn(move || {
+                let len = growth.wait_for(pos, want);
+                returned.store(true, Ordering::SeqCst);
+                len
+            });
+            Waiter { thread, returned }
+        }
+
+        fn waiting(&self) -> bool {
+            !self.returned.load(Ordering::SeqCst)
+        }
+
+        fn join(self) -> Waited {
+            self.thread.join().unwrap()
+        }
     }
 
     #[test]
@@ -128,63 +161,47 @@ mod tests {
         assert_eq!(growth.wait_for(5, 1000), Ok(10));
         let returned = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                let len = growth.wait_for(10, 100);
-                returned.store(true, Ordering::SeqCst);
-                len
-            });
+            let waiter = Waiter::start(s, &growth, &returned, (10, 100));
             settle();
             growth.advance(50);
             settle();
-            assert!(
-                !returned.load(Ordering::SeqCst),
-                "woken short of what it wants"
-            );
+            assert!(waiter.waiting(), "woken short of what it wants");
             growth.advance(100);
-            assert_eq!(waiter.join().unwrap(), Ok(100));
+            assert_eq!(waiter.join(), Ok(100));
         });
     }
 
     #[test]
     fn readers_waiting_for_different_lengths_each_wake_at_their_own() {
         let growth = Growth::default();
-        let near = AtomicBool::new(false);
-        let far = AtomicBool::new(false);
+        let (near, far) = (AtomicBool::new(false), AtomicBool::new(false));
         std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                let len = growth.wait_for(0, 20);
-                near.store(true, Ordering::SeqCst);
-                len
-            });
-            let second = s.spawn(|| {
-                let len = growth.wait_for(0, 200);
-                far.store(true, Ordering::SeqCst);
-                len
-            });
+            let first = Waiter::start(s, &growth, &near, (0, 20));
+            let second = Waiter::start(s, &growth, &far, (0, 200));
             settle();
             growth.advance(30);
-            assert_eq!(first.join().unwrap(), Ok(30));
+            assert_eq!(first.join(), Ok(30));
             settle();
-            assert!(!far.load(Ordering::SeqCst));
+            assert!(second.waiting());
             growth.advance(150);
             settle();
-            assert!(!far.load(Ordering::SeqCst));
+            assert!(second.waiting());
             // The end wakes every reader, however much it wanted.
             growth.end(GrowthEnd::Complete);
-            assert_eq!(second.join().unwrap(), Ok(150));
+            assert_eq!(second.join(), Ok(150));
         });
-        assert!(near.load(Ordering::SeqCst));
     }
 
     #[test]
     fn an_abandoned_download_wakes_its_readers_with_an_error() {
         let growth = Growth::default();
+        let returned = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| growth.wait_for(0, 1 << 20));
+            let waiter = Waiter::start(s, &growth, &returned, (0, 1 << 20));
             settle();
             growth.advance(10);
             growth.restarted();
-            assert_eq!(waiter.join().unwrap(), Err(GrowthEnd::Abandoned));
+            assert_eq!(waiter.join(), Err(GrowthEnd::Abandoned));
         });
         assert_eq!(growth.wait_for(100, 200), Err(GrowthEnd::Abandoned));
     }
