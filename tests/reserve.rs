@@ -19,6 +19,17 @@ fn blocks_and_len(path: &Path) -> Option<(u64, u64)> {
     Some((meta.blocks() * 512, meta.len()))
 }
 
+/// A temporary directory on a filesystem that reserves blocks beyond a
+/// file's length; `None` (the test is skipped, and says so) elsewhere.
+fn reserving_tempdir() -> Option<tempfile::TempDir> {
+    let tmp = tempfile::tempdir().unwrap();
+    if reserving_works(tmp.path()) {
+        return Some(tmp);
+    }
+    eprintln!("SKIPPED: this filesystem does not reserve blocks (fallocate KEEP_SIZE)");
+    None
+}
+
 /// Whether the filesystem of `dir` reserves blocks beyond a file's length.
 fn reserving_works(dir: &Path) -> bool {
     let probe = dir.join("probe");
@@ -43,11 +54,9 @@ fn staged(state: &Path, name: &str) -> Option<PathBuf> {
 
 #[test]
 fn the_download_and_a_large_streamed_file_have_their_blocks_before_their_bytes() {
-    let tmp = tempfile::tempdir().unwrap();
-    if !reserving_works(tmp.path()) {
-        eprintln!("SKIPPED: this filesystem does not reserve blocks (fallocate KEEP_SIZE)");
+    let Some(tmp) = reserving_tempdir() else {
         return;
-    }
+    };
     let data = noise(3 << 20, 11);
     let package = noise_package(&data, "v1");
     // The download stops for a while two thirds into the large file.
@@ -125,11 +134,9 @@ fn extent_flags(path: &Path) -> Option<Vec<String>> {
 
 #[test]
 fn a_large_file_from_a_local_package_is_written_into_reserved_blocks() {
-    let tmp = tempfile::tempdir().unwrap();
-    if !reserving_works(tmp.path()) {
-        eprintln!("SKIPPED: this filesystem does not reserve blocks (fallocate KEEP_SIZE)");
+    let Some(tmp) = reserving_tempdir() else {
         return;
-    }
+    };
     let data = noise(3 << 20, 12);
     let package = tmp.path().join("app.zip");
     std::fs::write(&package, noise_package(&data, "v1")).unwrap();
