@@ -161,3 +161,28 @@ fn a_local_package_that_is_not_the_expected_one_moves_on_to_a_mirror() {
         report.mirrors_skipped
     );
 }
+
+#[test]
+fn every_local_deploy_tells_the_whole_fetch_then_extraction_then_install() {
+    // Small packages: the hash and extraction's last event race each other.
+    let tmp = tempfile::tempdir().unwrap();
+    for round in 0..30 {
+        let dest = tmp.path().join(format!("app{round}"));
+        let zip = app_zip(&format!("v{round}"));
+        let pkg = tmp.path().join(format!("pkg{round}.zip"));
+        std::fs::write(&pkg, &zip).unwrap();
+        chmod(&pkg, 0o644);
+        let (result, events) = deploy(&pkg, &sha(&zip), &dest, |_| false);
+        result.unwrap();
+        let stages: Vec<Stage> = events.iter().map(|p| p.stage).collect();
+        let at = |stage: Stage| stages.iter().position(|s| *s == stage);
+        let whole = events
+            .iter()
+            .position(|p| p.stage == Stage::Fetch && p.bytes == zip.len() as u64);
+        let (extract, install) = (at(Stage::Extract), at(Stage::Install));
+        assert!(
+            whole.is_some() && extract > whole && install > extract,
+            "round {round}: {events:?}"
+        );
+    }
+}

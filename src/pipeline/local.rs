@@ -73,14 +73,18 @@ impl Pipeline {
             total_entries,
         };
         progress::report(&mut progress.as_deref_mut(), fetch_event(0, 0, None))?;
-        // Whether the last event told that the whole package was verified.
-        let mut told_verified = false;
+        // Whether an event told that the whole package was verified, and
+        // whether one of extraction's own followed.
+        let (mut told_verified, mut told_extract) = (false, false);
         let mut watch = |p: &Progress| {
             if shared.failed.load(Ordering::Acquire) {
                 return ControlFlow::Break(());
             }
             let event = match told_verified || shared.verified.load(Ordering::Acquire) {
-                true if told_verified => *p,
+                true if told_verified => {
+                    told_extract = true;
+                    *p
+                }
                 true => {
                     told_verified = true;
                     fetch_event(len, p.entries, p.total_entries)
@@ -139,22 +143,21 @@ impl Pipeline {
         let done = extracted?;
         // Hashing stops early only once extraction was cancelled.
         let fetched = fetched.ok_or(Error::Cancelled)?;
+        // Verified at or after extraction's last event: the fetch stage
+        // ends (if not told yet), and extraction's is told whole.
         if !told_verified {
-            // Verified after extraction's last event: the fetch stage ends,
-            // and extraction's is told whole.
-            let ends = [
-                fetch_event(len, done.entries, Some(done.entries)),
-                Progress {
-                    stage: Stage::Extract,
-                    bytes: done.bytes,
-                    total_bytes: Some(done.bytes),
-                    entries: done.entries,
-                    total_entries: Some(done.entries),
-                },
-            ];
-            for event in ends {
-                progress::report(&mut progress.as_deref_mut(), event)?;
-            }
+            let whole = fetch_event(len, done.entries, Some(done.entries));
+            progress::report(&mut progress.as_deref_mut(), whole)?;
+        }
+        if !told_extract {
+            let extracted = Progress {
+                stage: Stage::Extract,
+                bytes: done.bytes,
+                total_bytes: Some(done.bytes),
+                entries: done.entries,
+                total_entries: Some(done.entries),
+            };
+            progress::report(&mut progress.as_deref_mut(), extracted)?;
         }
         Ok((done, fetched))
     }
