@@ -249,7 +249,7 @@ impl<W: Write> HashingWriter<W> {
             Hasher::Inline(state) => state,
             Hasher::Threaded(thread) => thread.finish(),
         };
-        (Sha256Digest(state.finalize().into()), self.inner)
+        (Sha256Digest::of_state(state), self.inner)
     }
 
     /// Writes `buffer[..len]` to the wrapped writer and hashes it. On the

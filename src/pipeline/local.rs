@@ -150,14 +150,7 @@ impl Pipeline {
             progress::report(&mut progress.as_deref_mut(), whole)?;
         }
         if !told_extract {
-            let extracted = Progress {
-                stage: Stage::Extract,
-                bytes: done.bytes,
-                total_bytes: Some(done.bytes),
-                entries: done.entries,
-                total_entries: Some(done.entries),
-            };
-            progress::report(&mut progress.as_deref_mut(), extracted)?;
+            progress::report(&mut progress.as_deref_mut(), super::extracted(&done))?;
         }
         Ok((done, fetched))
     }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::extract::stream::Finished;
+use crate::extract::Extracted;
 use crate::fetch::{FetchOptions, Source};
 use crate::install::{self, Installed, Layout, StateLock};
 use crate::options::DeployOptions;
@@ -37,6 +38,18 @@ pub(crate) type Hook<'a> = Box<dyn FnOnce(&Path) -> std::result::Result<(), Stri
 pub(crate) type ProgressBox<'a> = Box<progress::ProgressFn<'a>>;
 /// The progress callback as the stages take it.
 type Reporter<'p, 'a> = &'p mut Option<ProgressBox<'a>>;
+
+/// The extract stage's one event for a tree extracted out of its sight
+/// (while streaming or hashing): all of `done`.
+fn extracted(done: &Extracted) -> Progress {
+    Progress {
+        stage: Stage::Extract,
+        bytes: done.bytes,
+        total_bytes: Some(done.bytes),
+        entries: done.entries,
+        total_entries: Some(done.entries),
+    }
+}
 
 /// One deploy to run: what [`crate::Deploy`] collected, checked.
 pub(crate) struct Job<'a> {
@@ -271,14 +284,7 @@ impl Pipeline {
         report.streamed = streamed.is_some();
         let (done, fetched) = match (streamed, got.fetched) {
             (Some(done), Some(fetched)) => {
-                let p = Progress {
-                    stage: Stage::Extract,
-                    bytes: done.bytes,
-                    total_bytes: Some(done.bytes),
-                    entries: done.entries,
-                    total_entries: Some(done.entries),
-                };
-                progress::report(&mut progress.as_deref_mut(), p)?;
+                progress::report(&mut progress.as_deref_mut(), extracted(&done))?;
                 (done, fetched)
             }
             (None, Some(fetched)) => {
