@@ -1081,8 +1081,11 @@ def target_checks(pkg, by):
     elif pkg == "tiny":
         ratio("tiny: zipdeploy / plain curl + unzip", "zipdeploy", "plain", 1.5)
     elif pkg == "many":
-        # A package on a mounted volume (or file://) is no slower to deploy than over HTTP.
-        ratio("many (200,000 entries): zipdeploy from a local path / over HTTP", "zd-local", "zipdeploy", 1.0)
+        # A package on a mounted volume (or file://) is no slower to deploy than over HTTP. Both create
+        # the same 168,395 files, so the two times are within noise of each other: the limit allows the
+        # 5 % the other no-regression row allows (at 1.0 the row passed or failed by chance).
+        ratio("many (200,000 entries): zipdeploy from a local path / over HTTP (no slower, within 5 % noise)",
+              "zd-local", "zipdeploy", 1.05)
     if "floor-sync" in by and by["floor-sync"].samples and by["floor"].samples:
         p, m = paired(by["floor-sync"], by["floor"])
         out.append((f"{pkg}: write floor + sync / write floor (informative: what --sync costs a plain copy on "
