@@ -1230,13 +1230,6 @@ fn http_attempt(
         spreading,
     );
     match (result, expected_total) {
-        (Err(Error::Network { .. }), Some(expected)) if out.written() < expected => {
-            Err(Error::Truncated {
-                url: shown,
-                received: out.written(),
-                expected,
-            })
-        }
         (Err(e), _) => Err(e),
         (Ok(()), Some(expected)) if out.written() != expected => Err(Error::Truncated {
             url: shown,
@@ -1402,6 +1395,21 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         )
     }
 
+    /// `error`, from this connection's body read: a broken connection
+    /// before the length announced cut the body short. (A part's error is
+    /// not this connection's, and keeps its own cause.)
+    fn cut_short(&self, error: Error) -> Error {
+        let received = self.out.written();
+        match (error, self.total) {
+            (Error::Network { .. }, Some(expected)) if received < expected => Error::Truncated {
+                url: self.shown.to_string(),
+                received,
+                expected,
+            },
+            (error, _) => error,
+        }
+    }
+
     /// Receives the body of `exchange`. With `spreading`, hands the rest to
     /// helpers on more connections when that pays, stops at the end of its
     /// own part and takes the helpers' parts in, in order.
@@ -1432,7 +1440,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             let (buffer, n) = match event {
                 http::Event::Data(buffer, n) => (buffer, n),
                 http::Event::End => return Ok(()),
-                http::Event::ReadFailed(e) => return Err(read_err(e)),
+                http::Event::ReadFailed(e) => return Err(self.cut_short(read_err(e))),
             };
             if written + n as u64 > max {
                 return Err(Error::LimitExceeded {

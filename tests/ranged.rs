@@ -521,3 +521,63 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
     let resumed = &server.requests()[before];
     assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
 }
+
+#[test]
+fn a_part_of_another_version_fails_the_download_with_that_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v0"));
+    let v1 = six_mib("v1");
+    let len = v1.zip.len();
+    // The last part is answered late (after the first connection has
+    // handed over), once, under another ETag: as from a second server
+    // behind a load balancer that stamps the file differently.
+    let server = {
+        let zip = v1.zip.clone();
+        let refused = AtomicBool::new(false);
+        TestServer::start(move |req, _| {
+            let reply = capped(ranged_reply(req, &zip, "\"v1\""));
+            let last = range_of(req).is_some_and(|(_, end)| end == Some(len - 1));
+            if !last || refused.swap(true, Ordering::SeqCst) {
+                return reply;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            let mut reply = reply;
+            reply.headers.retain(|(k, _)| k != "ETag");
+            reply.header("ETag", "\"v1-elsewhere\"")
+        })
+    };
+    let url = server
+        .url("/app.zip")
+        .replace("http://", "http://deployer:s3cret@");
+    let err = Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .run()
+        .unwrap_err();
+    assert!(parts_asked(&server).len() >= 3, "the rest was not spread");
+    // The cause, not a "truncated" download; no credential.
+    let message = err.to_string();
+    assert!(message.contains("another version"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+    assert_eq!(err.class(), ErrorClass::Network, "{err}");
+    assert_untouched(&dest, &before);
+    // What is kept is the verified prefix, which the next run resumes.
+    let kept = read(state_dir(&dest).join("partial.zip"));
+    assert!(!kept.is_empty() && kept.len() < len);
+    assert_eq!(kept, v1.zip[..kept.len()]);
+    let resumed_from = server.requests().len();
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let resumed = &server.requests()[resumed_from];
+    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+}
