@@ -1428,19 +1428,38 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         // Where this connection stops while the rest is spread.
         let mut split: Option<u64> = None;
         let mut helpers = Vec::new();
+        // Times this connection's own part was asked for again.
+        let mut again = 0;
         loop {
             let written = self.out.written();
             let spread = spread_cell.get().filter(|_| split.is_some());
             let received = self.received(spread);
             let asked = Instant::now();
-            let event = exchange.next_body(&mut || self.heartbeat(received))?;
+            let event = exchange.next_body(&mut || self.heartbeat(received));
             if let Some(planner) = planner.as_mut() {
                 planner.waited(asked.elapsed());
             }
-            let (buffer, n) = match event {
-                http::Event::Data(buffer, n) => (buffer, n),
-                http::Event::End => return Ok(()),
-                http::Event::ReadFailed(e) => return Err(self.cut_short(read_err(e))),
+            let (buffer, n) = match (event, split, spread, spreading.as_mut()) {
+                (Ok(http::Event::Data(buffer, n)), ..) => (buffer, n),
+                // Short of its own part's end while the helpers bring the
+                // rest: this part alone is asked for again, from here.
+                (stopped, Some(end), Some(spread), Some((target, resumable))) => {
+                    let error = match stopped {
+                        Ok(http::Event::ReadFailed(e)) => self.cut_short(read_err(e)),
+                        Err(e) => e,
+                        Ok(_) => Error::Truncated {
+                            url: self.shown.to_string(),
+                            received: written,
+                            expected: end,
+                        },
+                    };
+                    exchange =
+                        self.ask_own_part_again(target, spread, end, error, &mut again, resumable)?;
+                    continue;
+                }
+                (Ok(http::Event::ReadFailed(e)), ..) => return Err(self.cut_short(read_err(e))),
+                (Ok(_), ..) => return Ok(()),
+                (Err(e), ..) => return Err(e),
             };
             if written + n as u64 > max {
                 return Err(Error::LimitExceeded {
@@ -1500,6 +1519,67 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                 split = Some(plan[0].1);
                 self.spread(&plan, target, spread_cell, scope, &mut helpers)?;
             }
+        }
+    }
+
+    /// This connection stopped with `error` short of `end`, the end of its
+    /// own part, while helpers bring the rest: asks for `[written, end)`
+    /// again alone, as a helper retries its part (after a backoff, within
+    /// the retries and the deadline), rather than dropping what the helpers
+    /// brought. Returns the exchange bringing those bytes, or the error
+    /// that ends the attempt (the attempt then resumes from the prefix).
+    fn ask_own_part_again(
+        &mut self,
+        target: &ranged::Target<'_>,
+        spread: &ranged::Spread,
+        end: u64,
+        mut error: Error,
+        again: &mut u32,
+        resumable: &mut Resumable<'_, '_>,
+    ) -> Result<http::Exchange> {
+        let options = self.options;
+        let mut asked_delay = None;
+        loop {
+            *again += 1;
+            let now = Instant::now();
+            let late = target.deadline.is_some_and(|d| now >= d);
+            if !error.is_transient() || *again > options.retries || late || spread.any_failed() {
+                return Err(error);
+            }
+            let mut delay: Duration = asked_delay
+                .take()
+                .unwrap_or_else(|| backoff(options, *again));
+            if let Some(d) = target.deadline {
+                delay = delay.min(d.saturating_duration_since(now));
+            }
+            notify(&options.on_notice, || Notice::Retry {
+                url: self.shown.to_string(),
+                attempt: *again,
+                retries: options.retries,
+                delay,
+                error: error.to_string(),
+            });
+            let received = self.received(Some(spread));
+            http::pause(delay, &mut || self.report(received))?;
+            let written = self.out.written();
+            let asked = ranged::ask(target, written, end, http::CHUNK, &mut || {
+                self.report(received)
+            });
+            error = match asked {
+                Ok(exchange) => {
+                    self.speed = http::LowSpeed::new(options, written);
+                    return Ok(exchange);
+                }
+                Err(ranged::Refusal::Refused(e)) => {
+                    *resumable.ranges = false;
+                    return Err(e);
+                }
+                Err(ranged::Refusal::Failed(e)) => e,
+                Err(ranged::Refusal::Later(e, delay)) => {
+                    asked_delay = Some(delay);
+                    e
+                }
+            };
         }
     }
 

@@ -581,3 +581,52 @@ fn a_part_of_another_version_fails_the_download_with_that_cause() {
     let resumed = &server.requests()[resumed_from];
     assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
 }
+
+#[test]
+fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // The first connection (at about 1.6 MB/s: the rest is spread after
+    // some 0.5 MB) breaks at CUT, inside its own part, while the helpers'
+    // parts come whole.
+    const CUT: usize = 1_100_000;
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, n| {
+            let reply = ranged_reply(req, &zip, "\"v1\"");
+            match n {
+                0 => reply.fault(Fault::TrickleThenClose(
+                    64 * 1024,
+                    Duration::from_millis(40),
+                    CUT,
+                )),
+                _ => capped(reply),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let asked: Vec<_> = server.requests().iter().filter_map(range_of).collect();
+    let first = parts_asked(&server)
+        .iter()
+        .map(|p| p.0)
+        .filter(|start| *start > CUT)
+        .min()
+        .expect("the rest was not spread before the cut");
+    // Its part alone, from where it stopped, up to the helpers' first
+    // part; nothing the helpers brought is asked for again.
+    assert!(asked.contains(&(CUT, Some(first - 1))), "{asked:?}");
+    assert!(asked.iter().all(|(_, last)| last.is_some()), "{asked:?}");
+    let mut starts: Vec<usize> = asked.iter().map(|(a, _)| *a).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), asked.len(), "{asked:?}");
+}
