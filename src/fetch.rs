@@ -1488,8 +1488,9 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                         let resumable = spreading.map(|(_, resumable)| resumable);
                         return self.take_parts(spread, resumable);
                     }
-                    if self.out.written() == end || spread.any_failed() {
-                        // A part is not coming: this connection goes on alone
+                    if self.out.written() == end || spread.any_declined() {
+                        // A part is not coming (or the server put it off):
+                        // this connection goes on alone
                         // (its low-speed window starts again: it may have
                         // waited for the part's answer).
                         stop_and_join(spread, &mut helpers);
@@ -1625,7 +1626,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
     /// whether it and every other part is coming.
     fn first_part_coming(&mut self, spread: &ranged::Spread) -> Result<bool> {
         loop {
-            if spread.any_failed() {
+            if spread.any_declined() {
                 return Ok(false);
             }
             if let Some(coming) = spread.first_answered() {

@@ -137,6 +137,10 @@ pub(crate) struct Target<'t> {
 pub(crate) enum PartState {
     /// Asking (or asking again) for it.
     Asking,
+    /// Waiting to ask again because the server said when to (`429` or
+    /// `503` with `Retry-After`): a server that turns more connections away
+    /// so, whose connection is not to wait for.
+    Deferred,
     /// The server answered with the range: bytes are coming.
     Flowing,
     /// All its bytes are in the file.
@@ -234,7 +238,9 @@ impl Spread {
     pub(crate) fn first_answered(&self) -> Option<bool> {
         match self.lock().first().map(|p| &p.state) {
             Some(PartState::Asking) => None,
-            Some(PartState::Failed { .. } | PartState::Reported) | None => Some(false),
+            Some(PartState::Failed { .. } | PartState::Reported | PartState::Deferred) | None => {
+                Some(false)
+            }
             Some(PartState::Flowing | PartState::Complete) => Some(true),
         }
     }
@@ -244,6 +250,17 @@ impl Spread {
         self.lock()
             .iter()
             .any(|p| matches!(p.state, PartState::Failed { .. } | PartState::Reported))
+    }
+
+    /// Whether a part failed for good, or the server put it off: the first
+    /// connection then goes on alone rather than wait for it.
+    pub(crate) fn any_declined(&self) -> bool {
+        self.lock().iter().any(|p| {
+            matches!(
+                p.state,
+                PartState::Failed { .. } | PartState::Reported | PartState::Deferred
+            )
+        })
     }
 
     /// Records that part `index` cannot be fetched.
@@ -273,7 +290,10 @@ impl Spread {
     pub(crate) fn wait_part(&self, index: usize, upto: u64, timeout: Duration) {
         let parts = self.lock();
         let part = &parts[index];
-        let waiting = matches!(part.state, PartState::Asking | PartState::Flowing);
+        let waiting = matches!(
+            part.state,
+            PartState::Asking | PartState::Deferred | PartState::Flowing
+        );
         if waiting && part.start + part.done == upto && !self.stopped() {
             let _ = self
                 .changed
@@ -320,7 +340,11 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
             spread.update(index, |p| p.state = PartState::Failed { error, refused });
             return;
         }
-        spread.update(index, |p| p.state = PartState::Asking);
+        let state = match asked_delay {
+            Some(_) => PartState::Deferred,
+            None => PartState::Asking,
+        };
+        spread.update(index, |p| p.state = state);
         let mut delay = asked_delay.unwrap_or_else(|| crate::fetch::backoff(options, attempts));
         if let Some(d) = target.deadline {
             delay = delay.min(d.saturating_duration_since(now));

@@ -630,3 +630,40 @@ fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
     starts.dedup();
     assert_eq!(starts.len(), asked.len(), "{asked:?}");
 }
+
+#[test]
+fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // One connection at a time: every other is told to come back later,
+    // as servers limiting connections per client do.
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| match range_of(req) {
+            Some((_, Some(_))) => Reply::status(503).header("Retry-After", "10"),
+            _ => capped(ranged_reply(req, &zip, "\"v1\"")),
+        })
+    };
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    let took = started.elapsed();
+    assert_installed(&dest, &v1);
+    let parts = parts_asked(&server);
+    assert!(!parts.is_empty(), "the rest was not spread");
+    // Not held up by the 10 s asked for: no part was asked again, and the
+    // first connection brought the rest.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let mut starts: Vec<usize> = parts.iter().map(|p| p.0).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), parts.len(), "{parts:?}");
+    assert_eq!(server.requests().len(), 1 + parts.len());
+}
