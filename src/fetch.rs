@@ -1518,7 +1518,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                 // Bytes are about to land beyond the prefix.
                 resumable.describe(false);
                 split = Some(plan[0].1);
-                self.spread(&plan, target, spread_cell, scope, &mut helpers)?;
+                self.spread(&plan, target, spread_cell, scope, &mut helpers);
             }
         }
     }
@@ -1585,7 +1585,9 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
     }
 
     /// Starts a helper for every part of `plan` but the first, writing
-    /// through its own duplicate of the download's handle.
+    /// through its own duplicate of the download's handle. A part that
+    /// cannot have one (no file descriptor or thread left) fails, and this
+    /// connection goes on alone.
     fn spread<'scope, 'env>(
         &mut self,
         plan: &[(u64, u64)],
@@ -1593,15 +1595,16 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         spread_cell: &'env OnceLock<ranged::Spread>,
         scope: &'scope std::thread::Scope<'scope, 'env>,
         helpers: &mut Vec<ScopedJoinHandle<'scope, ()>>,
-    ) -> Result<()> {
+    ) {
         let spread = spread_cell.get_or_init(|| ranged::Spread::new(plan));
         for index in 0..spread.len() {
-            let file = self
-                .out
-                .get_mut()
-                .file
-                .try_clone()
-                .map_err(Error::io("open", self.out_path))?;
+            let file = match self.out.get_mut().file.try_clone() {
+                Ok(file) => file,
+                Err(e) => {
+                    spread.fail(index, Error::io("open", self.out_path)(e));
+                    continue;
+                }
+            };
             let started = std::thread::Builder::new()
                 .name("zipdeploy-range".into())
                 .spawn_scoped(scope, move || {
@@ -1619,7 +1622,6 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                 ),
             }
         }
-        Ok(())
     }
 
     /// Waits (with heartbeats) until the first helper's part is answered:
