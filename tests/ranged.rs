@@ -667,3 +667,49 @@ fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
     assert_eq!(starts.len(), parts.len(), "{parts:?}");
     assert_eq!(server.requests().len(), 1 + parts.len());
 }
+
+#[test]
+fn under_a_weak_etag_the_parts_are_asked_for_under_last_modified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    const DATE: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+    // A weak ETag may not make a range request conditional: this server
+    // serves a range only under its Last-Modified date, and sends the
+    // whole body for any other If-Range.
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| {
+            let mut req = req.clone();
+            let honoured = req.header("if-range").is_none_or(|v| v == DATE);
+            req.headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("if-range")
+                    && (honoured || !k.eq_ignore_ascii_case("range"))
+            });
+            let mut reply = ranged_reply(&req, &zip, "W/\"v1\"");
+            reply.headers.retain(|(k, _)| k != "ETag");
+            capped(
+                reply
+                    .header("ETag", "W/\"v1\"")
+                    .header("Last-Modified", DATE),
+            )
+        })
+    };
+    let dest = tmp.path().join("app");
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let requests = server.requests();
+    let parts = parts_asked(&server);
+    assert!(parts.len() >= 2, "the rest was not spread: {requests:?}");
+    for req in &requests[1..] {
+        assert_eq!(req.header("if-range"), Some(DATE), "{req:?}");
+    }
+    // Every part came as asked: nothing was fetched twice.
+    assert_eq!(requests.len(), 1 + parts.len(), "{requests:?}");
+}
