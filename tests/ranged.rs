@@ -541,7 +541,7 @@ fn a_part_of_another_version_fails_the_download_with_that_cause() {
             if !last || refused.swap(true, Ordering::SeqCst) {
                 return reply;
             }
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(3));
             let mut reply = reply;
             reply.headers.retain(|(k, _)| k != "ETag");
             reply.header("ETag", "\"v1-elsewhere\"")
