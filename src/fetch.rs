@@ -1230,13 +1230,6 @@ fn http_attempt(
         spreading,
     );
     match (result, expected_total) {
-        (Err(Error::Network { .. }), Some(expected)) if out.written() < expected => {
-            Err(Error::Truncated {
-                url: shown,
-                received: out.written(),
-                expected,
-            })
-        }
         (Err(e), _) => Err(e),
         (Ok(()), Some(expected)) if out.written() != expected => Err(Error::Truncated {
             url: shown,
@@ -1402,6 +1395,21 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         )
     }
 
+    /// `error`, from this connection's body read: a broken connection
+    /// before the length announced cut the body short. (A part's error is
+    /// not this connection's, and keeps its own cause.)
+    fn cut_short(&self, error: Error) -> Error {
+        let received = self.out.written();
+        match (error, self.total) {
+            (Error::Network { .. }, Some(expected)) if received < expected => Error::Truncated {
+                url: self.shown.to_string(),
+                received,
+                expected,
+            },
+            (error, _) => error,
+        }
+    }
+
     /// Receives the body of `exchange`. With `spreading`, hands the rest to
     /// helpers on more connections when that pays, stops at the end of its
     /// own part and takes the helpers' parts in, in order.
@@ -1420,19 +1428,38 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         // Where this connection stops while the rest is spread.
         let mut split: Option<u64> = None;
         let mut helpers = Vec::new();
+        // Times this connection's own part was asked for again.
+        let mut again = 0;
         loop {
             let written = self.out.written();
             let spread = spread_cell.get().filter(|_| split.is_some());
             let received = self.received(spread);
             let asked = Instant::now();
-            let event = exchange.next_body(&mut || self.heartbeat(received))?;
+            let event = exchange.next_body(&mut || self.heartbeat(received));
             if let Some(planner) = planner.as_mut() {
                 planner.waited(asked.elapsed());
             }
-            let (buffer, n) = match event {
-                http::Event::Data(buffer, n) => (buffer, n),
-                http::Event::End => return Ok(()),
-                http::Event::ReadFailed(e) => return Err(read_err(e)),
+            let (buffer, n) = match (event, split, spread, spreading.as_mut()) {
+                (Ok(http::Event::Data(buffer, n)), ..) => (buffer, n),
+                // Short of its own part's end while the helpers bring the
+                // rest: this part alone is asked for again, from here.
+                (stopped, Some(end), Some(spread), Some((target, resumable))) => {
+                    let error = match stopped {
+                        Ok(http::Event::ReadFailed(e)) => self.cut_short(read_err(e)),
+                        Err(e) => e,
+                        Ok(_) => Error::Truncated {
+                            url: self.shown.to_string(),
+                            received: written,
+                            expected: end,
+                        },
+                    };
+                    exchange =
+                        self.ask_own_part_again(target, spread, end, error, &mut again, resumable)?;
+                    continue;
+                }
+                (Ok(http::Event::ReadFailed(e)), ..) => return Err(self.cut_short(read_err(e))),
+                (Ok(_), ..) => return Ok(()),
+                (Err(e), ..) => return Err(e),
             };
             if written + n as u64 > max {
                 return Err(Error::LimitExceeded {
@@ -1461,8 +1488,9 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                         let resumable = spreading.map(|(_, resumable)| resumable);
                         return self.take_parts(spread, resumable);
                     }
-                    if self.out.written() == end || spread.any_failed() {
-                        // A part is not coming: this connection goes on alone
+                    if self.out.written() == end || spread.any_declined() {
+                        // A part is not coming (or the server put it off):
+                        // this connection goes on alone
                         // (its low-speed window starts again: it may have
                         // waited for the part's answer).
                         stop_and_join(spread, &mut helpers);
@@ -1490,13 +1518,76 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                 // Bytes are about to land beyond the prefix.
                 resumable.describe(false);
                 split = Some(plan[0].1);
-                self.spread(&plan, target, spread_cell, scope, &mut helpers)?;
+                self.spread(&plan, target, spread_cell, scope, &mut helpers);
             }
         }
     }
 
+    /// This connection stopped with `error` short of `end`, the end of its
+    /// own part, while helpers bring the rest: asks for `[written, end)`
+    /// again alone, as a helper retries its part (after a backoff, within
+    /// the retries and the deadline), rather than dropping what the helpers
+    /// brought. Returns the exchange bringing those bytes, or the error
+    /// that ends the attempt (the attempt then resumes from the prefix).
+    fn ask_own_part_again(
+        &mut self,
+        target: &ranged::Target<'_>,
+        spread: &ranged::Spread,
+        end: u64,
+        mut error: Error,
+        again: &mut u32,
+        resumable: &mut Resumable<'_, '_>,
+    ) -> Result<http::Exchange> {
+        let options = self.options;
+        let mut asked_delay = None;
+        loop {
+            *again += 1;
+            let now = Instant::now();
+            let late = target.deadline.is_some_and(|d| now >= d);
+            if !error.is_transient() || *again > options.retries || late || spread.any_failed() {
+                return Err(error);
+            }
+            let mut delay: Duration = asked_delay
+                .take()
+                .unwrap_or_else(|| backoff(options, *again));
+            if let Some(d) = target.deadline {
+                delay = delay.min(d.saturating_duration_since(now));
+            }
+            notify(&options.on_notice, || Notice::Retry {
+                url: self.shown.to_string(),
+                attempt: *again,
+                retries: options.retries,
+                delay,
+                error: error.to_string(),
+            });
+            let received = self.received(Some(spread));
+            http::pause(delay, &mut || self.report(received))?;
+            let written = self.out.written();
+            let asked = ranged::ask(target, written, end, http::CHUNK, &mut || {
+                self.report(received)
+            });
+            error = match asked {
+                Ok(exchange) => {
+                    self.speed = http::LowSpeed::new(options, written);
+                    return Ok(exchange);
+                }
+                Err(ranged::Refusal::Refused(e)) => {
+                    *resumable.ranges = false;
+                    return Err(e);
+                }
+                Err(ranged::Refusal::Failed(e)) => e,
+                Err(ranged::Refusal::Later(e, delay)) => {
+                    asked_delay = Some(delay);
+                    e
+                }
+            };
+        }
+    }
+
     /// Starts a helper for every part of `plan` but the first, writing
-    /// through its own duplicate of the download's handle.
+    /// through its own duplicate of the download's handle. A part that
+    /// cannot have one (no file descriptor or thread left) fails, and this
+    /// connection goes on alone.
     fn spread<'scope, 'env>(
         &mut self,
         plan: &[(u64, u64)],
@@ -1504,15 +1595,16 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         spread_cell: &'env OnceLock<ranged::Spread>,
         scope: &'scope std::thread::Scope<'scope, 'env>,
         helpers: &mut Vec<ScopedJoinHandle<'scope, ()>>,
-    ) -> Result<()> {
+    ) {
         let spread = spread_cell.get_or_init(|| ranged::Spread::new(plan));
         for index in 0..spread.len() {
-            let file = self
-                .out
-                .get_mut()
-                .file
-                .try_clone()
-                .map_err(Error::io("open", self.out_path))?;
+            let file = match self.out.get_mut().file.try_clone() {
+                Ok(file) => file,
+                Err(e) => {
+                    spread.fail(index, Error::io("open", self.out_path)(e));
+                    continue;
+                }
+            };
             let started = std::thread::Builder::new()
                 .name("zipdeploy-range".into())
                 .spawn_scoped(scope, move || {
@@ -1530,14 +1622,13 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                 ),
             }
         }
-        Ok(())
     }
 
     /// Waits (with heartbeats) until the first helper's part is answered:
     /// whether it and every other part is coming.
     fn first_part_coming(&mut self, spread: &ranged::Spread) -> Result<bool> {
         loop {
-            if spread.any_failed() {
+            if spread.any_declined() {
                 return Ok(false);
             }
             if let Some(coming) = spread.first_answered() {

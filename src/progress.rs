@@ -123,7 +123,9 @@ impl fmt::Display for Notice {
 }
 
 /// A notice callback ([`crate::FetchOptions::on_notice`]). It may be called
-/// from the fetching thread while a progress callback is also in use.
+/// from the fetching thread while a progress callback is also in use, and,
+/// while a download is spread over several connections, from their helper
+/// threads at the same time.
 pub type NoticeFn = Arc<dyn Fn(&Notice) + Send + Sync>;
 
 /// Calls the notice callback, if any (`notice` is built only then).

@@ -16,7 +16,8 @@
 //! extractor) only the contiguous prefix, reading each part back through
 //! the download's handle once written; every range response must carry the
 //! validator of the first response, so two versions are never mixed; a part
-//! that fails is retried alone from where it stopped; and stopping the
+//! that fails (the first connection's own too) is retried alone from where
+//! it stopped; and stopping the
 //! download stops every helper within a [`crate::http::TICK`].
 
 use std::fs::File;
@@ -136,6 +137,10 @@ pub(crate) struct Target<'t> {
 pub(crate) enum PartState {
     /// Asking (or asking again) for it.
     Asking,
+    /// Waiting to ask again because the server said when to (`429` or
+    /// `503` with `Retry-After`): a server that turns more connections away
+    /// so, whose connection is not to wait for.
+    Deferred,
     /// The server answered with the range: bytes are coming.
     Flowing,
     /// All its bytes are in the file.
@@ -233,7 +238,9 @@ impl Spread {
     pub(crate) fn first_answered(&self) -> Option<bool> {
         match self.lock().first().map(|p| &p.state) {
             Some(PartState::Asking) => None,
-            Some(PartState::Failed { .. } | PartState::Reported) | None => Some(false),
+            Some(PartState::Failed { .. } | PartState::Reported | PartState::Deferred) | None => {
+                Some(false)
+            }
             Some(PartState::Flowing | PartState::Complete) => Some(true),
         }
     }
@@ -243,6 +250,17 @@ impl Spread {
         self.lock()
             .iter()
             .any(|p| matches!(p.state, PartState::Failed { .. } | PartState::Reported))
+    }
+
+    /// Whether a part failed for good, or the server put it off: the first
+    /// connection then goes on alone rather than wait for it.
+    pub(crate) fn any_declined(&self) -> bool {
+        self.lock().iter().any(|p| {
+            matches!(
+                p.state,
+                PartState::Failed { .. } | PartState::Reported | PartState::Deferred
+            )
+        })
     }
 
     /// Records that part `index` cannot be fetched.
@@ -272,7 +290,10 @@ impl Spread {
     pub(crate) fn wait_part(&self, index: usize, upto: u64, timeout: Duration) {
         let parts = self.lock();
         let part = &parts[index];
-        let waiting = matches!(part.state, PartState::Asking | PartState::Flowing);
+        let waiting = matches!(
+            part.state,
+            PartState::Asking | PartState::Deferred | PartState::Flowing
+        );
         if waiting && part.start + part.done == upto && !self.stopped() {
             let _ = self
                 .changed
@@ -319,7 +340,11 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
             spread.update(index, |p| p.state = PartState::Failed { error, refused });
             return;
         }
-        spread.update(index, |p| p.state = PartState::Asking);
+        let state = match asked_delay {
+            Some(_) => PartState::Deferred,
+            None => PartState::Asking,
+        };
+        spread.update(index, |p| p.state = state);
         let mut delay = asked_delay.unwrap_or_else(|| crate::fetch::backoff(options, attempts));
         if let Some(d) = target.deadline {
             delay = delay.min(d.saturating_duration_since(now));
@@ -338,7 +363,7 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
 }
 
 /// Why one request for a part did not bring all of it.
-enum Refusal {
+pub(crate) enum Refusal {
     /// The server does not serve this range of this version.
     Refused(Error),
     /// Anything else (retried when transient).
@@ -355,29 +380,32 @@ fn halt(spread: &Spread) -> Result<()> {
     }
 }
 
-fn fetch_part_once(
+/// Asks for bytes `[start, end)` of the version served under
+/// `target.validator`, and checks that the answer is exactly those bytes of
+/// that version; `heartbeat` is called every [`http::TICK`] while waiting.
+pub(crate) fn ask(
     target: &Target<'_>,
-    spread: &Spread,
-    index: usize,
-    file: &File,
-    shown: &str,
-) -> std::result::Result<(), Refusal> {
+    start: u64,
+    end: u64,
+    chunk: usize,
+    heartbeat: &mut dyn FnMut() -> Result<()>,
+) -> std::result::Result<http::Exchange, Refusal> {
     let options = target.options;
-    let (start, end) = spread.missing(index);
+    let shown = crate::fetch::redact_url(target.url);
     let extra = [
         ("Range".to_string(), format!("bytes={start}-{}", end - 1)),
         ("If-Range".to_string(), target.validator.to_string()),
     ];
     let requests = Requests::new(target.url, options);
-    let (mut exchange, head) = http::open(
+    let (exchange, head) = http::open(
         &requests,
         target.url,
         target.signer,
         options,
         &extra,
         target.deadline,
-        PART_CHUNK,
-        &mut || halt(spread),
+        chunk,
+        heartbeat,
     )
     .map_err(Refusal::Failed)?;
     let header = |name: &str| {
@@ -388,7 +416,7 @@ fn fetch_part_once(
     };
     let refused = |reason: String| {
         Refusal::Refused(Error::Network {
-            url: shown.to_string(),
+            url: shown.clone(),
             reason,
             kind: crate::NetworkKind::Protocol,
         })
@@ -404,7 +432,7 @@ fn fetch_part_once(
         }
         status => {
             let error = Error::HttpStatus {
-                url: shown.to_string(),
+                url: shown.clone(),
                 status,
             };
             let later = header("retry-after")
@@ -429,6 +457,19 @@ fn fetch_part_once(
             target.total
         )));
     }
+    Ok(exchange)
+}
+
+fn fetch_part_once(
+    target: &Target<'_>,
+    spread: &Spread,
+    index: usize,
+    file: &File,
+    shown: &str,
+) -> std::result::Result<(), Refusal> {
+    let options = target.options;
+    let (start, end) = spread.missing(index);
+    let mut exchange = ask(target, start, end, PART_CHUNK, &mut || halt(spread))?;
     spread.update(index, |p| p.state = PartState::Flowing);
     let mut speed = http::LowSpeed::new(options, 0);
     let mut at = start;

@@ -521,3 +521,195 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
     let resumed = &server.requests()[before];
     assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
 }
+
+#[test]
+fn a_part_of_another_version_fails_the_download_with_that_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v0"));
+    let v1 = six_mib("v1");
+    let len = v1.zip.len();
+    // The last part is answered late (after the first connection has
+    // handed over), once, under another ETag: as from a second server
+    // behind a load balancer that stamps the file differently.
+    let server = {
+        let zip = v1.zip.clone();
+        let refused = AtomicBool::new(false);
+        TestServer::start(move |req, _| {
+            let reply = capped(ranged_reply(req, &zip, "\"v1\""));
+            let last = range_of(req).is_some_and(|(_, end)| end == Some(len - 1));
+            if !last || refused.swap(true, Ordering::SeqCst) {
+                return reply;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            let mut reply = reply;
+            reply.headers.retain(|(k, _)| k != "ETag");
+            reply.header("ETag", "\"v1-elsewhere\"")
+        })
+    };
+    let url = server
+        .url("/app.zip")
+        .replace("http://", "http://deployer:s3cret@");
+    let err = Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .run()
+        .unwrap_err();
+    assert!(parts_asked(&server).len() >= 3, "the rest was not spread");
+    // The cause, not a "truncated" download; no credential.
+    let message = err.to_string();
+    assert!(message.contains("another version"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+    assert_eq!(err.class(), ErrorClass::Network, "{err}");
+    assert_untouched(&dest, &before);
+    // What is kept is the verified prefix, which the next run resumes.
+    let kept = read(state_dir(&dest).join("partial.zip"));
+    assert!(!kept.is_empty() && kept.len() < len);
+    assert_eq!(kept, v1.zip[..kept.len()]);
+    let resumed_from = server.requests().len();
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let resumed = &server.requests()[resumed_from];
+    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+}
+
+#[test]
+fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // The first connection (at about 1.6 MB/s: the rest is spread after
+    // some 0.5 MB) breaks at CUT, inside its own part, while the helpers'
+    // parts come whole.
+    const CUT: usize = 1_100_000;
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, n| {
+            let reply = ranged_reply(req, &zip, "\"v1\"");
+            match n {
+                0 => reply.fault(Fault::TrickleThenClose(
+                    64 * 1024,
+                    Duration::from_millis(40),
+                    CUT,
+                )),
+                _ => capped(reply),
+            }
+        })
+    };
+    let dest = tmp.path().join("app");
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let asked: Vec<_> = server.requests().iter().filter_map(range_of).collect();
+    let first = parts_asked(&server)
+        .iter()
+        .map(|p| p.0)
+        .filter(|start| *start > CUT)
+        .min()
+        .expect("the rest was not spread before the cut");
+    // Its part alone, from where it stopped, up to the helpers' first
+    // part; nothing the helpers brought is asked for again.
+    assert!(asked.contains(&(CUT, Some(first - 1))), "{asked:?}");
+    assert!(asked.iter().all(|(_, last)| last.is_some()), "{asked:?}");
+    let mut starts: Vec<usize> = asked.iter().map(|(a, _)| *a).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), asked.len(), "{asked:?}");
+}
+
+#[test]
+fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // One connection at a time: every other is told to come back later,
+    // as servers limiting connections per client do.
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| match range_of(req) {
+            Some((_, Some(_))) => Reply::status(503).header("Retry-After", "10"),
+            _ => capped(ranged_reply(req, &zip, "\"v1\"")),
+        })
+    };
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    let took = started.elapsed();
+    assert_installed(&dest, &v1);
+    let parts = parts_asked(&server);
+    assert!(!parts.is_empty(), "the rest was not spread");
+    // Not held up by the 10 s asked for: no part was asked again, and the
+    // first connection brought the rest.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let mut starts: Vec<usize> = parts.iter().map(|p| p.0).collect();
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), parts.len(), "{parts:?}");
+    assert_eq!(server.requests().len(), 1 + parts.len());
+}
+
+#[test]
+fn under_a_weak_etag_the_parts_are_asked_for_under_last_modified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    const DATE: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+    // A weak ETag may not make a range request conditional: this server
+    // serves a range only under its Last-Modified date, and sends the
+    // whole body for any other If-Range.
+    let server = {
+        let zip = v1.zip.clone();
+        TestServer::start(move |req, _| {
+            let mut req = req.clone();
+            let honoured = req.header("if-range").is_none_or(|v| v == DATE);
+            req.headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("if-range")
+                    && (honoured || !k.eq_ignore_ascii_case("range"))
+            });
+            let mut reply = ranged_reply(&req, &zip, "W/\"v1\"");
+            reply.headers.retain(|(k, _)| k != "ETag");
+            capped(
+                reply
+                    .header("ETag", "W/\"v1\"")
+                    .header("Last-Modified", DATE),
+            )
+        })
+    };
+    let dest = tmp.path().join("app");
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(0)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let requests = server.requests();
+    let parts = parts_asked(&server);
+    assert!(parts.len() >= 2, "the rest was not spread: {requests:?}");
+    for req in &requests[1..] {
+        assert_eq!(req.header("if-range"), Some(DATE), "{req:?}");
+    }
+    // Every part came as asked: nothing was fetched twice.
+    assert_eq!(requests.len(), 1 + parts.len(), "{requests:?}");
+}

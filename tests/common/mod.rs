@@ -49,6 +49,9 @@ pub enum Fault {
     StallAfter(usize, Duration),
     /// Send the body in pieces of this size with a pause after each.
     Trickle(usize, Duration),
+    /// Like `Trickle`, then close the connection once this many body bytes
+    /// are sent (the headers announce the whole body).
+    TrickleThenClose(usize, Duration, usize),
     /// No Content-Length; stream zeros until the client hangs up (at most
     /// 4 GiB, so the loop is bounded).
     Endless,
@@ -303,6 +306,17 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, requests: &Mutex<Vec<Req
         Fault::Trickle(size, pause) => {
             let mut result = Ok(());
             for piece in body.chunks(size.max(1)) {
+                result = out.write_all(piece).and_then(|()| out.flush());
+                if result.is_err() {
+                    break;
+                }
+                thread::sleep(pause);
+            }
+            result
+        }
+        Fault::TrickleThenClose(size, pause, after) => {
+            let mut result = Ok(());
+            for piece in body[..after.min(body.len())].chunks(size.max(1)) {
                 result = out.write_all(piece).and_then(|()| out.flush());
                 if result.is_err() {
                     break;
