@@ -34,8 +34,9 @@ fn local_package(dest: &Path, zip: &[u8]) -> PathBuf {
     path
 }
 
-/// Deploys the local package `pkg` expecting `digest`, recording every
-/// progress event, cancelling at the first for which `cancel` holds.
+/// Deploys the local package `pkg` expecting `digest` (any, when empty),
+/// recording every progress event, cancelling at the first for which
+/// `cancel` holds.
 fn deploy(
     pkg: &Path,
     digest: &str,
@@ -44,10 +45,11 @@ fn deploy(
 ) -> (zipdeploy::Result<zipdeploy::Report>, Vec<Progress>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
-    let result = Deploy::new(pkg.to_str().unwrap())
-        .unwrap()
-        .sha256(digest)
-        .unwrap()
+    let mut deploy = Deploy::new(pkg.to_str().unwrap()).unwrap();
+    if !digest.is_empty() {
+        deploy = deploy.sha256(digest).unwrap();
+    }
+    let result = deploy
         .dest(dest)
         .progress(move |p| {
             seen.lock().unwrap().push(*p);
@@ -185,4 +187,67 @@ fn every_local_deploy_tells_the_whole_fetch_then_extraction_then_install() {
             "round {round}: {events:?}"
         );
     }
+}
+
+/// A package of `hole` bytes of zeros (a sparse file: no disk used)
+/// followed by `tail`, beside `dest`: hashing it takes a while, while
+/// extraction only reads its end.
+fn sparse_package(dest: &Path, hole: u64, tail: &[u8]) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dest.parent().unwrap().join("sparse.zip");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len(hole).unwrap();
+    file.seek(SeekFrom::End(0)).unwrap();
+    file.write_all(tail).unwrap();
+    chmod(&path, 0o644);
+    path
+}
+
+/// Bytes of zeros that take a debug build well over a heartbeat (100 ms)
+/// to hash.
+const SLOW_TO_HASH: u64 = 256 << 20;
+
+#[test]
+fn a_cancel_while_only_the_hash_is_left_takes_effect() {
+    // Not a ZIP: extraction fails at once, the hash goes on (a wrong digest
+    // would be the error). The deploy still tells how far the hash is, and
+    // a cancel then stops it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v1"));
+    let pkg = sparse_package(&dest, SLOW_TO_HASH, b"not a zip");
+    let (result, events) = deploy(&pkg, &sha(b"another package"), &dest, |p| {
+        p.stage == Stage::Fetch && p.bytes > 0
+    });
+    std::fs::remove_file(&pkg).unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err}; {events:?}");
+    assert_untouched(&dest, &before);
+    // The next deploy works.
+    let zip = app_zip("v2");
+    let pkg = local_package(&dest, &zip);
+    deploy(&pkg, &sha(&zip), &dest, |_| false).0.unwrap();
+    assert_eq!(version(&dest), "v2");
+}
+
+#[test]
+fn a_local_package_extracted_before_it_is_hashed_tells_the_hash_going_on() {
+    // A launcher's worth of zeros before a small ZIP: extraction reads the
+    // end and is done long before the hash.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let zip = app_zip("v1");
+    let pkg = sparse_package(&dest, SLOW_TO_HASH, &zip);
+    let (result, events) = deploy(&pkg, "", &dest, |_| false);
+    result.unwrap();
+    assert_eq!(version(&dest), "v1");
+    // Once every entry is extracted, fetch events go on telling the bytes
+    // hashed until the whole package is.
+    let hashing: Vec<u64> = events
+        .iter()
+        .filter(|p| p.stage == Stage::Fetch && Some(p.entries) == p.total_entries)
+        .filter(|p| Some(p.bytes) < p.total_bytes)
+        .map(|p| p.bytes)
+        .collect();
+    assert!(hashing.len() > 1, "{events:?}");
 }

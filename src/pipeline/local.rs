@@ -15,12 +15,19 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use super::{Pipeline, Reporter, Work};
 use crate::error::{Error, Result};
 use crate::extract::{self, Extracted};
 use crate::fetch::{self, Fetched};
 use crate::progress::{self, Progress, ProgressFn, Stage};
+
+/// How often the deploying thread tells the bytes hashed while it waits
+/// for the hash alone (extraction done or failed): the heartbeat
+/// [`ProgressFn`] promises, through which a cancel takes effect.
+const HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// What the hashing thread shares with the deploying thread.
 #[derive(Default)]
@@ -52,6 +59,7 @@ impl Pipeline {
     ) -> Result<(Extracted, Fetched)> {
         let shared = Hashing::default();
         let max = self.options.fetch.max_size;
+        let deploying = std::thread::current();
         let hash = || {
             let hashed = fetch::hash_local_at(archive, shown, max, &shared.stop, &shared.bytes)
                 .and_then(|fetched| match fetched {
@@ -63,6 +71,8 @@ impl Pipeline {
                 Ok(None) => {}
                 Err(_) => shared.failed.store(true, Ordering::Release),
             }
+            // Done: a deploying thread waiting for it goes on at once.
+            deploying.unpark();
             hashed
         };
         let fetch_event = |bytes: u64, entries: u64, total_entries: Option<u64>| Progress {
@@ -76,10 +86,13 @@ impl Pipeline {
         // Whether an event told that the whole package was verified, and
         // whether one of extraction's own followed.
         let (mut told_verified, mut told_extract) = (false, false);
+        // The entries extraction last told, which heartbeats repeat.
+        let entries = Mutex::new((0, None));
         let mut watch = |p: &Progress| {
             if shared.failed.load(Ordering::Acquire) {
                 return ControlFlow::Break(());
             }
+            *entries.lock().unwrap_or_else(|p| p.into_inner()) = (p.entries, p.total_entries);
             let event = match told_verified || shared.verified.load(Ordering::Acquire) {
                 true if told_verified => {
                     told_extract = true;
@@ -110,6 +123,7 @@ impl Pipeline {
                 work.writeback.as_ref(),
             )
         };
+        let mut cancelled = false;
         let (hashed, extracted) = std::thread::scope(|scope| {
             let thread = std::thread::Builder::new()
                 .name("zipdeploy-sha256".into())
@@ -122,6 +136,30 @@ impl Pipeline {
                     // when the bytes are not the package's.
                     if matches!(extracted, Err(Error::Cancelled)) {
                         shared.stop.store(true, Ordering::Relaxed);
+                    }
+                    // Extraction is over, the hash may not be: the bytes
+                    // hashed are told meanwhile (as fetch events through
+                    // `watch`), and a cancel stops it.
+                    while !thread.is_finished() && !shared.stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(HEARTBEAT);
+                        let settled = shared.verified.load(Ordering::Acquire)
+                            || shared.failed.load(Ordering::Acquire);
+                        if thread.is_finished() || settled {
+                            break;
+                        }
+                        let (entries, total_entries) =
+                            *entries.lock().unwrap_or_else(|p| p.into_inner());
+                        let beat = Progress {
+                            stage: Stage::Extract,
+                            bytes: 0,
+                            total_bytes: None,
+                            entries,
+                            total_entries,
+                        };
+                        if watch(&beat).is_break() && !shared.failed.load(Ordering::Acquire) {
+                            cancelled = true;
+                            shared.stop.store(true, Ordering::Relaxed);
+                        }
                     }
                     let hashed = thread
                         .join()
@@ -140,6 +178,9 @@ impl Pipeline {
             }
         });
         let fetched = hashed?;
+        if cancelled {
+            return Err(Error::Cancelled);
+        }
         let done = extracted?;
         // Hashing stops early only once extraction was cancelled.
         let fetched = fetched.ok_or(Error::Cancelled)?;
