@@ -148,8 +148,45 @@ pub(crate) fn extract_open_archive(
     shown: &Path,
     dest: &Path,
     limits: &Limits,
+    progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
+) -> Result<Extracted> {
+    extract_open(archive, shown, dest, limits, progress, writeback, None)
+}
+
+/// [`extract_open_archive`] that another thread can stop by setting
+/// `stop`, even in the middle of a large file: it then fails with
+/// [`Error::Cancelled`]. A local package hashed alongside is no longer
+/// extracted once its digest is known to be wrong (a bomb's gigabytes
+/// included).
+pub(crate) fn extract_open_archive_unless(
+    archive: &File,
+    shown: &Path,
+    dest: &Path,
+    limits: &Limits,
+    progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
+    stop: &AtomicBool,
+) -> Result<Extracted> {
+    extract_open(
+        archive,
+        shown,
+        dest,
+        limits,
+        progress,
+        writeback,
+        Some(stop),
+    )
+}
+
+fn extract_open(
+    archive: &File,
+    shown: &Path,
+    dest: &Path,
+    limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
+    halt: Option<&AtomicBool>,
 ) -> Result<Extracted> {
     let (reader, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
@@ -164,7 +201,7 @@ pub(crate) fn extract_open_archive(
         ..Extracted::default()
     };
     (extracted.dirs, extracted.bytes) =
-        write_tree(&reader, &plan, dest, limits, &mut progress, writeback)?;
+        write_tree(&reader, &plan, dest, limits, &mut progress, writeback, halt)?;
     extracted.files = plan.files.len() as u64;
     let mut tools = WorkerTools::new();
     let mut record = Record::default();
@@ -483,6 +520,9 @@ struct Shared<'a> {
     done: AtomicU64,
     bytes: AtomicU64,
     stop: AtomicBool,
+    /// Set by the caller to stop extraction (see
+    /// [`extract_open_archive_unless`]).
+    halt: Option<&'a AtomicBool>,
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
@@ -560,7 +600,7 @@ impl Shared<'_> {
                 self.dirs.wait_for(last, &self.stop);
             }
             for file in batch {
-                if self.stop.load(Ordering::Relaxed) {
+                if self.stopping() {
                     return;
                 }
                 match self.write_file(&mut worker, file) {
@@ -589,6 +629,16 @@ impl Shared<'_> {
             .fetch_add(step, Ordering::Relaxed)
             .min(files.len());
         &files[from..(from + step).min(files.len())]
+    }
+
+    /// Whether to stop writing, between files or in the middle of one:
+    /// a file failed, or the caller set `halt` (which fails extraction as
+    /// cancelled).
+    fn stopping(&self) -> bool {
+        if self.halt.is_some_and(|h| h.load(Ordering::Relaxed)) {
+            self.fail(Error::Cancelled);
+        }
+        self.stop.load(Ordering::Relaxed)
     }
 
     fn fail(&self, e: Error) {
@@ -703,6 +753,9 @@ impl Shared<'_> {
             .map_err(|e| Error::CorruptArchive(format!("entry {:?}: {e}", checked.name)))?;
         let mut so_far = 0u64;
         let written = read_data(reader, record, data, tools, &mut |b| {
+            if self.stopping() {
+                return Err(io::Error::other("extraction stopped"));
+            }
             out.write_all(b)?;
             so_far += b.len() as u64;
             if let Some(w) = self.writeback {
@@ -730,7 +783,7 @@ impl Shared<'_> {
 /// directories (parents first, each once) while the others already write
 /// the files whose directories exist, then writes files too (and alone
 /// reports progress). Returns the directories created and the bytes
-/// written.
+/// written. Setting `halt` stops the writers, mid-file too.
 fn write_tree(
     reader: &SharedFile,
     plan: &Plan,
@@ -738,6 +791,7 @@ fn write_tree(
     limits: &Limits,
     progress: &mut Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
+    halt: Option<&AtomicBool>,
 ) -> Result<(u64, u64)> {
     let shared = Shared {
         reader,
@@ -748,6 +802,7 @@ fn write_tree(
         done: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        halt,
         error: Mutex::new(None),
         umask: umask(),
         writeback,

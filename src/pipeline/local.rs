@@ -114,13 +114,14 @@ impl Pipeline {
             }
         };
         let extract = |watch: &mut ProgressFn<'_>| {
-            extract::extract_open_archive(
+            extract::extract_open_archive_unless(
                 archive,
                 shown,
                 &work.staging,
                 &self.options.limits,
                 Some(watch),
                 work.writeback.as_ref(),
+                &shared.failed,
             )
         };
         let mut cancelled = false;
