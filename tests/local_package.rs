@@ -253,36 +253,14 @@ fn a_local_package_extracted_before_it_is_hashed_tells_the_hash_going_on() {
     assert!(hashing.len() > 1, "{events:?}");
 }
 
-/// The raw deflate stream of `segments` MiB of zeros (about 1 KiB each): a
-/// sync-flushed MiB repeated, then an empty final block.
-fn deflated_zeros(segments: usize) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(&vec![0u8; 1 << 20]).unwrap();
-    enc.flush().unwrap();
-    let segment = enc.get_ref().clone();
-    let mut packed = segment.repeat(segments);
-    packed.extend_from_slice(&[0x03, 0x00]);
-    packed
-}
-
 #[test]
 fn a_local_package_that_is_not_the_expected_one_is_not_extracted_in_full() {
     // One entry of 1 GiB of zeros in 1 MiB: its digest is known long
-    // before extraction could write it all, and stops it mid-file (its
-    // CRC, never reached, is left wrong).
+    // before extraction could write it all, and stops it mid-file.
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("app");
     let before = install_previous(&dest, &app_zip("v1"));
-    let packed = deflated_zeros(1024);
-    let zeros = RawEntry {
-        compressed_size: packed.len() as u32,
-        size: 1 << 30,
-        data: packed,
-        method: 8,
-        ..RawEntry::stored("zeros.bin", b"")
-    };
-    let pkg = local_package(&dest, &raw_zip(&[zeros]));
+    let pkg = local_package(&dest, &raw_zip(&[RawEntry::zeros("zeros.bin", 1024)]));
     let started = std::time::Instant::now();
     let (result, _) = deploy(&pkg, &sha(b"another package"), &dest, |_| false);
     let took = started.elapsed();
@@ -296,4 +274,27 @@ fn a_local_package_that_is_not_the_expected_one_is_not_extracted_in_full() {
         took < std::time::Duration::from_secs(1),
         "the wrong package took {took:?}"
     );
+}
+
+#[test]
+fn a_cancel_in_the_middle_of_a_large_entry_takes_effect() {
+    // The expected package, one entry of 1 GiB of zeros (its CRC wrong, to
+    // be found only once it is all written): progress goes on within the
+    // entry, and a cancel stops it there.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let before = install_previous(&dest, &app_zip("v1"));
+    let zip = raw_zip(&[RawEntry::zeros("zeros.bin", 1024)]);
+    let pkg = local_package(&dest, &zip);
+    let started = std::time::Instant::now();
+    // Any event after the first (nothing hashed, nothing extracted).
+    let (result, events) = deploy(&pkg, &sha(&zip), &dest, |p| {
+        p.stage != Stage::Fetch || p.bytes > 0 || p.entries > 0
+    });
+    let took = started.elapsed();
+    std::fs::remove_file(&pkg).unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err}; {events:?}");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert_untouched(&dest, &before);
 }

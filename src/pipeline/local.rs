@@ -16,18 +16,12 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::{Pipeline, Reporter, Work};
 use crate::error::{Error, Result};
 use crate::extract::{self, Extracted};
 use crate::fetch::{self, Fetched};
-use crate::progress::{self, Progress, ProgressFn, Stage};
-
-/// How often the deploying thread tells the bytes hashed while it waits
-/// for the hash alone (extraction done or failed): the heartbeat
-/// [`ProgressFn`] promises, through which a cancel takes effect.
-const HEARTBEAT: Duration = Duration::from_millis(100);
+use crate::progress::{self, Progress, ProgressFn, Stage, HEARTBEAT};
 
 /// What the hashing thread shares with the deploying thread.
 #[derive(Default)]
@@ -139,8 +133,8 @@ impl Pipeline {
                         shared.stop.store(true, Ordering::Relaxed);
                     }
                     // Extraction is over, the hash may not be: the bytes
-                    // hashed are told meanwhile (as fetch events through
-                    // `watch`), and a cancel stops it.
+                    // hashed are told every HEARTBEAT meanwhile (as fetch
+                    // events through `watch`), and a cancel stops it.
                     while !thread.is_finished() && !shared.stop.load(Ordering::Relaxed) {
                         std::thread::park_timeout(HEARTBEAT);
                         let settled = shared.verified.load(Ordering::Acquire)
