@@ -270,15 +270,27 @@ impl Pipeline {
 
         let limits = &self.options.limits;
         let extract_started = Instant::now();
+        // While streaming's workers finish: the download's end again, with
+        // the entries extracted so far.
+        let bytes = got.fetched.as_ref().map_or(0, |f| f.bytes);
+        let mut tick = |entries| {
+            let p = Progress {
+                entries,
+                ..Progress::bytes(Stage::Fetch, bytes, Some(bytes))
+            };
+            progress::report(&mut progress.as_deref_mut(), p)
+        };
         let streamed = match got.streamer {
-            Some(s) => match s.finish(&got.archive, &got.shown, &work.staging, limits)? {
-                Finished::Extracted(done) => Some(done),
-                Finished::SteppedAside(reason) => {
-                    report.stream_fallback = Some(reason);
-                    install::remove_tree(&work.staging)?;
-                    None
+            Some(s) => {
+                match s.finish(&got.archive, &got.shown, &work.staging, limits, &mut tick)? {
+                    Finished::Extracted(done) => Some(done),
+                    Finished::SteppedAside(reason) => {
+                        report.stream_fallback = Some(reason);
+                        install::remove_tree(&work.staging)?;
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         report.streamed = streamed.is_some();
