@@ -15,7 +15,8 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::{Pipeline, Reporter, Work};
 use crate::error::{Error, Result};
@@ -34,6 +35,8 @@ struct Hashing {
     failed: AtomicBool,
     /// Set when the deploy was cancelled: hashing stops.
     stop: AtomicBool,
+    /// When hashing ended.
+    ended: OnceLock<Instant>,
 }
 
 impl Pipeline {
@@ -43,6 +46,9 @@ impl Pipeline {
     /// hashed, entries extracted) until the package is verified, then
     /// extraction's own. Only this thread calls `progress` (a C callback is
     /// called on the thread that runs the deploy).
+    ///
+    /// Also returns how long the package took to hash (and verify): the
+    /// fetch stage's time, as while streaming.
     pub(super) fn extract_while_hashing(
         &self,
         archive: &File,
@@ -50,7 +56,8 @@ impl Pipeline {
         len: u64,
         work: &Work<'_>,
         progress: Reporter<'_, '_>,
-    ) -> Result<(Extracted, Fetched)> {
+    ) -> Result<(Extracted, Fetched, Duration)> {
+        let started = Instant::now();
         let shared = Hashing::default();
         let max = self.options.fetch.max_size;
         let deploying = std::thread::current();
@@ -65,6 +72,7 @@ impl Pipeline {
                 Ok(None) => {}
                 Err(_) => shared.failed.store(true, Ordering::Release),
             }
+            let _ = shared.ended.set(Instant::now());
             // Done: a deploying thread waiting for it goes on at once.
             deploying.unpark();
             hashed
@@ -188,6 +196,10 @@ impl Pipeline {
         if !told_extract {
             progress::report(&mut progress.as_deref_mut(), super::extracted(&done))?;
         }
-        Ok((done, fetched))
+        let hashed_in = shared
+            .ended
+            .get()
+            .map_or(Duration::ZERO, |t| t.duration_since(started));
+        Ok((done, fetched, hashed_in))
     }
 }
