@@ -301,3 +301,49 @@ fn a_cancel_in_the_middle_of_a_large_entry_takes_effect() {
     assert!(took < std::time::Duration::from_secs(1), "{took:?}");
     assert_untouched(&dest, &before);
 }
+
+#[test]
+fn a_cancel_at_any_event_leaves_dest_as_it_was() {
+    // Every event of a deploy in turn cancels it: the deploy fails as
+    // cancelled with DEST and the state dir as they were (the install's
+    // event comes after activation and cannot cancel), and the next one
+    // deploys.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    install_previous(&dest, &app_zip("v1"));
+    // Written by the deploying thread alone (too few for helpers), which
+    // tells each.
+    let names: Vec<String> = (0..30).map(|i| format!("data/{i:02}.bin")).collect();
+    let body = noise(16 << 10, 3);
+    let mut entries: Vec<Entry<'_>> = names.iter().map(|n| Entry::File(n, &body)).collect();
+    entries.push(Entry::File("VERSION", b"v2"));
+    let zip = zip_of(&entries);
+    let pkg = local_package(&dest, &zip);
+    let before = Before::of(&dest);
+    let mut at = 0;
+    loop {
+        let (result, events) = deploy(&pkg, &sha(&zip), &dest, {
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            move |_| seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == at
+        });
+        match result {
+            Err(err) => {
+                assert_eq!(err.class(), ErrorClass::Cancelled, "event {at}: {err}");
+                assert_untouched(&dest, &before);
+            }
+            Ok(_) => {
+                let told = events.get(at).map(|p| p.stage);
+                assert!(
+                    matches!(told, None | Some(Stage::Install)),
+                    "event {at} ({told:?}) cancelled nothing"
+                );
+                assert_eq!(version(&dest), "v2");
+                // One event a file at least.
+                assert!(at > 30, "only {at} events");
+                break;
+            }
+        }
+        at += 1;
+    }
+    std::fs::remove_file(&pkg).unwrap();
+}
