@@ -2,6 +2,7 @@
 //! tells how far it got, and the streaming extractor waits for more. The
 //! network and the extractor know this type, not each other.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// How far a download file has been written, shared with a reader that
@@ -10,6 +11,9 @@ use std::sync::{Condvar, Mutex};
 pub(crate) struct Growth {
     state: Mutex<GrowthState>,
     changed: Condvar,
+    /// Whether the file ended abandoned, read without the lock by writers
+    /// that check it between pieces.
+    abandoned: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -78,8 +82,26 @@ impl Growth {
 
     /// Declares the end of the file (the first end declared wins).
     pub(crate) fn end(&self, end: GrowthEnd) {
-        self.lock().end.get_or_insert(end);
+        let mut state = self.lock();
+        if *state.end.get_or_insert(end) == GrowthEnd::Abandoned {
+            self.abandoned.store(true, Ordering::Relaxed);
+        }
+        drop(state);
         self.changed.notify_all();
+    }
+
+    /// Abandons the file even if it was declared complete: the deploy is
+    /// over (cancelled), and each reader fails at its next read.
+    pub(crate) fn abandon(&self) {
+        self.lock().end = Some(GrowthEnd::Abandoned);
+        self.abandoned.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Whether the file was abandoned: what was read from it is of no use,
+    /// and writing it out can stop.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Returns the length at once when more than `pos` bytes exist;
@@ -204,5 +226,20 @@ mod tests {
             assert_eq!(waiter.join(), Err(GrowthEnd::Abandoned));
         });
         assert_eq!(growth.wait_for(100, 200), Err(GrowthEnd::Abandoned));
+    }
+
+    #[test]
+    fn a_complete_download_abandoned_fails_its_readers() {
+        let growth = Growth::default();
+        growth.advance(100);
+        growth.end(GrowthEnd::Complete);
+        assert_eq!(growth.wait_for(10, 20), Ok(100));
+        // An ordinary end changes nothing once complete; abandoning does.
+        growth.end(GrowthEnd::Abandoned);
+        assert_eq!(growth.wait_for(10, 20), Ok(100));
+        assert!(!growth.is_abandoned());
+        growth.abandon();
+        assert_eq!(growth.wait_for(10, 20), Err(GrowthEnd::Abandoned));
+        assert!(growth.is_abandoned());
     }
 }

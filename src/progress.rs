@@ -46,15 +46,20 @@ impl Progress {
     }
 }
 
+/// How often a stage that waits, or writes a large file, tells where it
+/// stands (see [`ProgressFn`]).
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
+
 /// A progress callback: return [`ControlFlow::Break`] to cancel the deploy.
 ///
-/// It is called as bytes arrive and entries are extracted, and also as a
-/// heartbeat at least every 100 ms while the network is waited for
-/// (connecting, a stalled server, a backoff between retries) and while
-/// another deploy holds the lock of the destination or of the cache entry:
-/// heartbeat events repeat the last counts (all zero, [`Stage::Fetch`],
-/// before anything is fetched). So a cancel takes effect within about
-/// 100 ms, whatever the server or the other deploy does.
+/// It is called as bytes arrive and entries are extracted (every 100 ms
+/// while a large file is written), and also as a heartbeat at least every
+/// 100 ms while the network is waited for (connecting, a stalled server, a
+/// backoff between retries) and while another deploy holds the lock of the
+/// destination or of the cache entry: heartbeat events repeat the last
+/// counts (all zero, [`Stage::Fetch`], before anything is fetched). So a
+/// cancel takes effect within about 100 ms, whatever the server or the
+/// other deploy does.
 ///
 /// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`],
 /// its work files are removed and the destination is left as it was.

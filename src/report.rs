@@ -9,9 +9,12 @@ use crate::digest::Sha256Digest;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timings {
-    /// Downloading (or reading) and hashing the package.
+    /// Downloading (or reading) and hashing the package, until it is
+    /// verified: extraction done meanwhile (while streaming, or while a
+    /// local package is hashed) counts here.
     pub fetch: Duration,
-    /// Extracting into the staging directory (and running the hook).
+    /// Extracting into the staging directory (what is left of it once the
+    /// package is verified), and running the hook.
     pub extract: Duration,
     /// Activating the staged tree.
     pub install: Duration,

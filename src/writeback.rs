@@ -400,7 +400,7 @@ mod tests {
         let streamer = Streamer::start(&archive, &staging, &limits, Some(w.clone())).unwrap();
         streamer.growth().advance(archive.metadata().unwrap().len());
         let done = match streamer
-            .finish(&archive, &shown, &staging, &limits)
+            .finish(&archive, &shown, &staging, &limits, &mut |_| Ok(()))
             .unwrap()
         {
             Finished::Extracted(done) => done,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::raw::{RawEntry, RawZip};
 use common::*;
 use zipdeploy::{Deploy, Error, ErrorClass};
 
@@ -258,6 +259,39 @@ fn a_cancel_ends_a_download_stalled_mid_body_within_a_second() {
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert!(took < Duration::from_secs(1), "cancel took {took:?}");
     f.assert_intact();
+}
+
+/// Small files, then two of 512 MiB of zeros in 1 MiB each (their CRCs
+/// wrong): seconds of writing, whichever thread writes them.
+fn large_files_package() -> Vec<u8> {
+    let mut z = RawZip::new();
+    for i in 0..40 {
+        z.add(&RawEntry::stored(format!("small/{i}.txt"), b"small"));
+    }
+    z.add(&RawEntry::zeros("large/a.bin", 512));
+    z.add(&RawEntry::zeros("large/b.bin", 512));
+    z.finish()
+}
+
+#[test]
+fn a_cancel_ends_the_extraction_of_large_files_within_a_second() {
+    let pkg = large_files_package();
+    let server = TestServer::serving(pkg.clone());
+    for stream in [false, true] {
+        let f = Fixture::new();
+        let deploy = f
+            .deploy(&server.url("/app.zip"))
+            .sha256(&sha(&pkg))
+            .unwrap()
+            .stream(stream);
+        let (err, took) = cancel_after(deploy, Duration::from_millis(400));
+        assert!(matches!(err, Error::Cancelled), "stream {stream}: {err}");
+        assert!(
+            took < Duration::from_secs(1),
+            "stream {stream}: cancel took {took:?}"
+        );
+        f.assert_intact();
+    }
 }
 
 #[test]

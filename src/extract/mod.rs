@@ -29,12 +29,13 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use zip::CompressionMethod;
 
 use crate::error::{Error, Result};
 use crate::prealloc;
-use crate::progress::{report, Progress, ProgressFn, Stage};
+use crate::progress::{report, Progress, ProgressFn, Stage, HEARTBEAT};
 use crate::writeback::Writeback;
 use central::{Record, Records};
 use dirs::{DirNode, Known, Leaf, PathKey};
@@ -148,8 +149,45 @@ pub(crate) fn extract_open_archive(
     shown: &Path,
     dest: &Path,
     limits: &Limits,
+    progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
+) -> Result<Extracted> {
+    extract_open(archive, shown, dest, limits, progress, writeback, None)
+}
+
+/// [`extract_open_archive`] that another thread can stop by setting
+/// `stop`, even in the middle of a large file: it then fails with
+/// [`Error::Cancelled`]. A local package hashed alongside is no longer
+/// extracted once its digest is known to be wrong (a bomb's gigabytes
+/// included).
+pub(crate) fn extract_open_archive_unless(
+    archive: &File,
+    shown: &Path,
+    dest: &Path,
+    limits: &Limits,
+    progress: Option<&mut ProgressFn<'_>>,
+    writeback: Option<&Writeback>,
+    stop: &AtomicBool,
+) -> Result<Extracted> {
+    extract_open(
+        archive,
+        shown,
+        dest,
+        limits,
+        progress,
+        writeback,
+        Some(stop),
+    )
+}
+
+fn extract_open(
+    archive: &File,
+    shown: &Path,
+    dest: &Path,
+    limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
+    halt: Option<&AtomicBool>,
 ) -> Result<Extracted> {
     let (reader, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
@@ -164,7 +202,7 @@ pub(crate) fn extract_open_archive(
         ..Extracted::default()
     };
     (extracted.dirs, extracted.bytes) =
-        write_tree(&reader, &plan, dest, limits, &mut progress, writeback)?;
+        write_tree(&reader, &plan, dest, limits, &mut progress, writeback, halt)?;
     extracted.files = plan.files.len() as u64;
     let mut tools = WorkerTools::new();
     let mut record = Record::default();
@@ -483,12 +521,57 @@ struct Shared<'a> {
     done: AtomicU64,
     bytes: AtomicU64,
     stop: AtomicBool,
+    /// Set by the caller to stop extraction (see
+    /// [`extract_open_archive_unless`]).
+    halt: Option<&'a AtomicBool>,
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
     /// For a durable deploy: starts the writeback of the files written.
     writeback: Option<&'a Writeback>,
     dirs: DirsReady,
+    /// The writers at work beside the thread that reports progress.
+    helpers: Helpers,
+}
+
+/// What the thread reporting progress tells: where `Shared` stands, with
+/// the bytes of the file it is writing so far.
+type Tell<'t, 'a> = &'t mut dyn FnMut(&Shared<'a>, u64);
+
+/// How many helper writers are still at work: the thread reporting
+/// progress, done with its own share, keeps telling until they are (and a
+/// cancel stops them).
+#[derive(Default)]
+struct Helpers {
+    running: Mutex<usize>,
+    ended: Condvar,
+}
+
+/// A helper at work: counted until dropped (a panic included).
+struct Helping<'h>(&'h Helpers);
+
+impl Helpers {
+    fn start(&self) -> Helping<'_> {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Helping(self)
+    }
+
+    /// Waits at most `timeout` for every helper to end; whether they have.
+    fn wait(&self, timeout: Duration) -> bool {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let (running, _) = self
+            .ended
+            .wait_timeout_while(running, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *running == 0
+    }
+}
+
+impl Drop for Helping<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.ended.notify_all();
+    }
 }
 
 /// How far the creation of directories has gone through the central
@@ -540,10 +623,11 @@ struct Worker {
     record: Record,
 }
 
-impl Shared<'_> {
-    /// Extracts files until none are left or someone failed, calling
-    /// `after_each` after every file.
-    fn work(&self, mut after_each: impl FnMut(&Self)) {
+impl<'a> Shared<'a> {
+    /// Extracts files until none are left or someone failed. The thread
+    /// reporting progress passes `tell`, called after every file and every
+    /// [`HEARTBEAT`] while one is written (so a cancel stops a large file).
+    fn work(&self, mut tell: Option<Tell<'_, 'a>>) {
         let mut worker = Worker {
             // A batch's records, and its files' data, lie side by side.
             reader: self.reader.with_block(READ_AHEAD),
@@ -560,17 +644,19 @@ impl Shared<'_> {
                 self.dirs.wait_for(last, &self.stop);
             }
             for file in batch {
-                if self.stop.load(Ordering::Relaxed) {
+                if self.stopping() {
                     return;
                 }
-                match self.write_file(&mut worker, file) {
+                match self.write_file(&mut worker, file, &mut tell) {
                     Ok(n) => {
                         self.bytes.fetch_add(n, Ordering::Relaxed);
                         self.done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => self.fail(e),
                 }
-                after_each(self);
+                if let Some(tell) = tell.as_mut() {
+                    tell(self, 0);
+                }
             }
         }
     }
@@ -589,6 +675,16 @@ impl Shared<'_> {
             .fetch_add(step, Ordering::Relaxed)
             .min(files.len());
         &files[from..(from + step).min(files.len())]
+    }
+
+    /// Whether to stop writing, between files or in the middle of one:
+    /// a file failed, or the caller set `halt` (which fails extraction as
+    /// cancelled).
+    fn stopping(&self) -> bool {
+        if self.halt.is_some_and(|h| h.load(Ordering::Relaxed)) {
+            self.fail(Error::Cancelled);
+        }
+        self.stop.load(Ordering::Relaxed)
     }
 
     fn fail(&self, e: Error) {
@@ -674,8 +770,14 @@ impl Shared<'_> {
         Ok(true)
     }
 
-    /// Writes one file: exact length and CRC, mode and mtime.
-    fn write_file(&self, worker: &mut Worker, file: &FileRef) -> Result<u64> {
+    /// Writes one file: exact length and CRC, mode and mtime. Calls `tell`
+    /// (when given) every [`HEARTBEAT`] meanwhile.
+    fn write_file(
+        &self,
+        worker: &mut Worker,
+        file: &FileRef,
+        tell: &mut Option<Tell<'_, 'a>>,
+    ) -> Result<u64> {
         let Worker {
             reader,
             tools,
@@ -702,7 +804,15 @@ impl Shared<'_> {
         let data = data_start(reader, record.header)
             .map_err(|e| Error::CorruptArchive(format!("entry {:?}: {e}", checked.name)))?;
         let mut so_far = 0u64;
+        let mut told = Instant::now();
         let written = read_data(reader, record, data, tools, &mut |b| {
+            if let Some(tell) = tell.as_mut().filter(|_| told.elapsed() >= HEARTBEAT) {
+                tell(self, so_far);
+                told = Instant::now();
+            }
+            if self.stopping() {
+                return Err(io::Error::other("extraction stopped"));
+            }
             out.write_all(b)?;
             so_far += b.len() as u64;
             if let Some(w) = self.writeback {
@@ -730,7 +840,7 @@ impl Shared<'_> {
 /// directories (parents first, each once) while the others already write
 /// the files whose directories exist, then writes files too (and alone
 /// reports progress). Returns the directories created and the bytes
-/// written.
+/// written. Setting `halt` stops the writers, mid-file too.
 fn write_tree(
     reader: &SharedFile,
     plan: &Plan,
@@ -738,6 +848,7 @@ fn write_tree(
     limits: &Limits,
     progress: &mut Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
+    halt: Option<&AtomicBool>,
 ) -> Result<(u64, u64)> {
     let shared = Shared {
         reader,
@@ -748,10 +859,12 @@ fn write_tree(
         done: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        halt,
         error: Mutex::new(None),
         umask: umask(),
         writeback,
         dirs: DirsReady::default(),
+        helpers: Helpers::default(),
     };
     // As many writers as cores beside the thread creating directories (the
     // streaming walker's layout): a writer waiting for the journal or for a
@@ -764,26 +877,35 @@ fn write_tree(
     };
     let total_entries = Some(plan.entries());
     let mut dirs = shared.create_large_files_dirs()?;
+    let mut tell = |shared: &Shared<'_>, writing: u64| {
+        let p = Progress {
+            stage: Stage::Extract,
+            bytes: shared.bytes.load(Ordering::Relaxed) + writing,
+            total_bytes: Some(plan.total_size),
+            entries: shared.done.load(Ordering::Relaxed),
+            total_entries,
+        };
+        if let Err(e) = report(progress, p) {
+            shared.fail(e);
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..helpers {
-            scope.spawn(|| shared.work(|_| {}));
+            let helping = shared.helpers.start();
+            scope.spawn(|| {
+                let _helping = helping;
+                shared.work(None);
+            });
         }
         match shared.create_dirs() {
             Ok(n) => dirs += n,
             Err(e) => shared.fail(e),
         }
-        shared.work(|shared| {
-            let p = Progress {
-                stage: Stage::Extract,
-                bytes: shared.bytes.load(Ordering::Relaxed),
-                total_bytes: Some(plan.total_size),
-                entries: shared.done.load(Ordering::Relaxed),
-                total_entries,
-            };
-            if let Err(e) = report(progress, p) {
-                shared.fail(e);
-            }
-        });
+        shared.work(Some(&mut tell));
+        // The helpers may still be writing large files.
+        while !shared.helpers.wait(HEARTBEAT) && !shared.stop.load(Ordering::Relaxed) {
+            tell(&shared, 0);
+        }
     });
     match shared.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),

@@ -45,7 +45,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -64,6 +64,7 @@ use super::{finish_dirs, open_and_plan, umask, Extracted, Limits, SharedFile, CH
 use crate::error::{Error, Result};
 use crate::growth::{Growth, GrowthEnd};
 use crate::prealloc;
+use crate::progress::HEARTBEAT;
 use crate::writeback::Writeback;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
@@ -106,6 +107,9 @@ type StepAside = String;
 pub(crate) struct Streamer {
     growth: Arc<Growth>,
     thread: Option<JoinHandle<std::result::Result<Walked, StepAside>>>,
+    /// Disconnected once the walker's thread ends (however it ends); in a
+    /// mutex only for `Sync` (the download's progress reads `entries`).
+    ended: Mutex<Receiver<()>>,
     entries: Arc<AtomicU64>,
 }
 
@@ -139,12 +143,17 @@ impl Streamer {
             written: AtomicU64::new(0),
             writeback,
         };
+        let (ending, ended) = sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("zipdeploy-stream".into())
-            .spawn(move || walker.run())?;
+            .spawn(move || {
+                let _ending: SyncSender<()> = ending;
+                walker.run()
+            })?;
         Ok(Streamer {
             growth,
             thread: Some(thread),
+            ended: Mutex::new(ended),
             entries,
         })
     }
@@ -173,15 +182,27 @@ impl Streamer {
     ///
     /// `archive` is the download file as it was hashed (at `shown`, named in
     /// errors). An `Err` is the canonical verdict on the archive (the same
-    /// that extracting the complete file gives).
+    /// that extracting the complete file gives), or the error of `tick`.
+    ///
+    /// While the workers still write (large files), `tick` is told the
+    /// entries extracted every [`HEARTBEAT`]; an error from it (a cancel)
+    /// stops them at their next read and is returned.
     pub(crate) fn finish(
         mut self,
         archive: &File,
         shown: &Path,
         staging: &Path,
         limits: &Limits,
+        tick: &mut dyn FnMut(u64) -> Result<()>,
     ) -> Result<Finished> {
         self.growth.end(GrowthEnd::Complete);
+        let ended = self.ended.get_mut().unwrap_or_else(|p| p.into_inner());
+        while let Err(RecvTimeoutError::Timeout) = ended.recv_timeout(HEARTBEAT) {
+            if let Err(e) = tick(self.entries.load(Ordering::Relaxed)) {
+                self.growth.abandon();
+                return Err(e);
+            }
+        }
         let walked = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(Ok(walked))) => walked,
             Some(Ok(Err(reason))) => return Ok(Finished::SteppedAside(reason)),
@@ -1124,6 +1145,10 @@ impl Walker {
         }
         let mut len = 0u64;
         let mut write = |bytes: &[u8]| {
+            // Cancelled: a large entry whose data is all there stops too.
+            if self.growth.is_abandoned() {
+                return Err("the download restarted or failed".to_string());
+            }
             out.write_all(bytes).map_err(|e| e.to_string())?;
             if reserved.is_none() {
                 self.written

@@ -15,12 +15,14 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::{Pipeline, Reporter, Work};
 use crate::error::{Error, Result};
 use crate::extract::{self, Extracted};
 use crate::fetch::{self, Fetched};
-use crate::progress::{self, Progress, ProgressFn, Stage};
+use crate::progress::{self, Progress, ProgressFn, Stage, HEARTBEAT};
 
 /// What the hashing thread shares with the deploying thread.
 #[derive(Default)]
@@ -33,6 +35,8 @@ struct Hashing {
     failed: AtomicBool,
     /// Set when the deploy was cancelled: hashing stops.
     stop: AtomicBool,
+    /// When hashing ended.
+    ended: OnceLock<Instant>,
 }
 
 impl Pipeline {
@@ -42,6 +46,9 @@ impl Pipeline {
     /// hashed, entries extracted) until the package is verified, then
     /// extraction's own. Only this thread calls `progress` (a C callback is
     /// called on the thread that runs the deploy).
+    ///
+    /// Also returns how long the package took to hash (and verify): the
+    /// fetch stage's time, as while streaming.
     pub(super) fn extract_while_hashing(
         &self,
         archive: &File,
@@ -49,9 +56,11 @@ impl Pipeline {
         len: u64,
         work: &Work<'_>,
         progress: Reporter<'_, '_>,
-    ) -> Result<(Extracted, Fetched)> {
+    ) -> Result<(Extracted, Fetched, Duration)> {
+        let started = Instant::now();
         let shared = Hashing::default();
         let max = self.options.fetch.max_size;
+        let deploying = std::thread::current();
         let hash = || {
             let hashed = fetch::hash_local_at(archive, shown, max, &shared.stop, &shared.bytes)
                 .and_then(|fetched| match fetched {
@@ -63,6 +72,9 @@ impl Pipeline {
                 Ok(None) => {}
                 Err(_) => shared.failed.store(true, Ordering::Release),
             }
+            let _ = shared.ended.set(Instant::now());
+            // Done: a deploying thread waiting for it goes on at once.
+            deploying.unpark();
             hashed
         };
         let fetch_event = |bytes: u64, entries: u64, total_entries: Option<u64>| Progress {
@@ -76,10 +88,13 @@ impl Pipeline {
         // Whether an event told that the whole package was verified, and
         // whether one of extraction's own followed.
         let (mut told_verified, mut told_extract) = (false, false);
+        // The entries extraction last told, which heartbeats repeat.
+        let entries = Mutex::new((0, None));
         let mut watch = |p: &Progress| {
             if shared.failed.load(Ordering::Acquire) {
                 return ControlFlow::Break(());
             }
+            *entries.lock().unwrap_or_else(|p| p.into_inner()) = (p.entries, p.total_entries);
             let event = match told_verified || shared.verified.load(Ordering::Acquire) {
                 true if told_verified => {
                     told_extract = true;
@@ -101,15 +116,17 @@ impl Pipeline {
             }
         };
         let extract = |watch: &mut ProgressFn<'_>| {
-            extract::extract_open_archive(
+            extract::extract_open_archive_unless(
                 archive,
                 shown,
                 &work.staging,
                 &self.options.limits,
                 Some(watch),
                 work.writeback.as_ref(),
+                &shared.failed,
             )
         };
+        let mut cancelled = false;
         let (hashed, extracted) = std::thread::scope(|scope| {
             let thread = std::thread::Builder::new()
                 .name("zipdeploy-sha256".into())
@@ -122,6 +139,30 @@ impl Pipeline {
                     // when the bytes are not the package's.
                     if matches!(extracted, Err(Error::Cancelled)) {
                         shared.stop.store(true, Ordering::Relaxed);
+                    }
+                    // Extraction is over, the hash may not be: the bytes
+                    // hashed are told every HEARTBEAT meanwhile (as fetch
+                    // events through `watch`), and a cancel stops it.
+                    while !thread.is_finished() && !shared.stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(HEARTBEAT);
+                        let settled = shared.verified.load(Ordering::Acquire)
+                            || shared.failed.load(Ordering::Acquire);
+                        if thread.is_finished() || settled {
+                            break;
+                        }
+                        let (entries, total_entries) =
+                            *entries.lock().unwrap_or_else(|p| p.into_inner());
+                        let beat = Progress {
+                            stage: Stage::Extract,
+                            bytes: 0,
+                            total_bytes: None,
+                            entries,
+                            total_entries,
+                        };
+                        if watch(&beat).is_break() && !shared.failed.load(Ordering::Acquire) {
+                            cancelled = true;
+                            shared.stop.store(true, Ordering::Relaxed);
+                        }
                     }
                     let hashed = thread
                         .join()
@@ -140,6 +181,9 @@ impl Pipeline {
             }
         });
         let fetched = hashed?;
+        if cancelled {
+            return Err(Error::Cancelled);
+        }
         let done = extracted?;
         // Hashing stops early only once extraction was cancelled.
         let fetched = fetched.ok_or(Error::Cancelled)?;
@@ -152,6 +196,10 @@ impl Pipeline {
         if !told_extract {
             progress::report(&mut progress.as_deref_mut(), super::extracted(&done))?;
         }
-        Ok((done, fetched))
+        let hashed_in = shared
+            .ended
+            .get()
+            .map_or(Duration::ZERO, |t| t.duration_since(started));
+        Ok((done, fetched, hashed_in))
     }
 }

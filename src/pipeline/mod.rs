@@ -269,16 +269,28 @@ impl Pipeline {
         }
 
         let limits = &self.options.limits;
-        let extract_started = Instant::now();
+        let mut extract_started = Instant::now();
+        // While streaming's workers finish: the download's end again, with
+        // the entries extracted so far.
+        let bytes = got.fetched.as_ref().map_or(0, |f| f.bytes);
+        let mut tick = |entries| {
+            let p = Progress {
+                entries,
+                ..Progress::bytes(Stage::Fetch, bytes, Some(bytes))
+            };
+            progress::report(&mut progress.as_deref_mut(), p)
+        };
         let streamed = match got.streamer {
-            Some(s) => match s.finish(&got.archive, &got.shown, &work.staging, limits)? {
-                Finished::Extracted(done) => Some(done),
-                Finished::SteppedAside(reason) => {
-                    report.stream_fallback = Some(reason);
-                    install::remove_tree(&work.staging)?;
-                    None
+            Some(s) => {
+                match s.finish(&got.archive, &got.shown, &work.staging, limits, &mut tick)? {
+                    Finished::Extracted(done) => Some(done),
+                    Finished::SteppedAside(reason) => {
+                        report.stream_fallback = Some(reason);
+                        install::remove_tree(&work.staging)?;
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         report.streamed = streamed.is_some();
@@ -304,7 +316,13 @@ impl Pipeline {
                     .metadata()
                     .map_err(Error::io("stat package", &got.shown))?
                     .len();
-                self.extract_while_hashing(&got.archive, &got.shown, len, work, progress)?
+                let (done, fetched, hashed_in) =
+                    self.extract_while_hashing(&got.archive, &got.shown, len, work, progress)?;
+                // As while streaming: fetching lasts until the package is
+                // verified, extracting is what is left after.
+                report.timings.fetch += hashed_in;
+                extract_started += hashed_in;
+                (done, fetched)
             }
         };
         report.digest = fetched.digest;

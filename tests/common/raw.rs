@@ -63,6 +63,26 @@ impl RawEntry {
         }
     }
 
+    /// A deflated file of `mib` MiB of zeros in about 1 KiB a MiB (a
+    /// sync-flushed MiB repeated), its CRC left 0 (wrong): extracting it
+    /// takes seconds, and fails only at its end.
+    pub fn zeros(name: &str, mib: u32) -> Self {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        enc.flush().unwrap();
+        let mut packed = enc.get_ref().repeat(mib as usize);
+        // An empty final block (fixed Huffman: BFINAL, BTYPE 01, end of block).
+        packed.extend_from_slice(&[0x03, 0x00]);
+        RawEntry {
+            compressed_size: packed.len() as u32,
+            size: mib << 20,
+            data: packed,
+            method: 8,
+            crc: 0,
+            ..RawEntry::stored(name, b"")
+        }
+    }
+
     pub fn dir(name: &str) -> Self {
         RawEntry {
             mode: 0o040755,
