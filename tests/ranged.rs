@@ -107,6 +107,31 @@ fn state_dir(dest: &Path) -> std::path::PathBuf {
     dest.parent().unwrap().join(".app.zipdeploy")
 }
 
+/// What a spread download cut short keeps is a prefix of `package`,
+/// described for a resume, which the next run resumes from its end.
+fn assert_the_next_run_resumes_the_kept_prefix(
+    server: &TestServer,
+    url: &str,
+    dest: &Path,
+    package: &Package,
+) {
+    let kept = read(state_dir(dest).join("partial.zip"));
+    assert!(state_dir(dest).join("partial.state").exists());
+    assert!(!kept.is_empty() && kept.len() < package.zip.len());
+    assert_eq!(kept, package.zip[..kept.len()]);
+    let before = server.requests().len();
+    Deploy::new(url)
+        .unwrap()
+        .sha256(&sha(&package.zip))
+        .unwrap()
+        .dest(dest)
+        .run()
+        .unwrap();
+    assert_installed(dest, package);
+    let resumed = &server.requests()[before];
+    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+}
+
 #[test]
 fn a_capped_download_is_fetched_over_several_connections_with_the_exact_bytes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -502,24 +527,7 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
     );
     assert!(!dest.exists());
 
-    // What is kept is a prefix of the package, described for a resume...
-    let kept = read(state_dir(&dest).join("partial.zip"));
-    assert!(state_dir(&dest).join("partial.state").exists());
-    assert!(!kept.is_empty() && kept.len() < v1.zip.len());
-    assert_eq!(kept, v1.zip[..kept.len()]);
-
-    // ...which the next run resumes from its end.
-    let before = server.requests().len();
-    Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .run()
-        .unwrap();
-    assert_installed(&dest, &v1);
-    let resumed = &server.requests()[before];
-    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+    assert_the_next_run_resumes_the_kept_prefix(&server, &url, &dest, &v1);
 }
 
 #[test]
@@ -565,21 +573,7 @@ fn a_part_of_another_version_fails_the_download_with_that_cause() {
     assert!(!message.contains("s3cret"), "{message}");
     assert_eq!(err.class(), ErrorClass::Network, "{err}");
     assert_untouched(&dest, &before);
-    // What is kept is the verified prefix, which the next run resumes.
-    let kept = read(state_dir(&dest).join("partial.zip"));
-    assert!(!kept.is_empty() && kept.len() < len);
-    assert_eq!(kept, v1.zip[..kept.len()]);
-    let resumed_from = server.requests().len();
-    Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .run()
-        .unwrap();
-    assert_installed(&dest, &v1);
-    let resumed = &server.requests()[resumed_from];
-    assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
+    assert_the_next_run_resumes_the_kept_prefix(&server, &url, &dest, &v1);
 }
 
 #[test]
