@@ -77,7 +77,6 @@ fn ranged_reply(req: &Request, body: &[u8], etag: &str) -> Reply {
     reply
 }
 
-/// The requests that asked for a closed range `bytes=A-B`: the parts.
 /// A server of `package` (ETag "v1") that honours ranges and caps each
 /// connection's speed.
 fn capped_server(package: &Package) -> TestServer {
@@ -85,6 +84,20 @@ fn capped_server(package: &Package) -> TestServer {
     TestServer::start(move |req, _| capped(ranged_reply(req, &zip, "\"v1\"")))
 }
 
+/// [`capped_server`], except that its answer to request number `request`
+/// (0 is the first) misbehaves with `fault`, uncapped.
+fn capped_server_faulting(package: &Package, request: usize, fault: Fault) -> TestServer {
+    let zip = package.zip.clone();
+    TestServer::start(move |req, n| {
+        let reply = ranged_reply(req, &zip, "\"v1\"");
+        match n == request {
+            true => reply.fault(fault),
+            false => capped(reply),
+        }
+    })
+}
+
+/// The requests that asked for a closed range `bytes=A-B`: the parts.
 fn parts_asked(server: &TestServer) -> Vec<(usize, usize)> {
     server
         .requests()
@@ -272,17 +285,8 @@ fn a_range_cut_mid_way_is_retried_alone_from_where_it_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = six_mib("v1");
     const CUT: usize = 100_000;
-    let server = {
-        let zip = v1.zip.clone();
-        TestServer::start(move |req, n| {
-            let reply = ranged_reply(req, &zip, "\"v1\"");
-            // The first part asked for breaks after CUT bytes.
-            match n {
-                1 => reply.fault(Fault::CloseAfter(CUT)),
-                _ => capped(reply),
-            }
-        })
-    };
+    // The first part asked for breaks after CUT bytes.
+    let server = capped_server_faulting(&v1, 1, Fault::CloseAfter(CUT));
     let dest = tmp.path().join("app");
     Deploy::new(&server.url("/app.zip"))
         .unwrap()
@@ -322,16 +326,8 @@ fn a_stalled_range_trips_the_low_speed_rule_and_is_retried_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = six_mib("v1");
     const SENT: usize = 100_000;
-    let server = {
-        let zip = v1.zip.clone();
-        TestServer::start(move |req, n| {
-            let reply = ranged_reply(req, &zip, "\"v1\"");
-            match n {
-                1 => reply.fault(Fault::StallAfter(SENT, Duration::from_secs(10))),
-                _ => capped(reply),
-            }
-        })
-    };
+    let stall = Fault::StallAfter(SENT, Duration::from_secs(10));
+    let server = capped_server_faulting(&v1, 1, stall);
     let dest = tmp.path().join("app");
     let started = Instant::now();
     Deploy::new(&server.url("/app.zip"))
@@ -584,20 +580,8 @@ fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
     // some 0.5 MB) breaks at CUT, inside its own part, while the helpers'
     // parts come whole.
     const CUT: usize = 1_100_000;
-    let server = {
-        let zip = v1.zip.clone();
-        TestServer::start(move |req, n| {
-            let reply = ranged_reply(req, &zip, "\"v1\"");
-            match n {
-                0 => reply.fault(Fault::TrickleThenClose(
-                    64 * 1024,
-                    Duration::from_millis(40),
-                    CUT,
-                )),
-                _ => capped(reply),
-            }
-        })
-    };
+    let trickle = Fault::TrickleThenClose(64 * 1024, Duration::from_millis(40), CUT);
+    let server = capped_server_faulting(&v1, 0, trickle);
     let dest = tmp.path().join("app");
     Deploy::new(&server.url("/app.zip"))
         .unwrap()

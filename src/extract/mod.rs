@@ -152,11 +152,12 @@ pub(crate) fn extract_open_archive(
     progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
 ) -> Result<Extracted> {
-    extract_open(archive, shown, dest, limits, progress, writeback, None)
+    let never = AtomicBool::new(false);
+    extract_open_archive_unless(archive, shown, dest, limits, progress, writeback, &never)
 }
 
 /// [`extract_open_archive`] that another thread can stop by setting
-/// `stop`, even in the middle of a large file: it then fails with
+/// `halt`, even in the middle of a large file: it then fails with
 /// [`Error::Cancelled`]. A local package hashed alongside is no longer
 /// extracted once its digest is known to be wrong (a bomb's gigabytes
 /// included).
@@ -165,29 +166,9 @@ pub(crate) fn extract_open_archive_unless(
     shown: &Path,
     dest: &Path,
     limits: &Limits,
-    progress: Option<&mut ProgressFn<'_>>,
-    writeback: Option<&Writeback>,
-    stop: &AtomicBool,
-) -> Result<Extracted> {
-    extract_open(
-        archive,
-        shown,
-        dest,
-        limits,
-        progress,
-        writeback,
-        Some(stop),
-    )
-}
-
-fn extract_open(
-    archive: &File,
-    shown: &Path,
-    dest: &Path,
-    limits: &Limits,
     mut progress: Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
-    halt: Option<&AtomicBool>,
+    halt: &AtomicBool,
 ) -> Result<Extracted> {
     let (reader, plan) = open_and_plan(archive, shown, limits)?;
     if limits.check_free_space {
@@ -523,7 +504,7 @@ struct Shared<'a> {
     stop: AtomicBool,
     /// Set by the caller to stop extraction (see
     /// [`extract_open_archive_unless`]).
-    halt: Option<&'a AtomicBool>,
+    halt: &'a AtomicBool,
     error: Mutex<Option<Error>>,
     /// The process umask, to skip `fchmod` where creation gave the exact mode.
     umask: u32,
@@ -681,7 +662,7 @@ impl<'a> Shared<'a> {
     /// a file failed, or the caller set `halt` (which fails extraction as
     /// cancelled).
     fn stopping(&self) -> bool {
-        if self.halt.is_some_and(|h| h.load(Ordering::Relaxed)) {
+        if self.halt.load(Ordering::Relaxed) {
             self.fail(Error::Cancelled);
         }
         self.stop.load(Ordering::Relaxed)
@@ -848,7 +829,7 @@ fn write_tree(
     limits: &Limits,
     progress: &mut Option<&mut ProgressFn<'_>>,
     writeback: Option<&Writeback>,
-    halt: Option<&AtomicBool>,
+    halt: &AtomicBool,
 ) -> Result<(u64, u64)> {
     let shared = Shared {
         reader,
