@@ -97,6 +97,16 @@ fn capped_server_faulting(package: &Package, request: usize, fault: Fault) -> Te
     })
 }
 
+/// No two of the ranges asked for (given by their first bytes) start at the
+/// same byte: nothing was asked for again from where it was before.
+fn assert_no_byte_asked_from_twice(starts: impl IntoIterator<Item = usize>) {
+    let asked: Vec<usize> = starts.into_iter().collect();
+    let mut once = asked.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once.len(), asked.len(), "{asked:?}");
+}
+
 /// The requests that asked for a closed range `bytes=A-B`: the parts.
 fn parts_asked(server: &TestServer) -> Vec<(usize, usize)> {
     server
@@ -315,10 +325,7 @@ fn a_range_cut_mid_way_is_retried_alone_from_where_it_stopped() {
             .count(),
         1
     );
-    let mut starts: Vec<usize> = again.iter().map(|(a, _)| *a).collect();
-    starts.sort();
-    starts.dedup();
-    assert_eq!(starts.len(), again.len(), "{again:?}");
+    assert_no_byte_asked_from_twice(again.iter().map(|r| r.0));
 }
 
 #[test]
@@ -603,10 +610,7 @@ fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
     // part; nothing the helpers brought is asked for again.
     assert!(asked.contains(&(CUT, Some(first - 1))), "{asked:?}");
     assert!(asked.iter().all(|(_, last)| last.is_some()), "{asked:?}");
-    let mut starts: Vec<usize> = asked.iter().map(|(a, _)| *a).collect();
-    starts.sort();
-    starts.dedup();
-    assert_eq!(starts.len(), asked.len(), "{asked:?}");
+    assert_no_byte_asked_from_twice(asked.iter().map(|r| r.0));
 }
 
 #[test]
@@ -639,10 +643,7 @@ fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
     // Not held up by the 10 s asked for: no part was asked again, and the
     // first connection brought the rest.
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    let mut starts: Vec<usize> = parts.iter().map(|p| p.0).collect();
-    starts.sort();
-    starts.dedup();
-    assert_eq!(starts.len(), parts.len(), "{parts:?}");
+    assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
     assert_eq!(server.requests().len(), 1 + parts.len());
 }
 
