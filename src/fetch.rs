@@ -1339,6 +1339,17 @@ fn receive_body(
     result.and(settled)
 }
 
+/// What the first connection does at the end of its part.
+enum AtSplit {
+    /// The next part is coming from its helper, and so is the rest: it
+    /// takes their bytes in and stops.
+    HandOver,
+    /// It brings the next part itself, up to this end.
+    TakeOn(u64),
+    /// A part is not coming: it brings all the rest itself.
+    Alone,
+}
+
 /// Stops the helpers of a spread download when dropped.
 struct StopHelpers<'s>(&'s OnceLock<ranged::Spread>);
 
@@ -1427,6 +1438,11 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             .map(|_| ranged::Planner::new(self.options.connections, self.out.written()));
         // Where this connection stops while the rest is spread.
         let mut split: Option<u64> = None;
+        // The helpers' part that begins there.
+        let mut own = 0;
+        // Whether this connection's response runs to the package's end (it
+        // is not a part asked for again): it can go on into the next part.
+        let mut whole = true;
         let mut helpers = Vec::new();
         // Times this connection's own part was asked for again.
         let mut again = 0;
@@ -1455,6 +1471,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     };
                     exchange =
                         self.ask_own_part_again(target, spread, end, error, &mut again, resumable)?;
+                    whole = false;
                     continue;
                 }
                 (Ok(http::Event::ReadFailed(e)), ..) => return Err(self.cut_short(read_err(e))),
@@ -1476,29 +1493,44 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     .write_buffer(buffer, n)
                     .map_err(Error::io("write", self.out_path))?
             } else {
-                let keep = split.map_or(n, |end| n.min((end - written) as usize));
-                self.out
-                    .write_all(&buffer[..keep])
-                    .map_err(Error::io("write", self.out_path))?;
-                if let (Some(end), Some(spread)) = (split, spread) {
-                    if self.out.written() == end && self.first_part_coming(spread)? {
-                        // The rest comes from the helpers: this connection is
-                        // done.
-                        drop(exchange);
-                        let resumable = spreading.map(|(_, resumable)| resumable);
-                        return self.take_parts(spread, resumable);
-                    }
-                    if self.out.written() == end || spread.any_declined() {
-                        // A part is not coming (or the server put it off):
-                        // this connection goes on alone
-                        // (its low-speed window starts again: it may have
-                        // waited for the part's answer).
-                        stop_and_join(spread, &mut helpers);
-                        split = None;
-                        self.speed = http::LowSpeed::new(self.options, self.out.written());
+                let mut at = 0;
+                while at < n {
+                    let (Some(end), Some(spread)) = (split, spread) else {
                         self.out
-                            .write_all(&buffer[keep..n])
+                            .write_all(&buffer[at..n])
                             .map_err(Error::io("write", self.out_path))?;
+                        break;
+                    };
+                    let keep = (n - at).min((end - self.out.written()) as usize);
+                    self.out
+                        .write_all(&buffer[at..at + keep])
+                        .map_err(Error::io("write", self.out_path))?;
+                    at += keep;
+                    let next = if self.out.written() == end {
+                        self.at_split(spread, &mut own, whole)?
+                    } else if spread.any_declined() {
+                        AtSplit::Alone
+                    } else {
+                        continue;
+                    };
+                    match next {
+                        AtSplit::HandOver => {
+                            // The rest comes from the helpers: this
+                            // connection is done.
+                            drop(exchange);
+                            let resumable = spreading.map(|(_, resumable)| resumable);
+                            return self.take_parts(spread, own, resumable);
+                        }
+                        AtSplit::TakeOn(next_end) => split = Some(next_end),
+                        AtSplit::Alone => {
+                            // A part is not coming (or the server put it
+                            // off): this connection goes on alone (its
+                            // low-speed window starts again: it may have
+                            // waited for the part's answer).
+                            stop_and_join(spread, &mut helpers);
+                            split = None;
+                            self.speed = http::LowSpeed::new(self.options, self.out.written());
+                        }
                     }
                 }
                 Some(buffer)
@@ -1624,32 +1656,53 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         }
     }
 
-    /// Waits (with heartbeats) until the first helper's part is answered:
-    /// whether it and every other part is coming.
-    fn first_part_coming(&mut self, spread: &ranged::Spread) -> Result<bool> {
+    /// At the end of its part, `own` being the helpers' part that follows:
+    /// waits (with heartbeats) until that part is answered, and says what
+    /// this connection does next. A part whose helper has no answer within
+    /// [`ranged::ANSWER_GRACE`] is taken on by this connection, when its
+    /// response goes on (`whole`).
+    fn at_split(
+        &mut self,
+        spread: &ranged::Spread,
+        own: &mut usize,
+        whole: bool,
+    ) -> Result<AtSplit> {
+        let reached = Instant::now();
         loop {
             if spread.any_declined() {
-                return Ok(false);
+                return Ok(AtSplit::Alone);
             }
-            if let Some(coming) = spread.first_answered() {
-                return Ok(coming);
+            match spread.answered(*own) {
+                Some(true) => return Ok(AtSplit::HandOver),
+                Some(false) => return Ok(AtSplit::Alone),
+                None => {}
             }
-            spread.wait_first(http::TICK);
+            if whole && reached.elapsed() >= ranged::ANSWER_GRACE {
+                if let Some(end) = spread.claim(*own) {
+                    *own += 1;
+                    return Ok(AtSplit::TakeOn(end));
+                }
+                // Answered meanwhile.
+                continue;
+            }
+            spread.wait_answer(*own, http::TICK);
             let received = self.received(Some(spread));
             self.report(received)?;
         }
     }
 
-    /// Takes the helpers' parts in, in order, as they are written: each
-    /// byte read back through the download's handle, then hashed, shown to
-    /// the tap and the growth, as if this connection had received it.
+    /// Takes the helpers' parts in from part `from`, in order, as they are
+    /// written: each byte read back through the download's handle, then
+    /// hashed, shown to the tap and the growth, as if this connection had
+    /// received it.
     fn take_parts(
         &mut self,
         spread: &ranged::Spread,
+        from: usize,
         resumable: Option<&mut Resumable<'_, '_>>,
     ) -> Result<()> {
         let mut buffer = vec![0u8; CHUNK];
-        for index in 0..spread.len() {
+        for index in from..spread.len() {
             loop {
                 let (upto, complete) = match spread.progress(index) {
                     Ok(progress) => progress,

@@ -19,6 +19,11 @@
 //! that fails (the first connection's own too) is retried alone from where
 //! it stopped; and stopping the
 //! download stops every helper within a [`crate::http::TICK`].
+//!
+//! A helper whose request has no answer yet when the first connection
+//! reaches its part ([`ANSWER_GRACE`]) does not hold the download up: the
+//! first connection, whose response goes on to the end, takes that part on
+//! itself ([`Spread::claim`]) and its helper stops without writing a byte.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -53,6 +58,13 @@ const PART_CHUNK: usize = 64 * 1024;
 
 /// Fewest bytes a connection is given.
 pub(crate) const MIN_PART: u64 = 1 << 20;
+
+/// How long the first connection, at the end of its part, waits for the
+/// next part's helper to be answered before it brings that part itself: a
+/// request that hangs (a server queueing connections beyond its limit)
+/// would otherwise hold the whole download up for the stall timeout, per
+/// retry, while the first connection's response could go on.
+pub(crate) const ANSWER_GRACE: Duration = WORTH;
 
 /// Spread only when the fetch spent at least this share of its time
 /// waiting for the network (else the disk or the CPU is the bottleneck,
@@ -151,6 +163,9 @@ pub(crate) enum PartState {
     Failed { error: Error, refused: bool },
     /// The error was taken by the fetch thread.
     Reported,
+    /// Taken on by the first connection before its helper was answered:
+    /// the helper stops, and writes nothing of it.
+    Claimed,
 }
 
 /// A part of the download fetched by a helper.
@@ -233,16 +248,58 @@ impl Spread {
         }
     }
 
-    /// Whether the first helper's part is coming: `Some(true)` once the
-    /// server answered it with the range, `Some(false)` when it failed.
-    pub(crate) fn first_answered(&self) -> Option<bool> {
-        match self.lock().first().map(|p| &p.state) {
+    /// Whether part `index` is coming: `Some(true)` once the server
+    /// answered it with the range, `Some(false)` when it failed or is not
+    /// its helper's any more; `None` while it is asked for.
+    pub(crate) fn answered(&self, index: usize) -> Option<bool> {
+        match self.lock().get(index).map(|p| &p.state) {
             Some(PartState::Asking) => None,
-            Some(PartState::Failed { .. } | PartState::Reported | PartState::Deferred) | None => {
-                Some(false)
-            }
+            Some(
+                PartState::Failed { .. }
+                | PartState::Reported
+                | PartState::Deferred
+                | PartState::Claimed,
+            )
+            | None => Some(false),
             Some(PartState::Flowing | PartState::Complete) => Some(true),
         }
+    }
+
+    /// Takes part `index` from its helper, if the server has not answered
+    /// the helper yet: the caller brings its bytes instead. Returns the
+    /// part's end, or `None` when the part is (or was) coming from its
+    /// helper, or has failed.
+    pub(crate) fn claim(&self, index: usize) -> Option<u64> {
+        let mut parts = self.lock();
+        let part = parts.get_mut(index)?;
+        if !matches!(part.state, PartState::Asking) {
+            return None;
+        }
+        part.state = PartState::Claimed;
+        // What an earlier answer brought is written again by the claimer.
+        part.done = 0;
+        let end = part.end;
+        drop(parts);
+        self.changed.notify_all();
+        Some(end)
+    }
+
+    fn claimed(&self, index: usize) -> bool {
+        matches!(self.lock()[index].state, PartState::Claimed)
+    }
+
+    /// Sets the state of part `index` as its helper sees it, unless the
+    /// part was claimed; returns whether it was set.
+    fn settle(&self, index: usize, state: PartState) -> bool {
+        let mut parts = self.lock();
+        let part = &mut parts[index];
+        if matches!(part.state, PartState::Claimed) {
+            return false;
+        }
+        part.state = state;
+        drop(parts);
+        self.changed.notify_all();
+        true
     }
 
     /// Whether a part failed for good.
@@ -273,11 +330,11 @@ impl Spread {
         });
     }
 
-    /// Waits, at most `timeout`, while the first helper's part is being
-    /// asked for.
-    pub(crate) fn wait_first(&self, timeout: Duration) {
+    /// Waits, at most `timeout`, while part `index` is being asked for.
+    pub(crate) fn wait_answer(&self, index: usize, timeout: Duration) {
         let parts = self.lock();
-        if matches!(parts.first().map(|p| &p.state), Some(PartState::Asking)) && !self.stopped() {
+        if matches!(parts.get(index).map(|p| &p.state), Some(PartState::Asking)) && !self.stopped()
+        {
             let _ = self
                 .changed
                 .wait_timeout(parts, timeout)
@@ -326,10 +383,10 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
         let (error, refused, asked_delay) =
             match fetch_part_once(target, spread, index, file, &shown) {
                 Ok(()) => {
-                    spread.update(index, |p| p.state = PartState::Complete);
+                    spread.settle(index, PartState::Complete);
                     return;
                 }
-                Err(_) if spread.stopped() => return,
+                Err(_) if spread.stopped() || spread.claimed(index) => return,
                 Err(Refusal::Refused(error)) => (error, true, None),
                 Err(Refusal::Failed(error)) => (error, false, None),
                 Err(Refusal::Later(error, delay)) => (error, false, Some(delay)),
@@ -337,14 +394,16 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
         let now = Instant::now();
         let late = target.deadline.is_some_and(|d| now >= d);
         if refused || !error.is_transient() || attempts > options.retries || late {
-            spread.update(index, |p| p.state = PartState::Failed { error, refused });
+            spread.settle(index, PartState::Failed { error, refused });
             return;
         }
         let state = match asked_delay {
             Some(_) => PartState::Deferred,
             None => PartState::Asking,
         };
-        spread.update(index, |p| p.state = state);
+        if !spread.settle(index, state) {
+            return;
+        }
         let mut delay = asked_delay.unwrap_or_else(|| crate::fetch::backoff(options, attempts));
         if let Some(d) = target.deadline {
             delay = delay.min(d.saturating_duration_since(now));
@@ -356,7 +415,7 @@ pub(crate) fn fetch_part(target: &Target<'_>, spread: &Spread, index: usize, fil
             delay,
             error: error.to_string(),
         });
-        if http::pause(delay, &mut || halt(spread)).is_err() {
+        if http::pause(delay, &mut || halt(spread, index)).is_err() {
             return;
         }
     }
@@ -372,9 +431,10 @@ pub(crate) enum Refusal {
     Later(Error, Duration),
 }
 
-/// The heartbeat of a helper: stops it when the download stops.
-fn halt(spread: &Spread) -> Result<()> {
-    match spread.stopped() {
+/// The heartbeat of the helper of part `index`: stops it when the download
+/// stops, or when its part was claimed.
+fn halt(spread: &Spread, index: usize) -> Result<()> {
+    match spread.stopped() || spread.claimed(index) {
         true => Err(Error::Cancelled),
         false => Ok(()),
     }
@@ -469,15 +529,17 @@ fn fetch_part_once(
 ) -> std::result::Result<(), Refusal> {
     let options = target.options;
     let (start, end) = spread.missing(index);
-    let mut exchange = ask(target, start, end, PART_CHUNK, &mut || halt(spread))?;
-    spread.update(index, |p| p.state = PartState::Flowing);
+    let mut exchange = ask(target, start, end, PART_CHUNK, &mut || halt(spread, index))?;
+    if !spread.settle(index, PartState::Flowing) {
+        return Err(Refusal::Failed(Error::Cancelled));
+    }
     let mut speed = http::LowSpeed::new(options, 0);
     let mut at = start;
     loop {
         let got = at - start;
         let event = exchange
             .next_body(&mut || {
-                halt(spread)?;
+                halt(spread, index)?;
                 speed.check(got, shown)
             })
             .map_err(Refusal::Failed)?;
@@ -540,6 +602,29 @@ mod tests {
         );
         assert_eq!(parse_content_range("bytes */200"), None);
         assert_eq!(parse_content_range("bytes 0-1/*"), None);
+    }
+
+    #[test]
+    fn only_a_part_not_yet_answered_is_claimed_and_its_helper_then_writes_nothing() {
+        let spread = Spread::new(&[(0, 10), (10, 20), (20, 30), (30, 40)]);
+        // Not answered: claimed, with its end; its helper is told so.
+        assert_eq!(spread.answered(0), None);
+        assert_eq!(spread.claim(0), Some(20));
+        assert!(halt(&spread, 0).is_err());
+        assert!(halt(&spread, 1).is_ok());
+        assert_eq!(spread.answered(0), Some(false));
+        // An answer that comes after the claim changes nothing.
+        assert!(!spread.settle(0, PartState::Flowing));
+        assert!(!spread.settle(0, PartState::Asking));
+        assert!(matches!(spread.lock()[0].state, PartState::Claimed));
+        assert!(!spread.any_declined() && !spread.any_failed());
+        // Answered (or failed) parts stay their helpers'.
+        assert!(spread.settle(1, PartState::Flowing));
+        assert_eq!(spread.claim(1), None);
+        assert_eq!(spread.answered(1), Some(true));
+        spread.fail(2, Error::Cancelled);
+        assert_eq!(spread.claim(2), None);
+        assert_eq!(spread.claim(3), None, "no such part");
     }
 
     #[test]

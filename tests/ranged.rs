@@ -9,7 +9,7 @@ mod common;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -643,6 +643,49 @@ fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
     // Not held up by the 10 s asked for: no part was asked again, and the
     // first connection brought the rest.
     assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
+    assert_eq!(server.requests().len(), 1 + parts.len());
+}
+
+#[test]
+fn a_part_whose_request_hangs_is_brought_by_the_first_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = six_mib("v1");
+    // The first of the helpers' parts gets no answer for 20 s, as from a
+    // server that queues connections beyond its limit; the others are
+    // served.
+    let server = {
+        let zip = v1.zip.clone();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        TestServer::start(move |req, _| {
+            if let Some((start, Some(_))) = range_of(req) {
+                starts.lock().unwrap().push(start);
+                // Every part is asked for by then.
+                std::thread::sleep(Duration::from_millis(300));
+                if starts.lock().unwrap().iter().min() == Some(&start) {
+                    std::thread::sleep(Duration::from_secs(20));
+                }
+            }
+            capped(ranged_reply(req, &zip, "\"v1\""))
+        })
+    };
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    let took = started.elapsed();
+    assert_installed(&dest, &v1);
+    let parts = parts_asked(&server);
+    assert!(parts.len() >= 2, "the rest was not spread: {parts:?}");
+    // Not held up by the hanging request (about 3 s on one connection):
+    // nothing was asked for again, the first connection brought that part.
+    assert!(took < Duration::from_secs(12), "took {took:?}");
     assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
     assert_eq!(server.requests().len(), 1 + parts.len());
 }
