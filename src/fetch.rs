@@ -452,15 +452,23 @@ pub(crate) struct Conditions<'c> {
     /// Told, before the first body byte, the validators of each response
     /// that starts the body from byte 0 (`None` when the server's response
     /// cannot be resumed: no strong validator or no `Accept-Ranges`), so
-    /// that the caller can describe the bytes that follow. Also told `None`
-    /// before a download spread over several connections writes beyond the
-    /// contiguous prefix, and the validators again once the file has been
-    /// cut back to that prefix.
+    /// that the caller can describe the bytes that follow. While a download
+    /// is spread over several connections, bytes land beyond the contiguous
+    /// prefix: it is told the validators with the length of that prefix
+    /// (`Some(upto)`) before, and again as the prefix grows (about once a
+    /// [`DESCRIBE_EVERY`]), so that a download killed then still resumes
+    /// from there; and with `None` once the file has been cut back to it.
     pub(crate) on_start: Option<&'c mut OnStart<'c>>,
 }
 
-/// See [`Conditions::on_start`].
-pub(crate) type OnStart<'c> = dyn FnMut(Option<&Validators>) + 'c;
+/// See [`Conditions::on_start`]: the validators the file's bytes were
+/// served under (`None`: it cannot be resumed), and how many of its first
+/// bytes are the package's (`None`: all of them).
+pub(crate) type OnStart<'c> = dyn FnMut(Option<&Validators>, Option<u64>) + 'c;
+
+/// How often the contiguous prefix of a spread download is described again
+/// as it grows: what a `kill -9` can cost the next run to fetch again.
+const DESCRIBE_EVERY: Duration = Duration::from_secs(1);
 
 /// How a fetch ended.
 #[derive(Debug)]
@@ -1127,7 +1135,7 @@ fn http_attempt(
             state.validators = validators;
             if let Some(on_start) = conditions.on_start.as_mut() {
                 let resumable = state.ranges && state.validator.is_some();
-                on_start(resumable.then_some(&state.validators));
+                on_start(resumable.then_some(&state.validators), None);
             }
         }
         416 if have > 0 => {
@@ -1212,6 +1220,7 @@ fn http_attempt(
                 resumable: Resumable {
                     validators: &state.validators,
                     describe: conditions.on_start.as_deref_mut(),
+                    described: None,
                     ranges: &mut state.ranges,
                 },
             })
@@ -1252,21 +1261,40 @@ struct Spreading<'s, 'd> {
 struct Resumable<'s, 'd> {
     /// The validators of the bytes being received.
     validators: &'s Validators,
-    /// [`Conditions::on_start`]: told `None` before any byte lands beyond
-    /// the contiguous prefix (should the process die then, the file is no
-    /// partial download to resume), and the validators again once the file
-    /// is a prefix again.
+    /// [`Conditions::on_start`]: told the length of the contiguous prefix
+    /// before any byte lands beyond it, and as it grows (should the process
+    /// die, the next run resumes from there), and that the whole file is
+    /// the prefix once it is again.
     describe: Option<&'s mut OnStart<'d>>,
+    /// When the prefix was last described, while spread.
+    described: Option<Instant>,
     /// Cleared when the server would not serve a range of this version:
     /// the next attempt starts over.
     ranges: &'s mut bool,
 }
 
 impl Resumable<'_, '_> {
-    /// Tells whether the file is a contiguous prefix of the package.
-    fn describe(&mut self, prefix: bool) {
+    /// Tells that the file is a contiguous prefix of the package.
+    fn describe_whole(&mut self) {
+        self.described = None;
         if let Some(describe) = self.describe.as_mut() {
-            describe(prefix.then_some(self.validators));
+            describe(Some(self.validators), None);
+        }
+    }
+
+    /// Tells that the file's first `upto` bytes are the package's (bytes
+    /// beyond may be of later parts, or none yet): the first time, then at
+    /// most once a [`DESCRIBE_EVERY`].
+    fn describe_upto(&mut self, upto: u64) {
+        if self
+            .described
+            .is_some_and(|at| at.elapsed() < DESCRIBE_EVERY)
+        {
+            return;
+        }
+        self.described = Some(Instant::now());
+        if let Some(describe) = self.describe.as_mut() {
+            describe(Some(self.validators), Some(upto));
         }
     }
 }
@@ -1334,7 +1362,7 @@ fn receive_body(
         .and_then(|()| file.seek(SeekFrom::Start(have)).map(drop))
         .map_err(Error::io("truncate", out_path));
     if let (Ok(()), Some(resumable)) = (&settled, resumable.as_mut()) {
-        resumable.describe(true);
+        resumable.describe_whole();
     }
     result.and(settled)
 }
@@ -1538,6 +1566,10 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             if let Some(spare) = spare {
                 exchange.recycle(spare);
             }
+            if let (Some(_), Some((_, resumable))) = (spread_cell.get(), spreading.as_mut()) {
+                // Spread (or alone again, with later parts' bytes beyond).
+                resumable.describe_upto(self.out.written());
+            }
             let received = self.received(spread_cell.get().filter(|_| split.is_some()));
             self.heartbeat(received)?;
             let plan = match (planner.as_ref(), self.total) {
@@ -1548,7 +1580,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
             };
             if let (Some(plan), Some((target, resumable))) = (plan, spreading.as_mut()) {
                 // Bytes are about to land beyond the prefix.
-                resumable.describe(false);
+                resumable.describe_upto(self.out.written());
                 split = Some(plan[0].1);
                 self.spread(&plan, target, spread_cell, scope, &mut helpers);
             }
@@ -1699,7 +1731,7 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
         &mut self,
         spread: &ranged::Spread,
         from: usize,
-        resumable: Option<&mut Resumable<'_, '_>>,
+        mut resumable: Option<&mut Resumable<'_, '_>>,
     ) -> Result<()> {
         let mut buffer = vec![0u8; CHUNK];
         for index in from..spread.len() {
@@ -1729,6 +1761,9 @@ impl<'b> Body<'b, '_, '_, '_, '_> {
                     }
                     self.out.absorb(&buffer[..n]);
                     self.out.get_mut().adopt(&buffer[..n]);
+                    if let Some(resumable) = resumable.as_deref_mut() {
+                        resumable.describe_upto(self.out.written());
+                    }
                 } else if complete {
                     break;
                 } else {

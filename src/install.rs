@@ -205,9 +205,11 @@ impl StateLock {
 
     /// The partial download an earlier run left for `location` (a hash of
     /// it) and `expected`, open for reading and appending, with the
-    /// validator its bytes were served under. Any other partial (another
-    /// location or digest, no validator, no bytes) can no longer be used
-    /// and is removed.
+    /// validator its bytes were served under; cut back to the prefix its
+    /// description vouches for (a download killed while spread over several
+    /// connections leaves later parts' bytes beyond it). Any other partial
+    /// (another location or digest, no validator, no bytes) can no longer
+    /// be used and is removed.
     pub(crate) fn take_partial(
         &self,
         location: &str,
@@ -219,11 +221,17 @@ impl StateLock {
             .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(Partial::parse)
             .filter(|p| p.location == location && p.expected == expected);
-        let file = partial.as_ref().and_then(|_| {
-            self.dir
+        let file = partial.as_ref().and_then(|partial| {
+            let file = self
+                .dir
                 .open_file(PARTIAL, rustix::fs::OFlags::RDWR, 0)
-                .ok()
-                .filter(|f| f.metadata().is_ok_and(|m| m.len() > 0))
+                .ok()?;
+            let len = file.metadata().ok()?.len();
+            let upto = partial.prefix.map_or(len, |prefix| prefix.min(len));
+            if upto < len {
+                file.set_len(upto).ok()?;
+            }
+            (upto > 0).then_some(file)
         });
         match (partial, file) {
             (Some(partial), Some(file)) => Some((file, self.dir.join(PARTIAL), partial.validator)),
@@ -249,12 +257,14 @@ impl StateLock {
 
     /// Records what `partial.zip` holds, before its first byte is written:
     /// bytes of `location` (a hash of it) for `expected`, served under
-    /// `validator`; `None` makes it unusable by a later run.
+    /// `validator` (`None` makes it unusable by a later run); only its first
+    /// `prefix` bytes when given (the rest may be anything).
     pub(crate) fn describe_partial(
         &self,
         location: &str,
         expected: Option<Sha256Digest>,
         validator: Option<&str>,
+        prefix: Option<u64>,
     ) -> Result<()> {
         // Gone first: the description of the bytes before never outlives them.
         self.dir.remove_file(PARTIAL_STATE)?;
@@ -265,6 +275,7 @@ impl StateLock {
             location: location.to_string(),
             expected,
             validator: validator.to_string(),
+            prefix,
         };
         self.dir
             .write_atomic(PARTIAL_STATE, partial.to_text().as_bytes(), 0o600, false)
@@ -292,6 +303,9 @@ struct Partial {
     expected: Option<Sha256Digest>,
     /// The strong validator for `If-Range` (an `ETag` or a date).
     validator: String,
+    /// How many of the file's first bytes are the package's, when not all
+    /// of them.
+    prefix: Option<u64>,
 }
 
 impl Partial {
@@ -303,6 +317,9 @@ impl Partial {
         );
         if let Some(expected) = &self.expected {
             text.push_str(&format!("expected={expected}\n"));
+        }
+        if let Some(prefix) = self.prefix {
+            text.push_str(&format!("prefix={prefix}\n"));
         }
         text
     }
@@ -316,10 +333,15 @@ impl Partial {
             Some(hex) => Some(hex.parse().ok()?),
             None => None,
         };
+        let prefix = match field("prefix") {
+            Some(n) => Some(n.parse().ok()?),
+            None => None,
+        };
         Some(Partial {
             location: field("location_sha256")?.to_string(),
             expected,
             validator: field("validator").filter(|v| !v.is_empty())?.to_string(),
+            prefix,
         })
     }
 }
@@ -955,13 +977,14 @@ mod tests {
         let layout = Layout::new(&dir.path().join("app")).unwrap();
         let lock = layout.lock().unwrap();
         let digest = Sha256Digest::of(b"pkg");
-        let start = |bytes: &[u8], validator: Option<&str>| {
+        let start_upto = |bytes: &[u8], validator: Option<&str>, prefix: Option<u64>| {
             let (mut file, path) = lock.start_partial().unwrap();
-            lock.describe_partial("loc", Some(digest), validator)
+            lock.describe_partial("loc", Some(digest), validator, prefix)
                 .unwrap();
             io::Write::write_all(&mut file, bytes).unwrap();
             path
         };
+        let start = |bytes: &[u8], validator: Option<&str>| start_upto(bytes, validator, None);
         let path = start(b"PK\x03\x04", Some("\"v1\""));
         assert!(layout.recover(&lock).unwrap().is_empty());
         assert!(path.exists(), "recovery keeps the partial");
@@ -983,6 +1006,26 @@ mod tests {
         start(b"", Some("\"v1\""));
         assert!(lock.take_partial("loc", Some(digest)).is_none(), "no bytes");
         assert!(!layout.state_dir().join(PARTIAL_STATE).exists());
+
+        // Described up to a prefix (a download killed while spread): what
+        // lies beyond is cut off before it is resumed.
+        let path = start_upto(b"PK\x03\x04\0\0\0\0later part", Some("\"v1\""), Some(4));
+        let (file, _, _) = lock.take_partial("loc", Some(digest)).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4);
+        assert_eq!(std::fs::read(&path).unwrap(), b"PK\x03\x04");
+        start_upto(b"PK", Some("\"v1\""), Some(10));
+        let (file, _, _) = lock.take_partial("loc", Some(digest)).unwrap();
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            2,
+            "a prefix beyond the file"
+        );
+        start_upto(b"later part", Some("\"v1\""), Some(0));
+        assert!(
+            lock.take_partial("loc", Some(digest)).is_none(),
+            "no prefix"
+        );
+        assert!(!path.exists());
     }
 
     #[test]

@@ -501,8 +501,8 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
             .progress(move |_| {
                 let ranged = server.requests().len() > 2;
                 if ranged && !spread_seen.swap(true, Ordering::SeqCst) {
-                    // While spread, the file is not described as a
-                    // resumable prefix.
+                    // While spread, the file is described as a resumable
+                    // prefix (up to where its bytes are contiguous).
                     described.store(state.join("partial.state").exists(), Ordering::SeqCst);
                 }
                 if ranged || started.elapsed() > Duration::from_secs(5) {
@@ -523,7 +523,7 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
         spread_seen.load(Ordering::SeqCst),
         "the rest was never spread"
     );
-    assert!(!described_while_spread.load(Ordering::SeqCst));
+    assert!(described_while_spread.load(Ordering::SeqCst));
     assert!(
         stopped < Duration::from_secs(1),
         "stopped after {stopped:?}"
@@ -645,6 +645,83 @@ fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
     assert!(took < Duration::from_secs(8), "took {took:?}");
     assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
     assert_eq!(server.requests().len(), 1 + parts.len());
+}
+
+/// The deploy that `a_kill_while_spread_leaves_a_prefix_the_next_run_resumes`
+/// kills: this test binary re-run with `ZIPDEPLOY_SPREAD_CHILD` set (a
+/// no-op in a normal run).
+#[test]
+fn spread_child() {
+    let Ok(url) = std::env::var("ZIPDEPLOY_SPREAD_CHILD") else {
+        return;
+    };
+    Deploy::new(&url)
+        .unwrap()
+        .sha256(&std::env::var("ZIPDEPLOY_SPREAD_SHA256").unwrap())
+        .unwrap()
+        .dest(std::env::var("ZIPDEPLOY_SPREAD_DEST").unwrap())
+        .connections(2)
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn a_kill_while_spread_leaves_a_prefix_the_next_run_resumes() {
+    if std::env::var("ZIPDEPLOY_SPREAD_CHILD").is_ok() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // About 4 s on one capped connection, 2 s on two.
+    let v1 = package(12 << 20, 11, "v1");
+    let server = capped_server(&v1);
+    let url = server.url("/app.zip");
+    let dest = tmp.path().join("app");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "spread_child", "--nocapture", "--test-threads=1"])
+        .env("ZIPDEPLOY_SPREAD_CHILD", &url)
+        .env("ZIPDEPLOY_SPREAD_SHA256", sha(&v1.zip))
+        .env("ZIPDEPLOY_SPREAD_DEST", &dest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed a second after the second connection asked for its part.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parts_asked(&server).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !parts_asked(&server).is_empty(),
+        "the rest was never spread"
+    );
+    assert!(!dest.exists(), "killed before activation");
+    // The file holds the second part's bytes beyond the prefix.
+    let left = read(state_dir(&dest).join("partial.zip"));
+    assert_ne!(left, v1.zip[..left.len()], "nothing beyond the prefix");
+
+    let before = server.requests().len();
+    let report = Deploy::new(&url)
+        .unwrap()
+        .sha256(&sha(&v1.zip))
+        .unwrap()
+        .dest(&dest)
+        .run()
+        .unwrap();
+    assert_installed(&dest, &v1);
+    let resumed = &server.requests()[before];
+    let (from, to) = range_of(resumed).expect("the next run resumed");
+    assert_eq!(to, None, "{resumed:?}");
+    assert_eq!(resumed.header("if-range"), Some("\"v1\""));
+    // From the prefix vouched for: at least what one connection had before
+    // the download spread (the probe), and not beyond its own part.
+    assert!(
+        from >= 256 << 10 && from < v1.zip.len() / 2 + (1 << 20),
+        "{from}"
+    );
+    assert_eq!(report.bytes_downloaded, (v1.zip.len() - from) as u64);
 }
 
 #[test]

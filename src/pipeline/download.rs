@@ -80,10 +80,10 @@ impl Pipeline {
         let growth = streamer.as_ref().map(Streamer::growth);
         // Each response that starts the body over says what the bytes are.
         let lock = work.lock;
-        let mut describe = |validators: Option<&Validators>| {
+        let mut describe = |validators: Option<&Validators>, prefix: Option<u64>| {
             if let Some(location) = partial {
                 let validator = validators.and_then(Validators::for_range);
-                let _ = lock.describe_partial(location, expected, validator.as_deref());
+                let _ = lock.describe_partial(location, expected, validator.as_deref(), prefix);
             }
         };
         let conditions = fetch::Conditions {
