@@ -130,6 +130,35 @@ fn state_dir(dest: &Path) -> std::path::PathBuf {
     dest.parent().unwrap().join(".app.zipdeploy")
 }
 
+/// Deploys `package` from `server` (one retry allowed) into a new DEST in
+/// `tmp`, and checks that no part held it up: done `within`, spread, no
+/// part asked for again (the first connection brought what a part's
+/// helper did not).
+fn assert_the_first_connection_went_on(
+    tmp: &tempfile::TempDir,
+    server: &TestServer,
+    package: &Package,
+    within: Duration,
+) {
+    let dest = tmp.path().join("app");
+    let started = Instant::now();
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&package.zip))
+        .unwrap()
+        .dest(&dest)
+        .retries(1)
+        .run()
+        .unwrap();
+    let took = started.elapsed();
+    assert_installed(&dest, package);
+    let parts = parts_asked(server);
+    assert!(!parts.is_empty(), "the rest was not spread");
+    assert!(took < within, "took {took:?}");
+    assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
+    assert_eq!(server.requests().len(), 1 + parts.len());
+}
+
 /// What a spread download cut short keeps is a prefix of `package`,
 /// described for a resume, which the next run resumes from its end.
 fn assert_the_next_run_resumes_the_kept_prefix(
@@ -626,25 +655,8 @@ fn a_server_putting_more_connections_off_leaves_the_first_to_go_on_alone() {
             _ => capped(ranged_reply(req, &zip, "\"v1\"")),
         })
     };
-    let dest = tmp.path().join("app");
-    let started = Instant::now();
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .retries(1)
-        .run()
-        .unwrap();
-    let took = started.elapsed();
-    assert_installed(&dest, &v1);
-    let parts = parts_asked(&server);
-    assert!(!parts.is_empty(), "the rest was not spread");
-    // Not held up by the 10 s asked for: no part was asked again, and the
-    // first connection brought the rest.
-    assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
-    assert_eq!(server.requests().len(), 1 + parts.len());
+    // Not held up by the 10 s asked for.
+    assert_the_first_connection_went_on(&tmp, &server, &v1, Duration::from_secs(8));
 }
 
 /// The deploy that `a_kill_while_spread_leaves_a_prefix_the_next_run_resumes`
@@ -746,25 +758,8 @@ fn a_part_whose_request_hangs_is_brought_by_the_first_connection() {
             capped(ranged_reply(req, &zip, "\"v1\""))
         })
     };
-    let dest = tmp.path().join("app");
-    let started = Instant::now();
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .retries(1)
-        .run()
-        .unwrap();
-    let took = started.elapsed();
-    assert_installed(&dest, &v1);
-    let parts = parts_asked(&server);
-    assert!(parts.len() >= 2, "the rest was not spread: {parts:?}");
-    // Not held up by the hanging request (about 3 s on one connection):
-    // nothing was asked for again, the first connection brought that part.
-    assert!(took < Duration::from_secs(12), "took {took:?}");
-    assert_no_byte_asked_from_twice(parts.iter().map(|p| p.0));
-    assert_eq!(server.requests().len(), 1 + parts.len());
+    // Not held up by the hanging request (about 3 s on one connection).
+    assert_the_first_connection_went_on(&tmp, &server, &v1, Duration::from_secs(12));
 }
 
 #[test]
