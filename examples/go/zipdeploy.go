@@ -276,7 +276,9 @@ type Options struct {
 	// Progress, if set, is called as the deploy advances, on the goroutine
 	// that called Deploy, and at least every 100 ms while the network or
 	// another deploy's lock is waited for (heartbeats repeat the last
-	// counts).
+	// counts). The last call (StageInstall) comes once the tree is
+	// activated. A panic in it cancels the deploy (unless it was that last
+	// call) and is re-raised by Deploy.
 	Progress func(Progress)
 	// Mirrors are further locations of the same package (like URL), tried
 	// in order when the URL and earlier mirrors fail or serve a package that
@@ -352,7 +354,8 @@ type progressState struct {
 // report calls the user's function, then tells the library whether to
 // cancel. A panic in the user's function cancels the deploy and is
 // re-raised by Deploy once the C call has returned: a Go panic must not
-// unwind through the library's frames.
+// unwind through the library's frames. A panic at the last event (stage
+// install, once the tree is activated) cannot cancel, but is re-raised too.
 func (s *progressState) report(p Progress) (cancel C.int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -400,11 +403,18 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 	var report *C.zipdeploy_report
 	var cerr *C.zipdeploy_error
 	status := C.zipdeploy_deploy_run(d, &report, &cerr)
+	if state.panicked {
+		// Also after a success: the last event comes once the tree is
+		// activated, and a panic there is not swallowed either.
+		if status == C.ZIPDEPLOY_OK {
+			C.zipdeploy_report_free(report)
+		} else {
+			C.zipdeploy_error_free(cerr)
+		}
+		panic(state.panicValue)
+	}
 	if status != C.ZIPDEPLOY_OK {
 		e := takeError(cerr)
-		if state.panicked {
-			panic(state.panicValue)
-		}
 		if e.Code == CodeCancelled {
 			e.cause = ctx.Err()
 		}

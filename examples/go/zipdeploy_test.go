@@ -360,6 +360,30 @@ func TestAPanicInProgressCancelsAndIsReraised(t *testing.T) {
 	t.Fatal("Deploy returned")
 }
 
+func TestAPanicAtTheLastEventIsReraisedAfterTheDeploy(t *testing.T) {
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	dest := filepath.Join(t.TempDir(), "app")
+	defer func() {
+		if r := recover(); r != "boom at install" {
+			t.Fatalf("want the panic re-raised, got %v", r)
+		}
+		// The last event comes after activation: the deploy had completed.
+		if v := readVersion(t, dest); v != "1" {
+			t.Fatalf("VERSION %q", v)
+		}
+	}()
+	_, _ = Deploy(context.Background(), Options{
+		URL:  url,
+		Dest: dest,
+		Progress: func(p Progress) {
+			if p.Stage == StageInstall {
+				panic("boom at install")
+			}
+		},
+	})
+	t.Fatal("Deploy returned: the panic was swallowed")
+}
+
 func TestNULInAStringIsRefused(t *testing.T) {
 	_, err := Deploy(context.Background(), Options{URL: "a\x00b", Dest: t.TempDir()})
 	var e *Error

@@ -132,6 +132,21 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy(self.url, self.dest, progress=boom)
         self.assertFalse(self.dest.exists())
 
+    def test_an_exception_at_the_last_event_propagates_after_the_deploy(self):
+        # The last event comes after activation: it cannot cancel, but a
+        # Ctrl-C (or a bug) there must not be swallowed by a returned Report.
+        stages = []
+
+        def interrupt_at_install(p):
+            stages.append(p.stage)
+            if p.stage == "install":
+                raise KeyboardInterrupt
+
+        with self.assertRaises(KeyboardInterrupt):
+            zipdeploy.deploy(self.url, self.dest, progress=interrupt_at_install)
+        self.assertEqual(stages[-1], "install")
+        self.assertEqual(self.version(), "1", "the deploy had completed")
+
     def test_an_unchanged_package_is_not_modified(self):
         url = env("ZIPDEPLOY_TEST_URL_CONDITIONAL")
         first = zipdeploy.deploy(url, self.dest, retries=0)

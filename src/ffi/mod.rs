@@ -43,7 +43,8 @@
 //!   network or another deploy's lock is waited for (such heartbeats repeat
 //!   the last counts). A non-zero return cancels within about 100 ms, even on
 //!   a stalled connection: ZIPDEPLOY_CANCELLED, the destination untouched,
-//!   work files removed.
+//!   work files removed. The last event (stage install) comes once the tree
+//!   is activated; its return is ignored.
 
 // The text above is the one copy of the C conventions: build.rs makes it the
 // header's top comment (so it is plain text, no rustdoc links), and the

@@ -470,7 +470,10 @@ def deploy(
     counts); a truthy
     return cancels it within about 100 ms, stalled server or not
     (:class:`DeployCancelled`), and an exception it raises cancels it and
-    propagates from ``deploy``. The GIL is released while the library works.
+    propagates from ``deploy``. The last call (stage ``"install"``) comes
+    once the tree is activated: the deploy is done, so its return cannot
+    cancel, but an exception it raises (a ``KeyboardInterrupt``) still
+    propagates. The GIL is released while the library works.
 
     ``sha256_from`` reads the expected digest from a sidecar file
     (``app.zip.sha256``); ``mirrors`` are further locations of the package,
@@ -624,6 +627,12 @@ def deploy(
             if raised:
                 raise raised[0]  # from the progress callable; the deploy was cancelled
             raise failure
+        if raised:
+            # Raised by the last event, after activation: the deploy is
+            # done, but the exception (a KeyboardInterrupt, a bug in the
+            # callable) is not swallowed.
+            lib.zipdeploy_report_free(report)
+            raise raised[0]
         try:
             numbers = {
                 name: getattr(lib, f"zipdeploy_report_{name}")(report)
