@@ -9,6 +9,7 @@ import ctypes
 import json
 import os
 import pathlib
+import re
 import select
 import tempfile
 import time
@@ -404,6 +405,67 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy(self.url, self.dest, "0" * 64)
         self.assertNotIsInstance(caught.exception, OSError)
         self.assertIsInstance(zipdeploy.InternalError(10, "bug"), RuntimeError)
+
+
+#: The C header the wrapper declares, in this checkout.
+HEADER = pathlib.Path(__file__).resolve().parents[2] / "include" / "zipdeploy.h"
+
+
+def header_prototypes():
+    """(return type, name, [parameter types]) of every function in the header."""
+    text = HEADER.read_text()
+    found = re.findall(r"^([A-Za-z_][\w ]*?\**)\s*(zipdeploy_\w+)\(([^)]*)\);", text, re.M)
+    prototypes = []
+    for ret, name, params in found:
+        params = " ".join(params.split())
+        # Each parameter without its name: "const char *url" -> "const char *".
+        types = [] if params == "void" else [re.sub(r"\w+$", "", p.strip()) for p in params.split(",")]
+        prototypes.append((ret, name, types))
+    return prototypes
+
+
+class SignaturesTest(unittest.TestCase):
+    def test_every_function_of_the_header_is_declared_with_its_types(self):
+        # An undeclared function returns a C int and takes Python ints as C
+        # ints: a handle (a 64-bit pointer) passed to it, or a string it
+        # returns, is cut to 32 bits. load_library() is public, so every
+        # function is declared, each with the types of its prototype.
+        def ctype(c: str):
+            c = c.replace("const ", "").replace("struct ", "").replace(" ", "")
+            if c == "void":
+                return None
+            if c == "int":
+                return ctypes.c_int
+            if c == "uint64_t":
+                return ctypes.c_uint64
+            if c == "uint32_t":
+                return ctypes.c_uint32
+            if c == "zipdeploy_progress_callback":
+                return zipdeploy._CALLBACK
+            if c.endswith("**"):
+                return ctypes.POINTER(ctypes.c_void_p)
+            if c == "char*":
+                return (ctypes.c_char_p, ctypes.c_void_p)
+            if c.endswith("*"):
+                return ctypes.c_void_p
+            self.fail(f"unexpected C type {c!r}")
+
+        def same(declared, expected):
+            return declared in expected if isinstance(expected, tuple) else declared == expected
+
+        prototypes = header_prototypes()
+        self.assertGreater(len(prototypes), 80, "the header's functions were found")
+        lib = zipdeploy.load_library()
+        for ret, name, params in prototypes:
+            with self.subTest(function=name):
+                self.assertIn(name, zipdeploy._SIGNATURES)
+                fn = getattr(lib, name)
+                self.assertTrue(same(fn.restype, ctype(ret)), f"{name} returns {ret}")
+                self.assertEqual(len(fn.argtypes), len(params), name)
+                for declared, param in zip(fn.argtypes, params):
+                    self.assertTrue(same(declared, ctype(param)), f"{name}: {param}")
+        # Nothing declared that the header does not have.
+        self.assertEqual(set(zipdeploy._SIGNATURES), {name for _, name, _ in prototypes})
 
 
 if __name__ == "__main__":

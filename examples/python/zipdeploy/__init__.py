@@ -235,12 +235,16 @@ _I = ctypes.c_int
 _U64 = ctypes.c_uint64
 _U32 = ctypes.c_uint32
 
-# name: (restype, argtypes). Handles are opaque pointers (c_void_p); the
-# borrowed strings are read with ctypes.string_at before the handle is freed.
+# name: (restype, argtypes) of every function in the header, as load_library
+# hands the library out (an undeclared function would cut a 64-bit handle or
+# string to a C int). Handles are opaque pointers (c_void_p); the borrowed
+# strings are read with ctypes.string_at before the handle is freed.
 _SIGNATURES = {
     "zipdeploy_version": (_P, []),
     "zipdeploy_code_class": (_I, [_I]),
     "zipdeploy_code_str": (_P, [_I]),
+    "zipdeploy_status_class": (_I, [_I]),  # deprecated name of zipdeploy_code_class
+    "zipdeploy_status_str": (_P, [_I]),  # deprecated name of zipdeploy_code_str
     "zipdeploy_deploy_new": (_P, []),
     "zipdeploy_deploy_free": (None, [_P]),
     "zipdeploy_deploy_set_url": (_I, [_P, _S]),
@@ -266,8 +270,14 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
     "zipdeploy_deploy_set_progress": (_I, [_P, _CALLBACK, _P]),
     "zipdeploy_deploy_run": (_I, [_P, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
+    "zipdeploy_deploy_clear_headers": (_I, [_P]),
+    "zipdeploy_deploy_clear_cacerts": (_I, [_P]),
+    "zipdeploy_deploy_clear_mirrors": (_I, [_P]),
+    "zipdeploy_deploy_last_code": (_I, [_P]),
+    "zipdeploy_deploy_last_status": (_I, [_P]),  # deprecated name of zipdeploy_deploy_last_code
     "zipdeploy_deploy_last_error": (_P, [_P]),
     "zipdeploy_error_code": (_I, [_P]),
+    "zipdeploy_error_class": (_I, [_P]),
     "zipdeploy_error_message": (_P, [_P]),
     "zipdeploy_error_free": (None, [_P]),
     "zipdeploy_report_digest": (_P, [_P]),
