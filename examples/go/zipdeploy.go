@@ -59,6 +59,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/cgo"
 	"strings"
 	"time"
@@ -562,25 +563,38 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 			return check(C.zipdeploy_deploy_set_speed_limit(d, C.uint64_t(limit), window))
 		})
 	}
+	// withU32 passes a non-negative int as a C uint32_t, refusing one that
+	// does not fit rather than wrapping it (Keep: 1<<32 would keep none).
+	withU32 := func(what string, n int, set func(C.uint32_t) C.int) func() error {
+		return func() error {
+			if uint64(n) > math.MaxUint32 {
+				return newError(C.ZIPDEPLOY_INVALID_ARGUMENT, fmt.Sprintf("%s %d is out of range", what, n))
+			}
+			return check(set(C.uint32_t(n)))
+		}
+	}
 	if o.Retries != 0 {
 		retries := o.Retries
 		if retries < 0 {
 			retries = 0
 		}
-		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_retries(d, C.uint32_t(retries))) })
+		steps = append(steps, withU32("Retries", retries, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_retries(d, n)
+		}))
 	}
 	if o.Connections > 0 {
-		connections := o.Connections
-		steps = append(steps, func() error {
-			return check(C.zipdeploy_deploy_set_connections(d, C.uint32_t(connections)))
-		})
+		steps = append(steps, withU32("Connections", o.Connections, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_connections(d, n)
+		}))
 	}
 	if o.Keep != 0 {
 		keep := o.Keep
 		if keep < 0 {
 			keep = 0
 		}
-		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_keep(d, C.uint32_t(keep))) })
+		steps = append(steps, withU32("Keep", keep, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_keep(d, n)
+		}))
 	}
 	if o.Sync {
 		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_durable(d, 1)) })

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -382,6 +383,31 @@ func TestAPanicAtTheLastEventIsReraisedAfterTheDeploy(t *testing.T) {
 		},
 	})
 	t.Fatal("Deploy returned: the panic was swallowed")
+}
+
+func TestACountTooBigForItsCTypeIsRefused(t *testing.T) {
+	if math.MaxInt == math.MaxInt32 {
+		t.Fatal("a 64-bit int is needed to test a count above MaxUint32")
+	}
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	limit := uint64(math.MaxUint32)
+	big := int(limit + 1) // as a uint32_t: 0
+	for name, opts := range map[string]Options{
+		"Keep":        {Keep: big},
+		"Retries":     {Retries: big + 3},
+		"Connections": {Connections: big + 1},
+	} {
+		dest := filepath.Join(t.TempDir(), "app")
+		opts.URL, opts.Dest = url, dest
+		_, err := Deploy(context.Background(), opts)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeInvalidArgument || !strings.Contains(e.Message, name) {
+			t.Fatalf("%s: want code 23 naming it, got %v", name, err)
+		}
+		if _, statErr := os.Stat(dest); !os.IsNotExist(statErr) {
+			t.Fatalf("%s: DEST was created: %v", name, statErr)
+		}
+	}
 }
 
 func TestNULInAStringIsRefused(t *testing.T) {

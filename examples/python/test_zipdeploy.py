@@ -271,6 +271,36 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, 20)
         self.assertIn("endpoint", str(caught.exception))
 
+    def test_out_of_range_numbers_and_non_utf8_strings_are_usage_errors(self):
+        # ctypes would wrap a number too big for its C type (keep=2**32 would
+        # keep no release, max_download=2**64+1 would accept 1 byte), and a
+        # string that is not UTF-8 is no C ABI string: each is a UsageError
+        # naming the argument, like every other bad argument.
+        too_big = {
+            "keep": 2**32,
+            "retries": 2**32 + 3,
+            "connections": 2**32 + 1,
+            "max_download": 2**64 + 1,
+            "max_entries": 2**64,
+            "timeout": float("inf"),
+            "stall_timeout": 1e300,
+        }
+        for name, value in too_big.items():
+            with self.subTest(name=name):
+                with self.assertRaises(zipdeploy.UsageError) as caught:
+                    zipdeploy.deploy(self.url, self.dest, **{name: value})
+                self.assertEqual(caught.exception.code, 23)
+                self.assertIn(name, caught.exception.message)
+        not_utf8 = self.dest.parent / os.fsdecode(b"app-\xff")
+        for dest in (bytes(not_utf8), not_utf8, str(not_utf8)):
+            with self.subTest(dest=dest):
+                with self.assertRaises(zipdeploy.UsageError) as caught:
+                    zipdeploy.deploy(self.url, dest)
+                self.assertEqual(caught.exception.code, 24)
+                with self.assertRaises(zipdeploy.UsageError):
+                    zipdeploy.status(dest)
+        self.assertEqual(os.listdir(self.dest.parent), [])
+
     def test_limits_and_connection_timeouts_are_options(self):
         with self.assertRaises(zipdeploy.LimitError) as caught:
             zipdeploy.deploy(self.url, self.dest, max_entries=1)

@@ -63,6 +63,7 @@ __all__ = [
 
 OK = 0
 INVALID_ARGUMENT = 23
+INVALID_UTF8 = 24
 CANCELLED = 90
 
 
@@ -387,22 +388,34 @@ def version(library: Union[str, "os.PathLike[str]", ctypes.CDLL, None] = None) -
 
 def _c_string(what: str, value: Union[str, "os.PathLike[str]"]) -> bytes:
     text = os.fspath(value)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    if "\0" in text:
+    try:
+        # The C ABI takes UTF-8: a bytes path must be UTF-8, and a str must
+        # not hold the surrogates os.fsdecode makes of other bytes.
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        encoded = text.encode("utf-8")
+    except UnicodeError:
+        raise UsageError(INVALID_UTF8, f"{what} is not valid UTF-8") from None
+    if b"\0" in encoded:
         raise UsageError(INVALID_ARGUMENT, f"{what} contains a NUL character")
-    return text.encode("utf-8")
+    return encoded
 
 
 def _millis(what: str, seconds: float) -> int:
     if not seconds > 0:
         raise UsageError(INVALID_ARGUMENT, f"{what} must be positive")
+    if not seconds * 1000 < 1 << 64:  # also infinity
+        raise UsageError(INVALID_ARGUMENT, f"{what} is too large")
     return max(1, math.ceil(seconds * 1000))
 
 
-def _count(what: str, value: int) -> int:
+def _count(what: str, value: int, bits: int = 64) -> int:
+    """A count for a C uint64_t (or uint32_t): ctypes would silently wrap a
+    bigger one (keep=2**32 would keep none)."""
     if value < 0:
         raise UsageError(INVALID_ARGUMENT, f"{what} must not be negative")
+    if value >= 1 << bits:
+        raise UsageError(INVALID_ARGUMENT, f"{what} must be below 2**{bits}")
     return value
 
 
@@ -551,9 +564,9 @@ def deploy(
                 lib.zipdeploy_deploy_set_stall_timeout_ms(handle, _millis("stall_timeout", stall_timeout))
             )
         if retries is not None:
-            check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries)))
+            check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries, 32)))
         if connections is not None:
-            check(lib.zipdeploy_deploy_set_connections(handle, _count("connections", connections)))
+            check(lib.zipdeploy_deploy_set_connections(handle, _count("connections", connections, 32)))
         if speed_limit is not None:
             limit, seconds = speed_limit
             window = _millis("speed_limit", seconds) if limit else 0
@@ -616,7 +629,7 @@ def deploy(
         if cache_max_size is not None:
             check(lib.zipdeploy_deploy_set_cache_max_size(handle, _count("cache_max_size", cache_max_size)))
         if keep is not None:
-            check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep)))
+            check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep, 32)))
         if sync:
             check(lib.zipdeploy_deploy_set_durable(handle, 1))
         if s3_endpoint is not None:
