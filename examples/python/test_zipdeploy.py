@@ -6,12 +6,15 @@ than skip.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import pathlib
 import re
 import select
+import signal
 import tempfile
+import threading
 import time
 import unittest
 
@@ -124,6 +127,51 @@ class DeployTest(unittest.TestCase):
         self.assertIn("low speed", str(caught.exception))
         self.assertLess(time.monotonic() - started, 5)
         self.assertFalse(self.dest.exists())
+
+    def test_ctrl_c_cancels_a_deploy_and_a_rollback_promptly(self):
+        # Python runs the SIGINT handler at the next Python code: the entry
+        # of the progress callback, where its KeyboardInterrupt used to be
+        # printed as "ignored" while the deploy went on (or, without a
+        # progress callable, only after the whole deploy).
+        stalled = env("ZIPDEPLOY_TEST_URL_STALLED")
+
+        def interrupted(run):
+            timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+            started = time.monotonic()
+            timer.start()
+            try:
+                with self.assertRaises(KeyboardInterrupt):
+                    run()
+            finally:
+                timer.join()
+            return time.monotonic() - started
+
+        for progress in (None, lambda _p: None):
+            with self.subTest(progress=progress):
+                took = interrupted(
+                    lambda: zipdeploy.deploy(
+                        stalled, self.dest, retries=0, stall_timeout=20, progress=progress
+                    )
+                )
+                self.assertLess(took, 1.5)
+                self.assertFalse(self.dest.exists())
+        self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+
+        # A rollback waiting for a deploy's lock.
+        zipdeploy.deploy(self.url, self.dest)
+        lock = os.open(self.dest.parent / ".app.zipdeploy" / "lock", os.O_RDWR)
+        # Released after 3 s, so that a rollback deaf to Ctrl-C ends too.
+        release = threading.Timer(3, fcntl.flock, (lock, fcntl.LOCK_UN))
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            release.start()
+            took = interrupted(lambda: zipdeploy.rollback(self.dest))
+        finally:
+            release.cancel()
+            release.join()
+            os.close(lock)
+        self.assertLess(took, 1.5)
+        self.assertEqual(self.version(), "1")
 
     def test_an_exception_in_progress_cancels_and_propagates(self):
         def boom(_p):

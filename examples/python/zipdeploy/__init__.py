@@ -29,14 +29,16 @@ dynamic loader finds (e.g. installed by the repository's ``install.sh``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
 import os
 import pathlib
+import signal
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "deploy",
@@ -419,6 +421,40 @@ def _count(what: str, value: int, bits: int = 64) -> int:
     return value
 
 
+#: The signals whose Python handlers (Ctrl-C's KeyboardInterrupt) cancel a run.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_cancel(raised: List[BaseException]) -> Iterator[None]:
+    """While the library runs on the main thread, what a Python handler of
+    SIGINT or SIGTERM raises (Ctrl-C's KeyboardInterrupt) is kept in
+    ``raised``, for the progress callback to cancel the run on (within about
+    100 ms) and the caller to re-raise. Python runs a handler at the next
+    Python code, which is the entry of the ctypes callback, outside any
+    ``try``: ctypes would print the exception as ignored and the run go on."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if not callable(handler):
+                continue  # SIG_DFL, SIG_IGN: no Python code runs
+
+            def deferred(number: int, frame: object, handler: Callable = handler) -> None:
+                try:
+                    handler(number, frame)
+                except BaseException as exc:  # noqa: BLE001 - re-raised after the run
+                    raised.append(exc)
+
+            previous[signum] = handler
+            signal.signal(signum, deferred)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 _Library = Union[str, "os.PathLike[str]", ctypes.CDLL, None]
 _Path = Union[str, "os.PathLike[str]"]
 
@@ -496,7 +532,10 @@ def deploy(
     propagates from ``deploy``. The last call (stage ``"install"``) comes
     once the tree is activated: the deploy is done, so its return cannot
     cancel, but an exception it raises (a ``KeyboardInterrupt``) still
-    propagates. The GIL is released while the library works.
+    propagates. The GIL is released while the library works. Called on the
+    main thread, Ctrl-C (what a Python SIGINT or SIGTERM handler raises)
+    cancels the deploy within about 100 ms, progress callable or not, and
+    propagates from ``deploy``.
 
     ``sha256_from`` reads the expected digest from a sidecar file
     (``app.zip.sha256``); ``mirrors`` are further locations of the package,
@@ -525,6 +564,10 @@ def deploy(
 
     def on_progress(_userdata: Optional[int], event: "ctypes._Pointer[_CProgress]") -> int:
         try:
+            if raised:  # by a signal handler (Ctrl-C) or the progress callable
+                return 1
+            if report_progress is None:
+                return 0
             p = event.contents
             snapshot = Progress(
                 stage=_STAGES.get(p.stage, str(p.stage)),
@@ -533,14 +576,14 @@ def deploy(
                 entries=p.entries,
                 total_entries=p.total_entries or None,
             )
-            assert report_progress is not None  # installed only with a progress callable
             return 1 if report_progress(snapshot) else 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after the run
             raised.append(exc)
             return 1
 
-    # Referenced until the handle is freed: the library calls it.
-    callback = _CALLBACK(on_progress) if progress is not None else None
+    # Referenced until the handle is freed: the library calls it. Installed
+    # without a progress callable too, so that Ctrl-C cancels the run.
+    callback = _CALLBACK(on_progress)
     try:
 
         def check(code: int) -> None:
@@ -614,8 +657,7 @@ def deploy(
             )
         if max_metadata is not None:
             check(lib.zipdeploy_deploy_set_max_metadata(handle, _count("max_metadata", max_metadata)))
-        if progress is not None:
-            check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
+        check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
         if sha256_from is not None:
             check(lib.zipdeploy_deploy_set_sha256_from(handle, _c_string("sha256_from", sha256_from)))
         for mirror in mirrors:
@@ -639,7 +681,8 @@ def deploy(
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        code: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
+        with _signals_cancel(raised):
+            code: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
         if code != OK:
             try:
                 failure = _error(
@@ -648,7 +691,7 @@ def deploy(
             finally:
                 lib.zipdeploy_error_free(error)
             if raised:
-                raise raised[0]  # from the progress callable; the deploy was cancelled
+                raise raised[0]  # from the progress callable or a signal handler: cancelled
             raise failure
         if raised:
             # Raised by the last event, after activation: the deploy is
@@ -745,21 +788,34 @@ def rollback(
     under its lock) and returns the new status; the replaced tree becomes the
     newest kept release. ``sync`` syncs the change to disk before returning
     (power-cut safe, slower). Raises :class:`FilesystemError` (code 72) when
-    no release is kept."""
+    no release is kept. Ctrl-C cancels a wait for a deploy's lock (on the
+    main thread), as in :func:`deploy`."""
     lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
+    raised: List[BaseException] = []
+    # Heartbeats while a deploy holds the lock: Ctrl-C cancels the wait.
+    callback = _CALLBACK(lambda _userdata, _event: 1 if raised else 0)
     try:
         for code in (
             lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest)),
             lib.zipdeploy_deploy_set_durable(handle, 1) if sync else OK,
+            lib.zipdeploy_deploy_set_progress(handle, callback, None),
         ):
             if code != OK:
                 raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
         out = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        if lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error)) != OK:
+        with _signals_cancel(raised):
+            code = lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error))
+        if raised:
+            if code == OK:
+                lib.zipdeploy_status_free(out)
+            else:
+                lib.zipdeploy_error_free(error)
+            raise raised[0]
+        if code != OK:
             _raise_owned(lib, error)
         return _status(lib, out)
     finally:
