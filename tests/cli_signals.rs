@@ -257,6 +257,44 @@ fn sigterm_while_the_report_is_blocked_on_a_full_pipe_keeps_command_from_startin
 }
 
 #[test]
+fn sigterm_stops_a_rollback_waiting_for_a_deploys_lock_as_pid_1_within_a_second() {
+    // `--rollback -- COMMAND` as a container's entrypoint while another
+    // deploy holds the lock: as PID 1, a SIGTERM without a handler would be
+    // dropped, and the rollback would wait for the lock, then start COMMAND.
+    let f = Fixture::new();
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.tmp.path().join(".app.zipdeploy/lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let started = f.tmp.path().join("started");
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(cli_path())
+        .arg("--rollback")
+        .arg("--dest")
+        .arg(&f.dest)
+        .args(["--".as_ref(), "touch".as_ref(), started.as_os_str()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let zipdeploy = only_child(unshare.id());
+    thread::sleep(Duration::from_millis(600));
+    kill(zipdeploy, "TERM");
+    let (status, took) = wait_at_most(&mut unshare, Duration::from_secs(5));
+    let stderr = stderr_of(&mut unshare);
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(!started.exists(), "COMMAND started");
+    f.assert_intact();
+}
+
+#[test]
 fn speed_limit_flags_and_variables_reach_the_library() {
     let pkg = app_zip("new");
     let server = TestServer::start(move |_, _| {
