@@ -787,6 +787,7 @@ fn go_cgo_package() {
         "TestCACertFilesMakeAPrivateCATrusted",
         "TestNetrcFileGivesCredentialsToItsHost",
         "TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond",
+        "TestCancellingTheContextEndsARollbacksWaitForTheLockWithinASecond",
         "TestPathAndMetadataLimitsAreOptions",
         "TestHeadersForGoToTheirOriginOnly",
     ] {

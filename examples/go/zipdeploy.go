@@ -397,7 +397,7 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 	state := &progressState{ctx: ctx, fn: opts.Progress}
 	handle := cgo.NewHandle(state)
 	defer handle.Delete()
-	if status := C.zipdeploy_go_set_progress(d, C.uintptr_t(handle)); status != C.ZIPDEPLOY_OK {
+	if status := setProgress(d, handle); status != C.ZIPDEPLOY_OK {
 		return Report{}, lastError(d, status)
 	}
 
@@ -449,6 +449,12 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Total:           ms(C.zipdeploy_report_total_ms(report)),
 		Warnings:        warnings,
 	}, nil
+}
+
+// setProgress installs the trampoline on d, with the cgo.Handle of a
+// *progressState as its userdata.
+func setProgress(d *C.zipdeploy_deploy, handle cgo.Handle) C.int {
+	return C.zipdeploy_go_set_progress(d, C.uintptr_t(handle))
 }
 
 // takeError turns an owned C error into an *Error and frees it.

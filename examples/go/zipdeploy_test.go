@@ -229,6 +229,38 @@ func TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond(t *test
 	}
 }
 
+func TestCancellingTheContextEndsARollbacksWaitForTheLockWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app")
+	if _, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest}); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	// A deploy holds the lock (released after 3 s, so that a wait that
+	// cannot be cancelled fails the timing check).
+	lock, err := os.OpenFile(filepath.Join(dir, ".app.zipdeploy", "lock"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = RollbackWith(dest, RollbackOptions{Context: ctx})
+	if took := time.Since(started); took > time.Second {
+		t.Fatalf("the cancel took %v", took)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCancelled || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want code 90 wrapping context.DeadlineExceeded, got %v", err)
+	}
+	if v := readVersion(t, dest); v != "1" {
+		t.Fatalf("VERSION %q", v)
+	}
+}
+
 func TestPathAndMetadataLimitsAreOptions(t *testing.T) {
 	url := env(t, "ZIPDEPLOY_TEST_URL")
 	dest := filepath.Join(t.TempDir(), "app")
