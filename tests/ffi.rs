@@ -590,7 +590,7 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 22 tests"), "{err}");
+    assert!(err.contains("Ran 23 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
 }

@@ -13,6 +13,8 @@ import pathlib
 import re
 import select
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -544,6 +546,28 @@ class SignaturesTest(unittest.TestCase):
                     self.assertTrue(same(declared, ctype(param)), f"{name}: {param}")
         # Nothing declared that the header does not have.
         self.assertEqual(set(zipdeploy._SIGNATURES), {name for _, name, _ in prototypes})
+
+    def test_a_cdll_given_as_library_is_declared_before_use(self):
+        # `library=ctypes.CDLL(path)` is accepted: undeclared, its functions
+        # return C ints, and the first pointer used crashed the process (so
+        # this runs in a child).
+        check = (
+            "import ctypes, os, sys, zipdeploy\n"
+            "lib = ctypes.CDLL(os.environ['ZIPDEPLOY_LIB'])\n"
+            "assert zipdeploy.version(lib) == zipdeploy.version()\n"
+            "report = zipdeploy.deploy(sys.argv[1], sys.argv[2], library=lib)\n"
+            "assert zipdeploy.status(sys.argv[2], library=lib).current.digest == report.digest\n"
+            "print('ok')\n"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            child = subprocess.run(
+                [sys.executable, "-c", check, env("ZIPDEPLOY_TEST_URL"), os.path.join(tmp, "app")],
+                cwd=pathlib.Path(__file__).resolve().parent,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        self.assertEqual((child.returncode, child.stdout), (0, "ok\n"), child.stderr)
 
 
 if __name__ == "__main__":

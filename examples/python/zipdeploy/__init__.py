@@ -364,13 +364,28 @@ def load_library(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CD
     with _lock:
         if paths[0] in _loaded:
             return _loaded[paths[0]]
-        lib = ctypes.CDLL(paths[0])
-        for name, (restype, argtypes) in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.restype = restype
-            fn.argtypes = argtypes
+        lib = _declare(ctypes.CDLL(paths[0]))
         _loaded[paths[0]] = lib
         return lib
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Gives every function of ``lib`` its C types (idempotent)."""
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+def _library(library: "_Library") -> ctypes.CDLL:
+    """The library to call: a ``ctypes.CDLL`` given by the caller, declared
+    first (as it comes from ``ctypes.CDLL(path)``, every function would
+    return a C int and cut the 64-bit pointers), else :func:`load_library`."""
+    if isinstance(library, ctypes.CDLL):
+        with _lock:
+            return _declare(library)
+    return load_library(library)
 
 
 def _text(pointer: Optional[int]) -> str:
@@ -384,7 +399,7 @@ def _optional_text(pointer: Optional[int]) -> Optional[str]:
 
 def version(library: Union[str, "os.PathLike[str]", ctypes.CDLL, None] = None) -> str:
     """The version of the C library."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     return _text(lib.zipdeploy_version())
 
 
@@ -555,7 +570,7 @@ def deploy(
     Raises a :class:`ZipDeployError` subclass on failure; the destination is
     then left exactly as it was.
     """
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
@@ -769,7 +784,7 @@ def status(
     library: _Library = None,
 ) -> Status:
     """What is installed at ``dest`` (``current`` is None when nothing is)."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     out = ctypes.c_void_p()
     error = ctypes.c_void_p()
     code = lib.zipdeploy_status_read(_c_string("dest", dest), ctypes.byref(out), ctypes.byref(error))
@@ -790,7 +805,7 @@ def rollback(
     (power-cut safe, slower). Raises :class:`FilesystemError` (code 72) when
     no release is kept. Ctrl-C cancels a wait for a deploy's lock (on the
     main thread), as in :func:`deploy`."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
