@@ -461,8 +461,11 @@ def _signals_cancel(raised: List[BaseException]) -> Iterator[None]:
                 except BaseException as exc:  # noqa: BLE001 - re-raised after the run
                     raised.append(exc)
 
+            try:
+                signal.signal(signum, deferred)
+            except ValueError:  # not the main interpreter: its handlers stay
+                continue
             previous[signum] = handler
-            signal.signal(signum, deferred)
     try:
         yield
     finally:
