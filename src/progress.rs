@@ -62,7 +62,9 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
 /// other deploy does.
 ///
 /// Cancelling is clean: the deploy fails with [`crate::Error::Cancelled`],
-/// its work files are removed and the destination is left as it was.
+/// its work files are removed and the destination is left as it was. The
+/// last event, [`Stage::Install`], comes once the tree is activated: the
+/// deploy is done, and a `Break` returned to it is ignored.
 pub type ProgressFn<'a> = dyn FnMut(&Progress) -> ControlFlow<()> + Send + 'a;
 
 /// Calls the callback, if any, and turns a `Break` into [`crate::Error::Cancelled`].

@@ -80,9 +80,12 @@ pub fn rollback_durable(dest: impl AsRef<Path>) -> Result<Rollback> {
     rollback_with(dest.as_ref(), true, &mut || Ok(()))
 }
 
-/// [`rollback`], calling `waiting` about every 100 ms while a deploy holds
-/// the lock: its error (a cancel) abandons the rollback.
-pub(crate) fn rollback_with(
+/// [`rollback()`] (or [`rollback_durable`], with `durable`) that can be
+/// stopped: `waiting` is called about every 100 ms while a deploy holds the
+/// lock, and its error (e.g. [`crate::Error::Cancelled`], on a stop signal)
+/// abandons the rollback, DEST unchanged. The C ABI's
+/// `zipdeploy_deploy_rollback` and the example CLI cancel through it.
+pub fn rollback_with(
     dest: &Path,
     durable: bool,
     waiting: &mut dyn FnMut() -> Result<()>,

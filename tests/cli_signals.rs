@@ -202,6 +202,99 @@ fn sigterm_stops_the_cli_waiting_for_another_deploys_lock_within_a_second() {
 }
 
 #[test]
+fn sigterm_while_the_report_is_blocked_on_a_full_pipe_keeps_command_from_starting() {
+    // A supervisor that does not read stdout yet: a background writer fills
+    // the pipe, so the CLI blocks writing its --json report after the
+    // deploy. SIGTERM then must still keep COMMAND from starting.
+    let tmp = tempfile::tempdir().unwrap();
+    let package = tmp.path().join("app.zip");
+    std::fs::write(&package, app_zip("1")).unwrap();
+    let dest = tmp.path().join("app");
+    let started = tmp.path().join("started");
+    let mut cli = Command::new("sh")
+        .arg("-c")
+        .arg(r#"(head -c 4000000 /dev/zero &); exec "$0" "$@""#)
+        .arg(cli_path())
+        .arg("--json")
+        .args(["--url".as_ref(), package.as_os_str()])
+        .args(["--dest".as_ref(), dest.as_os_str()])
+        .args(["--".as_ref(), "touch".as_ref(), started.as_os_str()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `sh` execs the CLI: same process. Wait for it to block in the write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let wchan = format!("/proc/{}/wchan", cli.id());
+    // `pipe_write`, or `anon_pipe_write` on newer kernels.
+    while !std::fs::read_to_string(&wchan)
+        .unwrap_or_default()
+        .ends_with("pipe_write")
+    {
+        assert!(Instant::now() < deadline, "the CLI never blocked writing");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        read(dest.join("VERSION")),
+        b"1",
+        "deployed before the report"
+    );
+    kill(cli.id(), "TERM");
+    let mut stdout = cli.stdout.take().unwrap();
+    let drain = thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let (status, _) = wait_at_most(&mut cli, Duration::from_secs(10));
+    let stderr = stderr_of(&mut cli);
+    drain.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM after the deploy"),
+        "{stderr}"
+    );
+    assert!(!started.exists(), "COMMAND started after SIGTERM");
+}
+
+#[test]
+fn sigterm_stops_a_rollback_waiting_for_a_deploys_lock_as_pid_1_within_a_second() {
+    // `--rollback -- COMMAND` as a container's entrypoint while another
+    // deploy holds the lock: as PID 1, a SIGTERM without a handler would be
+    // dropped, and the rollback would wait for the lock, then start COMMAND.
+    let f = Fixture::new();
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.tmp.path().join(".app.zipdeploy/lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let started = f.tmp.path().join("started");
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(cli_path())
+        .arg("--rollback")
+        .arg("--dest")
+        .arg(&f.dest)
+        .args(["--".as_ref(), "touch".as_ref(), started.as_os_str()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let zipdeploy = only_child(unshare.id());
+    thread::sleep(Duration::from_millis(600));
+    kill(zipdeploy, "TERM");
+    let (status, took) = wait_at_most(&mut unshare, Duration::from_secs(5));
+    let stderr = stderr_of(&mut unshare);
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(!started.exists(), "COMMAND started");
+    f.assert_intact();
+}
+
+#[test]
 fn speed_limit_flags_and_variables_reach_the_library() {
     let pkg = app_zip("new");
     let server = TestServer::start(move |_, _| {

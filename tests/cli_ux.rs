@@ -68,6 +68,39 @@ fn durations_with_wrong_units_are_refused_clearly() {
 }
 
 #[test]
+fn a_limit_of_zero_is_a_usage_error_before_any_download() {
+    // As in the C ABI: 0 is no limit one could mean, so it is refused as a
+    // usage error (exit 2), not found out after the download (exit 6).
+    let server = TestServer::serving(app_zip("1"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = dest_in(&tmp);
+    for (flag, var) in [
+        ("--max-size", "ZIPDEPLOY_MAX_SIZE"),
+        ("--max-total-size", "ZIPDEPLOY_MAX_TOTAL_SIZE"),
+        ("--max-entries", "ZIPDEPLOY_MAX_ENTRIES"),
+        ("--cache-max-size", "ZIPDEPLOY_CACHE_MAX_SIZE"),
+    ] {
+        let cache = tmp.path().join("cache");
+        let cache = cache.to_str().unwrap();
+        let given = run(zipdeploy()
+            .args(["--url", &server.url("/app.zip"), "--dest", &dest])
+            .args(["--cache", cache, flag, "0"]))
+        .expect(2);
+        let line = given.error_line();
+        assert!(line.contains(&format!("invalid {flag}: \"0\"")), "{line}");
+        let from_env = run(zipdeploy()
+            .args(["--url", &server.url("/app.zip"), "--dest", &dest])
+            .args(["--cache", cache])
+            .env(var, "0"))
+        .expect(2);
+        let line = from_env.error_line();
+        assert!(line.contains(&format!("invalid {var}")), "{line}");
+    }
+    assert!(server.requests().is_empty(), "nothing downloaded");
+    assert!(!tmp.path().join("app").exists());
+}
+
+#[test]
 fn the_stall_timeout_reaches_the_library() {
     // Headers and 100 bytes, then silence for 30 s.
     let server = TestServer::start(|_, _| {

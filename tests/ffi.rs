@@ -590,7 +590,7 @@ fn python_ctypes_wrapper() {
     test_env(&mut cmd, &packages);
     let output = run(&mut cmd, Duration::from_secs(120));
     let (_, err) = expect_exit(&output, 0, "python3 -m unittest");
-    assert!(err.contains("Ran 18 tests"), "{err}");
+    assert!(err.contains("Ran 23 tests"), "{err}");
     assert!(err.trim_end().ends_with("OK"), "{err}");
     assert!(!err.contains("skipped"), "{err}");
 }
@@ -718,6 +718,31 @@ fn go_module_header_is_the_c_header() {
 }
 
 #[test]
+fn go_module_names_every_result_code() {
+    // Go lists its Code* constants by hand (cgo cannot enumerate a header's
+    // defines): a code added to the C ABI must be named there too.
+    let header = fs::read_to_string(repo().join("include/zipdeploy.h")).unwrap();
+    let go = fs::read_to_string(repo().join("examples/go/zipdeploy.go")).unwrap();
+    let codes: Vec<&str> = header
+        .lines()
+        .filter_map(|line| line.strip_prefix("#define ZIPDEPLOY_"))
+        .filter_map(|define| define.split_once(' '))
+        .filter(|(name, value)| !name.starts_with("VERSION") && value.parse::<i32>().is_ok())
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        codes.len() >= 29,
+        "the header's codes were found: {codes:?}"
+    );
+    for name in codes {
+        assert!(
+            go.contains(&format!(" = C.ZIPDEPLOY_{name}\n")),
+            "examples/go/zipdeploy.go has no Code constant for ZIPDEPLOY_{name}"
+        );
+    }
+}
+
+#[test]
 fn go_cgo_package() {
     let packages = Packages::start();
     let go_dir = repo().join("examples/go");
@@ -744,7 +769,9 @@ fn go_cgo_package() {
         "TestInvalidDigestIsAUsageError",
         "TestCancellingTheContextCancelsTheDeploy",
         "TestAPanicInProgressCancelsAndIsReraised",
+        "TestAPanicAtTheLastEventIsReraisedAfterTheDeploy",
         "TestNULInAStringIsRefused",
+        "TestACountTooBigForItsCTypeIsRefused",
         "TestStatusAndRollback",
         "TestMirrorsAreTriedInOrder",
         "TestTheCacheServesASecondDeploy",
@@ -760,6 +787,7 @@ fn go_cgo_package() {
         "TestCACertFilesMakeAPrivateCATrusted",
         "TestNetrcFileGivesCredentialsToItsHost",
         "TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond",
+        "TestCancellingTheContextEndsARollbacksWaitForTheLockWithinASecond",
         "TestPathAndMetadataLimitsAreOptions",
         "TestHeadersForGoToTheirOriginOnly",
     ] {

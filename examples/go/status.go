@@ -8,6 +8,8 @@ package zipdeploy
 import "C"
 
 import (
+	"context"
+	"runtime/cgo"
 	"strings"
 	"time"
 	"unsafe"
@@ -63,6 +65,10 @@ type RollbackOptions struct {
 	// the renamed directories) before returning, so it also survives a
 	// power cut (slower; off by default, like Options.Sync).
 	Sync bool
+	// Context, if set, cancels a rollback waiting for a deploy's lock
+	// within about 100 ms: an *Error with CodeCancelled that wraps
+	// Context.Err(), dest left as it was. Nil: the wait is not cancellable.
+	Context context.Context
 }
 
 // Rollback swaps the most recent kept release back into dest, atomically
@@ -96,10 +102,27 @@ func RollbackWith(dest string, opts RollbackOptions) (Status, error) {
 			return Status{}, lastError(d, code)
 		}
 	}
+	if ctx := opts.Context; ctx != nil {
+		if err := ctx.Err(); err != nil {
+			e := newError(C.ZIPDEPLOY_CANCELLED, "rollback cancelled: "+err.Error())
+			e.cause = err
+			return Status{}, e
+		}
+		// The progress callback is the heartbeat of the wait for the lock.
+		handle := cgo.NewHandle(&progressState{ctx: ctx})
+		defer handle.Delete()
+		if code := setProgress(d, handle); code != C.ZIPDEPLOY_OK {
+			return Status{}, lastError(d, code)
+		}
+	}
 	var status *C.zipdeploy_status
 	var cerr *C.zipdeploy_error
 	if code := C.zipdeploy_deploy_rollback(d, &status, &cerr); code != C.ZIPDEPLOY_OK {
-		return Status{}, takeError(cerr)
+		e := takeError(cerr)
+		if e.Code == CodeCancelled && opts.Context != nil {
+			e.cause = opts.Context.Err()
+		}
+		return Status{}, e
 	}
 	defer C.zipdeploy_status_free(status)
 	return goStatus(status), nil

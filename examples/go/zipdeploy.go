@@ -59,6 +59,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/cgo"
 	"strings"
 	"time"
@@ -276,7 +277,9 @@ type Options struct {
 	// Progress, if set, is called as the deploy advances, on the goroutine
 	// that called Deploy, and at least every 100 ms while the network or
 	// another deploy's lock is waited for (heartbeats repeat the last
-	// counts).
+	// counts). The last call (StageInstall) comes once the tree is
+	// activated. A panic in it cancels the deploy (unless it was that last
+	// call) and is re-raised by Deploy.
 	Progress func(Progress)
 	// Mirrors are further locations of the same package (like URL), tried
 	// in order when the URL and earlier mirrors fail or serve a package that
@@ -352,7 +355,8 @@ type progressState struct {
 // report calls the user's function, then tells the library whether to
 // cancel. A panic in the user's function cancels the deploy and is
 // re-raised by Deploy once the C call has returned: a Go panic must not
-// unwind through the library's frames.
+// unwind through the library's frames. A panic at the last event (stage
+// install, once the tree is activated) cannot cancel, but is re-raised too.
 func (s *progressState) report(p Progress) (cancel C.int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -393,18 +397,25 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 	state := &progressState{ctx: ctx, fn: opts.Progress}
 	handle := cgo.NewHandle(state)
 	defer handle.Delete()
-	if status := C.zipdeploy_go_set_progress(d, C.uintptr_t(handle)); status != C.ZIPDEPLOY_OK {
+	if status := setProgress(d, handle); status != C.ZIPDEPLOY_OK {
 		return Report{}, lastError(d, status)
 	}
 
 	var report *C.zipdeploy_report
 	var cerr *C.zipdeploy_error
 	status := C.zipdeploy_deploy_run(d, &report, &cerr)
+	if state.panicked {
+		// Also after a success: the last event comes once the tree is
+		// activated, and a panic there is not swallowed either.
+		if status == C.ZIPDEPLOY_OK {
+			C.zipdeploy_report_free(report)
+		} else {
+			C.zipdeploy_error_free(cerr)
+		}
+		panic(state.panicValue)
+	}
 	if status != C.ZIPDEPLOY_OK {
 		e := takeError(cerr)
-		if state.panicked {
-			panic(state.panicValue)
-		}
 		if e.Code == CodeCancelled {
 			e.cause = ctx.Err()
 		}
@@ -438,6 +449,12 @@ func Deploy(ctx context.Context, opts Options) (Report, error) {
 		Total:           ms(C.zipdeploy_report_total_ms(report)),
 		Warnings:        warnings,
 	}, nil
+}
+
+// setProgress installs the trampoline on d, with the cgo.Handle of a
+// *progressState as its userdata.
+func setProgress(d *C.zipdeploy_deploy, handle cgo.Handle) C.int {
+	return C.zipdeploy_go_set_progress(d, C.uintptr_t(handle))
 }
 
 // takeError turns an owned C error into an *Error and frees it.
@@ -552,25 +569,38 @@ func configure(d *C.zipdeploy_deploy, o Options) error {
 			return check(C.zipdeploy_deploy_set_speed_limit(d, C.uint64_t(limit), window))
 		})
 	}
+	// withU32 passes a non-negative int as a C uint32_t, refusing one that
+	// does not fit rather than wrapping it (Keep: 1<<32 would keep none).
+	withU32 := func(what string, n int, set func(C.uint32_t) C.int) func() error {
+		return func() error {
+			if uint64(n) > math.MaxUint32 {
+				return newError(C.ZIPDEPLOY_INVALID_ARGUMENT, fmt.Sprintf("%s %d is out of range", what, n))
+			}
+			return check(set(C.uint32_t(n)))
+		}
+	}
 	if o.Retries != 0 {
 		retries := o.Retries
 		if retries < 0 {
 			retries = 0
 		}
-		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_retries(d, C.uint32_t(retries))) })
+		steps = append(steps, withU32("Retries", retries, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_retries(d, n)
+		}))
 	}
 	if o.Connections > 0 {
-		connections := o.Connections
-		steps = append(steps, func() error {
-			return check(C.zipdeploy_deploy_set_connections(d, C.uint32_t(connections)))
-		})
+		steps = append(steps, withU32("Connections", o.Connections, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_connections(d, n)
+		}))
 	}
 	if o.Keep != 0 {
 		keep := o.Keep
 		if keep < 0 {
 			keep = 0
 		}
-		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_keep(d, C.uint32_t(keep))) })
+		steps = append(steps, withU32("Keep", keep, func(n C.uint32_t) C.int {
+			return C.zipdeploy_deploy_set_keep(d, n)
+		}))
 	}
 	if o.Sync {
 		steps = append(steps, func() error { return check(C.zipdeploy_deploy_set_durable(d, 1)) })

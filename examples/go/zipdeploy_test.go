@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -228,6 +229,38 @@ func TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond(t *test
 	}
 }
 
+func TestCancellingTheContextEndsARollbacksWaitForTheLockWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app")
+	if _, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest}); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	// A deploy holds the lock (released after 3 s, so that a wait that
+	// cannot be cancelled fails the timing check).
+	lock, err := os.OpenFile(filepath.Join(dir, ".app.zipdeploy", "lock"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = RollbackWith(dest, RollbackOptions{Context: ctx})
+	if took := time.Since(started); took > time.Second {
+		t.Fatalf("the cancel took %v", took)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCancelled || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want code 90 wrapping context.DeadlineExceeded, got %v", err)
+	}
+	if v := readVersion(t, dest); v != "1" {
+		t.Fatalf("VERSION %q", v)
+	}
+}
+
 func TestPathAndMetadataLimitsAreOptions(t *testing.T) {
 	url := env(t, "ZIPDEPLOY_TEST_URL")
 	dest := filepath.Join(t.TempDir(), "app")
@@ -358,6 +391,55 @@ func TestAPanicInProgressCancelsAndIsReraised(t *testing.T) {
 		Progress: func(Progress) { panic("boom") },
 	})
 	t.Fatal("Deploy returned")
+}
+
+func TestAPanicAtTheLastEventIsReraisedAfterTheDeploy(t *testing.T) {
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	dest := filepath.Join(t.TempDir(), "app")
+	defer func() {
+		if r := recover(); r != "boom at install" {
+			t.Fatalf("want the panic re-raised, got %v", r)
+		}
+		// The last event comes after activation: the deploy had completed.
+		if v := readVersion(t, dest); v != "1" {
+			t.Fatalf("VERSION %q", v)
+		}
+	}()
+	_, _ = Deploy(context.Background(), Options{
+		URL:  url,
+		Dest: dest,
+		Progress: func(p Progress) {
+			if p.Stage == StageInstall {
+				panic("boom at install")
+			}
+		},
+	})
+	t.Fatal("Deploy returned: the panic was swallowed")
+}
+
+func TestACountTooBigForItsCTypeIsRefused(t *testing.T) {
+	if math.MaxInt == math.MaxInt32 {
+		t.Fatal("a 64-bit int is needed to test a count above MaxUint32")
+	}
+	url := env(t, "ZIPDEPLOY_TEST_URL")
+	limit := uint64(math.MaxUint32)
+	big := int(limit + 1) // as a uint32_t: 0
+	for name, opts := range map[string]Options{
+		"Keep":        {Keep: big},
+		"Retries":     {Retries: big + 3},
+		"Connections": {Connections: big + 1},
+	} {
+		dest := filepath.Join(t.TempDir(), "app")
+		opts.URL, opts.Dest = url, dest
+		_, err := Deploy(context.Background(), opts)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeInvalidArgument || !strings.Contains(e.Message, name) {
+			t.Fatalf("%s: want code 23 naming it, got %v", name, err)
+		}
+		if _, statErr := os.Stat(dest); !os.IsNotExist(statErr) {
+			t.Fatalf("%s: DEST was created: %v", name, statErr)
+		}
+	}
 }
 
 func TestNULInAStringIsRefused(t *testing.T) {

@@ -6,11 +6,17 @@ than skip.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import pathlib
+import re
 import select
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -124,6 +130,51 @@ class DeployTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertFalse(self.dest.exists())
 
+    def test_ctrl_c_cancels_a_deploy_and_a_rollback_promptly(self):
+        # Python runs the SIGINT handler at the next Python code: the entry
+        # of the progress callback, where its KeyboardInterrupt used to be
+        # printed as "ignored" while the deploy went on (or, without a
+        # progress callable, only after the whole deploy).
+        stalled = env("ZIPDEPLOY_TEST_URL_STALLED")
+
+        def interrupted(run):
+            timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+            started = time.monotonic()
+            timer.start()
+            try:
+                with self.assertRaises(KeyboardInterrupt):
+                    run()
+            finally:
+                timer.join()
+            return time.monotonic() - started
+
+        for progress in (None, lambda _p: None):
+            with self.subTest(progress=progress):
+                took = interrupted(
+                    lambda: zipdeploy.deploy(
+                        stalled, self.dest, retries=0, stall_timeout=20, progress=progress
+                    )
+                )
+                self.assertLess(took, 1.5)
+                self.assertFalse(self.dest.exists())
+        self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+
+        # A rollback waiting for a deploy's lock.
+        zipdeploy.deploy(self.url, self.dest)
+        lock = os.open(self.dest.parent / ".app.zipdeploy" / "lock", os.O_RDWR)
+        # Released after 3 s, so that a rollback deaf to Ctrl-C ends too.
+        release = threading.Timer(3, fcntl.flock, (lock, fcntl.LOCK_UN))
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            release.start()
+            took = interrupted(lambda: zipdeploy.rollback(self.dest))
+        finally:
+            release.cancel()
+            release.join()
+            os.close(lock)
+        self.assertLess(took, 1.5)
+        self.assertEqual(self.version(), "1")
+
     def test_an_exception_in_progress_cancels_and_propagates(self):
         def boom(_p):
             raise KeyError("boom")
@@ -131,6 +182,21 @@ class DeployTest(unittest.TestCase):
         with self.assertRaises(KeyError):
             zipdeploy.deploy(self.url, self.dest, progress=boom)
         self.assertFalse(self.dest.exists())
+
+    def test_an_exception_at_the_last_event_propagates_after_the_deploy(self):
+        # The last event comes after activation: it cannot cancel, but a
+        # Ctrl-C (or a bug) there must not be swallowed by a returned Report.
+        stages = []
+
+        def interrupt_at_install(p):
+            stages.append(p.stage)
+            if p.stage == "install":
+                raise KeyboardInterrupt
+
+        with self.assertRaises(KeyboardInterrupt):
+            zipdeploy.deploy(self.url, self.dest, progress=interrupt_at_install)
+        self.assertEqual(stages[-1], "install")
+        self.assertEqual(self.version(), "1", "the deploy had completed")
 
     def test_an_unchanged_package_is_not_modified(self):
         url = env("ZIPDEPLOY_TEST_URL_CONDITIONAL")
@@ -254,6 +320,36 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy("s3://b/app.zip", self.dest, s3_endpoint="ftp://x", s3_path_style=True)
         self.assertEqual(caught.exception.code, 20)
         self.assertIn("endpoint", str(caught.exception))
+
+    def test_out_of_range_numbers_and_non_utf8_strings_are_usage_errors(self):
+        # ctypes would wrap a number too big for its C type (keep=2**32 would
+        # keep no release, max_download=2**64+1 would accept 1 byte), and a
+        # string that is not UTF-8 is no C ABI string: each is a UsageError
+        # naming the argument, like every other bad argument.
+        too_big = {
+            "keep": 2**32,
+            "retries": 2**32 + 3,
+            "connections": 2**32 + 1,
+            "max_download": 2**64 + 1,
+            "max_entries": 2**64,
+            "timeout": float("inf"),
+            "stall_timeout": 1e300,
+        }
+        for name, value in too_big.items():
+            with self.subTest(name=name):
+                with self.assertRaises(zipdeploy.UsageError) as caught:
+                    zipdeploy.deploy(self.url, self.dest, **{name: value})
+                self.assertEqual(caught.exception.code, 23)
+                self.assertIn(name, caught.exception.message)
+        not_utf8 = self.dest.parent / os.fsdecode(b"app-\xff")
+        for dest in (bytes(not_utf8), not_utf8, str(not_utf8)):
+            with self.subTest(dest=dest):
+                with self.assertRaises(zipdeploy.UsageError) as caught:
+                    zipdeploy.deploy(self.url, dest)
+                self.assertEqual(caught.exception.code, 24)
+                with self.assertRaises(zipdeploy.UsageError):
+                    zipdeploy.status(dest)
+        self.assertEqual(os.listdir(self.dest.parent), [])
 
     def test_limits_and_connection_timeouts_are_options(self):
         with self.assertRaises(zipdeploy.LimitError) as caught:
@@ -389,6 +485,89 @@ class DeployTest(unittest.TestCase):
             zipdeploy.deploy(self.url, self.dest, "0" * 64)
         self.assertNotIsInstance(caught.exception, OSError)
         self.assertIsInstance(zipdeploy.InternalError(10, "bug"), RuntimeError)
+
+
+#: The C header the wrapper declares, in this checkout.
+HEADER = pathlib.Path(__file__).resolve().parents[2] / "include" / "zipdeploy.h"
+
+
+def header_prototypes():
+    """(return type, name, [parameter types]) of every function in the header."""
+    text = HEADER.read_text()
+    found = re.findall(r"^([A-Za-z_][\w ]*?\**)\s*(zipdeploy_\w+)\(([^)]*)\);", text, re.M)
+    prototypes = []
+    for ret, name, params in found:
+        params = " ".join(params.split())
+        # Each parameter without its name: "const char *url" -> "const char *".
+        types = [] if params == "void" else [re.sub(r"\w+$", "", p.strip()) for p in params.split(",")]
+        prototypes.append((ret, name, types))
+    return prototypes
+
+
+class SignaturesTest(unittest.TestCase):
+    def test_every_function_of_the_header_is_declared_with_its_types(self):
+        # An undeclared function returns a C int and takes Python ints as C
+        # ints: a handle (a 64-bit pointer) passed to it, or a string it
+        # returns, is cut to 32 bits. load_library() is public, so every
+        # function is declared, each with the types of its prototype.
+        def ctype(c: str):
+            c = c.replace("const ", "").replace("struct ", "").replace(" ", "")
+            if c == "void":
+                return None
+            if c == "int":
+                return ctypes.c_int
+            if c == "uint64_t":
+                return ctypes.c_uint64
+            if c == "uint32_t":
+                return ctypes.c_uint32
+            if c == "zipdeploy_progress_callback":
+                return zipdeploy._CALLBACK
+            if c.endswith("**"):
+                return ctypes.POINTER(ctypes.c_void_p)
+            if c == "char*":
+                return (ctypes.c_char_p, ctypes.c_void_p)
+            if c.endswith("*"):
+                return ctypes.c_void_p
+            self.fail(f"unexpected C type {c!r}")
+
+        def same(declared, expected):
+            return declared in expected if isinstance(expected, tuple) else declared == expected
+
+        prototypes = header_prototypes()
+        self.assertGreater(len(prototypes), 80, "the header's functions were found")
+        lib = zipdeploy.load_library()
+        for ret, name, params in prototypes:
+            with self.subTest(function=name):
+                self.assertIn(name, zipdeploy._SIGNATURES)
+                fn = getattr(lib, name)
+                self.assertTrue(same(fn.restype, ctype(ret)), f"{name} returns {ret}")
+                self.assertEqual(len(fn.argtypes), len(params), name)
+                for declared, param in zip(fn.argtypes, params):
+                    self.assertTrue(same(declared, ctype(param)), f"{name}: {param}")
+        # Nothing declared that the header does not have.
+        self.assertEqual(set(zipdeploy._SIGNATURES), {name for _, name, _ in prototypes})
+
+    def test_a_cdll_given_as_library_is_declared_before_use(self):
+        # `library=ctypes.CDLL(path)` is accepted: undeclared, its functions
+        # return C ints, and the first pointer used crashed the process (so
+        # this runs in a child).
+        check = (
+            "import ctypes, os, sys, zipdeploy\n"
+            "lib = ctypes.CDLL(os.environ['ZIPDEPLOY_LIB'])\n"
+            "assert zipdeploy.version(lib) == zipdeploy.version()\n"
+            "report = zipdeploy.deploy(sys.argv[1], sys.argv[2], library=lib)\n"
+            "assert zipdeploy.status(sys.argv[2], library=lib).current.digest == report.digest\n"
+            "print('ok')\n"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            child = subprocess.run(
+                [sys.executable, "-c", check, env("ZIPDEPLOY_TEST_URL"), os.path.join(tmp, "app")],
+                cwd=pathlib.Path(__file__).resolve().parent,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        self.assertEqual((child.returncode, child.stdout), (0, "ok\n"), child.stderr)
 
 
 if __name__ == "__main__":

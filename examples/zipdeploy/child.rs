@@ -80,6 +80,16 @@ pub fn exec_in(dir: &Path, program: &OsStr, args: &[OsString], env: &ChildEnv) -
         });
     }
     let _ = io::stdout().flush();
+    // The report written just before may have blocked on a full pipe (a
+    // supervisor not reading): a stop signal that came meanwhile still
+    // keeps COMMAND from starting. `exec` resets the handlers, so a signal
+    // caught and not checked here would be lost.
+    if let Some(signal) = stop_signal() {
+        return Failure::Stopped {
+            signal,
+            deployed: true,
+        };
+    }
     let mut command = Command::new(program);
     env.apply(&mut command);
     let error = command.args(args).exec();

@@ -9,7 +9,7 @@ use zipdeploy::{DeployOptions, Error, Layout, NetrcFile, Source};
 
 use crate::given::Given;
 use crate::secrets::ChildEnv;
-use crate::values::{package_relative, parse_bool, parse_size, usage};
+use crate::values::{package_relative, parse_bool, parse_limit, parse_size, usage};
 
 /// What zipdeploy is asked to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ fn settings(
     let mut options = DeployOptions::default();
     options.minisign_key = minisign_key;
     options.cache = given.path("cache");
-    if let Some(bytes) = given.parsed("cache-max-size", parse_size)? {
+    if let Some(bytes) = given.parsed("cache-max-size", parse_limit)? {
         options.cache_max_size = bytes;
     }
     let fetch = &mut options.fetch;
@@ -194,14 +194,14 @@ fn settings(
     if let Some(time) = given.duration("speed-time")? {
         fetch.speed_time = time;
     }
-    if let Some(bytes) = given.parsed("max-size", parse_size)? {
+    if let Some(bytes) = given.parsed("max-size", parse_limit)? {
         fetch.max_size = bytes;
     }
     let limits = &mut options.limits;
-    if let Some(bytes) = given.parsed("max-total-size", parse_size)? {
+    if let Some(bytes) = given.parsed("max-total-size", parse_limit)? {
         limits.max_total_size = bytes;
     }
-    if let Some(entries) = given.parsed("max-entries", |t| t.parse().ok())? {
+    if let Some(entries) = given.parsed("max-entries", |t| t.parse().ok().filter(|&n| n > 0))? {
         limits.max_entries = entries;
     }
     if let Some(keep) = given.parsed("keep", |t| t.parse().ok())? {

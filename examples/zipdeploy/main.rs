@@ -68,11 +68,23 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     let workdir = match (cli.mode, &cli.source) {
         (Mode::Status, _) => return show_status(cli),
         (Mode::Rollback, _) => {
-            let rollback = if cli.options.durable {
-                zipdeploy::rollback_durable(&cli.dest)?
-            } else {
-                zipdeploy::rollback(&cli.dest)?
+            // As for a deploy: a stop signal ends a wait for a deploy's
+            // lock (as PID 1, an unhandled one would be dropped), and
+            // COMMAND is not started after one.
+            catch_stop_signals()?;
+            let mut waiting = || match stop_signal() {
+                Some(_) => Err(zipdeploy::Error::Cancelled),
+                None => Ok(()),
             };
+            let result =
+                zipdeploy::status::rollback_with(&cli.dest, cli.options.durable, &mut waiting);
+            if let Some(signal) = stop_signal() {
+                return Err(Failure::Stopped {
+                    signal,
+                    deployed: result.is_ok(),
+                });
+            }
+            let rollback = result?;
             announce_rollback(cli, &rollback);
             rollback.status.dest
         }

@@ -36,6 +36,13 @@ pub fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
+/// A limit: a count or a size (`parse_size`) above 0. A limit of 0 could
+/// only fail the deploy, after the download, as a limit (exit 6) rather than
+/// the usage error it is; the C ABI refuses it too.
+pub fn parse_limit(text: &str) -> Option<u64> {
+    parse_size(text).filter(|&n| n > 0)
+}
+
 /// What `parse_duration` accepts, for error messages and --help.
 pub const DURATION_FORMS: &str = "seconds, or with units: 500ms, 30s, 5m, 1h, 1m30s";
 

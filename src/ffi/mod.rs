@@ -9,7 +9,10 @@
 //!   zipdeploy_report (what a run did), zipdeploy_status (what a destination
 //!   holds) and zipdeploy_error (a failed call's code and message). Whoever
 //!   receives one, from zipdeploy_deploy_new or through an out-pointer,
-//!   owns it and releases it with its `_free`; `_free(NULL)` does nothing.
+//!   owns it and releases it with its `_free`, once; `_free(NULL)` does
+//!   nothing. Using or freeing an object after its `_free` (a double free),
+//!   or passing one object where another type is expected, is undefined
+//!   behaviour the library cannot detect: set the pointer to NULL after.
 //! - Result codes. Fallible functions return an int result code: ZIPDEPLOY_OK
 //!   (0) or one of the ZIPDEPLOY_* codes below, whose numbers are stable.
 //!   `code / 10` is its class (zipdeploy_code_class): 1 internal, 2 usage,
@@ -43,7 +46,8 @@
 //!   network or another deploy's lock is waited for (such heartbeats repeat
 //!   the last counts). A non-zero return cancels within about 100 ms, even on
 //!   a stalled connection: ZIPDEPLOY_CANCELLED, the destination untouched,
-//!   work files removed.
+//!   work files removed. The last event (stage install) comes once the tree
+//!   is activated; its return is ignored.
 
 // The text above is the one copy of the C conventions: build.rs makes it the
 // header's top comment (so it is plain text, no rustdoc links), and the

@@ -41,7 +41,9 @@ pub struct zipdeploy_progress {
 /// `zipdeploy_deploy_set_progress`, `progress` is valid only during the call.
 ///
 /// Return 0 to continue, non-zero to cancel: the deploy then fails with
-/// `ZIPDEPLOY_CANCELLED` and the destination is left as it was. The callback
+/// `ZIPDEPLOY_CANCELLED` and the destination is left as it was. The last
+/// event (stage `ZIPDEPLOY_STAGE_INSTALL`) comes once the tree is activated:
+/// the deploy is done and its return is ignored. The callback
 /// runs only on the thread that called `zipdeploy_deploy_run` (or
 /// `zipdeploy_deploy_rollback`), never concurrently. It must not unwind
 /// or `longjmp` out, and must not call functions on the same deploy handle

@@ -29,14 +29,16 @@ dynamic loader finds (e.g. installed by the repository's ``install.sh``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
 import os
 import pathlib
+import signal
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "deploy",
@@ -63,6 +65,7 @@ __all__ = [
 
 OK = 0
 INVALID_ARGUMENT = 23
+INVALID_UTF8 = 24
 CANCELLED = 90
 
 
@@ -235,12 +238,16 @@ _I = ctypes.c_int
 _U64 = ctypes.c_uint64
 _U32 = ctypes.c_uint32
 
-# name: (restype, argtypes). Handles are opaque pointers (c_void_p); the
-# borrowed strings are read with ctypes.string_at before the handle is freed.
+# name: (restype, argtypes) of every function in the header, as load_library
+# hands the library out (an undeclared function would cut a 64-bit handle or
+# string to a C int). Handles are opaque pointers (c_void_p); the borrowed
+# strings are read with ctypes.string_at before the handle is freed.
 _SIGNATURES = {
     "zipdeploy_version": (_P, []),
     "zipdeploy_code_class": (_I, [_I]),
     "zipdeploy_code_str": (_P, [_I]),
+    "zipdeploy_status_class": (_I, [_I]),  # deprecated name of zipdeploy_code_class
+    "zipdeploy_status_str": (_P, [_I]),  # deprecated name of zipdeploy_code_str
     "zipdeploy_deploy_new": (_P, []),
     "zipdeploy_deploy_free": (None, [_P]),
     "zipdeploy_deploy_set_url": (_I, [_P, _S]),
@@ -266,8 +273,14 @@ _SIGNATURES = {
     "zipdeploy_deploy_set_durable": (_I, [_P, _I]),
     "zipdeploy_deploy_set_progress": (_I, [_P, _CALLBACK, _P]),
     "zipdeploy_deploy_run": (_I, [_P, ctypes.POINTER(_P), ctypes.POINTER(_P)]),
+    "zipdeploy_deploy_clear_headers": (_I, [_P]),
+    "zipdeploy_deploy_clear_cacerts": (_I, [_P]),
+    "zipdeploy_deploy_clear_mirrors": (_I, [_P]),
+    "zipdeploy_deploy_last_code": (_I, [_P]),
+    "zipdeploy_deploy_last_status": (_I, [_P]),  # deprecated name of zipdeploy_deploy_last_code
     "zipdeploy_deploy_last_error": (_P, [_P]),
     "zipdeploy_error_code": (_I, [_P]),
+    "zipdeploy_error_class": (_I, [_P]),
     "zipdeploy_error_message": (_P, [_P]),
     "zipdeploy_error_free": (None, [_P]),
     "zipdeploy_report_digest": (_P, [_P]),
@@ -351,13 +364,28 @@ def load_library(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CD
     with _lock:
         if paths[0] in _loaded:
             return _loaded[paths[0]]
-        lib = ctypes.CDLL(paths[0])
-        for name, (restype, argtypes) in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.restype = restype
-            fn.argtypes = argtypes
+        lib = _declare(ctypes.CDLL(paths[0]))
         _loaded[paths[0]] = lib
         return lib
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Gives every function of ``lib`` its C types (idempotent)."""
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+def _library(library: "_Library") -> ctypes.CDLL:
+    """The library to call: a ``ctypes.CDLL`` given by the caller, declared
+    first (as it comes from ``ctypes.CDLL(path)``, every function would
+    return a C int and cut the 64-bit pointers), else :func:`load_library`."""
+    if isinstance(library, ctypes.CDLL):
+        with _lock:
+            return _declare(library)
+    return load_library(library)
 
 
 def _text(pointer: Optional[int]) -> str:
@@ -371,29 +399,78 @@ def _optional_text(pointer: Optional[int]) -> Optional[str]:
 
 def version(library: Union[str, "os.PathLike[str]", ctypes.CDLL, None] = None) -> str:
     """The version of the C library."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     return _text(lib.zipdeploy_version())
 
 
 def _c_string(what: str, value: Union[str, "os.PathLike[str]"]) -> bytes:
     text = os.fspath(value)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    if "\0" in text:
+    try:
+        # The C ABI takes UTF-8: a bytes path must be UTF-8, and a str must
+        # not hold the surrogates os.fsdecode makes of other bytes.
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        encoded = text.encode("utf-8")
+    except UnicodeError:
+        raise UsageError(INVALID_UTF8, f"{what} is not valid UTF-8") from None
+    if b"\0" in encoded:
         raise UsageError(INVALID_ARGUMENT, f"{what} contains a NUL character")
-    return text.encode("utf-8")
+    return encoded
 
 
 def _millis(what: str, seconds: float) -> int:
     if not seconds > 0:
         raise UsageError(INVALID_ARGUMENT, f"{what} must be positive")
+    if not seconds * 1000 < 1 << 64:  # also infinity
+        raise UsageError(INVALID_ARGUMENT, f"{what} is too large")
     return max(1, math.ceil(seconds * 1000))
 
 
-def _count(what: str, value: int) -> int:
+def _count(what: str, value: int, bits: int = 64) -> int:
+    """A count for a C uint64_t (or uint32_t): ctypes would silently wrap a
+    bigger one (keep=2**32 would keep none)."""
     if value < 0:
         raise UsageError(INVALID_ARGUMENT, f"{what} must not be negative")
+    if value >= 1 << bits:
+        raise UsageError(INVALID_ARGUMENT, f"{what} must be below 2**{bits}")
     return value
+
+
+#: The signals whose Python handlers (Ctrl-C's KeyboardInterrupt) cancel a run.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_cancel(raised: List[BaseException]) -> Iterator[None]:
+    """While the library runs on the main thread, what a Python handler of
+    SIGINT or SIGTERM raises (Ctrl-C's KeyboardInterrupt) is kept in
+    ``raised``, for the progress callback to cancel the run on (within about
+    100 ms) and the caller to re-raise. Python runs a handler at the next
+    Python code, which is the entry of the ctypes callback, outside any
+    ``try``: ctypes would print the exception as ignored and the run go on."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if not callable(handler):
+                continue  # SIG_DFL, SIG_IGN: no Python code runs
+
+            def deferred(number: int, frame: object, handler: Callable = handler) -> None:
+                try:
+                    handler(number, frame)
+                except BaseException as exc:  # noqa: BLE001 - re-raised after the run
+                    raised.append(exc)
+
+            try:
+                signal.signal(signum, deferred)
+            except ValueError:  # not the main interpreter: its handlers stay
+                continue
+            previous[signum] = handler
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 _Library = Union[str, "os.PathLike[str]", ctypes.CDLL, None]
@@ -470,7 +547,13 @@ def deploy(
     counts); a truthy
     return cancels it within about 100 ms, stalled server or not
     (:class:`DeployCancelled`), and an exception it raises cancels it and
-    propagates from ``deploy``. The GIL is released while the library works.
+    propagates from ``deploy``. The last call (stage ``"install"``) comes
+    once the tree is activated: the deploy is done, so its return cannot
+    cancel, but an exception it raises (a ``KeyboardInterrupt``) still
+    propagates. The GIL is released while the library works. Called on the
+    main thread, Ctrl-C (what a Python SIGINT or SIGTERM handler raises)
+    cancels the deploy within about 100 ms, progress callable or not, and
+    propagates from ``deploy``.
 
     ``sha256_from`` reads the expected digest from a sidecar file
     (``app.zip.sha256``); ``mirrors`` are further locations of the package,
@@ -490,7 +573,7 @@ def deploy(
     Raises a :class:`ZipDeployError` subclass on failure; the destination is
     then left exactly as it was.
     """
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
@@ -499,6 +582,10 @@ def deploy(
 
     def on_progress(_userdata: Optional[int], event: "ctypes._Pointer[_CProgress]") -> int:
         try:
+            if raised:  # by a signal handler (Ctrl-C) or the progress callable
+                return 1
+            if report_progress is None:
+                return 0
             p = event.contents
             snapshot = Progress(
                 stage=_STAGES.get(p.stage, str(p.stage)),
@@ -507,14 +594,14 @@ def deploy(
                 entries=p.entries,
                 total_entries=p.total_entries or None,
             )
-            assert report_progress is not None  # installed only with a progress callable
             return 1 if report_progress(snapshot) else 0
         except BaseException as exc:  # noqa: BLE001 - re-raised after the run
             raised.append(exc)
             return 1
 
-    # Referenced until the handle is freed: the library calls it.
-    callback = _CALLBACK(on_progress) if progress is not None else None
+    # Referenced until the handle is freed: the library calls it. Installed
+    # without a progress callable too, so that Ctrl-C cancels the run.
+    callback = _CALLBACK(on_progress)
     try:
 
         def check(code: int) -> None:
@@ -538,9 +625,9 @@ def deploy(
                 lib.zipdeploy_deploy_set_stall_timeout_ms(handle, _millis("stall_timeout", stall_timeout))
             )
         if retries is not None:
-            check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries)))
+            check(lib.zipdeploy_deploy_set_retries(handle, _count("retries", retries, 32)))
         if connections is not None:
-            check(lib.zipdeploy_deploy_set_connections(handle, _count("connections", connections)))
+            check(lib.zipdeploy_deploy_set_connections(handle, _count("connections", connections, 32)))
         if speed_limit is not None:
             limit, seconds = speed_limit
             window = _millis("speed_limit", seconds) if limit else 0
@@ -588,8 +675,7 @@ def deploy(
             )
         if max_metadata is not None:
             check(lib.zipdeploy_deploy_set_max_metadata(handle, _count("max_metadata", max_metadata)))
-        if progress is not None:
-            check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
+        check(lib.zipdeploy_deploy_set_progress(handle, callback, None))
         if sha256_from is not None:
             check(lib.zipdeploy_deploy_set_sha256_from(handle, _c_string("sha256_from", sha256_from)))
         for mirror in mirrors:
@@ -603,7 +689,7 @@ def deploy(
         if cache_max_size is not None:
             check(lib.zipdeploy_deploy_set_cache_max_size(handle, _count("cache_max_size", cache_max_size)))
         if keep is not None:
-            check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep)))
+            check(lib.zipdeploy_deploy_set_keep(handle, _count("keep", keep, 32)))
         if sync:
             check(lib.zipdeploy_deploy_set_durable(handle, 1))
         if s3_endpoint is not None:
@@ -613,7 +699,8 @@ def deploy(
 
         report = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        code: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
+        with _signals_cancel(raised):
+            code: int = lib.zipdeploy_deploy_run(handle, ctypes.byref(report), ctypes.byref(error))
         if code != OK:
             try:
                 failure = _error(
@@ -622,8 +709,14 @@ def deploy(
             finally:
                 lib.zipdeploy_error_free(error)
             if raised:
-                raise raised[0]  # from the progress callable; the deploy was cancelled
+                raise raised[0]  # from the progress callable or a signal handler: cancelled
             raise failure
+        if raised:
+            # Raised by the last event, after activation: the deploy is
+            # done, but the exception (a KeyboardInterrupt, a bug in the
+            # callable) is not swallowed.
+            lib.zipdeploy_report_free(report)
+            raise raised[0]
         try:
             numbers = {
                 name: getattr(lib, f"zipdeploy_report_{name}")(report)
@@ -694,7 +787,7 @@ def status(
     library: _Library = None,
 ) -> Status:
     """What is installed at ``dest`` (``current`` is None when nothing is)."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    lib = _library(library)
     out = ctypes.c_void_p()
     error = ctypes.c_void_p()
     code = lib.zipdeploy_status_read(_c_string("dest", dest), ctypes.byref(out), ctypes.byref(error))
@@ -713,21 +806,34 @@ def rollback(
     under its lock) and returns the new status; the replaced tree becomes the
     newest kept release. ``sync`` syncs the change to disk before returning
     (power-cut safe, slower). Raises :class:`FilesystemError` (code 72) when
-    no release is kept."""
-    lib = library if isinstance(library, ctypes.CDLL) else load_library(library)
+    no release is kept. Ctrl-C cancels a wait for a deploy's lock (on the
+    main thread), as in :func:`deploy`."""
+    lib = _library(library)
     handle = lib.zipdeploy_deploy_new()
     if not handle:
         raise InternalError(10, "cannot create a deploy handle")
+    raised: List[BaseException] = []
+    # Heartbeats while a deploy holds the lock: Ctrl-C cancels the wait.
+    callback = _CALLBACK(lambda _userdata, _event: 1 if raised else 0)
     try:
         for code in (
             lib.zipdeploy_deploy_set_dest(handle, _c_string("dest", dest)),
             lib.zipdeploy_deploy_set_durable(handle, 1) if sync else OK,
+            lib.zipdeploy_deploy_set_progress(handle, callback, None),
         ):
             if code != OK:
                 raise _error(code, _text(lib.zipdeploy_deploy_last_error(handle)))
         out = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        if lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error)) != OK:
+        with _signals_cancel(raised):
+            code = lib.zipdeploy_deploy_rollback(handle, ctypes.byref(out), ctypes.byref(error))
+        if raised:
+            if code == OK:
+                lib.zipdeploy_status_free(out)
+            else:
+                lib.zipdeploy_error_free(error)
+            raise raised[0]
+        if code != OK:
             _raise_owned(lib, error)
         return _status(lib, out)
     finally:
