@@ -133,40 +133,65 @@ pub fn parse_origin(url: &str) -> Result<url::Origin> {
 }
 
 /// Hides credentials in a URL: `user:pass@` becomes `***@`, and every
-/// query value becomes `***` (presigned URLs carry their signature there).
+/// query value becomes `***` (presigned URLs carry their signature there),
+/// as does a query item without a name (a bare token) and the fragment's
+/// values (`#access_token=…`).
 pub(crate) fn redact_url(url: &Url) -> String {
     let mut url = url.clone();
     if !url.username().is_empty() || url.password().is_some() {
         let _ = url.set_password(None);
         let _ = url.set_username("***");
     }
-    if url.query().is_some() {
-        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let mut pairs = url.query_pairs_mut();
-        pairs.clear();
-        for name in names {
-            pairs.append_pair(&name, "***");
-        }
+    if let Some(query) = url.query().map(redact_values) {
+        url.set_query(Some(&query));
+    }
+    if let Some(fragment) = url.fragment().map(redact_values) {
+        url.set_fragment(Some(&fragment));
     }
     url.to_string()
 }
 
+/// `a=1&b` → `a=***&***`: the names of `name=value` items are kept.
+fn redact_values(items: &str) -> String {
+    items
+        .split('&')
+        .map(|item| match item.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None if item.is_empty() => String::new(),
+            None => "***".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Redacts a location that may not even parse: drops everything between
-/// `://` and the last `@` of the authority.
+/// `://` and the last `@` of the authority, and hides the values of the
+/// query and the fragment as [`redact_url`] does.
 pub(crate) fn redact_str(location: &str) -> String {
     if let Ok(url) = Url::parse(location) {
         return redact_url(&url);
     }
-    match location.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => location.to_string(),
-            }
-        }
-        None => location.to_string(),
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_string(),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(redact_values(fragment))),
+        None => (rest.as_str(), None),
+    };
+    let mut shown = match rest.split_once('?') {
+        Some((path, query)) => format!("{scheme}://{path}?{}", redact_values(query)),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(&fragment);
     }
+    shown
 }
 
 /// Removes any credential of `url` from a message produced by another crate.
@@ -2003,6 +2028,38 @@ mod tests {
         assert_eq!(
             scrub("GET /a.zip?token=abc123def failed", &url),
             "GET /a.zip?*** failed"
+        );
+    }
+
+    #[test]
+    fn query_and_fragment_secrets_are_hidden_even_when_the_url_does_not_parse() {
+        // Unparsable (a bad port, a space in the host, an open bracket):
+        // the query still goes.
+        for location in [
+            "https://pkg.example:99999/app.zip?X-Amz-Signature=SECRETSIG&X-Amz-Credential=AKIAX",
+            "https://pkg exa.example/app.zip?token=SECRETSIG",
+            "https://[::1/app.zip?sig=SECRETSIG",
+            "https://u:SECRETSIG@pkg.example:99999/a.zip?sig=SECRETSIG#access_token=SECRETSIG",
+        ] {
+            assert!(Url::parse(location).is_err(), "{location}");
+            let err = Source::parse(location).unwrap_err();
+            assert_eq!(err.code(), 20);
+            let shown = err.to_string();
+            assert!(!shown.contains("SECRETSIG"), "{shown}");
+            assert!(!shown.contains("AKIAX"), "{shown}");
+        }
+        assert_eq!(
+            redact_str("https://pkg.example:99999/app.zip?X-Amz-Signature=abc&v=2"),
+            "https://pkg.example:99999/app.zip?X-Amz-Signature=***&v=***"
+        );
+        // A bare query item (a token with no name) and a fragment's values.
+        let bare = Source::parse("https://pkg.example/app.zip?SECRETTOKEN").unwrap();
+        assert_eq!(bare.redacted(), "https://pkg.example/app.zip?***");
+        let fragment =
+            Source::parse("https://pkg.example/app.zip?v=1#access_token=SECRET&x").unwrap();
+        assert_eq!(
+            fragment.redacted(),
+            "https://pkg.example/app.zip?v=***#access_token=***&***"
         );
     }
 
