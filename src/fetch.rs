@@ -1201,6 +1201,27 @@ fn http_attempt(
                     kind: NetworkKind::Protocol,
                 });
             }
+            if let Some((_, last, total)) = ranged::parse_content_range(&range) {
+                // The range may end short of the package (servers and CDNs
+                // may cap it): the package's length is the range's total,
+                // so that the body ending there is not taken for the whole.
+                let fits = last < total
+                    && state.total.is_none_or(|t| t == total)
+                    && length.is_none_or(|l| Some(l) == (last + 1).checked_sub(have));
+                if !fits {
+                    state.ranges = false;
+                    return Err(Error::Network {
+                        url: shown,
+                        reason: format!(
+                            "server resumed with a range that does not fit ({range:?}, \
+                             {} bytes)",
+                            length.map_or("unknown".into(), |l| l.to_string())
+                        ),
+                        kind: NetworkKind::Protocol,
+                    });
+                }
+                state.total = Some(total);
+            }
         }
         _ => {
             return Err(Error::HttpStatus { url: shown, status });
