@@ -569,7 +569,7 @@ pub(crate) fn fetch_observed(
             conditions,
         )?,
         Source::S3(location) => {
-            let (url, signer) = crate::s3::prepare(location, &options.s3)?;
+            let (url, signer) = crate::s3::prepare(location, &options.s3, &options.proxy)?;
             http_fetch(
                 &url,
                 Some(&signer),

@@ -708,6 +708,35 @@ fn cli_credentials_from_the_container_endpoint_with_a_token_file() {
 }
 
 #[test]
+fn container_credentials_on_loopback_never_go_through_a_proxy() {
+    // A proxy set for https URLs: the loopback container endpoint is this
+    // host's, and its token must go neither through a proxy nor to the
+    // proxy's own loopback.
+    let (proxy, proxied) = credential_server(|_| (502, String::new()));
+    let zip = app_zip("container");
+    let server = s3_endpoint(vec![("app.zip", zip.clone())]);
+    let (base, seen) = credential_server(|req| {
+        if req.header("authorization") == Some("pod-token-2") {
+            (200, credentials_json())
+        } else {
+            (401, String::new())
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = cli(home.path());
+    cmd.env("HTTPS_PROXY", &proxy)
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{base}/v2/credentials/task"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-token-2");
+    let out = cli_deploy(&mut cmd, &server, &home.path().join("app"), &zip);
+    assert_eq!(out.code, 0, "{}", out.text);
+    assert!(proxied.lock().unwrap().is_empty(), "went through the proxy");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn cli_credentials_from_instance_metadata_v2() {
     let zip = app_zip("imds");
     let server = s3_endpoint(vec![("app.zip", zip.clone())]);

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use url::Url;
 
 use crate::error::{Error, NetworkKind, Result};
+use crate::proxy::ProxyConfig;
 
 /// The region used when none is configured anywhere.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -211,16 +212,26 @@ impl Signer {
 }
 
 /// The URL of `location` and the signer of its requests, with settings
-/// and credentials from `options` and the process environment.
-pub(crate) fn prepare(location: &S3Location, options: &S3Options) -> Result<(Url, Signer)> {
+/// and credentials from `options` and the process environment; credentials
+/// from a service are fetched through `proxies`.
+pub(crate) fn prepare(
+    location: &S3Location,
+    options: &S3Options,
+    proxies: &ProxyConfig,
+) -> Result<(Url, Signer)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    prepare_with(location, options, &env)
+    prepare_with(location, options, proxies, &env)
 }
 
 /// Reads the environment through `env`.
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Result<(Url, Signer)> {
+fn prepare_with(
+    location: &S3Location,
+    options: &S3Options,
+    proxies: &ProxyConfig,
+    env: Env<'_>,
+) -> Result<(Url, Signer)> {
     let shown = location.to_string();
     let profile = credentials::Profile::load(env);
     let region = match options.region.clone() {
@@ -248,13 +259,15 @@ fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Res
     let url = object_url(location, endpoint.as_ref(), options.path_style, &region)?;
     let credentials = match &options.credentials {
         Some(c) => c.clone(),
-        None => credentials::lookup(env, &profile, options, &region).map_err(|reason| {
-            Error::Network {
-                url: shown.clone(),
-                reason,
-                kind: NetworkKind::Credentials,
-            }
-        })?,
+        None => {
+            credentials::lookup(env, &profile, options, &region, proxies).map_err(|reason| {
+                Error::Network {
+                    url: shown.clone(),
+                    reason,
+                    kind: NetworkKind::Credentials,
+                }
+            })?
+        }
     };
     let signer = Signer {
         credentials,
@@ -367,8 +380,13 @@ mod tests {
             "HOME" => Some("/nonexistent".to_string()),
             _ => None,
         };
-        let (url, signer) =
-            prepare_with(&loc("s3://b/app.zip"), &S3Options::default(), &env).unwrap();
+        let (url, signer) = prepare_with(
+            &loc("s3://b/app.zip"),
+            &S3Options::default(),
+            &ProxyConfig::none(),
+            &env,
+        )
+        .unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:9/b/app.zip");
         let signed = signer.headers_for(&url);
         let auth = &signed.iter().find(|(n, _)| n == "authorization").unwrap().1;
@@ -385,7 +403,8 @@ mod tests {
             credentials: Some(Credentials::new("a", "b", None)),
             ..S3Options::default()
         };
-        let err = prepare_with(&loc("s3://b/k"), &options, &|_| None).unwrap_err();
+        let err =
+            prepare_with(&loc("s3://b/k"), &options, &ProxyConfig::none(), &|_| None).unwrap_err();
         assert_eq!(err.code(), 20);
         assert!(!err.to_string().contains("hunter22"), "{err}");
     }
@@ -397,7 +416,8 @@ mod tests {
             credentials: Some(Credentials::new("a", "b", None)),
             ..S3Options::default()
         };
-        let err = prepare_with(&loc("s3://b/k"), &options, &|_| None).unwrap_err();
+        let err =
+            prepare_with(&loc("s3://b/k"), &options, &ProxyConfig::none(), &|_| None).unwrap_err();
         assert!(err.to_string().contains("region"), "{err}");
     }
 }
