@@ -35,8 +35,9 @@ pub use crate::trust::read_cacert_file;
 /// Size of the buffer bytes are pumped through.
 const CHUNK: usize = 256 * 1024;
 
-/// Where a package comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a package comes from. `Debug` shows a URL redacted, as
+/// [`Source::redacted`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// An `http://` or `https://` URL.
     Http(Url),
@@ -110,6 +111,16 @@ impl Source {
             Source::Http(url) => redact_url(url),
             Source::File(path) => path.display().to_string(),
             Source::S3(location) => location.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Http(url) => f.debug_tuple("Http").field(&redact_url(url)).finish(),
+            Source::File(path) => f.debug_tuple("File").field(path).finish(),
+            Source::S3(location) => f.debug_tuple("S3").field(location).finish(),
         }
     }
 }
@@ -2082,6 +2093,20 @@ mod tests {
             fragment.redacted(),
             "https://pkg.example/app.zip?v=***#access_token=***&***"
         );
+    }
+
+    #[test]
+    fn debug_output_of_a_source_hides_its_credentials() {
+        let source =
+            Source::parse("https://deploy:hunter22@b.example/app.zip?X-Amz-Signature=abc123def")
+                .unwrap();
+        let shown = format!("{source:?} {:?}", Some(&source));
+        assert!(shown.contains("b.example/app.zip"), "{shown}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(!shown.contains("deploy"), "{shown}");
+        assert!(!shown.contains("abc123def"), "{shown}");
+        let local = Source::parse("/srv/app.zip").unwrap();
+        assert_eq!(format!("{local:?}"), "File(\"/srv/app.zip\")");
     }
 
     #[test]
