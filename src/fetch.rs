@@ -580,7 +580,10 @@ pub(crate) fn fetch_observed(
             conditions,
         )?,
         Source::S3(location) => {
-            let (url, signer) = crate::s3::prepare(location, &options.s3, &options.proxy)?;
+            let (url, signer) =
+                crate::s3::prepare(location, &options.s3, &options.proxy, &mut || {
+                    report(&mut progress, Progress::bytes(Stage::Fetch, reused, None))
+                })?;
             http_fetch(
                 &url,
                 Some(&signer),

@@ -214,13 +214,46 @@ impl Signer {
 /// The URL of `location` and the signer of its requests, with settings
 /// and credentials from `options` and the process environment; credentials
 /// from a service are fetched through `proxies`.
+///
+/// Looking credentials up may wait on a service (seconds; a stalled one,
+/// up to its timeouts), so it runs on a helper thread while the caller's
+/// calls `heartbeat` every [`crate::http::TICK`]: a deploy can always be
+/// stopped. An error from the heartbeat abandons the lookup, whose thread
+/// ends at the service's timeout.
 pub(crate) fn prepare(
     location: &S3Location,
     options: &S3Options,
     proxies: &ProxyConfig,
+    heartbeat: &mut dyn FnMut() -> Result<()>,
 ) -> Result<(Url, Signer)> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    prepare_with(location, options, proxies, &env)
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    let (send, prepared) = mpsc::channel();
+    let (location, options, proxies) = (location.clone(), options.clone(), proxies.clone());
+    let shown = location.to_string();
+    std::thread::Builder::new()
+        .name("zipdeploy-s3-credentials".into())
+        .spawn(move || {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let _ = send.send(prepare_with(&location, &options, &proxies, &env));
+        })
+        .map_err(|e| Error::Network {
+            url: shown.clone(),
+            reason: format!("cannot start a thread to look credentials up: {e}"),
+            kind: NetworkKind::Other,
+        })?;
+    loop {
+        match prepared.recv_timeout(crate::http::TICK) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) => heartbeat()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Network {
+                    url: shown,
+                    reason: "the credential lookup ended unexpectedly".into(),
+                    kind: NetworkKind::Credentials,
+                })
+            }
+        }
+    }
 }
 
 /// Reads the environment through `env`.
