@@ -1152,7 +1152,12 @@ fn http_attempt(
     };
     state.retry_after = header("retry-after")
         .and_then(|v| crate::retry_after::delay(&v, std::time::SystemTime::now()));
-    let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    // A body sent in chunks is framed by them, whatever Content-Length
+    // beside them says (RFC 9112 §6.3): ureq reads it so, and so is it counted.
+    let length = match header("transfer-encoding") {
+        Some(_) => None,
+        None => header("content-length").and_then(|v| v.trim().parse::<u64>().ok()),
+    };
     let validators = Validators::new(header("etag"), header("last-modified"));
     match status {
         304 if conditions.unless.is_some() => return Ok(Attempt::NotModified),

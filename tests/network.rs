@@ -525,3 +525,46 @@ fn an_untrusted_certificate_is_a_typed_certificate_failure() {
     assert_eq!(chain(&err), ["certificate refused"]);
     f.assert_intact();
 }
+
+/// Serves `head` then `body` on every connection, as written (no framing
+/// added), and closes.
+fn raw_server(head: String, body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/app.zip", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_chunked_body_is_framed_by_its_chunks_not_a_content_length_beside_them() {
+    // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3), and the
+    // body is read by its chunks: the length beside them is not the size.
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let mut body = format!("{:x}\r\n", pkg.len()).into_bytes();
+    body.extend_from_slice(&pkg);
+    body.extend_from_slice(b"\r\n0\r\n\r\n");
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\n\r\n";
+    let url = raw_server(head.to_string(), body);
+    let report = f
+        .deploy(&url)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.package_size, pkg.len() as u64);
+    assert_eq!(version(&f.dest), "new");
+}
