@@ -44,7 +44,9 @@ impl S3Location {
     /// ```
     pub fn parse(location: &str) -> Result<S3Location> {
         let invalid = |reason: &str| Error::InvalidUrl {
-            url: location.to_string(),
+            // `s3a://KEY:SECRET@bucket/…` (Hadoop's form) is refused: shown
+            // without its user info.
+            url: crate::fetch::redact_str(location),
             reason: reason.into(),
         };
         let rest = location
@@ -363,6 +365,16 @@ mod tests {
         ] {
             let err = S3Location::parse(bad).unwrap_err();
             assert_eq!(err.code(), 20, "{bad}: {err}");
+        }
+        // Hadoop's s3a://KEY:SECRET@bucket/… form: refused, never shown.
+        for bad in [
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/key",
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket",
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bu cket/key",
+        ] {
+            let shown = S3Location::parse(bad).unwrap_err().to_string();
+            assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+            assert!(!shown.contains("AKIAEXAMPLE"), "{shown}");
         }
     }
 
