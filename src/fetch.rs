@@ -1246,7 +1246,10 @@ fn http_attempt(
             return Err(Error::HttpStatus { url: shown, status });
         }
     }
-    let expected_total = state.total.or(length.map(|l| l + out.written()));
+    // Saturating: the length is the server's word, and a limit refuses it.
+    let expected_total = state
+        .total
+        .or(length.map(|l| l.saturating_add(out.written())));
     if let Some(g) = out.get_mut().growth {
         g.expect(expected_total);
     }
