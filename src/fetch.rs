@@ -35,8 +35,9 @@ pub use crate::trust::read_cacert_file;
 /// Size of the buffer bytes are pumped through.
 const CHUNK: usize = 256 * 1024;
 
-/// Where a package comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a package comes from. `Debug` shows a URL redacted, as
+/// [`Source::redacted`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// An `http://` or `https://` URL.
     Http(Url),
@@ -114,6 +115,16 @@ impl Source {
     }
 }
 
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Http(url) => f.debug_tuple("Http").field(&redact_url(url)).finish(),
+            Source::File(path) => f.debug_tuple("File").field(path).finish(),
+            Source::S3(location) => f.debug_tuple("S3").field(location).finish(),
+        }
+    }
+}
+
 /// The origin (scheme, host, port) of an `http(s)://` URL, for
 /// [`FetchOptions::origin_headers`].
 ///
@@ -133,40 +144,65 @@ pub fn parse_origin(url: &str) -> Result<url::Origin> {
 }
 
 /// Hides credentials in a URL: `user:pass@` becomes `***@`, and every
-/// query value becomes `***` (presigned URLs carry their signature there).
+/// query value becomes `***` (presigned URLs carry their signature there),
+/// as does a query item without a name (a bare token) and the fragment's
+/// values (`#access_token=…`).
 pub(crate) fn redact_url(url: &Url) -> String {
     let mut url = url.clone();
     if !url.username().is_empty() || url.password().is_some() {
         let _ = url.set_password(None);
         let _ = url.set_username("***");
     }
-    if url.query().is_some() {
-        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let mut pairs = url.query_pairs_mut();
-        pairs.clear();
-        for name in names {
-            pairs.append_pair(&name, "***");
-        }
+    if let Some(query) = url.query().map(redact_values) {
+        url.set_query(Some(&query));
+    }
+    if let Some(fragment) = url.fragment().map(redact_values) {
+        url.set_fragment(Some(&fragment));
     }
     url.to_string()
 }
 
+/// `a=1&b` → `a=***&***`: the names of `name=value` items are kept.
+fn redact_values(items: &str) -> String {
+    items
+        .split('&')
+        .map(|item| match item.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None if item.is_empty() => String::new(),
+            None => "***".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Redacts a location that may not even parse: drops everything between
-/// `://` and the last `@` of the authority.
+/// `://` and the last `@` of the authority, and hides the values of the
+/// query and the fragment as [`redact_url`] does.
 pub(crate) fn redact_str(location: &str) -> String {
     if let Ok(url) = Url::parse(location) {
         return redact_url(&url);
     }
-    match location.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => location.to_string(),
-            }
-        }
-        None => location.to_string(),
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_string(),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(redact_values(fragment))),
+        None => (rest.as_str(), None),
+    };
+    let mut shown = match rest.split_once('?') {
+        Some((path, query)) => format!("{scheme}://{path}?{}", redact_values(query)),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(&fragment);
     }
+    shown
 }
 
 /// Removes any credential of `url` from a message produced by another crate.
@@ -552,7 +588,10 @@ pub(crate) fn fetch_observed(
             conditions,
         )?,
         Source::S3(location) => {
-            let (url, signer) = crate::s3::prepare(location, &options.s3)?;
+            let (url, signer) =
+                crate::s3::prepare(location, &options.s3, &options.proxy, &mut || {
+                    report(&mut progress, Progress::bytes(Stage::Fetch, reused, None))
+                })?;
             http_fetch(
                 &url,
                 Some(&signer),
@@ -1121,7 +1160,12 @@ fn http_attempt(
     };
     state.retry_after = header("retry-after")
         .and_then(|v| crate::retry_after::delay(&v, std::time::SystemTime::now()));
-    let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    // A body sent in chunks is framed by them, whatever Content-Length
+    // beside them says (RFC 9112 §6.3): ureq reads it so, and so is it counted.
+    let length = match header("transfer-encoding") {
+        Some(_) => None,
+        None => header("content-length").and_then(|v| v.trim().parse::<u64>().ok()),
+    };
     let validators = Validators::new(header("etag"), header("last-modified"));
     match status {
         304 if conditions.unless.is_some() => return Ok(Attempt::NotModified),
@@ -1184,12 +1228,36 @@ fn http_attempt(
                     kind: NetworkKind::Protocol,
                 });
             }
+            if let Some((_, last, total)) = ranged::parse_content_range(&range) {
+                // The range may end short of the package (servers and CDNs
+                // may cap it): the package's length is the range's total,
+                // so that the body ending there is not taken for the whole.
+                let fits = last < total
+                    && state.total.is_none_or(|t| t == total)
+                    && length.is_none_or(|l| Some(l) == (last + 1).checked_sub(have));
+                if !fits {
+                    state.ranges = false;
+                    return Err(Error::Network {
+                        url: shown,
+                        reason: format!(
+                            "server resumed with a range that does not fit ({range:?}, \
+                             {} bytes)",
+                            length.map_or("unknown".into(), |l| l.to_string())
+                        ),
+                        kind: NetworkKind::Protocol,
+                    });
+                }
+                state.total = Some(total);
+            }
         }
         _ => {
             return Err(Error::HttpStatus { url: shown, status });
         }
     }
-    let expected_total = state.total.or(length.map(|l| l + out.written()));
+    // Saturating: the length is the server's word, and a limit refuses it.
+    let expected_total = state
+        .total
+        .or(length.map(|l| l.saturating_add(out.written())));
     if let Some(g) = out.get_mut().growth {
         g.expect(expected_total);
     }
@@ -2092,6 +2160,52 @@ mod tests {
             scrub("GET /a.zip?token=abc123def failed", &url),
             "GET /a.zip?*** failed"
         );
+    }
+
+    #[test]
+    fn query_and_fragment_secrets_are_hidden_even_when_the_url_does_not_parse() {
+        // Unparsable (a bad port, a space in the host, an open bracket):
+        // the query still goes.
+        for location in [
+            "https://pkg.example:99999/app.zip?X-Amz-Signature=SECRETSIG&X-Amz-Credential=AKIAX",
+            "https://pkg exa.example/app.zip?token=SECRETSIG",
+            "https://[::1/app.zip?sig=SECRETSIG",
+            "https://u:SECRETSIG@pkg.example:99999/a.zip?sig=SECRETSIG#access_token=SECRETSIG",
+        ] {
+            assert!(Url::parse(location).is_err(), "{location}");
+            let err = Source::parse(location).unwrap_err();
+            assert_eq!(err.code(), 20);
+            let shown = err.to_string();
+            assert!(!shown.contains("SECRETSIG"), "{shown}");
+            assert!(!shown.contains("AKIAX"), "{shown}");
+        }
+        assert_eq!(
+            redact_str("https://pkg.example:99999/app.zip?X-Amz-Signature=abc&v=2"),
+            "https://pkg.example:99999/app.zip?X-Amz-Signature=***&v=***"
+        );
+        // A bare query item (a token with no name) and a fragment's values.
+        let bare = Source::parse("https://pkg.example/app.zip?SECRETTOKEN").unwrap();
+        assert_eq!(bare.redacted(), "https://pkg.example/app.zip?***");
+        let fragment =
+            Source::parse("https://pkg.example/app.zip?v=1#access_token=SECRET&x").unwrap();
+        assert_eq!(
+            fragment.redacted(),
+            "https://pkg.example/app.zip?v=***#access_token=***&***"
+        );
+    }
+
+    #[test]
+    fn debug_output_of_a_source_hides_its_credentials() {
+        let source =
+            Source::parse("https://deploy:hunter22@b.example/app.zip?X-Amz-Signature=abc123def")
+                .unwrap();
+        let shown = format!("{source:?} {:?}", Some(&source));
+        assert!(shown.contains("b.example/app.zip"), "{shown}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(!shown.contains("deploy"), "{shown}");
+        assert!(!shown.contains("abc123def"), "{shown}");
+        let local = Source::parse("/srv/app.zip").unwrap();
+        assert_eq!(format!("{local:?}"), "File(\"/srv/app.zip\")");
     }
 
     #[test]

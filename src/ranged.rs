@@ -579,7 +579,7 @@ fn fetch_part_once(
 }
 
 /// `bytes 100-199/200` → `Some((100, 199, 200))`.
-fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (first, last) = range.split_once('-')?;

@@ -29,7 +29,9 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     ];
     let month_name = parts.next()?;
     let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
-    let year: u64 = parts.next()?.parse().ok()?;
+    // Four digits (RFC 9110 §5.6.7): a longer year would overflow the
+    // arithmetic below.
+    let year: u64 = parts.next().filter(|y| y.len() == 4)?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|n| n.parse::<u64>().ok());
     let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
     if parts.next()? != "GMT" || parts.next().is_some() || clock.next().is_some() {
@@ -71,6 +73,21 @@ mod tests {
         );
         assert_eq!(imf_fixdate("Sun, 06 Nov 1994 08:49:37 CET"), None);
         assert_eq!(imf_fixdate("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn a_date_far_in_the_future_waits_the_longest_and_panics_nowhere() {
+        // A server's header: a year past any arithmetic's range.
+        let now = SystemTime::now();
+        for year in [
+            "999999999999999",
+            "18446744073709551615",
+            "9223372036854775807",
+        ] {
+            let value = format!("Sun, 06 Nov {year} 08:49:37 GMT");
+            assert_eq!(delay(&value, now), None, "{value}");
+        }
+        assert_eq!(delay("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(MAX));
     }
 
     #[test]

@@ -525,3 +525,98 @@ fn an_untrusted_certificate_is_a_typed_certificate_failure() {
     assert_eq!(chain(&err), ["certificate refused"]);
     f.assert_intact();
 }
+
+/// Serves `head` then `body` on every connection, as written (no framing
+/// added), and closes.
+fn raw_server(head: String, body: Vec<u8>) -> String {
+    let mut response = head.into_bytes();
+    response.extend_from_slice(&body);
+    raw_server_answering(move |_| response.clone())
+}
+
+/// Serves `answer(n)` on the `n`th connection, as written, and closes.
+fn raw_server_answering(answer: impl Fn(usize) -> Vec<u8> + Send + 'static) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/app.zip", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let _ = stream.write_all(&answer(n));
+        }
+    });
+    url
+}
+
+#[test]
+fn a_chunked_body_is_framed_by_its_chunks_not_a_content_length_beside_them() {
+    // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3), and the
+    // body is read by its chunks: the length beside them is not the size.
+    let f = Fixture::new();
+    let pkg = app_zip("new");
+    let mut body = format!("{:x}\r\n", pkg.len()).into_bytes();
+    body.extend_from_slice(&pkg);
+    body.extend_from_slice(b"\r\n0\r\n\r\n");
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\n\r\n";
+    let url = raw_server(head.to_string(), body);
+    let report = f
+        .deploy(&url)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.package_size, pkg.len() as u64);
+    assert_eq!(version(&f.dest), "new");
+}
+
+#[test]
+fn a_resumed_answer_claiming_an_endless_length_is_an_error_not_a_panic() {
+    let f = Fixture::new();
+    let pkg = big_package();
+    let half = pkg.len() / 2;
+    let url = {
+        let pkg = pkg.clone();
+        raw_server_answering(move |n| {
+            let (head, body) = match n {
+                0 => (
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\n\
+                         Accept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+                        pkg.len()
+                    ),
+                    &pkg[..half],
+                ),
+                // The rest, with no total and a length no body has.
+                _ => (
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {half}-{}/*\r\n\
+                         Content-Length: {}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+                        pkg.len() - 1,
+                        u64::MAX
+                    ),
+                    &pkg[half..],
+                ),
+            };
+            let mut response = head.into_bytes();
+            response.extend_from_slice(body);
+            response
+        })
+    };
+    let err = f
+        .deploy(&url)
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .retries(1)
+        .run()
+        .unwrap_err();
+    // The body ends where no length said it would: refused, as a broken
+    // exchange.
+    assert_eq!(err.class(), zipdeploy::ErrorClass::Network, "{err}");
+    f.assert_intact();
+}

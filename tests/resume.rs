@@ -298,3 +298,56 @@ fn a_cancelled_download_is_kept_and_resumed() {
     assert_eq!(read(dest.join("VERSION")), b"v1");
     assert!(partial_files(&dest).is_empty());
 }
+
+/// A server (or CDN) may answer `Range: bytes=N-` with less than the rest:
+/// `206` with `Content-Range: bytes N-M/TOTAL`, M short of the end.
+fn serve_capped_ranges(package: Vec<u8>, cut: usize, cap: usize) -> TestServer {
+    TestServer::start(move |req, n| {
+        let etag = "\"v1\"";
+        if n == 0 {
+            return Reply::file_with_ranges(req, &package, etag).fault(Fault::CloseAfter(cut));
+        }
+        let Some(range) = req.header("range") else {
+            return Reply::file_with_ranges(req, &package, etag);
+        };
+        let (start, end) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+        let start: usize = start.parse().unwrap();
+        let end = end.parse().unwrap_or(package.len() - 1);
+        let end = end.min(start + cap - 1).min(package.len() - 1);
+        let mut reply = Reply::ok(package[start..=end].to_vec())
+            .header("Accept-Ranges", "bytes")
+            .header("ETag", etag)
+            .header(
+                "Content-Range",
+                &format!("bytes {start}-{end}/{}", package.len()),
+            );
+        reply.status = 206;
+        reply
+    })
+}
+
+#[test]
+fn a_resume_answered_with_less_than_the_rest_goes_on_from_where_it_ended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let package = big_package(1 << 20, 7, "v1");
+    let cut = package.len() / 2;
+    let cap = package.len() / 4;
+    let server = serve_capped_ranges(package.clone(), cut, cap);
+    let url = server.url("/app.zip");
+    deploy(&url, &dest, &package).unwrap_err();
+    assert_eq!(partial_files(&dest), ["partial.state", "partial.zip"]);
+
+    // The next run resumes at `cut` and gets `cap` bytes per answer: the
+    // package is not over at the end of the first one.
+    let report = Deploy::new(&url)
+        .unwrap()
+        .sha256(&Sha256Digest::of(&package).to_hex())
+        .unwrap()
+        .dest(&dest)
+        .retries(3)
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.package_size, package.len() as u64);
+    assert_eq!(snapshot(&dest), reference(&package, tmp.path()));
+}

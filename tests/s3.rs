@@ -708,6 +708,98 @@ fn cli_credentials_from_the_container_endpoint_with_a_token_file() {
 }
 
 #[test]
+fn container_credentials_on_loopback_never_go_through_a_proxy() {
+    // A proxy set for https URLs: the loopback container endpoint is this
+    // host's, and its token must go neither through a proxy nor to the
+    // proxy's own loopback.
+    let (proxy, proxied) = credential_server(|_| (502, String::new()));
+    let zip = app_zip("container");
+    let server = s3_endpoint(vec![("app.zip", zip.clone())]);
+    let (base, seen) = credential_server(|req| {
+        if req.header("authorization") == Some("pod-token-2") {
+            (200, credentials_json())
+        } else {
+            (401, String::new())
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = cli(home.path());
+    cmd.env("HTTPS_PROXY", &proxy)
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{base}/v2/credentials/task"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-token-2");
+    let out = cli_deploy(&mut cmd, &server, &home.path().join("app"), &zip);
+    assert_eq!(out.code, 0, "{}", out.text);
+    assert!(proxied.lock().unwrap().is_empty(), "went through the proxy");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn sigterm_stops_the_cli_within_a_second_while_a_credential_service_stalls() {
+    // The container endpoint takes the connection and never answers.
+    let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", stalled.local_addr().unwrap());
+    let (connected, asked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in stalled.incoming() {
+            held.push(stream);
+            let _ = connected.send(());
+        }
+    });
+    let zip = app_zip("container");
+    let server = s3_endpoint(vec![("app.zip", zip.clone())]);
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = cli(home.path());
+    cmd.env(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        format!("{base}/creds"),
+    )
+    .args(["--url", "s3://releases/app.zip", "--sha256", &sha(&zip)])
+    .arg("--s3-endpoint")
+    .arg(server.url(""))
+    .arg("--dest")
+    .arg(home.path().join("app"))
+    .stderr(std::process::Stdio::piped());
+    let mut cli = cmd.spawn().unwrap();
+    asked
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the credential service was asked");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let signalled = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = cli.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = cli.kill();
+            panic!("still running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    cli.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "took {took:?}; {stderr}"
+    );
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(!home.path().join("app").exists());
+}
+
+#[test]
 fn cli_credentials_from_instance_metadata_v2() {
     let zip = app_zip("imds");
     let server = s3_endpoint(vec![("app.zip", zip.clone())]);

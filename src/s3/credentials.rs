@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use super::remote;
 use super::{Credentials, Env, S3Options};
+use crate::proxy::ProxyConfig;
 
 /// The settings of one profile, merged from the config file and the
 /// credentials file (which wins).
@@ -123,6 +124,7 @@ pub(crate) fn lookup(
     profile: &Profile,
     options: &S3Options,
     region: &str,
+    proxies: &ProxyConfig,
 ) -> Result<Credentials, String> {
     match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => {
@@ -163,7 +165,7 @@ pub(crate) fn lookup(
                     .map_err(|e| e.to_string())?,
             },
         };
-        return remote::web_identity(&sts, &PathBuf::from(token_file), &role, &session)
+        return remote::web_identity(&sts, &PathBuf::from(token_file), &role, &session, proxies)
             .map_err(|e| format!("web identity credentials: {e}"));
     }
     let full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -183,7 +185,7 @@ pub(crate) fn lookup(
             relative.as_deref(),
             options.container_base.as_ref(),
         )?;
-        return remote::container(&url, token.as_deref())
+        return remote::container(&url, token.as_deref(), proxies)
             .map_err(|e| format!("container credentials: {e}"));
     }
     if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
@@ -198,7 +200,8 @@ pub(crate) fn lookup(
             None => url::Url::parse(remote::IMDS_BASE).map_err(|e| e.to_string())?,
         },
     };
-    remote::instance_metadata(&imds).map_err(|e| format!("{NONE_FOUND}; instance metadata: {e}"))
+    remote::instance_metadata(&imds, proxies)
+        .map_err(|e| format!("{NONE_FOUND}; instance metadata: {e}"))
 }
 
 const NONE_FOUND: &str = "no AWS credentials in the environment, the shared files, \
@@ -242,19 +245,26 @@ mod tests {
         ];
         let env = env_of(&vars);
         let profile = Profile::load(&env);
-        let c = lookup(&env, &profile, &options, "us-east-1").unwrap();
+        let c = lookup(&env, &profile, &options, "us-east-1", &ProxyConfig::none()).unwrap();
         assert_eq!(c, Credentials::new("AKENV", "s-env", Some("t-env".into())));
         assert_eq!(profile.get("region"), Some("us-west-2"));
 
         let vars = [("HOME", home.clone())];
         let env = env_of(&vars);
-        let c = lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap();
+        let c = lookup(
+            &env,
+            &Profile::load(&env),
+            &options,
+            "us-east-1",
+            &ProxyConfig::none(),
+        )
+        .unwrap();
         assert_eq!(c, Credentials::new("AKDEFAULT", "s-default", None));
 
         let vars = [("HOME", home.clone()), ("AWS_PROFILE", "ci".to_string())];
         let env = env_of(&vars);
         let profile = Profile::load(&env);
-        let c = lookup(&env, &profile, &options, "us-east-1").unwrap();
+        let c = lookup(&env, &profile, &options, "us-east-1", &ProxyConfig::none()).unwrap();
         assert_eq!(c, Credentials::new("AKCI", "s-ci", Some("t-ci".into())));
         assert_eq!(profile.get("region"), Some("eu-north-1"));
         assert_eq!(
@@ -268,7 +278,14 @@ mod tests {
             ("AWS_PROFILE", "missing".to_string()),
         ];
         let env = env_of(&vars);
-        let err = lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap_err();
+        let err = lookup(
+            &env,
+            &Profile::load(&env),
+            &options,
+            "us-east-1",
+            &ProxyConfig::none(),
+        )
+        .unwrap_err();
         assert!(err.contains("\"missing\""), "{err}");
 
         let moved = dir.path().join("elsewhere");
@@ -282,7 +299,14 @@ mod tests {
             ("AWS_SHARED_CREDENTIALS_FILE", moved.display().to_string()),
         ];
         let env = env_of(&vars);
-        let c = lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap();
+        let c = lookup(
+            &env,
+            &Profile::load(&env),
+            &options,
+            "us-east-1",
+            &ProxyConfig::none(),
+        )
+        .unwrap();
         assert_eq!(c.access_key_id, "AKFILE");
     }
 
@@ -295,6 +319,7 @@ mod tests {
             &Profile::load(&env),
             &S3Options::default(),
             "us-east-1",
+            &ProxyConfig::none(),
         )
         .unwrap_err();
         assert!(err.contains("without AWS_ACCESS_KEY_ID"), "{err}");
@@ -330,14 +355,28 @@ mod tests {
         ];
         let c = {
             let env = env_of(&vars);
-            lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap()
+            lookup(
+                &env,
+                &Profile::load(&env),
+                &options,
+                "us-east-1",
+                &ProxyConfig::none(),
+            )
+            .unwrap()
         };
         assert_eq!(c.access_key_id, "ASIASTS");
         assert!(seen.lock().unwrap().is_empty(), "web identity came first");
 
         vars.retain(|(n, _)| !n.starts_with("AWS_WEB") && *n != "AWS_ROLE_ARN");
         let env = env_of(&vars);
-        let c = lookup(&env, &Profile::load(&env), &options, "us-east-1").unwrap();
+        let c = lookup(
+            &env,
+            &Profile::load(&env),
+            &options,
+            "us-east-1",
+            &ProxyConfig::none(),
+        )
+        .unwrap();
         assert_eq!(c.access_key_id, "ASIAEXAMPLE");
         assert_eq!(seen.lock().unwrap()[0].path, "/v2/creds");
     }
@@ -354,6 +393,7 @@ mod tests {
             &Profile::load(&env),
             &S3Options::default(),
             "us-east-1",
+            &ProxyConfig::none(),
         )
         .unwrap_err();
         assert!(err.contains("no AWS credentials"), "{err}");

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use url::Url;
 
 use crate::error::{Error, NetworkKind, Result};
+use crate::proxy::ProxyConfig;
 
 /// The region used when none is configured anywhere.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -43,7 +44,9 @@ impl S3Location {
     /// ```
     pub fn parse(location: &str) -> Result<S3Location> {
         let invalid = |reason: &str| Error::InvalidUrl {
-            url: location.to_string(),
+            // `s3a://KEY:SECRET@bucket/…` (Hadoop's form) is refused: shown
+            // without its user info.
+            url: crate::fetch::redact_str(location),
             reason: reason.into(),
         };
         let rest = location
@@ -211,16 +214,59 @@ impl Signer {
 }
 
 /// The URL of `location` and the signer of its requests, with settings
-/// and credentials from `options` and the process environment.
-pub(crate) fn prepare(location: &S3Location, options: &S3Options) -> Result<(Url, Signer)> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    prepare_with(location, options, &env)
+/// and credentials from `options` and the process environment; credentials
+/// from a service are fetched through `proxies`.
+///
+/// Looking credentials up may wait on a service (seconds; a stalled one,
+/// up to its timeouts), so it runs on a helper thread while the caller's
+/// calls `heartbeat` every [`crate::http::TICK`]: a deploy can always be
+/// stopped. An error from the heartbeat abandons the lookup, whose thread
+/// ends at the service's timeout.
+pub(crate) fn prepare(
+    location: &S3Location,
+    options: &S3Options,
+    proxies: &ProxyConfig,
+    heartbeat: &mut dyn FnMut() -> Result<()>,
+) -> Result<(Url, Signer)> {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    let (send, prepared) = mpsc::channel();
+    let (location, options, proxies) = (location.clone(), options.clone(), proxies.clone());
+    let shown = location.to_string();
+    std::thread::Builder::new()
+        .name("zipdeploy-s3-credentials".into())
+        .spawn(move || {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let _ = send.send(prepare_with(&location, &options, &proxies, &env));
+        })
+        .map_err(|e| Error::Network {
+            url: shown.clone(),
+            reason: format!("cannot start a thread to look credentials up: {e}"),
+            kind: NetworkKind::Other,
+        })?;
+    loop {
+        match prepared.recv_timeout(crate::http::TICK) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Timeout) => heartbeat()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Network {
+                    url: shown,
+                    reason: "the credential lookup ended unexpectedly".into(),
+                    kind: NetworkKind::Credentials,
+                })
+            }
+        }
+    }
 }
 
 /// Reads the environment through `env`.
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Result<(Url, Signer)> {
+fn prepare_with(
+    location: &S3Location,
+    options: &S3Options,
+    proxies: &ProxyConfig,
+    env: Env<'_>,
+) -> Result<(Url, Signer)> {
     let shown = location.to_string();
     let profile = credentials::Profile::load(env);
     let region = match options.region.clone() {
@@ -248,13 +294,15 @@ fn prepare_with(location: &S3Location, options: &S3Options, env: Env<'_>) -> Res
     let url = object_url(location, endpoint.as_ref(), options.path_style, &region)?;
     let credentials = match &options.credentials {
         Some(c) => c.clone(),
-        None => credentials::lookup(env, &profile, options, &region).map_err(|reason| {
-            Error::Network {
-                url: shown.clone(),
-                reason,
-                kind: NetworkKind::Credentials,
-            }
-        })?,
+        None => {
+            credentials::lookup(env, &profile, options, &region, proxies).map_err(|reason| {
+                Error::Network {
+                    url: shown.clone(),
+                    reason,
+                    kind: NetworkKind::Credentials,
+                }
+            })?
+        }
     };
     let signer = Signer {
         credentials,
@@ -318,6 +366,16 @@ mod tests {
             let err = S3Location::parse(bad).unwrap_err();
             assert_eq!(err.code(), 20, "{bad}: {err}");
         }
+        // Hadoop's s3a://KEY:SECRET@bucket/… form: refused, never shown.
+        for bad in [
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/key",
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket",
+            "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bu cket/key",
+        ] {
+            let shown = S3Location::parse(bad).unwrap_err().to_string();
+            assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+            assert!(!shown.contains("AKIAEXAMPLE"), "{shown}");
+        }
     }
 
     #[test]
@@ -367,8 +425,13 @@ mod tests {
             "HOME" => Some("/nonexistent".to_string()),
             _ => None,
         };
-        let (url, signer) =
-            prepare_with(&loc("s3://b/app.zip"), &S3Options::default(), &env).unwrap();
+        let (url, signer) = prepare_with(
+            &loc("s3://b/app.zip"),
+            &S3Options::default(),
+            &ProxyConfig::none(),
+            &env,
+        )
+        .unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:9/b/app.zip");
         let signed = signer.headers_for(&url);
         let auth = &signed.iter().find(|(n, _)| n == "authorization").unwrap().1;
@@ -385,7 +448,8 @@ mod tests {
             credentials: Some(Credentials::new("a", "b", None)),
             ..S3Options::default()
         };
-        let err = prepare_with(&loc("s3://b/k"), &options, &|_| None).unwrap_err();
+        let err =
+            prepare_with(&loc("s3://b/k"), &options, &ProxyConfig::none(), &|_| None).unwrap_err();
         assert_eq!(err.code(), 20);
         assert!(!err.to_string().contains("hunter22"), "{err}");
     }
@@ -397,7 +461,8 @@ mod tests {
             credentials: Some(Credentials::new("a", "b", None)),
             ..S3Options::default()
         };
-        let err = prepare_with(&loc("s3://b/k"), &options, &|_| None).unwrap_err();
+        let err =
+            prepare_with(&loc("s3://b/k"), &options, &ProxyConfig::none(), &|_| None).unwrap_err();
         assert!(err.to_string().contains("region"), "{err}");
     }
 }

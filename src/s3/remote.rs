@@ -13,6 +13,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::Credentials;
+use crate::proxy::ProxyConfig;
 
 /// The instance metadata service.
 pub(crate) const IMDS_BASE: &str = "http://169.254.169.254";
@@ -37,18 +38,26 @@ fn call(
     headers: &[(&str, &str)],
     form: Option<String>,
     timeout: Duration,
+    proxies: &ProxyConfig,
 ) -> Result<(u16, String), String> {
     let shown = crate::fetch::redact_url(url);
-    let link_local = url.host_str().is_some_and(|h| h.starts_with("169.254."));
-    let mut config = ureq::Agent::config_builder()
+    // Chosen as for the package (curl's rules), never by ureq's own reading
+    // of the environment; the metadata services, on this host or its own
+    // link, never through a proxy (it would reach its own loopback).
+    let proxy = match on_this_host_or_link(url) {
+        true => None,
+        false => proxies
+            .proxy_for(url)
+            .map(crate::proxy::ureq_proxy)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+    };
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(timeout))
-        .timeout_global(Some(timeout * 2));
-    if link_local {
-        // The metadata services are on the host's own link: never proxied.
-        config = config.proxy(None);
-    }
+        .timeout_global(Some(timeout * 2))
+        .proxy(proxy);
     let agent = ureq::Agent::new_with_config(config.build());
     let fail = |e: ureq::Error| format!("{shown}: {e}");
     let response = match (method, form) {
@@ -90,6 +99,24 @@ fn call(
 /// The container endpoint's URL: the relative URI on the fixed base, else
 /// the full URI, which over plain http must be on the host or the task's
 /// link (SDKs allow no other, so a token cannot be sent elsewhere).
+/// Whether `url` names this host (loopback, `localhost`) or an address of
+/// its own link (169.254.0.0/16, fe80::/10, EKS's fd00:ec2::23).
+fn on_this_host_or_link(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.segments()[0] & 0xffc0 == 0xfe80
+                || ip.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23]
+        }
+        None => false,
+    }
+}
+
 pub(crate) fn container_url(
     full: Option<&str>,
     relative: Option<&str>,
@@ -135,9 +162,13 @@ pub(crate) fn container_url(
 
 /// Credentials from the container endpoint at `url`, with its
 /// `Authorization` token if there is one.
-pub(crate) fn container(url: &Url, token: Option<&str>) -> Result<Credentials, String> {
+pub(crate) fn container(
+    url: &Url,
+    token: Option<&str>,
+    proxies: &ProxyConfig,
+) -> Result<Credentials, String> {
     let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
-    let (status, body) = call("GET", url, &headers, None, SERVICE_TIMEOUT)?;
+    let (status, body) = call("GET", url, &headers, None, SERVICE_TIMEOUT, proxies)?;
     if status != 200 {
         return Err(format!(
             "HTTP status {status} from {}",
@@ -148,7 +179,7 @@ pub(crate) fn container(url: &Url, token: Option<&str>) -> Result<Credentials, S
 }
 
 /// Credentials of the instance's role from IMDSv2 at `base`.
-pub(crate) fn instance_metadata(base: &Url) -> Result<Credentials, String> {
+pub(crate) fn instance_metadata(base: &Url, proxies: &ProxyConfig) -> Result<Credentials, String> {
     let at = |path: &str| {
         Url::parse(&format!("{}{path}", base.as_str().trim_end_matches('/')))
             .map_err(|e| e.to_string())
@@ -168,6 +199,7 @@ pub(crate) fn instance_metadata(base: &Url) -> Result<Credentials, String> {
             &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
             None,
             IMDS_TIMEOUT,
+            proxies,
         )?,
     )?;
     let token = token.trim();
@@ -180,6 +212,7 @@ pub(crate) fn instance_metadata(base: &Url) -> Result<Credentials, String> {
             &auth,
             None,
             IMDS_TIMEOUT,
+            proxies,
         )?,
     )?;
     let role = roles
@@ -198,6 +231,7 @@ pub(crate) fn instance_metadata(base: &Url) -> Result<Credentials, String> {
             &auth,
             None,
             IMDS_TIMEOUT,
+            proxies,
         )?,
     )?;
     credentials_json(&body)
@@ -210,6 +244,7 @@ pub(crate) fn web_identity(
     token_file: &Path,
     role: &str,
     session: &str,
+    proxies: &ProxyConfig,
 ) -> Result<Credentials, String> {
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("AWS_WEB_IDENTITY_TOKEN_FILE {}: {e}", token_file.display()))?;
@@ -226,6 +261,7 @@ pub(crate) fn web_identity(
         &[("Accept", "application/xml")],
         Some(form),
         SERVICE_TIMEOUT,
+        proxies,
     )?;
     if status != 200 {
         let code = xml_text(&body, "Code")
@@ -389,6 +425,31 @@ pub(super) mod tests {
     pub(in crate::s3) const JSON: &str = r#"{"Code":"Success","AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"se\/cret\u0041","Token":"tok\"en","Expiration":"2030-01-01T00:00:00Z"}"#;
 
     #[test]
+    fn metadata_services_on_this_host_or_link_are_never_proxied() {
+        for local in [
+            "http://127.0.0.1:8080/creds",
+            "http://localhost/creds",
+            "http://169.254.170.2/v2",
+            "http://[::1]/creds",
+            "http://[fd00:ec2::23]/v1",
+        ] {
+            let url = Url::parse(local).unwrap();
+            assert!(on_this_host_or_link(&url), "{local}");
+        }
+        // Elsewhere the proxy is chosen with curl's rules, from the
+        // deploy's settings.
+        let (proxy, seen) = serve(|_| (502, String::new()));
+        let proxies = ProxyConfig {
+            https: Some(proxy.to_string()),
+            ..ProxyConfig::none()
+        };
+        let sts = Url::parse("https://sts.us-east-1.amazonaws.com/").unwrap();
+        assert!(!on_this_host_or_link(&sts));
+        call("GET", &sts, &[], None, Duration::from_secs(5), &proxies).unwrap_err();
+        assert_eq!(seen.lock().unwrap()[0].method, "CONNECT");
+    }
+
+    #[test]
     fn container_endpoint_relative_to_the_overridden_base_with_a_token() {
         let (base, seen) = serve(|r| {
             if r.path == "/v2/credentials/abc" && r.header("authorization") == Some("Bearer t0k") {
@@ -398,12 +459,12 @@ pub(super) mod tests {
             }
         });
         let url = container_url(None, Some("/v2/credentials/abc"), Some(&base)).unwrap();
-        let c = container(&url, Some("Bearer t0k")).unwrap();
+        let c = container(&url, Some("Bearer t0k"), &ProxyConfig::none()).unwrap();
         assert_eq!(
             c,
             Credentials::new("ASIAEXAMPLE", "se/cretA", Some("tok\"en".into()))
         );
-        let err = container(&url, Some("wrong")).unwrap_err();
+        let err = container(&url, Some("wrong"), &ProxyConfig::none()).unwrap_err();
         assert!(err.contains("HTTP status 403"), "{err}");
         assert_eq!(seen.lock().unwrap()[0].method, "GET");
         let default = container_url(None, Some("/v2/x"), None).unwrap();
@@ -445,7 +506,7 @@ pub(super) mod tests {
             ("GET", "/latest/meta-data/iam/security-credentials/web-role") => (200, JSON.into()),
             _ => (404, String::new()),
         });
-        let c = instance_metadata(&base).unwrap();
+        let c = instance_metadata(&base, &ProxyConfig::none()).unwrap();
         assert_eq!(c.access_key_id, "ASIAEXAMPLE");
         assert_eq!(c.session_token.as_deref(), Some("tok\"en"));
         let methods: Vec<String> = seen
@@ -460,7 +521,7 @@ pub(super) mod tests {
     #[test]
     fn imds_that_refuses_is_an_error_naming_the_step() {
         let (base, _) = serve(|_| (403, "secret body".into()));
-        let err = instance_metadata(&base).unwrap_err();
+        let err = instance_metadata(&base, &ProxyConfig::none()).unwrap_err();
         assert!(
             err.contains("403") && err.contains("session token"),
             "{err}"
@@ -495,7 +556,7 @@ pub(super) mod tests {
             }
         });
         let role = "arn:aws:iam::123456789012:role/app";
-        let c = web_identity(&sts, &token_file, role, "s1").unwrap();
+        let c = web_identity(&sts, &token_file, role, "s1", &ProxyConfig::none()).unwrap();
         assert_eq!(
             c,
             Credentials::new("ASIASTS", "sts&secret", Some("sts-token".into()))
@@ -509,7 +570,7 @@ pub(super) mod tests {
         assert!(request.header("authorization").is_none(), "unsigned");
 
         std::fs::write(&token_file, "eyJ.bad").unwrap();
-        let err = web_identity(&sts, &token_file, role, "s1").unwrap_err();
+        let err = web_identity(&sts, &token_file, role, "s1", &ProxyConfig::none()).unwrap_err();
         assert!(err.contains("400 (InvalidIdentityToken)"), "{err}");
         assert!(!err.contains("eyJ"), "{err}");
     }
