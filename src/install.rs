@@ -677,12 +677,14 @@ impl Layout {
             Mode::empty(),
         )
         .map_err(|e| Error::io("open", staging)(e.into()))?;
-        // DEST keeps its mode and owner; a new DEST is 0755.
-        let mode = old.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
+        // DEST keeps its mode and owner, unless another user may have put
+        // it there; a new DEST is 0755.
+        let kept = old.as_ref().filter(|m| self.may_pass_on(m));
+        let mode = kept.map_or(0o755, |m| m.mode() & 0o7777);
         fchmod(&staged, Mode::from_raw_mode(mode))
             .map_err(|e| Error::io("chmod", staging)(e.into()))?;
         let st = fstat(&staged).map_err(|e| Error::io("stat", staging)(e.into()))?;
-        if let Some(m) = &old {
+        if let Some(m) = kept {
             if (st.st_uid, st.st_gid) != (m.uid(), m.gid()) {
                 // Only root can give a tree away; others keep their own.
                 let _ = fchown(
@@ -727,6 +729,20 @@ impl Layout {
             let _ = self.retire(lock, dir, name, previous, keep);
         }
         Ok(())
+    }
+
+    /// Whether DEST, as `old` describes it, passes its mode and owner on to
+    /// the tree that replaces it (a web server's user may own it). Not when
+    /// another user owns it and others can write DEST's parent (`/tmp`):
+    /// that user may have made it before the first deploy, and would then
+    /// own, or be able to write, the tree deployed.
+    fn may_pass_on(&self, old: &fs::Metadata) -> bool {
+        let euid = rustix::process::geteuid().as_raw();
+        if old.uid() == euid || old.uid() == 0 {
+            return true;
+        }
+        let parent = self.dest.parent().and_then(|p| fs::metadata(p).ok());
+        parent.is_some_and(|p| p.mode() & 0o022 == 0)
     }
 
     /// Renames `name` in `at` (the state directory or `releases/`) to DEST,

@@ -98,6 +98,47 @@ fn run_child(wrapper: &[&str], location: &str, dest: &Path, extra: &[(&str, &str
 }
 
 // ---------------------------------------------------------------------------
+// DEST's parent
+// ---------------------------------------------------------------------------
+
+/// In a parent others can write (`/tmp`, 1777), another user can create
+/// DEST before the first deploy. The tree deployed there must not inherit
+/// that user's ownership or open mode: they could then rename and rewrite
+/// what root deployed (and the CLI's COMMAND runs). Where only the
+/// deploying user can write the parent, DEST's owner and mode were chosen
+/// by root (a web server's user) and are kept.
+#[test]
+fn a_dest_another_user_planted_in_a_shared_parent_is_not_handed_to_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = fs::metadata(tmp.path()).unwrap().uid();
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o1777);
+    let dest = shared.join("app");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("planted"), b"x").unwrap();
+    chmod(&dest, 0o777);
+    chown(&dest, NOBODY);
+    deploy(&app_zip("1"), &dest).unwrap();
+    let meta = fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), mode(&dest)), (me, 0o755), "DEST given away");
+    assert_eq!(read(dest.join("VERSION")), b"1");
+    assert!(!dest.join("planted").exists());
+
+    let private = tmp.path().join("private");
+    fs::create_dir(&private).unwrap();
+    chmod(&private, 0o755);
+    let dest = private.join("app");
+    fs::create_dir(&dest).unwrap();
+    chmod(&dest, 0o750);
+    chown(&dest, NOBODY);
+    deploy(&app_zip("1"), &dest).unwrap();
+    let meta = fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), mode(&dest)), (NOBODY, 0o750), "owner kept");
+    assert_eq!(read(dest.join("VERSION")), b"1");
+}
+
+// ---------------------------------------------------------------------------
 // The state dir
 // ---------------------------------------------------------------------------
 
