@@ -421,7 +421,8 @@ impl Layout {
     /// Fails, changing nothing, when the state directory exists but is a
     /// symlink, is not owned by the effective user, or is writable by group
     /// or others: whoever could write it could make the deploy overwrite or
-    /// delete files elsewhere.
+    /// delete files elsewhere. Fails too when something is mounted inside
+    /// DEST: the mount would move away with the tree swapped out.
     #[doc(hidden)]
     pub fn lock(&self) -> Result<StateLock> {
         self.lock_waiting(&mut || Ok(()))
@@ -434,6 +435,15 @@ impl Layout {
         &self,
         waiting: &mut dyn FnMut() -> Result<()>,
     ) -> Result<StateLock> {
+        if let Some(mount) = crate::mounts::mount_below(&self.dest) {
+            return Err(Error::Config(format!(
+                "destination {}: {} is a mount point inside it, which would move away \
+                 with the tree it is in when another tree is swapped in; keep volumes \
+                 outside the destination, or mount one at the destination itself",
+                self.dest.display(),
+                mount.display()
+            )));
+        }
         if let Some(parent) = self.dest.parent() {
             fsutil::create_dir_all(parent, 0o755)?;
         }
