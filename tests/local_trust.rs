@@ -443,6 +443,49 @@ fn a_cache_owned_by_another_user_or_open_to_others_is_refused() {
     }
 }
 
+/// Every deploy locks its digest's `<hex>.lock` in the cache; a digest that
+/// never got an entry (a wrong digest, a failed download) must not leave
+/// its lock file behind, or each such deploy adds one file for good.
+#[test]
+fn deploys_that_fail_leave_no_lock_files_in_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let pkg = app_zip("1");
+    let file = tmp.path().join("app.zip");
+    fs::write(&file, &pkg).unwrap();
+    let server = TestServer::serving(pkg.clone());
+    for n in 0..3u8 {
+        let wrong = zipdeploy::Sha256Digest::of(&[n]).to_hex();
+        for location in [server.url("/app.zip"), file.display().to_string()] {
+            let err = Deploy::new(&location)
+                .unwrap()
+                .sha256(&wrong)
+                .unwrap()
+                .cache(&cache)
+                .retries(0)
+                .dest(tmp.path().join("app"))
+                .run()
+                .unwrap_err();
+            assert!(err.to_string().contains("mismatch"), "{err}");
+        }
+    }
+    assert!(names_in(&cache.join("sha256")).is_empty());
+    // A digest that has an entry keeps its lock file with it.
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .cache(&cache)
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap();
+    let hex = sha(&pkg);
+    assert_eq!(
+        names_in(&cache.join("sha256")),
+        [format!("{hex}.lock"), format!("{hex}.zip")]
+    );
+}
+
 #[test]
 fn eviction_does_not_follow_a_sha256_symlink() {
     let tmp = tempfile::tempdir().unwrap();
