@@ -126,7 +126,21 @@ impl TreeId {
             false => AtFlags::SYMLINK_NOFOLLOW,
         };
         let wanted = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::BTIME;
-        let st = statx(at, name, flags, wanted).ok()?;
+        let st = match statx(at, name, flags, wanted) {
+            Ok(st) => st,
+            // No statx (before Linux 4.11, or forbidden by a seccomp
+            // profile): the inode alone, as records used to have it.
+            Err(_) => {
+                let st = rustix::fs::statat(at, name, flags).ok()?;
+                return (FileType::from_raw_mode(st.st_mode) == FileType::Directory).then_some(
+                    TreeId {
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                        born: None,
+                    },
+                );
+            }
+        };
         if FileType::from_raw_mode(st.stx_mode.into()) != FileType::Directory {
             return None;
         }
