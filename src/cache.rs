@@ -3,7 +3,7 @@
 //! ```text
 //! <cache>/sha256/<hex>.zip       a verified package
 //! <cache>/sha256/<hex>.minisig   its minisign signature, when one was verified
-//! <cache>/sha256/<hex>.lock      flock'ed while a deploy uses or fills the entry
+//! <cache>/sha256/<hex>.lock      flock'ed while a deploy uses or fills the entry (gone with it)
 //! <cache>/sha256/.tmp-*          downloads in progress (flock'ed by their writer)
 //! ```
 //!
@@ -56,8 +56,25 @@ pub struct Cache {
 #[derive(Debug)]
 #[doc(hidden)]
 pub struct EntryLock {
-    _file: File,
+    file: File,
     digest: Sha256Digest,
+    /// The entries directory its lock file is in.
+    dir: TrustedDir,
+}
+
+impl Drop for EntryLock {
+    /// A digest left without an entry (a wrong digest, a failed download)
+    /// keeps no lock file: it is removed while still locked (see `lock`),
+    /// so failed deploys of ever new digests leave nothing behind.
+    fn drop(&mut self) {
+        let hex = self.digest.to_hex();
+        if self.dir.stat(&entry_name(&hex)).is_none() {
+            let name = format!("{hex}.lock");
+            if same_file(&self.file, &self.dir, &name) {
+                let _ = self.dir.remove_file(&name);
+            }
+        }
+    }
 }
 
 /// A temp file being downloaded into; flock'ed so that cleanup by another
@@ -152,12 +169,12 @@ impl Cache {
         digest: &Sha256Digest,
         waiting: &mut dyn FnMut() -> Result<()>,
     ) -> Result<EntryLock> {
-        let file = self
-            .entries(true)?
-            .lock(&format!("{}.lock", digest.to_hex()), waiting)?;
+        let dir = self.entries(true)?;
+        let file = dir.lock(&format!("{}.lock", digest.to_hex()), waiting)?;
         Ok(EntryLock {
-            _file: file,
+            file,
             digest: *digest,
+            dir,
         })
     }
 

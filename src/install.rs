@@ -9,7 +9,7 @@
 //! | path | what |
 //! |---|---|
 //! | `lock` | `flock`ed for the whole deploy: deploys to one DEST run one at a time |
-//! | `current` | record of the installed package (digest, source, time, size, tree inode) |
+//! | `current` | record of the installed package (digest, source, time, size, tree inode and its birth time) |
 //! | `current.new` | the record being activated; the tree inode says which record is true |
 //! | `staging-*`, `download-*` | work in progress; leftovers of a crash are removed by the next run |
 //! | `partial.zip` + `partial.state` | a download that did not finish, kept for the next run to resume (one at most) |
@@ -30,6 +30,7 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -98,8 +99,72 @@ pub struct Installed {
     pub(crate) etag: Option<String>,
     /// The `Last-Modified` it was served with.
     pub(crate) last_modified: Option<String>,
-    /// Device and inode of the tree this record describes.
-    tree: (u64, u64),
+    /// The tree this record describes.
+    tree: TreeId,
+}
+
+/// Which directory a record describes: its device and inode, and when that
+/// inode was born, where the filesystem says. An inode number is handed out
+/// again once its directory is removed (`rm -rf DEST; mkdir DEST` often
+/// gets the same one back on ext4); its birth time then differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct TreeId {
+    dev: u64,
+    ino: u64,
+    /// Seconds and nanoseconds; `None` where unknown (a filesystem without
+    /// birth times, a record written before they were kept).
+    born: Option<(i64, u32)>,
+}
+
+impl TreeId {
+    /// The directory `name` in `at` (not through a symlink; `""` for `at`
+    /// itself), if it is one.
+    fn of(at: BorrowedFd<'_>, name: &Path) -> Option<TreeId> {
+        use rustix::fs::{statx, AtFlags, FileType, StatxFlags};
+        let flags = match name.as_os_str().is_empty() {
+            true => AtFlags::EMPTY_PATH,
+            false => AtFlags::SYMLINK_NOFOLLOW,
+        };
+        let wanted = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::BTIME;
+        let st = match statx(at, name, flags, wanted) {
+            Ok(st) => st,
+            // No statx (before Linux 4.11, or forbidden by a seccomp
+            // profile): the inode alone, as records used to have it.
+            Err(_) => {
+                let st = rustix::fs::statat(at, name, flags).ok()?;
+                return (FileType::from_raw_mode(st.st_mode) == FileType::Directory).then_some(
+                    TreeId {
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                        born: None,
+                    },
+                );
+            }
+        };
+        if FileType::from_raw_mode(st.stx_mode.into()) != FileType::Directory {
+            return None;
+        }
+        let born = StatxFlags::from_bits_retain(st.stx_mask)
+            .contains(StatxFlags::BTIME)
+            .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec));
+        Some(TreeId {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            born,
+        })
+    }
+
+    /// Whether a record of `self` describes the directory `now`: the same
+    /// inode, born at the same time when both say when.
+    fn describes(&self, now: Option<TreeId>) -> bool {
+        now.is_some_and(|now| {
+            (self.dev, self.ino) == (now.dev, now.ino)
+                && match (self.born, now.born) {
+                    (Some(then), Some(now)) => then == now,
+                    _ => true,
+                }
+        })
+    }
 }
 
 impl Installed {
@@ -117,7 +182,7 @@ impl Installed {
             location: None,
             etag: None,
             last_modified: None,
-            tree: (0, 0),
+            tree: TreeId::default(),
         }
     }
 
@@ -128,9 +193,12 @@ impl Installed {
             self.source.replace('\n', " "),
             self.installed_at,
             self.package_size,
-            self.tree.0,
-            self.tree.1
+            self.tree.dev,
+            self.tree.ino
         );
+        if let Some((secs, nanos)) = self.tree.born {
+            text.push_str(&format!("tree_born={secs}.{nanos:09}\n"));
+        }
         let optional = [
             ("signed_by", &self.signed_by),
             ("location_sha256", &self.location),
@@ -151,6 +219,13 @@ impl Installed {
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         };
         let (dev, ino) = field("tree")?.split_once(':')?;
+        let born = match field("tree_born") {
+            Some(when) => {
+                let (secs, nanos) = when.split_once('.')?;
+                Some((secs.parse().ok()?, nanos.parse().ok()?))
+            }
+            None => None,
+        };
         Some(Installed {
             digest: field("digest")?.parse().ok()?,
             source: field("source")?.to_string(),
@@ -160,7 +235,11 @@ impl Installed {
             location: field("location_sha256").map(str::to_string),
             etag: field("etag").map(str::to_string),
             last_modified: field("last_modified").map(str::to_string),
-            tree: (dev.parse().ok()?, ino.parse().ok()?),
+            tree: TreeId {
+                dev: dev.parse().ok()?,
+                ino: ino.parse().ok()?,
+                born,
+            },
         })
     }
 }
@@ -346,10 +425,6 @@ impl Partial {
     }
 }
 
-fn identity(meta: &fs::Metadata) -> (u64, u64) {
-    (meta.dev(), meta.ino())
-}
-
 /// The name of `path` in the state directory, which it must be directly in.
 fn name_in<'p>(dir: &TrustedDir, path: &'p Path) -> Result<&'p str> {
     match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
@@ -443,7 +518,8 @@ impl Layout {
     /// Fails, changing nothing, when the state directory exists but is a
     /// symlink, is not owned by the effective user, or is writable by group
     /// or others: whoever could write it could make the deploy overwrite or
-    /// delete files elsewhere.
+    /// delete files elsewhere. Fails too when something is mounted inside
+    /// DEST: the mount would move away with the tree swapped out.
     #[doc(hidden)]
     pub fn lock(&self) -> Result<StateLock> {
         self.lock_waiting(&mut || Ok(()))
@@ -456,6 +532,15 @@ impl Layout {
         &self,
         waiting: &mut dyn FnMut() -> Result<()>,
     ) -> Result<StateLock> {
+        if let Some(mount) = crate::mounts::mount_below(&self.dest) {
+            return Err(Error::Config(format!(
+                "destination {}: {} is a mount point inside it, which would move away \
+                 with the tree it is in when another tree is swapped in; keep volumes \
+                 outside the destination, or mount one at the destination itself",
+                self.dest.display(),
+                mount.display()
+            )));
+        }
         if let Some(parent) = self.dest.parent() {
             fsutil::create_dir_all(parent, 0o755)?;
         }
@@ -505,7 +590,7 @@ impl Layout {
             dir.remove_file("swap")?;
         }
         if let Some(record) = read_record(dir, "current.new") {
-            if Some(record.tree) == self.dest_identity() {
+            if record.tree.describes(self.dest_identity()) {
                 dir.rename("current.new", "current")?;
             }
         }
@@ -549,11 +634,14 @@ impl Layout {
     /// The record of what is installed, if DEST is the tree it describes.
     pub fn current(&self) -> Option<Installed> {
         let record = read_record(&self.open_state()?, "current")?;
-        (Some(record.tree) == self.dest_identity()).then_some(record)
+        record
+            .tree
+            .describes(self.dest_identity())
+            .then_some(record)
     }
 
-    fn dest_identity(&self) -> Option<(u64, u64)> {
-        fs::symlink_metadata(&self.dest).ok().map(|m| identity(&m))
+    fn dest_identity(&self) -> Option<TreeId> {
+        TreeId::of(rustix::fs::CWD, &self.dest)
     }
 
     /// The previous trees kept for rollback, oldest first; the last one is
@@ -569,9 +657,9 @@ impl Layout {
         release_ids(&releases)
             .into_iter()
             .map(|id| {
-                let tree = releases.dir_identity(&id);
-                let installed =
-                    read_record(&releases, &format!("{id}.state")).filter(|r| Some(r.tree) == tree);
+                let tree = TreeId::of(releases.fd(), Path::new(&id));
+                let installed = read_record(&releases, &format!("{id}.state"))
+                    .filter(|r| r.tree.describes(tree));
                 Release { id, installed }
             })
             .collect()
@@ -699,12 +787,14 @@ impl Layout {
             Mode::empty(),
         )
         .map_err(|e| Error::io("open", staging)(e.into()))?;
-        // DEST keeps its mode and owner; a new DEST is 0755.
-        let mode = old.as_ref().map_or(0o755, |m| m.mode() & 0o7777);
+        // DEST keeps its mode and owner, unless another user may have put
+        // it there; a new DEST is 0755.
+        let kept = old.as_ref().filter(|m| self.may_pass_on(m));
+        let mode = kept.map_or(0o755, |m| m.mode() & 0o7777);
         fchmod(&staged, Mode::from_raw_mode(mode))
             .map_err(|e| Error::io("chmod", staging)(e.into()))?;
         let st = fstat(&staged).map_err(|e| Error::io("stat", staging)(e.into()))?;
-        if let Some(m) = &old {
+        if let Some(m) = kept {
             if (st.st_uid, st.st_gid) != (m.uid(), m.gid()) {
                 // Only root can give a tree away; others keep their own.
                 let _ = fchown(
@@ -717,7 +807,8 @@ impl Layout {
         if durable {
             rustix::fs::syncfs(&staged).map_err(|e| Error::io("sync", staging)(e.into()))?;
         }
-        record.tree = (st.st_dev, st.st_ino);
+        record.tree = TreeId::of(staged.as_fd(), Path::new(""))
+            .ok_or_else(|| Error::io("stat", staging)(io::Error::other("not a directory")))?;
         drop(staged);
         dir.write_atomic("current.new", record.to_text().as_bytes(), 0o644, durable)?;
 
@@ -749,6 +840,20 @@ impl Layout {
             let _ = self.retire(lock, dir, name, previous, keep);
         }
         Ok(())
+    }
+
+    /// Whether DEST, as `old` describes it, passes its mode and owner on to
+    /// the tree that replaces it (a web server's user may own it). Not when
+    /// another user owns it and others can write DEST's parent (`/tmp`):
+    /// that user may have made it before the first deploy, and would then
+    /// own, or be able to write, the tree deployed.
+    fn may_pass_on(&self, old: &fs::Metadata) -> bool {
+        let euid = rustix::process::geteuid().as_raw();
+        if old.uid() == euid || old.uid() == 0 {
+            return true;
+        }
+        let parent = self.dest.parent().and_then(|p| fs::metadata(p).ok());
+        parent.is_some_and(|p| p.mode() & 0o022 == 0)
     }
 
     /// Renames `name` in `at` (the state directory or `releases/`) to DEST,
@@ -811,7 +916,7 @@ impl Layout {
         let seq = fsutil::unique();
         at.rename_to(old_tree, &releases, &seq)?;
         if let Some(mut record) = record {
-            if let Some(tree) = releases.dir_identity(&seq) {
+            if let Some(tree) = TreeId::of(releases.fd(), Path::new(&seq)) {
                 record.tree = tree;
                 releases.write_atomic(
                     &format!("{seq}.state"),
@@ -962,7 +1067,14 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let mut r = record(1);
-        r.tree = (3, 4);
+        r.tree = TreeId {
+            dev: 3,
+            ino: 4,
+            born: None,
+        };
+        assert_eq!(Installed::parse(&r.to_text()), Some(r.clone()));
+        r.tree.born = Some((1_796_000_000, 5));
+        assert!(r.to_text().contains("tree_born=1796000000.000000005\n"));
         assert_eq!(Installed::parse(&r.to_text()), Some(r.clone()));
         assert_eq!(Installed::parse("digest=zz"), None);
         r.location = Some("ab".repeat(32));
@@ -1064,6 +1176,24 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_is_told_apart_by_its_birth_time_when_both_sides_know_it() {
+        let id = |born| TreeId {
+            dev: 1,
+            ino: 2,
+            born,
+        };
+        assert!(id(Some((5, 6))).describes(Some(id(Some((5, 6))))));
+        assert!(!id(Some((5, 6))).describes(Some(id(Some((5, 7))))));
+        assert!(
+            id(None).describes(Some(id(Some((5, 6))))),
+            "an older record"
+        );
+        assert!(id(Some((5, 6))).describes(Some(id(None))));
+        assert!(!id(None).describes(Some(TreeId { ino: 3, ..id(None) })));
+        assert!(!id(None).describes(None));
+    }
+
+    #[test]
     fn a_record_for_another_tree_is_not_believed() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(&dir.path().join("app")).unwrap();
@@ -1092,7 +1222,7 @@ mod tests {
 
         // Simulate a crash right after the exchange: current.new describes DEST.
         let mut r = record(2);
-        r.tree = identity(&fs::metadata(layout.dest()).unwrap());
+        r.tree = layout.dest_identity().unwrap();
         fs::write(layout.state_dir().join("current.new"), r.to_text()).unwrap();
         let leftover = layout.staging_path();
         tree(&leftover, "junk");

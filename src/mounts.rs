@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
 use rustix::io::Errno;
@@ -56,15 +56,36 @@ fn is_mount_point_without_statx(path: &Path) -> io::Result<bool> {
     Ok(listed_in_mountinfo(&table, &canonical))
 }
 
-/// True when `path` is the mount point (the fifth field) of a line of the
-/// mountinfo `table`, whose spaces, tabs, newlines and backslashes are
-/// escaped as octal (`\040`).
+/// The first mount point strictly below the directory `path`, e.g. a volume
+/// mounted inside DEST, which would move with the tree holding it when
+/// another tree is swapped in. `None` when there is none, `path` is not a
+/// directory (a symlink is not followed), or the mount table cannot be read.
+pub(crate) fn mount_below(path: &Path) -> Option<PathBuf> {
+    if !fs::symlink_metadata(path).ok()?.is_dir() {
+        return None;
+    }
+    let canonical = fs::canonicalize(path).ok()?;
+    let table = fs::read("/proc/self/mountinfo").ok()?;
+    let below = mount_points(&table)
+        .map(PathBuf::from)
+        .find(|p| p != &canonical && p.starts_with(&canonical));
+    below
+}
+
+/// True when `path` is the mount point of a line of the mountinfo `table`.
 fn listed_in_mountinfo(table: &[u8], path: &Path) -> bool {
     let path = path.as_os_str();
+    mount_points(table).any(|p| p == path)
+}
+
+/// The mount points (the fifth field) of the lines of the mountinfo
+/// `table`, whose spaces, tabs, newlines and backslashes are escaped as
+/// octal (`\040`).
+fn mount_points(table: &[u8]) -> impl Iterator<Item = OsString> + '_ {
     table
         .split(|&b| b == b'\n')
         .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .any(|field| unescape(field) == path)
+        .map(unescape)
 }
 
 fn unescape(field: &[u8]) -> OsString {
@@ -106,6 +127,14 @@ mod tests {
         assert!(!listed_in_mountinfo(TABLE, Path::new("/var/www")));
         assert!(!listed_in_mountinfo(TABLE, Path::new("/mnt/my\\040volume")));
         assert!(!listed_in_mountinfo(TABLE, Path::new("/srv/data")));
+        let below = |dir: &str| {
+            mount_points(TABLE)
+                .map(PathBuf::from)
+                .find(|p| p != Path::new(dir) && p.starts_with(dir))
+        };
+        assert_eq!(below("/var/www"), Some(PathBuf::from("/var/www/app")));
+        assert_eq!(below("/var/www/app"), None);
+        assert_eq!(below("/var/ww"), None, "components, not bytes");
     }
 
     #[test]

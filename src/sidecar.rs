@@ -5,6 +5,7 @@
 //! trusted roots, timeouts) through the same fetch stage, into the state
 //! directory, and are size-limited to [`MAX_SIZE`].
 
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -35,8 +36,7 @@ pub(crate) fn fetch_small(
         None => ControlFlow::Continue(()),
     };
     let result = match source {
-        Source::File(path) => fetch::hash_local(path, &options, None)
-            .and_then(|_| std::fs::read(path).map_err(Error::io("read", path))),
+        Source::File(path) => read_local(path),
         Source::Http(_) | Source::S3(_) => {
             fetch::fetch_to_file(source, scratch, &options, Some(&mut heartbeat))
                 .and_then(|_| std::fs::read(scratch).map_err(Error::io("read", scratch)))
@@ -52,6 +52,19 @@ pub(crate) fn fetch_small(
             entry: None,
         });
     }
+    Ok(bytes)
+}
+
+/// The local file at `path`, read through the one handle its checks were
+/// made on (a regular file; opening never blocks on a FIFO), and at most one
+/// byte over [`MAX_SIZE`]: it may sit beside the package in a directory
+/// others write, who could rename a FIFO or a link to `/dev/zero` over it.
+fn read_local(path: &Path) -> Result<Vec<u8>> {
+    let (file, _) = fetch::open_local(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("read", path))?;
     Ok(bytes)
 }
 

@@ -222,6 +222,56 @@ fn redeploying_the_installed_digest_is_a_noop_without_download() {
     assert_eq!(fs::metadata(&dest).unwrap().ino(), inode, "tree untouched");
 }
 
+/// A DEST removed and made again by hand (`rm -rf DEST; mkdir DEST`) often
+/// gets its old inode number back (ext4 hands it out again at once). The
+/// record of the tree that was there must not be believed, or the next
+/// deploy of that digest is a "no-op" that leaves DEST empty. Where the
+/// filesystem does not give the number back within a few tries, the record
+/// is made to name the new directory's device and inode, as a reuse would.
+#[test]
+fn a_dest_made_again_on_the_same_inode_is_deployed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let pkg = app_zip("1");
+    let file = tmp.path().join("app-1.zip");
+    fs::write(&file, &pkg).unwrap();
+    let run = || {
+        Deploy::new(file.to_str().unwrap())
+            .unwrap()
+            .sha256(&sha(&pkg))
+            .unwrap()
+            .dest(&dest)
+            .durable(false)
+            .run()
+            .unwrap()
+    };
+    assert!(!run().noop);
+    let old = fs::metadata(&dest).unwrap();
+    let mut reused = false;
+    for _ in 0..20 {
+        fs::remove_dir_all(&dest).unwrap();
+        fs::create_dir(&dest).unwrap();
+        if fs::metadata(&dest).unwrap().ino() == old.ino() {
+            reused = true;
+            break;
+        }
+    }
+    if !reused {
+        let record = tmp.path().join(".app.zipdeploy/current");
+        let new = fs::metadata(&dest).unwrap();
+        let text = fs::read_to_string(&record).unwrap().replace(
+            &format!("tree={}:{}\n", old.dev(), old.ino()),
+            &format!("tree={}:{}\n", new.dev(), new.ino()),
+        );
+        fs::write(&record, text).unwrap();
+    }
+    let status = zipdeploy::status(&dest).unwrap();
+    assert_eq!(status.current, None, "reused: {reused}");
+    let report = run();
+    assert!(!report.noop, "reused: {reused}");
+    assert_eq!(read(dest.join("VERSION")), b"1");
+}
+
 #[test]
 fn replacing_a_tree_keeps_dest_mode_and_the_previous_release() {
     let tmp = tempfile::tempdir().unwrap();

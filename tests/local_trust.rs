@@ -98,6 +98,47 @@ fn run_child(wrapper: &[&str], location: &str, dest: &Path, extra: &[(&str, &str
 }
 
 // ---------------------------------------------------------------------------
+// DEST's parent
+// ---------------------------------------------------------------------------
+
+/// In a parent others can write (`/tmp`, 1777), another user can create
+/// DEST before the first deploy. The tree deployed there must not inherit
+/// that user's ownership or open mode: they could then rename and rewrite
+/// what root deployed (and the CLI's COMMAND runs). Where only the
+/// deploying user can write the parent, DEST's owner and mode were chosen
+/// by root (a web server's user) and are kept.
+#[test]
+fn a_dest_another_user_planted_in_a_shared_parent_is_not_handed_to_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = fs::metadata(tmp.path()).unwrap().uid();
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o1777);
+    let dest = shared.join("app");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("planted"), b"x").unwrap();
+    chmod(&dest, 0o777);
+    chown(&dest, NOBODY);
+    deploy(&app_zip("1"), &dest).unwrap();
+    let meta = fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), mode(&dest)), (me, 0o755), "DEST given away");
+    assert_eq!(read(dest.join("VERSION")), b"1");
+    assert!(!dest.join("planted").exists());
+
+    let private = tmp.path().join("private");
+    fs::create_dir(&private).unwrap();
+    chmod(&private, 0o755);
+    let dest = private.join("app");
+    fs::create_dir(&dest).unwrap();
+    chmod(&dest, 0o750);
+    chown(&dest, NOBODY);
+    deploy(&app_zip("1"), &dest).unwrap();
+    let meta = fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), mode(&dest)), (NOBODY, 0o750), "owner kept");
+    assert_eq!(read(dest.join("VERSION")), b"1");
+}
+
+// ---------------------------------------------------------------------------
 // The state dir
 // ---------------------------------------------------------------------------
 
@@ -400,6 +441,49 @@ fn a_cache_owned_by_another_user_or_open_to_others_is_refused() {
         assert!(names_in(&cache).is_empty(), "{hostile}: touched");
         assert!(!tmp.path().join("app").exists());
     }
+}
+
+/// Every deploy locks its digest's `<hex>.lock` in the cache; a digest that
+/// never got an entry (a wrong digest, a failed download) must not leave
+/// its lock file behind, or each such deploy adds one file for good.
+#[test]
+fn deploys_that_fail_leave_no_lock_files_in_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let pkg = app_zip("1");
+    let file = tmp.path().join("app.zip");
+    fs::write(&file, &pkg).unwrap();
+    let server = TestServer::serving(pkg.clone());
+    for n in 0..3u8 {
+        let wrong = zipdeploy::Sha256Digest::of(&[n]).to_hex();
+        for location in [server.url("/app.zip"), file.display().to_string()] {
+            let err = Deploy::new(&location)
+                .unwrap()
+                .sha256(&wrong)
+                .unwrap()
+                .cache(&cache)
+                .retries(0)
+                .dest(tmp.path().join("app"))
+                .run()
+                .unwrap_err();
+            assert!(err.to_string().contains("mismatch"), "{err}");
+        }
+    }
+    assert!(names_in(&cache.join("sha256")).is_empty());
+    // A digest that has an entry keeps its lock file with it.
+    Deploy::new(&server.url("/app.zip"))
+        .unwrap()
+        .sha256(&sha(&pkg))
+        .unwrap()
+        .cache(&cache)
+        .dest(tmp.path().join("app"))
+        .run()
+        .unwrap();
+    let hex = sha(&pkg);
+    assert_eq!(
+        names_in(&cache.join("sha256")),
+        [format!("{hex}.lock"), format!("{hex}.zip")]
+    );
 }
 
 #[test]

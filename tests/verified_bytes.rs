@@ -269,3 +269,75 @@ fn extract_archive_and_hash_local_still_take_a_path() {
     assert_eq!(done.files, 4);
     assert_eq!(version(&out), "1");
 }
+
+/// The signature beside a local package, in a directory another user can
+/// write, is read through the one handle that was checked. Someone who
+/// keeps renaming a FIFO and a valid signature over its name must not make
+/// a deploy open the FIFO by name after the check and hang there (holding
+/// DEST's lock, deaf to a cancel); with `/dev/zero` it would read without
+/// end. The swaps race the deploys: each of many must end (20 s allowed).
+#[test]
+fn a_signature_swapped_for_a_fifo_never_hangs_a_deploy() {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let signer = Signer::new();
+    let pkg = app_zip("1");
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let package = shared.join("app.zip");
+    fs::write(&package, &pkg).unwrap();
+    let signature = shared.join("app.zip.minisig");
+    let good = signer.sign(&pkg);
+    fs::write(&signature, &good).unwrap();
+    let fifo = tmp.path().join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    let (next, stop) = (shared.join("next"), AtomicBool::new(false));
+    let mut hung = None;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match i % 2 {
+                    0 => fs::hard_link(&fifo, &next).unwrap(),
+                    _ => fs::write(&next, &good).unwrap(),
+                }
+                fs::rename(&next, &signature).unwrap();
+            }
+        });
+        let dest = tmp.path().join("app");
+        for attempt in 0..3000 {
+            let (done, finished) = mpsc::channel();
+            let key = PublicKey::parse(&signer.public_base64()).unwrap();
+            let deploy = Deploy::new(package.to_str().unwrap())
+                .unwrap()
+                .minisign_key(key)
+                .dest(&dest)
+                .durable(false);
+            s.spawn(move || done.send(deploy.run().is_ok()).unwrap());
+            if finished.recv_timeout(Duration::from_secs(20)).is_err() {
+                hung = Some(attempt);
+                // Let it go: a writer on the FIFO ends its read.
+                while finished.try_recv().is_err() {
+                    let _ = fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                        .open(&fifo);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(hung, None, "a deploy hung on a FIFO swapped in");
+}

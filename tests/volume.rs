@@ -255,6 +255,54 @@ fn a_mount_where_the_tree_would_go_is_refused_before_download() {
     assert_eq!(names_in(&s.dest), ["current"]);
 }
 
+/// A volume mounted *inside* DEST (`DEST/storage`, for uploads) moves with
+/// the tree that holds it when a new tree is swapped in: the app would lose
+/// it without a word, to a kept release that could never be removed. A
+/// deploy and a rollback are refused, before any request, naming the mount;
+/// DEST and the volume stay as they were.
+#[test]
+fn a_mount_inside_dest_is_refused_before_download() {
+    if !in_mount_namespace("a_mount_inside_dest_is_refused_before_download") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("app");
+    let (server, v1, v2) = packages_server();
+    let deploy = |url: &str, package: &[u8]| {
+        Deploy::new(url)
+            .unwrap()
+            .sha256(&Sha256Digest::of(package).to_hex())
+            .unwrap()
+            .dest(&dest)
+            .durable(false)
+            .run()
+    };
+    deploy(&server.url("/v1.zip"), &v1).unwrap();
+    deploy(&server.url("/v2.zip"), &v2).unwrap();
+    let uploads = tmp.path().join("uploads");
+    fs::create_dir(&uploads).unwrap();
+    fs::write(uploads.join("photo.jpg"), b"precious").unwrap();
+    let storage = dest.join("storage");
+    fs::create_dir(&storage).unwrap();
+    let _volume = Mounted::bind(&uploads, &storage);
+    let before = snapshot(&dest);
+    let requests = server.requests().len();
+
+    let err = deploy(&server.url("/v1.zip"), &v1).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{} is a mount point", storage.display())),
+        "{text}"
+    );
+    let err = zipdeploy::rollback(&dest).unwrap_err().to_string();
+    assert!(err.contains("is a mount point"), "{err}");
+    assert_eq!(server.requests().len(), requests);
+    assert_eq!(snapshot(&dest), before);
+    assert_eq!(read(storage.join("photo.jpg")), b"precious");
+    assert_eq!(read(dest.join("VERSION")), b"2");
+}
+
 /// `/` has no name to swap a tree in beside, and is not taken for a volume
 /// either: refused before any request.
 #[test]
