@@ -325,6 +325,18 @@ pub enum Error {
         /// Bytes available.
         available: u64,
     },
+    /// The destination's filesystem has too few free inodes for the
+    /// archive's entries (files, directories, links), however much space
+    /// it has left. Same code as [`Error::NoSpace`].
+    #[error("not enough free inodes at {}: {needed} entries to create, {available} inodes available", .path.display())]
+    NoInodes {
+        /// Where the inodes were counted.
+        path: PathBuf,
+        /// Entries the archive creates.
+        needed: u64,
+        /// Inodes available.
+        available: u64,
+    },
 
     /// A rollback was asked for but no previous release is kept.
     #[error("nothing to roll back to: no kept release of {}", .dest.display())]
@@ -382,6 +394,7 @@ impl Error {
             Error::LimitExceeded { .. } => 60,
             Error::Io { .. } => 70,
             Error::NoSpace { .. } => 71,
+            Error::NoInodes { .. } => 71,
             Error::NoRelease { .. } => 72,
             Error::Hook(_) => 80,
             Error::Cancelled => 90,

@@ -20,11 +20,16 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn new(size: &str) -> Option<SmallDisk> {
+        SmallDisk::with_options(&format!("size={size}"))
+    }
+
+    /// A tmpfs mounted with `options` (`size=…,nr_inodes=…`).
+    fn with_options(options: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
         let mount = dir.path().join("disk");
         std::fs::create_dir(&mount).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&mount)
             .output();
         match out {
@@ -170,4 +175,36 @@ fn streaming_counts_the_reserved_download_once() {
         .unwrap();
     assert!(report.streamed, "{:?}", report.stream_fallback);
     assert_eq!(read(dest.join("VERSION")), b"big");
+}
+
+#[test]
+fn too_few_inodes_for_the_entries_is_named_as_such() {
+    // Space for the files, but inodes for about 100.
+    let Some(disk) = SmallDisk::with_options("size=64m,nr_inodes=100") else {
+        return;
+    };
+    let dest = disk.mount.join("app");
+    let package = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        use std::io::Write;
+        for i in 0..300 {
+            w.start_file(format!("src/f{i}.txt"), options).unwrap();
+            w.write_all(b"x").unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let server = TestServer::start(move |_, _| Reply::ok(package.clone()));
+    let err = deploy(&server.url("/app.zip"), &dest, Limits::default()).unwrap_err();
+    assert_eq!(err.code(), 71, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("not enough free inodes") && message.contains("301 entries to create"),
+        "{message}"
+    );
+    assert!(matches!(
+        err,
+        zipdeploy::Error::NoInodes { needed: 301, .. }
+    ));
+    assert!(!dest.exists());
 }

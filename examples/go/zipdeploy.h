@@ -196,7 +196,8 @@
 #define ZIPDEPLOY_IO 70
 
 /**
- * The destination's filesystem has too little free space.
+ * The destination's filesystem has too little free space, or too few
+ * free inodes for the archive's entries.
  */
 #define ZIPDEPLOY_NO_SPACE 71
 

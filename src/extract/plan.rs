@@ -869,7 +869,7 @@ pub(crate) fn check_free_space(dest: &Path, plan: &Plan) -> Result<()> {
         });
     }
     if stat.f_files > 0 && entries > stat.f_favail {
-        return Err(Error::NoSpace {
+        return Err(Error::NoInodes {
             path: parent.to_path_buf(),
             needed: entries,
             available: stat.f_favail,

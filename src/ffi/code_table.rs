@@ -66,7 +66,8 @@ codes! {
     ZIPDEPLOY_LIMIT_EXCEEDED = 60, "limit exceeded";
     /// A filesystem operation failed.
     ZIPDEPLOY_IO = 70, "I/O error";
-    /// The destination's filesystem has too little free space.
+    /// The destination's filesystem has too little free space, or too few
+    /// free inodes for the archive's entries.
     ZIPDEPLOY_NO_SPACE = 71, "no space";
     /// A rollback was asked for but no previous release is kept.
     ZIPDEPLOY_NO_RELEASE = 72, "no release to roll back to";

@@ -334,6 +334,11 @@ mod tests {
                 needed: 2,
                 available: 1,
             },
+            Error::NoInodes {
+                path: PathBuf::from("/d"),
+                needed: 2,
+                available: 1,
+            },
             Error::NoRelease {
                 dest: PathBuf::from("/d"),
             },
@@ -367,9 +372,10 @@ mod tests {
             Error::LimitExceeded { .. } => 18,
             Error::Io { .. } => 19,
             Error::NoSpace { .. } => 20,
-            Error::NoRelease { .. } => 21,
-            Error::Hook(_) => 22,
-            Error::Cancelled => 23,
+            Error::NoInodes { .. } => 21,
+            Error::NoRelease { .. } => 22,
+            Error::Hook(_) => 23,
+            Error::Cancelled => 24,
         }
     }
 
@@ -379,7 +385,7 @@ mod tests {
         let positions: Vec<usize> = errors.iter().map(position).collect();
         assert_eq!(
             positions,
-            (0..24).collect::<Vec<_>>(),
+            (0..25).collect::<Vec<_>>(),
             "one of each variant"
         );
         for error in errors {
