@@ -211,6 +211,19 @@ const NONE_FOUND: &str = "no AWS credentials in the environment, the shared file
 mod tests {
     use super::*;
 
+    /// [`lookup`] in `us-east-1`, without proxies, in the environment `vars`
+    /// (and the profile it selects).
+    fn lookup_in(vars: &[(&str, String)], options: &S3Options) -> Result<Credentials, String> {
+        let env = env_of(vars);
+        lookup(
+            &env,
+            &Profile::load(&env),
+            options,
+            "us-east-1",
+            &ProxyConfig::none(),
+        )
+    }
+
     fn env_of<'a>(vars: &'a [(&'a str, String)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| {
             vars.iter()
@@ -250,15 +263,7 @@ mod tests {
         assert_eq!(profile.get("region"), Some("us-west-2"));
 
         let vars = [("HOME", home.clone())];
-        let env = env_of(&vars);
-        let c = lookup(
-            &env,
-            &Profile::load(&env),
-            &options,
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap();
+        let c = lookup_in(&vars, &options).unwrap();
         assert_eq!(c, Credentials::new("AKDEFAULT", "s-default", None));
 
         let vars = [("HOME", home.clone()), ("AWS_PROFILE", "ci".to_string())];
@@ -277,15 +282,7 @@ mod tests {
             ("HOME", home.clone()),
             ("AWS_PROFILE", "missing".to_string()),
         ];
-        let env = env_of(&vars);
-        let err = lookup(
-            &env,
-            &Profile::load(&env),
-            &options,
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap_err();
+        let err = lookup_in(&vars, &options).unwrap_err();
         assert!(err.contains("\"missing\""), "{err}");
 
         let moved = dir.path().join("elsewhere");
@@ -298,30 +295,14 @@ mod tests {
             ("HOME", "/nonexistent".to_string()),
             ("AWS_SHARED_CREDENTIALS_FILE", moved.display().to_string()),
         ];
-        let env = env_of(&vars);
-        let c = lookup(
-            &env,
-            &Profile::load(&env),
-            &options,
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap();
+        let c = lookup_in(&vars, &options).unwrap();
         assert_eq!(c.access_key_id, "AKFILE");
     }
 
     #[test]
     fn half_configured_environment_is_an_error_without_secrets() {
         let vars = [("AWS_SECRET_ACCESS_KEY", "s-only-secret".to_string())];
-        let env = env_of(&vars);
-        let err = lookup(
-            &env,
-            &Profile::load(&env),
-            &S3Options::default(),
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap_err();
+        let err = lookup_in(&vars, &S3Options::default()).unwrap_err();
         assert!(err.contains("without AWS_ACCESS_KEY_ID"), "{err}");
         assert!(!err.contains("s-only-secret"));
     }
@@ -353,30 +334,12 @@ mod tests {
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r".to_string()),
             ("AWS_ENDPOINT_URL", sts.to_string()),
         ];
-        let c = {
-            let env = env_of(&vars);
-            lookup(
-                &env,
-                &Profile::load(&env),
-                &options,
-                "us-east-1",
-                &ProxyConfig::none(),
-            )
-            .unwrap()
-        };
+        let c = lookup_in(&vars, &options).unwrap();
         assert_eq!(c.access_key_id, "ASIASTS");
         assert!(seen.lock().unwrap().is_empty(), "web identity came first");
 
         vars.retain(|(n, _)| !n.starts_with("AWS_WEB") && *n != "AWS_ROLE_ARN");
-        let env = env_of(&vars);
-        let c = lookup(
-            &env,
-            &Profile::load(&env),
-            &options,
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap();
+        let c = lookup_in(&vars, &options).unwrap();
         assert_eq!(c.access_key_id, "ASIAEXAMPLE");
         assert_eq!(seen.lock().unwrap()[0].path, "/v2/creds");
     }
@@ -387,15 +350,7 @@ mod tests {
             ("HOME", "/nonexistent".to_string()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ];
-        let env = env_of(&vars);
-        let err = lookup(
-            &env,
-            &Profile::load(&env),
-            &S3Options::default(),
-            "us-east-1",
-            &ProxyConfig::none(),
-        )
-        .unwrap_err();
+        let err = lookup_in(&vars, &S3Options::default()).unwrap_err();
         assert!(err.contains("no AWS credentials"), "{err}");
     }
 }
