@@ -36,6 +36,16 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Holds DEST's deploy lock, as another deploy does, until dropped.
+    fn hold_the_lock(&self) -> std::fs::File {
+        let held = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.tmp.path().join(".app.zipdeploy/lock"))
+            .unwrap();
+        held.lock().unwrap();
+        held
+    }
+
     fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app");
@@ -181,11 +191,7 @@ fn sigint_and_sighup_stop_the_cli_with_128_plus_the_signal() {
 fn sigterm_stops_the_cli_waiting_for_another_deploys_lock_within_a_second() {
     let f = Fixture::new();
     // Another deploy to the same DEST holds its lock.
-    let held = std::fs::OpenOptions::new()
-        .write(true)
-        .open(f.tmp.path().join(".app.zipdeploy/lock"))
-        .unwrap();
-    held.lock().unwrap();
+    let _held = f.hold_the_lock();
     let mut cli = f.command(&["env"]).spawn().unwrap();
     thread::sleep(Duration::from_millis(600));
     assert!(
@@ -262,11 +268,7 @@ fn sigterm_stops_a_rollback_waiting_for_a_deploys_lock_as_pid_1_within_a_second(
     // deploy holds the lock: as PID 1, a SIGTERM without a handler would be
     // dropped, and the rollback would wait for the lock, then start COMMAND.
     let f = Fixture::new();
-    let held = std::fs::OpenOptions::new()
-        .write(true)
-        .open(f.tmp.path().join(".app.zipdeploy/lock"))
-        .unwrap();
-    held.lock().unwrap();
+    let _held = f.hold_the_lock();
     let started = f.tmp.path().join("started");
     let mut unshare = Command::new("unshare")
         .args(["--pid", "--fork", "--kill-child"])
