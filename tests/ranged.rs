@@ -117,6 +117,14 @@ fn parts_asked(server: &TestServer) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// A deploy of `url` that expects `package`'s digest.
+fn pinned<'a>(url: &str, package: &Package) -> Deploy<'a> {
+    Deploy::new(url)
+        .unwrap()
+        .sha256(&sha(&package.zip))
+        .unwrap()
+}
+
 fn assert_installed(dest: &Path, package: &Package) {
     assert_eq!(
         read(dest.join("data/noise.bin")),
@@ -142,10 +150,7 @@ fn assert_the_first_connection_went_on(
 ) {
     let dest = tmp.path().join("app");
     let started = Instant::now();
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&package.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), package)
         .dest(&dest)
         .retries(1)
         .run()
@@ -172,13 +177,7 @@ fn assert_the_next_run_resumes_the_kept_prefix(
     assert!(!kept.is_empty() && kept.len() < package.zip.len());
     assert_eq!(kept, package.zip[..kept.len()]);
     let before = server.requests().len();
-    Deploy::new(url)
-        .unwrap()
-        .sha256(&sha(&package.zip))
-        .unwrap()
-        .dest(dest)
-        .run()
-        .unwrap();
+    pinned(url, package).dest(dest).run().unwrap();
     assert_installed(dest, package);
     let resumed = &server.requests()[before];
     assert_eq!(range_of(resumed), Some((kept.len(), None)), "{resumed:?}");
@@ -224,10 +223,7 @@ fn a_capped_download_is_fetched_over_several_connections_with_the_exact_bytes() 
     // header given for the package's origin.
     let dest = tmp.path().join("app");
     let first = server.requests().len();
-    let report = Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    let report = pinned(&url, &v1)
         .dest(&dest)
         .header("X-Token", "t0ken")
         .run()
@@ -307,10 +303,7 @@ fn a_package_that_changes_between_ranges_is_never_mixed() {
             _ => capped(ranged_reply(req, &two, "\"v2\"")),
         })
     };
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), &v1)
         .dest(&dest)
         .retries(0)
         .run()
@@ -327,10 +320,7 @@ fn a_range_cut_mid_way_is_retried_alone_from_where_it_stopped() {
     // The first part asked for breaks after CUT bytes.
     let server = capped_server_faulting(&v1, 1, Fault::CloseAfter(CUT));
     let dest = tmp.path().join("app");
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), &v1)
         .dest(&dest)
         .retries(1)
         .run()
@@ -366,10 +356,7 @@ fn a_stalled_range_trips_the_low_speed_rule_and_is_retried_alone() {
     let server = capped_server_faulting(&v1, 1, stall);
     let dest = tmp.path().join("app");
     let started = Instant::now();
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), &v1)
         .dest(&dest)
         .speed_limit(100_000, Duration::from_millis(500))
         .retries(1)
@@ -417,10 +404,7 @@ fn servers_without_ranges_are_served_by_one_connection() {
     };
     for (name, server) in [("ignoring", &ignoring), ("misplaced", &misplaced)] {
         let dest = tmp.path().join(name).join("app");
-        Deploy::new(&server.url("/app.zip"))
-            .unwrap()
-            .sha256(&sha(&v1.zip))
-            .unwrap()
+        pinned(&server.url("/app.zip"), &v1)
             .dest(&dest)
             .retries(0)
             .run()
@@ -443,10 +427,7 @@ fn servers_without_ranges_are_served_by_one_connection() {
         TestServer::start(move |_, _| capped(Reply::ok(zip.clone()).header("ETag", "\"v1\"")))
     };
     let dest = tmp.path().join("plain/app");
-    Deploy::new(&plain.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&plain.url("/app.zip"), &v1)
         .dest(&dest)
         .run()
         .unwrap();
@@ -473,10 +454,7 @@ fn the_size_limit_holds_over_several_connections() {
     let url = server.url("/app.zip");
     let len = v1.zip.len() as u64;
     let dest = tmp.path().join("app");
-    Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&url, &v1)
         .dest(&dest)
         .max_download(len)
         .retries(0)
@@ -486,10 +464,7 @@ fn the_size_limit_holds_over_several_connections() {
     assert!(!parts_asked(&server).is_empty(), "the rest was not spread");
 
     let before = server.requests().len();
-    let err = Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    let err = pinned(&url, &v1)
         .dest(tmp.path().join("small/app"))
         .max_download(len - 1)
         .retries(0)
@@ -522,10 +497,7 @@ fn cancelling_stops_every_connection_and_keeps_a_resumable_prefix() {
             cancelled_at.clone(),
         );
         let started = Instant::now();
-        Deploy::new(&url)
-            .unwrap()
-            .sha256(&sha(&v1.zip))
-            .unwrap()
+        pinned(&url, &v1)
             .dest(&dest)
             .progress(move |_| {
                 let ranged = server.requests().len() > 2;
@@ -590,14 +562,7 @@ fn a_part_of_another_version_fails_the_download_with_that_cause() {
     let url = server
         .url("/app.zip")
         .replace("http://", "http://deployer:s3cret@");
-    let err = Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .retries(0)
-        .run()
-        .unwrap_err();
+    let err = pinned(&url, &v1).dest(&dest).retries(0).run().unwrap_err();
     assert!(parts_asked(&server).len() >= 3, "the rest was not spread");
     // The cause, not a "truncated" download; no credential.
     let message = err.to_string();
@@ -619,10 +584,7 @@ fn the_first_connection_cut_while_spread_asks_for_its_own_part_alone() {
     let trickle = Fault::TrickleThenClose(64 * 1024, Duration::from_millis(40), CUT);
     let server = capped_server_faulting(&v1, 0, trickle);
     let dest = tmp.path().join("app");
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), &v1)
         .dest(&dest)
         .retries(1)
         .run()
@@ -715,13 +677,7 @@ fn a_kill_while_spread_leaves_a_prefix_the_next_run_resumes() {
     assert_ne!(left, v1.zip[..left.len()], "nothing beyond the prefix");
 
     let before = server.requests().len();
-    let report = Deploy::new(&url)
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
-        .dest(&dest)
-        .run()
-        .unwrap();
+    let report = pinned(&url, &v1).dest(&dest).run().unwrap();
     assert_installed(&dest, &v1);
     let resumed = &server.requests()[before];
     let (from, to) = range_of(resumed).expect("the next run resumed");
@@ -789,10 +745,7 @@ fn under_a_weak_etag_the_parts_are_asked_for_under_last_modified() {
         })
     };
     let dest = tmp.path().join("app");
-    Deploy::new(&server.url("/app.zip"))
-        .unwrap()
-        .sha256(&sha(&v1.zip))
-        .unwrap()
+    pinned(&server.url("/app.zip"), &v1)
         .dest(&dest)
         .retries(0)
         .run()
