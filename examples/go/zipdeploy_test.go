@@ -25,6 +25,23 @@ import (
 	"time"
 )
 
+// holdTheLock takes the deploy lock in the state dir stateDir (made if
+// missing) as another deploy does, and releases it after 3 s, so that a
+// wait that cannot be cancelled fails a test's timing check.
+func holdTheLock(t *testing.T, stateDir string) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(stateDir, "lock"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+}
+
 func env(t *testing.T, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
@@ -199,24 +216,12 @@ func TestCancellingTheContextEndsAStalledDownloadWithinASecond(t *testing.T) {
 func TestCancellingTheContextEndsAWaitForAnotherDeploysLockWithinASecond(t *testing.T) {
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "app")
-	// Another deploy to the same DEST holds its lock (released after 3 s, so
-	// that a wait that cannot be cancelled fails the timing check).
-	state := filepath.Join(dir, ".app.zipdeploy")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(state, "lock"), os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+	// Another deploy to the same DEST holds its lock.
+	holdTheLock(t, filepath.Join(dir, ".app.zipdeploy"))
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = Deploy(ctx, Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest})
+	_, err := Deploy(ctx, Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest})
 	if took := time.Since(started); took > time.Second {
 		t.Fatalf("the cancel took %v", took)
 	}
@@ -235,20 +240,12 @@ func TestCancellingTheContextEndsARollbacksWaitForTheLockWithinASecond(t *testin
 	if _, err := Deploy(context.Background(), Options{URL: env(t, "ZIPDEPLOY_TEST_URL"), Dest: dest}); err != nil {
 		t.Fatalf("Deploy: %v", err)
 	}
-	// A deploy holds the lock (released after 3 s, so that a wait that
-	// cannot be cancelled fails the timing check).
-	lock, err := os.OpenFile(filepath.Join(dir, ".app.zipdeploy", "lock"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	go func() { time.Sleep(3 * time.Second); lock.Close() }()
+	// A deploy holds the lock.
+	holdTheLock(t, filepath.Join(dir, ".app.zipdeploy"))
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = RollbackWith(dest, RollbackOptions{Context: ctx})
+	_, err := RollbackWith(dest, RollbackOptions{Context: ctx})
 	if took := time.Since(started); took > time.Second {
 		t.Fatalf("the cancel took %v", took)
 	}
