@@ -408,14 +408,8 @@ impl Partial {
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         };
-        let expected = match field("expected") {
-            Some(hex) => Some(hex.parse().ok()?),
-            None => None,
-        };
-        let prefix = match field("prefix") {
-            Some(n) => Some(n.parse().ok()?),
-            None => None,
-        };
+        let expected = field("expected").map(str::parse).transpose().ok()?;
+        let prefix = field("prefix").map(str::parse).transpose().ok()?;
         Some(Partial {
             location: field("location_sha256")?.to_string(),
             expected,

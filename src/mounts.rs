@@ -66,10 +66,15 @@ pub(crate) fn mount_below(path: &Path) -> Option<PathBuf> {
     }
     let canonical = fs::canonicalize(path).ok()?;
     let table = fs::read("/proc/self/mountinfo").ok()?;
-    let below = mount_points(&table)
+    first_below(&table, &canonical)
+}
+
+/// The first mount point of the mountinfo `table` strictly below `dir`
+/// (whole components: `/var/www/app` is below `/var/www`, not `/var/ww`).
+fn first_below(table: &[u8], dir: &Path) -> Option<PathBuf> {
+    mount_points(table)
         .map(PathBuf::from)
-        .find(|p| p != &canonical && p.starts_with(&canonical));
-    below
+        .find(|p| p != dir && p.starts_with(dir))
 }
 
 /// True when `path` is the mount point of a line of the mountinfo `table`.
@@ -127,11 +132,7 @@ mod tests {
         assert!(!listed_in_mountinfo(TABLE, Path::new("/var/www")));
         assert!(!listed_in_mountinfo(TABLE, Path::new("/mnt/my\\040volume")));
         assert!(!listed_in_mountinfo(TABLE, Path::new("/srv/data")));
-        let below = |dir: &str| {
-            mount_points(TABLE)
-                .map(PathBuf::from)
-                .find(|p| p != Path::new(dir) && p.starts_with(dir))
-        };
+        let below = |dir: &str| first_below(TABLE, Path::new(dir));
         assert_eq!(below("/var/www"), Some(PathBuf::from("/var/www/app")));
         assert_eq!(below("/var/www/app"), None);
         assert_eq!(below("/var/ww"), None, "components, not bytes");

@@ -66,7 +66,7 @@ impl Fixture {
 
     /// The deploy command line, after `program`.
     fn command(&self, program: &[&str]) -> Command {
-        let mut cmd = Command::new(program[0]);
+        let mut cmd = bare(program[0]);
         cmd.args(&program[1..])
             .arg(cli_path())
             .arg("--url")
@@ -76,9 +76,6 @@ impl Fixture {
             .arg("--dest")
             .arg(&self.dest)
             .args(["--", "true"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         cmd
@@ -99,6 +96,16 @@ impl Fixture {
     fn assert_intact(&self) {
         assert_untouched(&self.dest, &self.before);
     }
+}
+
+/// `program`, run with no environment but `PATH` and no stdin, as the
+/// tests below run the CLI (directly, or under `sh` or `unshare`).
+fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    cmd
 }
 
 fn kill(pid: u32, signal: &str) {
@@ -217,7 +224,7 @@ fn sigterm_while_the_report_is_blocked_on_a_full_pipe_keeps_command_from_startin
     std::fs::write(&package, app_zip("1")).unwrap();
     let dest = tmp.path().join("app");
     let started = tmp.path().join("started");
-    let mut cli = Command::new("sh")
+    let mut cli = bare("sh")
         .arg("-c")
         .arg(r#"(head -c 4000000 /dev/zero &); exec "$0" "$@""#)
         .arg(cli_path())
@@ -225,9 +232,6 @@ fn sigterm_while_the_report_is_blocked_on_a_full_pipe_keeps_command_from_startin
         .args(["--url".as_ref(), package.as_os_str()])
         .args(["--dest".as_ref(), dest.as_os_str()])
         .args(["--".as_ref(), "touch".as_ref(), started.as_os_str()])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -270,16 +274,13 @@ fn sigterm_stops_a_rollback_waiting_for_a_deploys_lock_as_pid_1_within_a_second(
     let f = Fixture::new();
     let _held = f.hold_the_lock();
     let started = f.tmp.path().join("started");
-    let mut unshare = Command::new("unshare")
+    let mut unshare = bare("unshare")
         .args(["--pid", "--fork", "--kill-child"])
         .arg(cli_path())
         .arg("--rollback")
         .arg("--dest")
         .arg(&f.dest)
         .args(["--".as_ref(), "touch".as_ref(), started.as_os_str()])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -303,21 +304,18 @@ fn speed_limit_flags_and_variables_reach_the_library() {
         Reply::ok(pkg.clone()).fault(Fault::Trickle(1, Duration::from_millis(200)))
     });
     let tmp = tempfile::tempdir().unwrap();
-    let base = |cmd: &mut Command| {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--url")
+    let base = || {
+        let mut cmd = bare(cli_path());
+        cmd.arg("--url")
             .arg(server.url("/app.zip"))
             .arg("--dest")
             .arg(tmp.path().join("app"))
-            .args(["--retries", "0"])
-            .stdin(Stdio::null());
+            .args(["--retries", "0"]);
+        cmd
     };
-    let mut by_flag = Command::new(cli_path());
-    base(&mut by_flag);
+    let mut by_flag = base();
     by_flag.args(["--speed-limit", "1K", "--speed-time", "0.6"]);
-    let mut by_env = Command::new(cli_path());
-    base(&mut by_env);
+    let mut by_env = base();
     by_env
         .env("ZIPDEPLOY_SPEED_LIMIT", "1000")
         .env("ZIPDEPLOY_SPEED_TIME", "0.6");

@@ -111,31 +111,32 @@ fn run_child(wrapper: &[&str], location: &str, dest: &Path, extra: &[(&str, &str
 fn a_dest_another_user_planted_in_a_shared_parent_is_not_handed_to_them() {
     let tmp = tempfile::tempdir().unwrap();
     let me = fs::metadata(tmp.path()).unwrap().uid();
-    let shared = tmp.path().join("shared");
-    fs::create_dir(&shared).unwrap();
-    chmod(&shared, 0o1777);
-    let dest = shared.join("app");
-    fs::create_dir(&dest).unwrap();
-    fs::write(dest.join("planted"), b"x").unwrap();
-    chmod(&dest, 0o777);
-    chown(&dest, NOBODY);
-    deploy(&app_zip("1"), &dest).unwrap();
-    let meta = fs::metadata(&dest).unwrap();
-    assert_eq!((meta.uid(), mode(&dest)), (me, 0o755), "DEST given away");
-    assert_eq!(read(dest.join("VERSION")), b"1");
-    assert!(!dest.join("planted").exists());
-
-    let private = tmp.path().join("private");
-    fs::create_dir(&private).unwrap();
-    chmod(&private, 0o755);
-    let dest = private.join("app");
-    fs::create_dir(&dest).unwrap();
-    chmod(&dest, 0o750);
-    chown(&dest, NOBODY);
-    deploy(&app_zip("1"), &dest).unwrap();
-    let meta = fs::metadata(&dest).unwrap();
-    assert_eq!((meta.uid(), mode(&dest)), (NOBODY, 0o750), "owner kept");
-    assert_eq!(read(dest.join("VERSION")), b"1");
+    // DEST made by `nobody` with `dest_mode` in a parent with `parent_mode`,
+    // then deployed: its owner and mode afterwards.
+    let planted = |parent: &str, parent_mode: u32, dest_mode: u32| {
+        let parent = tmp.path().join(parent);
+        fs::create_dir(&parent).unwrap();
+        chmod(&parent, parent_mode);
+        let dest = parent.join("app");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("planted"), b"x").unwrap();
+        chmod(&dest, dest_mode);
+        chown(&dest, NOBODY);
+        deploy(&app_zip("1"), &dest).unwrap();
+        assert_eq!(read(dest.join("VERSION")), b"1");
+        assert!(!dest.join("planted").exists());
+        (fs::metadata(&dest).unwrap().uid(), mode(&dest))
+    };
+    assert_eq!(
+        planted("shared", 0o1777, 0o777),
+        (me, 0o755),
+        "DEST given away"
+    );
+    assert_eq!(
+        planted("private", 0o755, 0o750),
+        (NOBODY, 0o750),
+        "owner kept"
+    );
 }
 
 // ---------------------------------------------------------------------------
