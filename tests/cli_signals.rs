@@ -108,6 +108,17 @@ fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// Sends SIGTERM to `pid` (the CLI, `child` itself or its only child) and
+/// checks that `child` then ends within a second with 143, saying so.
+fn assert_sigterm_stops_it_within_a_second(child: &mut Child, pid: u32) {
+    kill(pid, "TERM");
+    let (status, took) = wait_at_most(child, Duration::from_secs(5));
+    let stderr = stderr_of(child);
+    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+}
+
 fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([format!("-{signal}"), pid.to_string()])
@@ -169,12 +180,7 @@ fn sigterm_stops_the_cli_as_pid_1_of_a_pid_namespace_within_a_second() {
         .map(|l| l.split_whitespace().last().unwrap().to_string());
     assert_eq!(nspid.as_deref(), Some("1"), "{status}");
 
-    kill(zipdeploy, "TERM");
-    let (status, took) = wait_at_most(&mut unshare, Duration::from_secs(5));
-    let stderr = stderr_of(&mut unshare);
-    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert_sigterm_stops_it_within_a_second(&mut unshare, zipdeploy);
     f.assert_intact();
 }
 
@@ -205,12 +211,8 @@ fn sigterm_stops_the_cli_waiting_for_another_deploys_lock_within_a_second() {
         f.server.requests().is_empty(),
         "the lock was not waited for"
     );
-    kill(cli.id(), "TERM");
-    let (status, took) = wait_at_most(&mut cli, Duration::from_secs(5));
-    let stderr = stderr_of(&mut cli);
-    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    let pid = cli.id();
+    assert_sigterm_stops_it_within_a_second(&mut cli, pid);
     f.assert_intact();
 }
 
@@ -287,12 +289,7 @@ fn sigterm_stops_a_rollback_waiting_for_a_deploys_lock_as_pid_1_within_a_second(
         .expect("unshare (util-linux) runs");
     let zipdeploy = only_child(unshare.id());
     thread::sleep(Duration::from_millis(600));
-    kill(zipdeploy, "TERM");
-    let (status, took) = wait_at_most(&mut unshare, Duration::from_secs(5));
-    let stderr = stderr_of(&mut unshare);
-    assert!(took < Duration::from_secs(1), "took {took:?}; {stderr}");
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert_sigterm_stops_it_within_a_second(&mut unshare, zipdeploy);
     assert!(!started.exists(), "COMMAND started");
     f.assert_intact();
 }
